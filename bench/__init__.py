@@ -1,0 +1,1 @@
+"""Benchmarks of lasched beside kube-scheduler on the local control plane."""

@@ -1,0 +1,5 @@
+import sys
+
+from lasched.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""The scheduler process: one root TaskGroup of named, guarded tasks.
+
+SIGTERM and SIGINT start a graceful stop: no new pods are dequeued, in-flight
+binds and events finish within ``shutdownGraceSeconds``, then the process
+exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from lasched import server
+from lasched.kube.client import KubeClient
+from lasched.scheduler import Scheduler
+from lasched.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set or a termination signal arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
+        sched = Scheduler(client, settings)
+        runner = await server.start(
+            server.build_app(synced=lambda: sched.synced),
+            host=settings.server.bind_address,
+            port=settings.server.port,
+        )
+        log.info(
+            "lasched serving profiles=%s api=%s http_port=%d",
+            ",".join(settings.scheduler_names), client.host, server.bound_port(runner),
+        )  # fmt: skip
+        try:
+            task = asyncio.create_task(sched.run(), name="scheduler")
+            stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()  # the scheduler ended on its own: surface why
+                return
+            log.info("stopping: finishing in-flight binds")
+            await sched.shutdown()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            stopper.cancel()
+            await runner.cleanup()
+    log.info("stopped")

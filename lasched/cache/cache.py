@@ -1,0 +1,224 @@
+"""The scheduler cache: every node and every pod that holds node resources.
+
+Invariants (kube-scheduler's, enforced here):
+
+* *assume / forget / confirm.* A pod is **assumed** on a node when the
+  scheduling cycle picks it, before the bind is written, so the next cycle
+  already sees the capacity taken. The informer later **confirms** it (the
+  bound pod arrives) or the binder **forgets** it (the bind failed). Assumed
+  pods never expire on a timer: only one of those two events ends them.
+* A pod bound by anyone (any scheduler, or ``spec.nodeName`` set by hand)
+  counts against its node until the pod is deleted or terminal.
+* A node deleted while pods still point at it keeps their accounting (as an
+  entry without a Node object) until their deletions arrive.
+
+The scheduling cycle runs synchronously on the event loop, so no informer
+event can interleave with it: the cycle reads this cache directly and it is a
+consistent snapshot for the cycle's whole duration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from lasched.model.node import Node
+from lasched.model.pod import PodInfo, PodKey
+from lasched.model.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+class CacheError(RuntimeError):
+    """A broken cache invariant; the caller resyncs rather than schedule wrong."""
+
+
+class NodeInfo:
+    """A node with the pods on it and what they request."""
+
+    __slots__ = (
+        "generation",
+        "node",
+        "non_zero_cpu",
+        "non_zero_mem",
+        "pods",
+        "requested",
+        "used_ports",
+    )
+
+    def __init__(self, node: Node | None) -> None:
+        self.node = node
+        self.pods: dict[PodKey, PodInfo] = {}
+        self.requested = Resources()
+        self.non_zero_cpu = 0
+        self.non_zero_mem = 0
+        self.used_ports: dict[tuple[str, str, int], int] = {}
+        self.generation = 0
+
+    @property
+    def name(self) -> str:
+        return self.node.name if self.node else ""
+
+    def add_pod(self, pod: PodInfo) -> None:
+        self.pods[pod.key] = pod
+        self.requested.add(pod.requests)
+        self.requested.pods += 1
+        self.non_zero_cpu += pod.non_zero[0]
+        self.non_zero_mem += pod.non_zero[1]
+        for port in pod.host_ports:
+            self.used_ports[port] = self.used_ports.get(port, 0) + 1
+        self.generation += 1
+
+    def remove_pod(self, key: PodKey) -> PodInfo | None:
+        pod = self.pods.pop(key, None)
+        if pod is None:
+            return None
+        self.requested.sub(pod.requests)
+        self.requested.pods -= 1
+        self.non_zero_cpu -= pod.non_zero[0]
+        self.non_zero_mem -= pod.non_zero[1]
+        for port in pod.host_ports:
+            left = self.used_ports.get(port, 0) - 1
+            if left > 0:
+                self.used_ports[port] = left
+            else:
+                self.used_ports.pop(port, None)
+        self.generation += 1
+        return pod
+
+    def free(self) -> Resources:
+        """Allocatable minus requested (negative when overcommitted)."""
+        if self.node is None:
+            return Resources()
+        free = self.node.allocatable.copy()
+        free.sub(self.requested)
+        return free
+
+
+class SchedulerCache:
+    """Nodes and the pods bound or assumed on them."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeInfo] = {}
+        self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
+        self._assumed: dict[PodKey, PodInfo] = {}
+
+    # ---- reads -------------------------------------------------------------
+
+    def node_infos(self) -> Iterator[NodeInfo]:
+        """Nodes that exist (have a Node object), in a stable order."""
+        return (ni for ni in self._nodes.values() if ni.node is not None)
+
+    def node_info(self, name: str) -> NodeInfo | None:
+        ni = self._nodes.get(name)
+        return ni if ni is not None and ni.node is not None else None
+
+    def node_count(self) -> int:
+        return sum(1 for ni in self._nodes.values() if ni.node is not None)
+
+    def pod_count(self) -> int:
+        return len(self._pod_node)
+
+    def is_assumed(self, key: PodKey) -> bool:
+        return key in self._assumed
+
+    def assumed_count(self) -> int:
+        return len(self._assumed)
+
+    def node_of(self, key: PodKey) -> str | None:
+        return self._pod_node.get(key)
+
+    # ---- nodes -------------------------------------------------------------
+
+    def add_node(self, node: Node) -> None:
+        ni = self._nodes.get(node.name)
+        if ni is None:
+            self._nodes[node.name] = NodeInfo(node)
+        else:
+            ni.node = node
+            ni.generation += 1
+
+    update_node = add_node
+
+    def remove_node(self, name: str) -> None:
+        ni = self._nodes.get(name)
+        if ni is None:
+            return
+        if ni.pods:
+            ni.node = None  # keep the accounting until the pods' deletions arrive
+            ni.generation += 1
+        else:
+            del self._nodes[name]
+
+    # ---- pods from the informer -------------------------------------------
+
+    def add_pod(self, pod: PodInfo) -> None:
+        """A bound, non-terminal pod as the apiserver reports it."""
+        assumed = self._assumed.pop(pod.key, None)
+        if assumed is not None and assumed.node_name != pod.node_name:
+            log.warning(
+                "pod=%s assumed on node=%s but bound to node=%s; following the apiserver",
+                pod.key, assumed.node_name, pod.node_name,
+            )  # fmt: skip
+        self._remove(pod.key)
+        self._node_for(pod.node_name).add_pod(pod)
+        self._pod_node[pod.key] = pod.node_name
+
+    update_pod = add_pod
+
+    def remove_pod(self, key: PodKey) -> None:
+        """The pod was deleted, became terminal, or lost its binding."""
+        self._assumed.pop(key, None)
+        self._remove(key)
+
+    # ---- assume / forget ---------------------------------------------------
+
+    def assume(self, pod: PodInfo, node_name: str) -> PodInfo:
+        """Count ``pod`` on ``node_name`` before its bind is written.
+
+        Returns the assumed copy (with ``node_name`` set), which is what
+        :meth:`forget` takes back.
+        """
+        if pod.key in self._pod_node:
+            raise CacheError(f"pod {pod.key} is already in the cache; cannot assume it")
+        ni = self._nodes.get(node_name)
+        if ni is None or ni.node is None:
+            raise CacheError(f"cannot assume pod {pod.key} on unknown node {node_name}")
+        assumed = _with_node(pod, node_name)
+        ni.add_pod(assumed)
+        self._pod_node[pod.key] = node_name
+        self._assumed[pod.key] = assumed
+        return assumed
+
+    def forget(self, pod: PodInfo) -> None:
+        """Undo :meth:`assume` after a failed bind (no-op if already confirmed)."""
+        if self._assumed.pop(pod.key, None) is not None:
+            self._remove(pod.key)
+
+    # ---- internals -----------------------------------------------------------
+
+    def _node_for(self, name: str) -> NodeInfo:
+        ni = self._nodes.get(name)
+        if ni is None:
+            # A pod can arrive before its node (informers are independent).
+            ni = self._nodes[name] = NodeInfo(None)
+        return ni
+
+    def _remove(self, key: PodKey) -> None:
+        name = self._pod_node.pop(key, None)
+        if name is None:
+            return
+        ni = self._nodes.get(name)
+        if ni is None:
+            return
+        ni.remove_pod(key)
+        if ni.node is None and not ni.pods:
+            del self._nodes[name]
+
+
+def _with_node(pod: PodInfo, node_name: str) -> PodInfo:
+    clone = object.__new__(PodInfo)
+    for slot in PodInfo.__slots__:
+        object.__setattr__(clone, slot, getattr(pod, slot))
+    clone.node_name = node_name
+    return clone

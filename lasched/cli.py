@@ -1,0 +1,138 @@
+"""Command line: ``lasched run``, ``lasched demo``, ``lasched dev up|down|build``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from lasched import logs
+from lasched.settings import ConfigError
+
+log = logging.getLogger("lasched")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lasched", description="A latency-aware Kubernetes scheduler.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the scheduler against a cluster")
+    run.add_argument("--config", help="YAML configuration file (defaults apply without one)")
+    run.add_argument(
+        "--kubeconfig", help="kubeconfig path (default: in-cluster, then ~/.kube/config)"
+    )
+    run.add_argument(
+        "--port", type=int, help="HTTP port for /metrics and /healthz (overrides config)"
+    )
+    run.add_argument("--log-format", choices=("text", "json"))
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    sub.add_parser(
+        "demo", help="start a local kwok cluster, schedule an example workload, print placements"
+    )
+
+    dev = sub.add_parser("dev", help="the local control plane (etcd, kube-apiserver, kwok)")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    up = dev_sub.add_parser("up", help="start a local cluster in the background")
+    up.add_argument("--nodes", type=int, default=10, help="kwok nodes to create (default 10)")
+    up.add_argument("--cpu", default="8", help="CPU per node (default 8)")
+    up.add_argument("--memory", default="32Gi", help="memory per node (default 32Gi)")
+    up.add_argument("--name", default="default", help="cluster name (default 'default')")
+    down = dev_sub.add_parser("down", help="stop a cluster started with 'dev up'")
+    down.add_argument("--name", default="default")
+    dev_sub.add_parser("build", help="build (or find) the control-plane binaries")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        logs.setup(level="INFO")
+        if args.command == "demo":
+            from lasched.demo import run_demo
+
+            return _loop(run_demo())
+        return _dev(args)
+    except ConfigError as e:
+        print(f"lasched: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _loop(coro: Coroutine[Any, Any, int | None]) -> int:
+    import uvloop
+
+    return uvloop.run(coro) or 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lasched import app, settings
+
+    cfg = settings.load(args.config)
+    if args.kubeconfig:
+        cfg = dataclasses.replace(cfg, kubeconfig=args.kubeconfig)
+    if args.port is not None:
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, port=args.port))
+    if args.log_format:
+        cfg = dataclasses.replace(cfg, log_format=args.log_format)
+    if args.log_level:
+        cfg = dataclasses.replace(cfg, log_level=args.log_level)
+    logs.setup(level=cfg.log_level, fmt=cfg.log_format)
+    return _loop(app.run(cfg))
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from lasched.devcluster import binaries
+    from lasched.devcluster.cluster import default_workdir, stop_detached
+    from lasched.devcluster.progress import reporter
+
+    if args.dev_command == "build":
+        with reporter() as progress:
+            paths = asyncio.run(binaries.ensure(progress=progress))
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        return 0
+    if args.dev_command == "down":
+        workdir = default_workdir(args.name)
+        if stop_detached(workdir):
+            print(f"stopped cluster {args.name!r}")
+        else:
+            print(f"no cluster {args.name!r} is running")
+        return 0
+    return asyncio.run(_dev_up(args, default_workdir(args.name)))
+
+
+async def _dev_up(args: argparse.Namespace, workdir: Path) -> int:
+    from lasched.devcluster import nodes
+    from lasched.devcluster.cluster import DevCluster, stop_detached
+    from lasched.devcluster.progress import reporter
+
+    stop_detached(workdir)  # a stale cluster of the same name
+    with reporter() as progress:
+        cluster = DevCluster(workdir=workdir, detached=True, progress=progress)
+        await cluster.start()
+        specs = nodes.uniform(args.nodes, cpu=args.cpu, memory=args.memory)
+        async with await cluster.client() as kc:
+            await nodes.create_nodes(
+                kc, specs, progress=lambda d, t: progress("creating kwok nodes", d, t)
+            )
+            await nodes.wait_ready(kc, [s.name for s in specs])
+    print(f"cluster {args.name!r} is up with {args.nodes} kwok nodes")
+    print(f"  kubeconfig: {cluster.kubeconfig}")
+    print(f"  try:        kubectl --kubeconfig {cluster.kubeconfig} get nodes")
+    print(f"  schedule:   lasched run --kubeconfig {cluster.kubeconfig}")
+    print(f"  stop:       lasched dev down --name {args.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""A real local control plane: etcd, kube-apiserver and kwok on loopback.
+
+Everything listens on 127.0.0.1 on free ports, keeps its data in one work
+directory, and is authenticated and authorised as a real cluster is: client
+certificates, RBAC, API Priority and Fairness, service-account tokens.
+
+No kube-controller-manager runs, so what only its controllers provide is
+absent, and the admission that depends on them is adjusted (docs/devcluster.md):
+
+* ``TaintNodesByCondition`` is disabled: it taints every new node
+  ``node.kubernetes.io/not-ready`` and only the node-lifecycle controller
+  removes that taint. kwok keeps the Ready condition itself.
+* No ServiceAccount controller creates ``default`` service accounts, which the
+  ``ServiceAccount`` admission plugin requires; :func:`ensure_namespace` does.
+* Namespaces are not finalised after deletion and nothing garbage-collects
+  owned objects; tests use fresh namespaces and delete pods directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import ssl
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp
+import orjson
+import yaml
+
+from lasched.devcluster import binaries, pki
+from lasched.devcluster.processes import Child, free_port, pid_alive, spawn, stop_children
+from lasched.kube.client import ApiError, KubeClient
+
+log = logging.getLogger(__name__)
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+POD_CIDR = "10.64.0.0/10"
+
+
+class ClusterError(RuntimeError):
+    """The control plane did not start; the message quotes the failing log."""
+
+
+@dataclass(slots=True)
+class ClusterState:
+    """What ``lasched dev down`` needs to find a detached cluster again."""
+
+    workdir: str
+    kubeconfig: str
+    api_url: str
+    etcd_url: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterState:
+        data = orjson.loads(path.read_bytes())
+        return cls(**data)
+
+
+def default_workdir(name: str = "default") -> Path:
+    return binaries.cache_dir() / "dev" / name
+
+
+def _kubeconfig(*, server: str, p: pki.Pki) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "lasched-dev",
+                "cluster": {"server": server, "certificate-authority": str(p.ca_cert)},
+            }
+        ],
+        "users": [
+            {
+                "name": "lasched-admin",
+                "user": {
+                    "client-certificate": str(p.admin_cert),
+                    "client-key": str(p.admin_key),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "lasched-dev", "context": {"cluster": "lasched-dev", "user": "lasched-admin"}}
+        ],
+        "current-context": "lasched-dev",
+    }
+
+
+class DevCluster:
+    """Start with ``async with DevCluster() as c:``, or ``start()`` / ``stop()``.
+
+    ``detached=True`` lets the processes outlive this Python process (the CLI's
+    ``dev up``); otherwise they die with it, whatever the way it ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path | None = None,
+        detached: bool = False,
+        node_lease_seconds: int = 40,
+        progress: binaries.ProgressFn | None = None,
+    ) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lasched-dev-"))
+        self.detached = detached
+        self.node_lease_seconds = node_lease_seconds
+        self._progress = progress
+        self.children: list[Child] = []
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.api_url = ""
+        self.etcd_url = ""
+        self._pki: pki.Pki | None = None
+        self._state_path = self.workdir / "state.json"
+
+    @property
+    def pki(self) -> pki.Pki:
+        if self._pki is None:
+            raise ClusterError("the cluster has not been started")
+        return self._pki
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self, *, timeout: float = 120.0) -> None:
+        """Build binaries if needed, then start etcd, kube-apiserver and kwok."""
+        bins = await binaries.ensure(["etcd", "kube-apiserver", "kwok"], progress=self._progress)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self._pki = await asyncio.to_thread(pki.create, self.workdir / "pki")
+        started = time.monotonic()
+        try:
+            await self._start_etcd(bins["etcd"], logs, timeout)
+            await self._start_apiserver(bins["kube-apiserver"], logs, timeout)
+            await self._bootstrap()
+            await self._start_kwok(bins["kwok"], logs, timeout)
+        except BaseException:
+            await self.stop()
+            raise
+        self._save_state()
+        log.info("control plane ready in %.1f s at %s", time.monotonic() - started, self.api_url)
+
+    def _save_state(self) -> None:
+        ClusterState(
+            workdir=str(self.workdir),
+            kubeconfig=str(self.kubeconfig),
+            api_url=self.api_url,
+            etcd_url=self.etcd_url,
+            pids={c.name: c.pid for c in self.children},
+        ).save(self._state_path)
+
+    def _spawn(self, name: str, argv: list[str], logs: Path) -> Child:
+        child = spawn(name, argv, log_dir=logs, detached=self.detached)
+        self.children.append(child)
+        return child
+
+    async def _start_etcd(self, etcd: Path, logs: Path, timeout: float) -> None:
+        client_port, peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer = f"http://127.0.0.1:{peer_port}"
+        child = self._spawn(
+            "etcd",
+            [
+                str(etcd),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                # A throwaway lab store: losing it on power loss costs nothing.
+                "--unsafe-no-fsync",
+                "--auto-compaction-retention=1",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+            logs,
+        )
+        await _wait_http(f"{self.etcd_url}/health", child, timeout=timeout, ssl_ctx=None)
+
+    async def _start_apiserver(self, apiserver: Path, logs: Path, timeout: float) -> None:
+        p = self.pki
+        port = free_port()
+        self.api_url = f"https://127.0.0.1:{port}"
+        child = self._spawn(
+            "kube-apiserver",
+            [
+                str(apiserver),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={p.serving_cert}",
+                f"--tls-private-key-file={p.serving_key}",
+                f"--client-ca-file={p.ca_cert}",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=Node,RBAC",
+                "--enable-priority-and-fairness=true",
+                "--enable-admission-plugins=NodeRestriction",
+                "--disable-admission-plugins=TaintNodesByCondition",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                "--v=1",
+            ],
+            logs,
+        )
+        ctx = ssl.create_default_context(cafile=str(p.ca_cert))
+        ctx.load_cert_chain(str(p.admin_cert), str(p.admin_key))
+        await _wait_http(f"{self.api_url}/readyz", child, timeout=timeout, ssl_ctx=ctx)
+        self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server=self.api_url, p=p)))
+
+    async def _bootstrap(self) -> None:
+        async with await self.client() as kc:
+            await ensure_namespace(kc, "default")
+
+    async def _start_kwok(self, kwok: Path, logs: Path, timeout: float) -> None:
+        p = self.pki
+        port = free_port()
+        # An explicit, empty config keeps a user's ~/.kwok/kwok.yaml out of the
+        # lab; kwok then runs its built-in node and pod stages.
+        config = self.workdir / "kwok.yaml"
+        config.write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+        )
+        child = self._spawn(
+            "kwok",
+            [
+                str(kwok),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={config}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={port}",
+                f"--server-address=127.0.0.1:{port}",
+                f"--tls-cert-file={p.serving_cert}",
+                f"--tls-private-key-file={p.serving_key}",
+                f"--node-lease-duration-seconds={self.node_lease_seconds}",
+            ],
+            logs,
+        )
+        ctx = ssl.create_default_context(cafile=str(p.ca_cert))
+        await _wait_http(f"https://127.0.0.1:{port}/healthz", child, timeout=timeout, ssl_ctx=ctx)
+
+    async def client(self) -> KubeClient:
+        """An admin client for this cluster; close it (or use ``async with``)."""
+        return await KubeClient.from_kubeconfig(str(self.kubeconfig))
+
+    async def stop(self) -> None:
+        """Stop every process; remove the work directory if this object made it."""
+        await stop_children(self.children)
+        self.children.clear()
+        self._state_path.unlink(missing_ok=True)
+        if self._owns_workdir:
+            await asyncio.to_thread(shutil.rmtree, self.workdir, ignore_errors=True)
+
+
+def stop_detached(workdir: Path) -> bool:
+    """Stop a cluster that ``dev up`` left running; False if none was there."""
+    from lasched.devcluster.processes import terminate
+
+    state_path = workdir / "state.json"
+    if not state_path.exists():
+        return False
+    state = ClusterState.load(state_path)
+    for pid in reversed(list(state.pids.values())):
+        if pid_alive(pid):
+            terminate(pid)
+    state_path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "etcd", ignore_errors=True)
+    return True
+
+
+async def ensure_namespace(kc: KubeClient, name: str) -> None:
+    """Create ``name`` and its ``default`` ServiceAccount if they are missing.
+
+    Without kube-controller-manager nothing else creates that ServiceAccount,
+    and the ServiceAccount admission plugin rejects pods until it exists.
+    """
+    for path, body in (
+        ("/api/v1/namespaces", {"metadata": {"name": name}}),
+        (f"/api/v1/namespaces/{name}/serviceaccounts", {"metadata": {"name": "default"}}),
+    ):
+        try:
+            await kc.post(path, body)
+        except ApiError as e:
+            if not e.conflict:
+                raise
+
+
+async def _wait_http(
+    url: str, child: Child, *, timeout: float, ssl_ctx: ssl.SSLContext | None
+) -> None:
+    """Poll ``url`` until it answers 200; fail early, with the log, if ``child`` dies."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise ClusterError(
+                    f"{child.name} exited during start-up; last lines of {child.log_path}:\n"
+                    + child.log_tail()
+                )
+            try:
+                async with session.get(
+                    url, ssl=ssl_ctx if ssl_ctx is not None else False,
+                    timeout=aiohttp.ClientTimeout(total=2),
+                ) as resp:  # fmt: skip
+                    if resp.status == 200:
+                        return
+                    last = f"{resp.status} {(await resp.text())[:300]}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                last = repr(e)
+            await asyncio.sleep(0.1)
+    raise ClusterError(
+        f"{child.name} was not ready at {url} within {timeout:.0f} s (last answer: {last}); "
+        f"last lines of {child.log_path}:\n{child.log_tail()}"
+    )

@@ -1,0 +1,152 @@
+"""Fake nodes for the local control plane, managed by kwok.
+
+A node carries the ``kwok.x-k8s.io/node: fake`` annotation that the kwok
+process selects on; kwok then keeps its Ready condition and lease fresh and
+runs the pods bound to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lasched.devcluster.cluster import KWOK_NODE_ANNOTATION
+from lasched.kube.client import ApiError, KubeClient
+
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """What a fake node offers. Quantities use Kubernetes notation."""
+
+    name: str
+    cpu: str = "8"
+    memory: str = "32Gi"
+    pods: str = "110"
+    ephemeral_storage: str = "100Gi"
+    extended: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: Sequence[Taint] = ()
+    region: str | None = None
+    zone: str | None = None
+    unschedulable: bool = False
+
+    def manifest(self) -> dict[str, Any]:
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "kwok",
+            **self.labels,
+        }
+        if self.region:
+            labels[REGION_LABEL] = self.region
+        if self.zone:
+            labels[ZONE_LABEL] = self.zone
+        resources = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pods": self.pods,
+            "ephemeral-storage": self.ephemeral_storage,
+            **self.extended,
+        }
+        spec: dict[str, Any] = {}
+        if self.taints:
+            spec["taints"] = [
+                {"key": t.key, "value": t.value, "effect": t.effect} for t in self.taints
+            ]
+        if self.unschedulable:
+            spec["unschedulable"] = True
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": labels,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+            },
+            "spec": spec,
+            "status": {"capacity": resources, "allocatable": resources},
+        }
+
+
+def uniform(
+    count: int,
+    *,
+    prefix: str = "node",
+    regions: Sequence[str] = (),
+    zones_per_region: int = 1,
+    **kwargs: Any,
+) -> list[NodeSpec]:
+    """``count`` alike nodes, spread round-robin over regions and their zones."""
+    specs = []
+    for i in range(count):
+        region = zone = None
+        if regions:
+            region = regions[i % len(regions)]
+            zone = f"{region}-{chr(ord('a') + (i // len(regions)) % zones_per_region)}"
+        specs.append(NodeSpec(name=f"{prefix}-{i}", region=region, zone=zone, **kwargs))
+    return specs
+
+
+async def create_nodes(
+    kc: KubeClient,
+    specs: Sequence[NodeSpec],
+    *,
+    concurrency: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Create the nodes (an existing node of the same name is left as it is)."""
+    sem = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(spec: NodeSpec) -> None:
+        nonlocal done
+        async with sem:
+            try:
+                await kc.post("/api/v1/nodes", spec.manifest())
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+        done += 1
+        if progress:
+            progress(done, len(specs))
+
+    async with asyncio.TaskGroup() as tg:
+        for spec in specs:
+            tg.create_task(one(spec), name=f"create-node-{spec.name}")
+
+
+def _ready(node: Mapping[str, Any]) -> bool:
+    for cond in node.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+async def wait_ready(kc: KubeClient, names: Sequence[str], *, timeout: float = 60.0) -> None:
+    """Return once every named node reports Ready; raise TimeoutError otherwise."""
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = await kc.get("/api/v1/nodes", labelSelector="type=kwok")
+        ready = {n["metadata"]["name"] for n in listing.get("items", []) if _ready(n)}
+        missing = wanted - ready
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            sample = ", ".join(sorted(missing)[:5])
+            raise TimeoutError(f"{len(missing)} node(s) not Ready after {timeout:.0f} s: {sample}")
+        await asyncio.sleep(0.2)

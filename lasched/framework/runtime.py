@@ -1,0 +1,191 @@
+"""The framework runtime: runs a profile's plugins for one pod.
+
+Filtering and scoring follow kube-scheduler's ``schedulePod``: filter nodes,
+starting where the previous cycle stopped, until enough feasible nodes are
+found (``percentageOfNodesToScore``), score those, and pick the best; ties are
+broken at random so that equal nodes share the load.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import (
+    MAX_NODE_SCORE,
+    Code,
+    CycleState,
+    FilterPlugin,
+    PreFilterPlugin,
+    ScorePlugin,
+    Status,
+    error,
+)
+from lasched.model.pod import PodInfo
+
+log = logging.getLogger(__name__)
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+
+
+@dataclass(slots=True)
+class FitError:
+    """Why no node fits: each node's rejecting Status, summarised kube-scheduler style."""
+
+    num_all_nodes: int
+    node_statuses: dict[str, Status] = field(default_factory=dict)
+    pre_filter: Status | None = None
+
+    def summary(self) -> str:
+        if self.pre_filter is not None:
+            return f"0/{self.num_all_nodes} nodes are available: {self.pre_filter.message}."
+        counts: Counter[str] = Counter()
+        for st in self.node_statuses.values():
+            for r in st.reasons:
+                counts[r] += 1
+        parts = [f"{n} {r}" for r, n in sorted(counts.items())]
+        return f"0/{self.num_all_nodes} nodes are available: {', '.join(parts)}."
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleResult:
+    node: str
+    evaluated: int
+    feasible: int
+    scores: dict[str, int]
+
+
+class Framework:
+    """One profile's plugins, in order, with score weights."""
+
+    def __init__(
+        self,
+        *,
+        pre_filters: Sequence[PreFilterPlugin],
+        filters: Sequence[FilterPlugin],
+        scores: Sequence[tuple[ScorePlugin, int]],
+        percentage_of_nodes_to_score: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pre_filters = list(pre_filters)
+        self.filters = list(filters)
+        self.scores = list(scores)
+        self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
+        self._next_start = 0
+        self._rng = rng or random.Random()
+
+    def num_feasible_nodes_to_find(self, num_all: int) -> int:
+        """kube-scheduler's adaptive percentage: 50% at 100 nodes, 10% at 5,000."""
+        if num_all < MIN_FEASIBLE_NODES_TO_FIND:
+            return num_all
+        pct = self.percentage_of_nodes_to_score
+        if pct <= 0:
+            pct = max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND, 50 - num_all // 125)
+        if pct >= 100:
+            return num_all
+        return max(MIN_FEASIBLE_NODES_TO_FIND, num_all * pct // 100)
+
+    def run_pre_filters(self, state: CycleState, pod: PodInfo) -> Status:
+        for p in self.pre_filters:
+            try:
+                st = p.pre_filter(state, pod)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if not st.ok:
+                return st.with_plugin(p.name)
+        return Status()
+
+    def filter_node(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        for p in self.filters:
+            try:
+                st = p.filter(state, pod, node)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if not st.ok:
+                return st.with_plugin(p.name)
+        return Status()
+
+    def schedule(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> ScheduleResult | FitError:
+        """Filter, score and select; an error Status raises :class:`PluginError`."""
+        num_all = len(nodes)
+        if num_all == 0:
+            return FitError(num_all_nodes=0, pre_filter=Status(Code.UNSCHEDULABLE, ("no nodes",)))
+        pre = self.run_pre_filters(state, pod)
+        if pre.code is Code.ERROR:
+            raise PluginError(pre)
+        if not pre.ok:
+            return FitError(num_all_nodes=num_all, pre_filter=pre)
+
+        want = self.num_feasible_nodes_to_find(num_all)
+        feasible: list[NodeInfo] = []
+        failed: dict[str, Status] = {}
+        start = self._next_start % num_all
+        evaluated = 0
+        for i in range(num_all):
+            ni = nodes[(start + i) % num_all]
+            evaluated += 1
+            st = self.filter_node(state, pod, ni)
+            if st.ok:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            elif st.code is Code.ERROR:
+                raise PluginError(st)
+            else:
+                failed[ni.name] = st
+        self._next_start = (start + evaluated) % num_all
+        if not feasible:
+            return FitError(num_all_nodes=num_all, node_statuses=failed)
+        if len(feasible) == 1 or not self.scores:
+            node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
+            return ScheduleResult(node.name, evaluated, len(feasible), {})
+        totals = self.score_nodes(state, pod, feasible)
+        return ScheduleResult(self._select(totals), evaluated, len(feasible), totals)
+
+    def score_nodes(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> dict[str, int]:
+        totals = dict.fromkeys((n.name for n in nodes), 0)
+        for plugin, weight in self.scores:
+            try:
+                raw = [plugin.score(state, pod, n) for n in nodes]
+                plugin.normalize(state, pod, raw)
+            except Exception as e:
+                raise PluginError.from_exception(plugin.name, e) from e
+            for n, s in zip(nodes, raw, strict=True):
+                if not 0 <= s <= MAX_NODE_SCORE:
+                    raise PluginError(error(f"{plugin.name} scored {n.name} {s}, outside 0..100"))
+                totals[n.name] += s * weight
+        return totals
+
+    def _select(self, totals: dict[str, int]) -> str:
+        """The highest total; among equals, a uniform random choice (reservoir)."""
+        best_name, best, seen = "", -1, 0
+        for name, score in totals.items():
+            if score > best:
+                best_name, best, seen = name, score, 1
+            elif score == best:
+                seen += 1
+                if self._rng.randrange(seen) == 0:
+                    best_name = name
+        return best_name
+
+
+class PluginError(RuntimeError):
+    """A plugin raised or returned an Error status: a bug, reported with its name."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(f"plugin {status.plugin or '?'}: {status.message}")
+        self.status = status
+
+    @classmethod
+    def from_exception(cls, plugin: str, exc: Exception) -> PluginError:
+        log.error("plugin=%s raised %s", plugin, type(exc).__name__, exc_info=exc)
+        return cls(Status(Code.ERROR, (f"{type(exc).__name__}: {exc}",), plugin))

@@ -1,0 +1,213 @@
+"""A thin JSON client for the Kubernetes API.
+
+kubernetes_asyncio is used for what it does well and rarely: reading a
+kubeconfig or the in-cluster service account (including exec plugins and token
+rotation). Requests themselves go through one aiohttp session and are decoded
+with orjson, because the generated models cost far more CPU per object than the
+scheduler can afford on its hot paths (see docs/design.md, "Decoding").
+
+Errors: every non-2xx answer raises :class:`ApiError` carrying the HTTP status
+and the apiserver's ``Status`` reason and message.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import Configuration
+
+JSON = dict[str, Any]
+
+# Watch events of large objects exceed aiohttp's default read buffer.
+_READ_BUFSIZE = 2**21
+
+
+class ApiError(Exception):
+    """The apiserver answered with an error status."""
+
+    def __init__(self, *, status: int, reason: str, message: str, body: JSON | None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Client-side rate settings, stated so that benchmarks compare like with like."""
+
+    max_connections: int = 64
+    user_agent: str = "lasched"
+
+
+async def load_configuration(kubeconfig: str | None) -> Configuration:
+    """A kubernetes_asyncio Configuration from a kubeconfig path, or in-cluster.
+
+    With ``kubeconfig=None`` the in-cluster service account is tried first, then
+    ``$KUBECONFIG`` / ``~/.kube/config``, as kubectl does.
+    """
+    cfg = Configuration()
+    if kubeconfig is None:
+        try:
+            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except kube_config.ConfigException:
+            await kube_config.load_kube_config(client_configuration=cfg)
+    else:
+        await kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    return cfg
+
+
+def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, keyfile=cfg.key_file)
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class KubeClient:
+    """JSON requests to one apiserver; cancelling any call is safe."""
+
+    def __init__(self, cfg: Configuration, options: ClientOptions | None = None) -> None:
+        self._cfg = cfg
+        self.options = options or ClientOptions()
+        self.host: str = (cfg.host or "").rstrip("/")
+        connector = aiohttp.TCPConnector(limit=self.options.max_connections, ssl=_ssl_context(cfg))
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            read_bufsize=_READ_BUFSIZE,
+            headers={"User-Agent": self.options.user_agent, "Accept": "application/json"},
+        )
+
+    @classmethod
+    async def from_kubeconfig(
+        cls, kubeconfig: str | None, options: ClientOptions | None = None
+    ) -> Self:
+        return cls(await load_configuration(kubeconfig), options)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        auth = await self._cfg.auth_settings()
+        bearer = auth.get("BearerToken")
+        if bearer and bearer.get("value"):
+            headers["Authorization"] = bearer["value"]
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _url(self, path: str, params: Mapping[str, str | int | bool] | None) -> str:
+        if not params:
+            return self.host + path
+        clean = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+        return f"{self.host}{path}?{urlencode(clean)}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = 30.0,
+    ) -> JSON:
+        """One request; the decoded JSON answer (``{}`` for an empty body)."""
+        data = orjson.dumps(body) if body is not None else None
+        headers = await self._headers(content_type if data is not None else None)
+        async with self._session.request(
+            method,
+            self._url(path, params),
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 300:
+                raise _api_error(resp.status, raw)
+            if not raw:
+                return {}
+            decoded: JSON = orjson.loads(raw)
+            return decoded
+
+    async def get(self, path: str, **params: str | int | bool) -> JSON:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: Any) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def delete(self, path: str, body: Any = None) -> JSON:
+        return await self.request("DELETE", path, body=body)
+
+    async def patch(self, path: str, body: Any, *, patch_type: str = "merge") -> JSON:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+        }[patch_type]
+        return await self.request("PATCH", path, body=body, content_type=content_type)
+
+    async def stream(
+        self, path: str, *, params: Mapping[str, str | int | bool], timeout: float | None = None
+    ) -> AsyncIterator[JSON]:
+        """Yield each JSON line of a watch stream as it arrives.
+
+        Cancelling the consumer closes the connection.
+        """
+        headers = await self._headers(None)
+        async with self._session.get(
+            self._url(path, params),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10),
+        ) as resp:
+            if resp.status >= 300:
+                raise _api_error(resp.status, await resp.read())
+            # readline() keeps partial lines buffered across chunks.
+            while line := await resp.content.readline():
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _api_error(status: int, raw: bytes) -> ApiError:
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        return ApiError(
+            status=status,
+            reason=str(body.get("reason", "")),
+            message=str(body.get("message", "")),
+            body=body,
+        )
+    return ApiError(status=status, reason="", message=raw[:200].decode(errors="replace"), body=None)

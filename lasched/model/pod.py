@@ -1,0 +1,111 @@
+"""PodInfo: the parts of a Pod the scheduler reads, decoded once per event.
+
+Only what scheduling needs is kept: the full object of 30,000 pods would cost
+several times the memory (see bench/). Sub-structures that plugins interpret
+(affinity, tolerations) stay as the apiserver's JSON, which is already small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NewType
+
+from lasched.model.resources import Resources, non_zero_requests, pod_requests
+
+PodKey = NewType("PodKey", str)
+"""``namespace/name``."""
+
+UID = NewType("UID", str)
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def pod_key(namespace: str, name: str) -> PodKey:
+    return PodKey(f"{namespace}/{name}")
+
+
+def parse_time(text: str | None) -> float:
+    """An RFC 3339 timestamp from the apiserver as a Unix time (0.0 if absent)."""
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class PodInfo:
+    """A decoded pod. Treat instances as immutable: a new event builds a new one."""
+
+    __slots__ = (
+        "affinity",
+        "annotations",
+        "created",
+        "deleting",
+        "host_ports",
+        "key",
+        "labels",
+        "name",
+        "namespace",
+        "node_name",
+        "node_selector",
+        "nominated_node_name",
+        "non_zero",
+        "phase",
+        "preemption_policy",
+        "priority",
+        "requests",
+        "resource_version",
+        "scheduler_name",
+        "spec_priority",
+        "tolerations",
+        "uid",
+    )
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        self.namespace: str = meta.get("namespace", "default")
+        self.name: str = meta["name"]
+        self.key = pod_key(self.namespace, self.name)
+        self.uid = UID(meta.get("uid", ""))
+        self.resource_version: str = meta.get("resourceVersion", "")
+        self.labels: dict[str, str] = meta.get("labels") or {}
+        self.annotations: dict[str, str] = meta.get("annotations") or {}
+        self.created: float = parse_time(meta.get("creationTimestamp"))
+        self.deleting: bool = meta.get("deletionTimestamp") is not None
+        self.scheduler_name: str = spec.get("schedulerName", "default-scheduler")
+        self.node_name: str = spec.get("nodeName", "")
+        self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
+        self.affinity: dict[str, Any] = spec.get("affinity") or {}
+        self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
+        self.spec_priority: int | None = spec.get("priority")
+        # Effective priority; the queue may refine it (annotation fallback).
+        self.priority: int = self.spec_priority or 0
+        self.preemption_policy: str = spec.get("preemptionPolicy", "PreemptLowerPriority")
+        self.phase: str = status.get("phase", "Pending")
+        self.nominated_node_name: str = status.get("nominatedNodeName", "")
+        self.requests: Resources = pod_requests(spec)
+        self.non_zero: tuple[int, int] = non_zero_requests(spec)
+        self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.node_name)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    def __repr__(self) -> str:
+        return f"PodInfo({self.key}, node={self.node_name or '-'}, rv={self.resource_version})"
+
+
+def _host_ports(spec: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:
+    """(hostIP, protocol, hostPort) of every container port that claims a host port."""
+    ports = []
+    for c in (*(spec.get("initContainers") or ()), *(spec.get("containers") or ())):
+        for p in c.get("ports") or ():
+            hp = p.get("hostPort")
+            if hp:
+                ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(hp)))
+    return tuple(ports)

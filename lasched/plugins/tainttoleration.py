@@ -1,0 +1,72 @@
+"""TaintToleration: NoSchedule/NoExecute taints must be tolerated; fewer
+untolerated PreferNoSchedule taints score higher. Matching follows
+``v1.Toleration.ToleratesTaint``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import (
+    MAX_NODE_SCORE,
+    SUCCESS,
+    CycleState,
+    Status,
+    unschedulable,
+)
+from lasched.model.node import Taint
+from lasched.model.pod import PodInfo
+
+_FILTER_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Taint) -> bool:
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.effect:
+        return False
+    key = toleration.get("key") or ""
+    operator = toleration.get("operator") or "Equal"
+    if key != taint.key and not (key == "" and operator == "Exists"):
+        return False
+    if operator == "Exists":
+        return True
+    return bool(operator == "Equal" and (toleration.get("value") or "") == taint.value)
+
+
+def untolerated(
+    taints: Iterable[Taint], tolerations: list[dict[str, Any]], effects: tuple[str, ...]
+) -> Taint | None:
+    """The first taint of the given effects that no toleration tolerates."""
+    for taint in taints:
+        if taint.effect in effects and not any(tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+class TaintToleration:
+    name = "TaintToleration"
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        assert node.node is not None
+        taint = untolerated(node.node.taints, pod.tolerations, _FILTER_EFFECTS)
+        if taint is None:
+            return SUCCESS
+        return unschedulable(f"node(s) had untolerated taint {taint!r}", unresolvable=True)
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        assert node.node is not None
+        return sum(
+            1
+            for taint in node.node.taints
+            if taint.effect == "PreferNoSchedule"
+            and not any(tolerates(t, taint) for t in pod.tolerations)
+        )
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        """Fewer intolerable taints is better: reverse onto 0..100."""
+        worst = max(scores, default=0)
+        for i, s in enumerate(scores):
+            scores[i] = (
+                MAX_NODE_SCORE if worst == 0 else MAX_NODE_SCORE - s * MAX_NODE_SCORE // worst
+            )

@@ -1,0 +1,251 @@
+"""The scheduling queue: activeQ, backoffQ and the unschedulable pool.
+
+Follows kube-scheduler's PriorityQueue:
+
+* **activeQ** is a heap ordered by priority (higher first), then by the time
+  the pod entered the queue (FIFO within a priority).
+* A pod that failed goes to **backoffQ** for ``initial * 2**(attempts-1)``
+  seconds (capped, with jitter) when a cluster event arrived while it was being
+  tried, otherwise to the **unschedulable** pool.
+* Cluster events (a node added or changed, a bound pod deleted)
+  :meth:`move_all_to_active_or_backoff`; a periodic flush returns pods that
+  have waited longer than ``max_unschedulable`` so nothing waits forever.
+* Deletion removes a pod from every part; an update replaces it in place.
+
+Time comes from an injectable clock so tests run in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lasched.model.pod import PodInfo, PodKey
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    initial_backoff: float = 1.0
+    max_backoff: float = 10.0
+    backoff_jitter: float = 0.1
+    max_unschedulable: float = 300.0
+    flush_interval: float = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class QueuedPod:
+    """A pod in the queue, with its scheduling history."""
+
+    pod: PodInfo
+    timestamp: float  # when it last entered activeQ (FIFO order)
+    initial_attempt: float | None = None
+    attempts: int = 0
+    backoff_until: float = 0.0
+    unschedulable_since: float | None = None
+    reason: str = ""
+    where: str = "active"  # active | backoff | unschedulable | in-flight
+    seq: int = 0
+    cycle: int = 0  # scheduling cycle in which it was last popped
+
+    @property
+    def key(self) -> PodKey:
+        return self.pod.key
+
+
+class SchedulingQueue:
+    """Holds pods that wait for a scheduling attempt."""
+
+    def __init__(self, options: QueueOptions | None = None, clock: Clock = time.monotonic) -> None:
+        self.options = options or QueueOptions()
+        self._clock = clock
+        self._pods: dict[PodKey, QueuedPod] = {}
+        self._active: list[tuple[int, float, int, QueuedPod]] = []
+        self._backoff: list[tuple[float, int, QueuedPod]] = []
+        self._seq = itertools.count()
+        self._cycle = 0
+        self._move_request_cycle = -1
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    # ---- reads -------------------------------------------------------------
+
+    def __contains__(self, key: PodKey) -> bool:
+        return key in self._pods
+
+    def get(self, key: PodKey) -> QueuedPod | None:
+        return self._pods.get(key)
+
+    def counts(self) -> dict[str, int]:
+        """Pods per part: ``active``, ``backoff``, ``unschedulable``, ``in-flight``."""
+        out = {"active": 0, "backoff": 0, "unschedulable": 0, "in-flight": 0}
+        for qp in self._pods.values():
+            out[qp.where] += 1
+        return out
+
+    def __len__(self) -> int:
+        return len(self._pods)
+
+    @property
+    def scheduling_cycle(self) -> int:
+        return self._cycle
+
+    # ---- changes from informers -------------------------------------------
+
+    def add(self, pod: PodInfo) -> None:
+        """A new pending pod; an existing one is updated instead."""
+        if pod.key in self._pods:
+            self.update(pod)
+            return
+        qp = QueuedPod(pod=pod, timestamp=self._clock())
+        self._pods[pod.key] = qp
+        self._push_active(qp)
+
+    def update(self, pod: PodInfo) -> None:
+        """Replace a queued pod's info; an unschedulable pod gets another try."""
+        qp = self._pods.get(pod.key)
+        if qp is None:
+            self.add(pod)
+            return
+        old_priority = qp.pod.priority
+        qp.pod = pod
+        if qp.where == "unschedulable":
+            self._to_active_or_backoff(qp)
+        elif qp.where == "active" and pod.priority != old_priority:
+            self._push_active(qp)  # the old heap entry is skipped lazily
+
+    def delete(self, key: PodKey) -> None:
+        """The pod was deleted or bound elsewhere: forget it everywhere."""
+        qp = self._pods.pop(key, None)
+        if qp is not None:
+            qp.where = "gone"
+
+    # ---- the scheduling loop's side ---------------------------------------
+
+    async def pop(self) -> QueuedPod:
+        """The next pod to try; waits while activeQ is empty.
+
+        Cancelling while waiting is safe: nothing is removed.
+        """
+        while True:
+            self.flush_backoff()
+            while self._active:
+                _, _, seq, qp = heapq.heappop(self._active)
+                if qp.where != "active" or qp.seq != seq:
+                    continue  # stale entry: deleted, moved or re-prioritised
+                qp.where = "in-flight"
+                qp.attempts += 1
+                if qp.initial_attempt is None:
+                    qp.initial_attempt = self._clock()
+                self._cycle += 1
+                qp.cycle = self._cycle
+                return qp
+            if self._closed:
+                raise QueueClosed()
+            self._ready.clear()
+            await self._ready.wait()
+
+    def done(self, key: PodKey) -> None:
+        """The attempt succeeded (the pod is assumed): it leaves the queue."""
+        qp = self._pods.get(key)
+        if qp is not None and qp.where == "in-flight":
+            del self._pods[key]
+
+    def requeue_unschedulable(self, qp: QueuedPod, *, reason: str) -> None:
+        """The attempt failed. Back off if the cluster changed meanwhile, else park."""
+        if self._pods.get(qp.key) is not qp:
+            return  # deleted while in flight
+        qp.reason = reason
+        now = self._clock()
+        if qp.unschedulable_since is None:
+            qp.unschedulable_since = now
+        qp.backoff_until = now + self.backoff_duration(qp)
+        if self._move_request_cycle >= qp.cycle:
+            self._push_backoff(qp)
+        else:
+            qp.where = "unschedulable"
+
+    def requeue_error(self, qp: QueuedPod, *, reason: str) -> None:
+        """The attempt hit an error (not a verdict): retry after backoff."""
+        if self._pods.get(qp.key) is not qp:
+            return
+        qp.reason = reason
+        qp.backoff_until = self._clock() + self.backoff_duration(qp)
+        self._push_backoff(qp)
+
+    def move_all_to_active_or_backoff(self) -> int:
+        """A cluster event may make unschedulable pods fit: give them another try."""
+        self._move_request_cycle = self._cycle
+        moved = 0
+        for qp in list(self._pods.values()):
+            if qp.where == "unschedulable":
+                self._to_active_or_backoff(qp)
+                moved += 1
+        return moved
+
+    def flush_backoff(self) -> None:
+        """Move pods whose backoff has expired to activeQ."""
+        now = self._clock()
+        while self._backoff and self._backoff[0][0] <= now:
+            _, seq, qp = heapq.heappop(self._backoff)
+            if qp.where == "backoff" and qp.seq == seq:
+                self._push_active(qp)
+
+    def flush_unschedulable(self) -> None:
+        """Pods parked longer than ``max_unschedulable`` get another try."""
+        now = self._clock()
+        for qp in list(self._pods.values()):
+            if (
+                qp.where == "unschedulable"
+                and qp.unschedulable_since is not None
+                and now - qp.unschedulable_since >= self.options.max_unschedulable
+            ):
+                self._to_active_or_backoff(qp)
+
+    async def run_flushes(self) -> None:
+        """Periodic flushes; run as a long-lived task until cancelled."""
+        while True:
+            await asyncio.sleep(self.options.flush_interval)
+            self.flush_backoff()
+            self.flush_unschedulable()
+
+    def close(self) -> None:
+        """Wake and end every :meth:`pop` (graceful shutdown)."""
+        self._closed = True
+        self._ready.set()
+
+    # ---- internals -----------------------------------------------------------
+
+    def backoff_duration(self, qp: QueuedPod) -> float:
+        o = self.options
+        base: float = min(o.max_backoff, o.initial_backoff * 2.0 ** max(0, qp.attempts - 1))
+        return base * (1 + random.uniform(0, o.backoff_jitter))
+
+    def _to_active_or_backoff(self, qp: QueuedPod) -> None:
+        if qp.backoff_until > self._clock():
+            self._push_backoff(qp)
+        else:
+            self._push_active(qp)
+
+    def _push_active(self, qp: QueuedPod) -> None:
+        qp.where = "active"
+        qp.seq = next(self._seq)
+        if qp.attempts:  # a retry queues behind pods of its priority that never ran
+            qp.timestamp = self._clock()
+        heapq.heappush(self._active, (-qp.pod.priority, qp.timestamp, qp.seq, qp))
+        self._ready.set()
+
+    def _push_backoff(self, qp: QueuedPod) -> None:
+        qp.where = "backoff"
+        qp.seq = next(self._seq)
+        heapq.heappush(self._backoff, (qp.backoff_until, qp.seq, qp))
+
+
+class QueueClosed(Exception):
+    """The queue was closed; the scheduling loop ends."""

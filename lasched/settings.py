@@ -1,0 +1,208 @@
+"""Configuration: one YAML file, validated at start-up, frozen afterwards.
+
+Every field has a documented default (docs/configuration.md); an invalid
+value raises :class:`ConfigError` naming the field by its YAML path, e.g.
+``queue.initialBackoffSeconds must be a positive number, not -1``. Unknown
+fields are errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_SCHEDULER_NAME = "lasched"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSettings:
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    scoring_strategy: str = "LeastAllocated"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 10.0
+    max_unschedulable_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    bind_address: str = "0.0.0.0"
+    port: int = 10271
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    profiles: tuple[ProfileSettings, ...] = (ProfileSettings(),)
+    kubeconfig: str | None = None
+    bind_concurrency: int = 64
+    percentage_of_nodes_to_score: int = 0
+    shutdown_grace_seconds: float = 10.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def scheduler_names(self) -> tuple[str, ...]:
+        return tuple(p.scheduler_name for p in self.profiles)
+
+
+class _Reader:
+    """Reads one mapping, remembering the YAML path for error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or 'the configuration'} must be a mapping")
+        self.data = dict(data)
+        self.path = path
+        self.used: set[str] = set()
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        self.used.add(key)
+        return self.data.get(key)
+
+    def number(
+        self, key: str, default: float, *, minimum: float = 0.0, strict: bool = True
+    ) -> float:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{self._name(key)} must be a number, not {v!r}")
+        if v < minimum or (strict and v == minimum):
+            what = "positive" if strict and minimum == 0 else f">= {minimum}"
+            raise ConfigError(f"{self._name(key)} must be {what}, not {v!r}")
+        return float(v)
+
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int)
+            or v < minimum
+            or (maximum is not None and v > maximum)
+        ):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{self._name(key)} must be an integer {bounds}, not {v!r}")
+        return v
+
+    def string(self, key: str, default: str, *, choices: tuple[str, ...] = ()) -> str:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{self._name(key)} must be a non-empty string, not {v!r}")
+        if choices and v not in choices:
+            raise ConfigError(f"{self._name(key)} must be one of {', '.join(choices)}, not {v!r}")
+        return v
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.raw(key), self._name(key))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"unknown field {self._name(unknown[0])}")
+
+
+def parse(data: Any) -> Settings:
+    """Settings from already-decoded YAML."""
+    r = _Reader(data, "")
+    profiles_raw = r.raw("profiles")
+    profiles: list[ProfileSettings] = []
+    if profiles_raw is None:
+        profiles = [ProfileSettings()]
+    elif not isinstance(profiles_raw, list) or not profiles_raw:
+        raise ConfigError("profiles must be a non-empty list")
+    else:
+        for i, item in enumerate(profiles_raw):
+            pr = _Reader(item, f"profiles[{i}]")
+            profiles.append(
+                ProfileSettings(
+                    scheduler_name=pr.string("schedulerName", DEFAULT_SCHEDULER_NAME),
+                    scoring_strategy=pr.string(
+                        "scoringStrategy",
+                        "LeastAllocated",
+                        choices=("LeastAllocated", "MostAllocated"),
+                    ),
+                )
+            )
+            pr.finish()
+    names = [p.scheduler_name for p in profiles]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ConfigError(f"profiles[{i}].schedulerName {n!r} is used by an earlier profile")
+
+    q = r.child("queue")
+    initial = q.number("initialBackoffSeconds", 1.0)
+    maximum = q.number("maxBackoffSeconds", 10.0)
+    if maximum < initial:
+        raise ConfigError(
+            f"queue.maxBackoffSeconds ({maximum}) must not be below "
+            f"queue.initialBackoffSeconds ({initial})"
+        )
+    queue = QueueSettings(
+        initial_backoff_seconds=initial,
+        max_backoff_seconds=maximum,
+        max_unschedulable_seconds=q.number("maxUnschedulableSeconds", 300.0),
+    )
+    q.finish()
+
+    s = r.child("server")
+    server = ServerSettings(
+        bind_address=s.string("bindAddress", "0.0.0.0"),
+        port=s.integer("port", 10271, minimum=0, maximum=65535),
+    )
+    s.finish()
+
+    kubeconfig = r.raw("kubeconfig")
+    if kubeconfig is not None and not isinstance(kubeconfig, str):
+        raise ConfigError(f"kubeconfig must be a path, not {kubeconfig!r}")
+    settings = Settings(
+        profiles=tuple(profiles),
+        kubeconfig=kubeconfig,
+        bind_concurrency=r.integer("bindConcurrency", 64, minimum=1),
+        percentage_of_nodes_to_score=r.integer(
+            "percentageOfNodesToScore", 0, minimum=0, maximum=100
+        ),
+        shutdown_grace_seconds=r.number("shutdownGraceSeconds", 10.0, strict=False),
+        log_format=r.string("logFormat", "text", choices=("text", "json")),
+        log_level=r.string("logLevel", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        queue=queue,
+        server=server,
+    )
+    r.finish()
+    return settings
+
+
+def load(path: str | Path | None) -> Settings:
+    """Settings from a YAML file, or the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    return parse(data)

@@ -1,0 +1,249 @@
+"""The wire format between lasched and its node agents, version 1.
+
+Sans-I/O: this module only turns messages into bytes and bytes into
+messages; it never touches a socket, so both ends (and the tests) share one
+definition of the format. It lives in its own tiny distribution because the
+scheduler must not depend on the agent (whose ICMP library is GPL-2) and the
+agent must not depend on the scheduler (kubernetes_asyncio and more).
+
+Every frame is one binary WebSocket message holding an orjson-encoded object
+``{"v": 1, "type": ..., "seq": n, ...}``. ``seq`` increases by one per message
+and per sender, so a receiver can count what it missed. A frame that is too
+large, not JSON, of an unknown version or type, or missing a field raises
+:class:`ProtocolError`, whose message says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+VERSION = 1
+MAX_FRAME_BYTES = 1 << 20
+"""A receiver closes a connection that sends a larger frame."""
+
+Method = Literal["icmp", "tcp"]
+TargetKind = Literal["node", "endpoint"]
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow this protocol; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Agent -> scheduler, first message: who the agent says it is."""
+
+    seq: int
+    node: str
+    agent_version: str
+    methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: str  # a node name or an endpoint name
+    address: str
+    kind: TargetKind
+    port: int | None = None  # for TCP-connect probing
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Scheduler -> agent: whom to probe, and how often."""
+
+    seq: int
+    targets: tuple[Target, ...]
+    interval_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """RTT statistics to one target over one interval, in milliseconds."""
+
+    target: str
+    method: Method
+    count: int
+    loss: float  # 0..1
+    min_ms: float | None
+    median_ms: float | None
+    p90_ms: float | None
+    jitter_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """Agent -> scheduler: one batch of samples, measured at ``time`` (Unix s)."""
+
+    seq: int
+    time: float
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    seq: int
+    time: float
+
+
+Message = Hello | Targets | Samples | Heartbeat
+
+_TYPES: dict[type[Any], str] = {
+    Hello: "hello",
+    Targets: "targets",
+    Samples: "samples",
+    Heartbeat: "heartbeat",
+}
+
+
+def encode(msg: Message) -> bytes:
+    """One frame's bytes."""
+    body: dict[str, Any] = {"v": VERSION, "type": _TYPES[type(msg)]}
+    if isinstance(msg, Hello):
+        body |= {
+            "seq": msg.seq,
+            "node": msg.node,
+            "agentVersion": msg.agent_version,
+            "methods": list(msg.methods),
+        }
+    elif isinstance(msg, Targets):
+        body |= {
+            "seq": msg.seq,
+            "intervalSeconds": msg.interval_seconds,
+            "targets": [
+                {"id": t.id, "address": t.address, "kind": t.kind, "port": t.port}
+                for t in msg.targets
+            ],
+        }
+    elif isinstance(msg, Samples):
+        body |= {
+            "seq": msg.seq,
+            "time": msg.time,
+            "samples": [
+                {
+                    "target": s.target,
+                    "method": s.method,
+                    "count": s.count,
+                    "loss": s.loss,
+                    "min": s.min_ms,
+                    "median": s.median_ms,
+                    "p90": s.p90_ms,
+                    "jitter": s.jitter_ms,
+                }
+                for s in msg.samples
+            ],
+        }
+    else:
+        body |= {"seq": msg.seq, "time": msg.time}
+    return orjson.dumps(body)
+
+
+def decode(frame: bytes | str) -> Message:
+    """Parse and validate one frame."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        body = orjson.loads(frame)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"frame is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("frame is not a JSON object")
+    if body.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {body.get('v')!r} (want {VERSION})")
+    kind = body.get("type")
+    seq = _int(body, "seq", minimum=0)
+    if kind == "hello":
+        methods = _list(body, "methods")
+        for m in methods:
+            if m not in ("icmp", "tcp"):
+                raise ProtocolError(f"hello.methods has unknown method {m!r}")
+        return Hello(
+            seq=seq,
+            node=_str(body, "node"),
+            agent_version=_str(body, "agentVersion"),
+            methods=tuple(methods),
+        )
+    if kind == "targets":
+        return Targets(
+            seq=seq,
+            interval_seconds=_num(body, "intervalSeconds", minimum=0.001),
+            targets=tuple(_target(t) for t in _list(body, "targets")),
+        )
+    if kind == "samples":
+        return Samples(
+            seq=seq,
+            time=_num(body, "time", minimum=0),
+            samples=tuple(_sample(s) for s in _list(body, "samples")),
+        )
+    if kind == "heartbeat":
+        return Heartbeat(seq=seq, time=_num(body, "time", minimum=0))
+    raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def _target(raw: Any) -> Target:
+    if not isinstance(raw, dict):
+        raise ProtocolError("targets[] entries must be objects")
+    kind = raw.get("kind")
+    if kind not in ("node", "endpoint"):
+        raise ProtocolError(f"target.kind must be 'node' or 'endpoint', not {kind!r}")
+    port = raw.get("port")
+    if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+        raise ProtocolError(f"target.port must be 1..65535, not {port!r}")
+    return Target(id=_str(raw, "id"), address=_str(raw, "address"), kind=kind, port=port)
+
+
+def _sample(raw: Any) -> Sample:
+    if not isinstance(raw, dict):
+        raise ProtocolError("samples[] entries must be objects")
+    method = raw.get("method")
+    if method not in ("icmp", "tcp"):
+        raise ProtocolError(f"sample.method must be 'icmp' or 'tcp', not {method!r}")
+    loss = _num(raw, "loss", minimum=0)
+    if loss > 1:
+        raise ProtocolError(f"sample.loss must be within 0..1, not {loss!r}")
+    return Sample(
+        target=_str(raw, "target"),
+        method=method,
+        count=_int(raw, "count", minimum=0),
+        loss=loss,
+        min_ms=_opt_ms(raw, "min"),
+        median_ms=_opt_ms(raw, "median"),
+        p90_ms=_opt_ms(raw, "p90"),
+        jitter_ms=_opt_ms(raw, "jitter"),
+    )
+
+
+def _str(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str) or not v:
+        raise ProtocolError(f"field {key!r} must be a non-empty string, not {v!r}")
+    return v
+
+
+def _int(d: dict[str, Any], key: str, *, minimum: int) -> int:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ProtocolError(f"field {key!r} must be an integer >= {minimum}, not {v!r}")
+    return v
+
+
+def _num(d: dict[str, Any], key: str, *, minimum: float) -> float:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
+        raise ProtocolError(f"field {key!r} must be a number >= {minimum}, not {v!r}")
+    return float(v)
+
+
+def _opt_ms(d: dict[str, Any], key: str) -> float | None:
+    if d.get(key) is None:
+        return None
+    return _num(d, key, minimum=0)
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    if not isinstance(v, list):
+        raise ProtocolError(f"field {key!r} must be a list, not {type(v).__name__}")
+    return v

@@ -1,0 +1,94 @@
+"""The local control plane behaves as a real cluster does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lasched.devcluster import nodes
+from lasched.devcluster.binaries import KUBERNETES_VERSION
+from lasched.devcluster.cluster import DevCluster
+from lasched.devcluster.processes import pid_alive
+from lasched.kube.client import ApiError, KubeClient
+from tests.integration.helpers import eventually, pod
+
+
+async def test_apiserver_reports_pinned_version(kc: KubeClient) -> None:
+    """kube-apiserver was built with version ldflags and says which release it is."""
+    v = await kc.get("/version")
+    assert v["gitVersion"] == KUBERNETES_VERSION
+
+
+async def test_kwok_nodes_become_ready(kc: KubeClient) -> None:
+    """Nodes created by the helper are picked up by kwok and turn Ready."""
+    specs = nodes.uniform(5, prefix="ready", regions=["r1", "r2"])
+    await nodes.create_nodes(kc, specs)
+    await nodes.wait_ready(kc, [s.name for s in specs], timeout=30)
+    n = await kc.get("/api/v1/nodes/ready-1")
+    assert n["metadata"]["labels"]["topology.kubernetes.io/region"] == "r2"
+    assert n["status"]["allocatable"]["cpu"] == "8"
+
+
+async def test_pods_bound_to_kwok_nodes_run(kc: KubeClient, namespace: str) -> None:
+    """kwok plays the kubelet: a pod bound to its node reaches Running."""
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name="runner-0")])
+    await nodes.wait_ready(kc, ["runner-0"])
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("p", nodeName="runner-0"))
+
+    async def running() -> bool:
+        p = await kc.get(f"/api/v1/namespaces/{namespace}/pods/p")
+        return bool(p["status"].get("phase") == "Running")
+
+    await eventually(running)
+
+
+async def test_rbac_is_enforced(kc: KubeClient, namespace: str, cluster: DevCluster) -> None:
+    """A ServiceAccount with no bindings is authenticated but may not list pods."""
+    await kc.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "nobody"}}
+    )
+    token = await kc.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/nobody/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    review = await kc.post(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": f"system:serviceaccount:{namespace}:nobody",
+                "resourceAttributes": {"verb": "list", "resource": "pods"},
+            },
+        },
+    )
+    assert review["status"]["allowed"] is False
+    assert token["status"]["token"]
+
+
+async def test_priority_and_fairness_is_on(kc: KubeClient) -> None:
+    """API Priority and Fairness serves its default flow schemas."""
+    schemas = await kc.get("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas")
+    names = {s["metadata"]["name"] for s in schemas["items"]}
+    assert "system-leader-election" in names
+
+
+async def test_pods_need_a_service_account(kc: KubeClient) -> None:
+    """ServiceAccount admission is on: a namespace without 'default' SA rejects pods."""
+    await kc.post("/api/v1/namespaces", {"metadata": {"name": "no-sa"}})
+    with pytest.raises(ApiError) as err:
+        await kc.post("/api/v1/namespaces/no-sa/pods", pod("p"))
+    assert err.value.status == 403
+    assert "serviceaccount" in err.value.message.lower()
+
+
+async def test_stop_leaves_no_process_behind() -> None:
+    """Stopping a cluster ends etcd, kube-apiserver and kwok."""
+    c = DevCluster()
+    await c.start()
+    pids = [child.pid for child in c.children]
+    assert all(pid_alive(p) for p in pids)
+    await c.stop()
+    await asyncio.sleep(0.1)
+    assert not any(pid_alive(p) for p in pids)

@@ -1,0 +1,123 @@
+"""The scheduling queue orders, backs off and requeues like kube-scheduler's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lasched.queue.queue import QueueOptions, SchedulingQueue
+from tests.unit.factories import make_pod
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(clock: FakeClock) -> SchedulingQueue:
+    return SchedulingQueue(QueueOptions(backoff_jitter=0.0), clock=clock)
+
+
+async def pop_names(q: SchedulingQueue, n: int) -> list[str]:
+    return [(await q.pop()).pod.name for _ in range(n)]
+
+
+async def test_priority_then_fifo(queue: SchedulingQueue, clock: FakeClock) -> None:
+    """Higher priority first; equal priorities in arrival order."""
+    for name, prio in [("low-a", 1), ("high", 10), ("low-b", 1), ("mid", 5)]:
+        queue.add(make_pod(name, priority=prio))
+        clock.t += 1
+    assert await pop_names(queue, 4) == ["high", "mid", "low-a", "low-b"]
+
+
+async def test_pop_waits_for_a_pod(queue: SchedulingQueue) -> None:
+    """pop() suspends on an empty queue and returns when a pod arrives."""
+    waiter = asyncio.create_task(queue.pop())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    queue.add(make_pod("late"))
+    assert (await asyncio.wait_for(waiter, 1)).pod.name == "late"
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)],
+    ids=["first", "second", "third", "fourth", "capped", "stays-capped"],
+)
+def test_backoff_doubles_to_the_cap(queue: SchedulingQueue, attempts: int, expected: float) -> None:
+    """Backoff is 1 s, 2 s, 4 s ... up to 10 s by default."""
+    queue.add(make_pod("p"))
+    qp = queue.get(make_pod("p").key)
+    assert qp is not None
+    qp.attempts = attempts
+    assert queue.backoff_duration(qp) == expected
+
+
+async def test_unschedulable_waits_for_an_event(queue: SchedulingQueue, clock: FakeClock) -> None:
+    """A failed pod is parked until a cluster event moves it, after its backoff."""
+    queue.add(make_pod("p"))
+    qp = await queue.pop()
+    queue.requeue_unschedulable(qp, reason="no fit")
+    assert queue.counts()["unschedulable"] == 1
+
+    queue.move_all_to_active_or_backoff()
+    assert queue.counts()["backoff"] == 1  # still inside its 1 s backoff
+    clock.t += 1.01
+    queue.flush_backoff()
+    assert queue.counts()["active"] == 1
+    assert (await queue.pop()).pod.name == "p"
+
+
+async def test_event_during_attempt_means_backoff(queue: SchedulingQueue) -> None:
+    """If the cluster changed while the pod was being tried, it is not parked."""
+    queue.add(make_pod("p"))
+    qp = await queue.pop()
+    queue.move_all_to_active_or_backoff()  # e.g. a node was added meanwhile
+    queue.requeue_unschedulable(qp, reason="no fit")
+    assert queue.counts()["backoff"] == 1
+
+
+async def test_periodic_flush_returns_long_parked_pods(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """Nothing waits forever: after max_unschedulable the pod is tried again."""
+    queue.add(make_pod("p"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 299
+    queue.flush_unschedulable()
+    assert queue.counts()["unschedulable"] == 1
+    clock.t += 2
+    queue.flush_unschedulable()
+    assert queue.counts()["active"] == 1
+
+
+async def test_delete_removes_everywhere(queue: SchedulingQueue) -> None:
+    """A deleted pod leaves the queue, wherever it was."""
+    queue.add(make_pod("a"))
+    queue.add(make_pod("b"))
+    queue.requeue_unschedulable(await queue.pop(), reason="x")
+    queue.delete(make_pod("a").key)
+    queue.delete(make_pod("b").key)
+    assert len(queue) == 0
+    queue.add(make_pod("c"))
+    assert (await queue.pop()).pod.name == "c"
+
+
+async def test_update_reorders_by_new_priority(queue: SchedulingQueue, clock: FakeClock) -> None:
+    """Raising a queued pod's priority moves it ahead."""
+    queue.add(make_pod("a", priority=5))
+    clock.t += 1
+    queue.add(make_pod("b", priority=1))
+    queue.update(make_pod("b", priority=9))
+    assert await pop_names(queue, 2) == ["b", "a"]
+    assert len(queue) == 2  # both in flight until done()

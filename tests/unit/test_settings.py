@@ -1,0 +1,65 @@
+"""Configuration errors name the field; defaults are documented values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lasched import settings
+from lasched.settings import ConfigError
+
+
+def test_defaults() -> None:
+    """Without a file: one profile 'lasched', backoff 1 s to 10 s."""
+    s = settings.load(None)
+    assert s.scheduler_names == ("lasched",)
+    assert (s.queue.initial_backoff_seconds, s.queue.max_backoff_seconds) == (1.0, 10.0)
+
+
+def test_several_profiles(tmp_path: Path) -> None:
+    """Profiles let one process serve pods written for other schedulers."""
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "profiles:\n"
+        "  - schedulerName: lasched\n"
+        "  - schedulerName: custom-scheduler\n"
+        "    scoringStrategy: MostAllocated\n"
+    )
+    s = settings.load(f)
+    assert s.scheduler_names == ("lasched", "custom-scheduler")
+    assert s.profiles[1].scoring_strategy == "MostAllocated"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"queue": {"initialBackoffSeconds": -1}}, "queue.initialBackoffSeconds must be positive"),
+        ({"queue": {"initialBackoffSeconds": 5, "maxBackoffSeconds": 2}}, "maxBackoffSeconds (2"),
+        ({"bindConcurrency": 0}, "bindConcurrency must be an integer >= 1"),
+        ({"profiles": [{"scoringStrategy": "Spread"}]}, "profiles[0].scoringStrategy must be"),
+        ({"profiles": [{}, {}]}, "profiles[1].schedulerName 'lasched' is used by an earlier"),
+        ({"server": {"port": 70000}}, "server.port must be an integer from 0 to 65535"),
+        ({"queue": {"initialBackof": 1}}, "unknown field queue.initialBackof"),
+        ({"profiles": "lasched"}, "profiles must be a non-empty list"),
+        ({"logFormat": "xml"}, "logFormat must be one of text, json"),
+    ],
+    ids=[
+        "negative", "max-below-initial", "zero-binders", "bad-strategy", "duplicate-profile",
+        "port-range", "typo", "profiles-not-list", "log-format",
+    ],
+)  # fmt: skip
+def test_errors_name_the_field(data: dict[str, Any], message: str) -> None:
+    """Every invalid value is reported with its YAML path."""
+    with pytest.raises(ConfigError) as err:
+        settings.parse(data)
+    assert message in str(err.value)
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    """A file that is not YAML is reported with its path."""
+    f = tmp_path / "bad.yaml"
+    f.write_text("profiles: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
+        settings.load(f)
