@@ -220,6 +220,13 @@ class Scheduler:
             outcome = await self._resolve_ambiguous(assumed, e)
             if outcome is None:  # definitely not bound
                 self.cache.forget(assumed)
+                profile.events.record(
+                    _ref(assumed),
+                    type="Warning",
+                    reason="FailedScheduling",
+                    action="Scheduling",
+                    note=f"Binding rejected: {e}",
+                )
                 self._retry(assumed, f"binding to {node} failed: {e}")
                 return
         if outcome is BindOutcome.BOUND:

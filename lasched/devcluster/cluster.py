@@ -337,3 +337,27 @@ async def _wait_http(
         f"{child.name} was not ready at {url} within {timeout:.0f} s (last answer: {last}); "
         f"last lines of {child.log_path}:\n{child.log_tail()}"
     )
+
+
+async def service_account_kubeconfig(
+    cluster: DevCluster, kc: KubeClient, *, namespace: str, name: str, hours: int = 2
+) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount (via TokenRequest).
+
+    Lets lasched run against the local cluster with exactly the RBAC a
+    manifest grants, instead of as admin.
+    """
+    token = await kc.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": hours * 3600},
+        },
+    )
+    path = cluster.workdir / f"kubeconfig-{namespace}-{name}"
+    config = _kubeconfig(server=cluster.api_url, p=cluster.pki)
+    config["users"] = [{"name": "lasched-admin", "user": {"token": token["status"]["token"]}}]
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

@@ -56,7 +56,8 @@ async def run_scheduler(cluster: DevCluster) -> AsyncIterator[SchedulerFactory]:
 
     async def start(settings: Settings | None = None) -> None:
         base = settings or Settings()
-        cfg = replace(base, kubeconfig=str(cluster.kubeconfig), server=ServerSettings(port=0))
+        kubeconfig = base.kubeconfig or str(cluster.kubeconfig)
+        cfg = replace(base, kubeconfig=kubeconfig, server=ServerSettings(port=0))
         stop = asyncio.Event()
         task = asyncio.create_task(app.run(cfg, stop=stop), name="lasched-under-test")
         running.append((stop, task))
