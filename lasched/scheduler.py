@@ -1,10 +1,13 @@
 """The scheduler: informers feed the cache and queue; one loop schedules.
 
-One pod at a time goes through the **scheduling cycle** (:meth:`Scheduler.schedule_one`),
-a plain synchronous call: filter, score, assume. Nothing in it awaits, so no
-informer event can change the cache under it. The **binding cycle** then runs
-beside the loop as a bounded background task: it writes the binding and the
-Event, and on failure forgets the assumed pod and returns it to the queue.
+One pod at a time goes through the **scheduling cycle**
+(:meth:`Scheduler.schedule_one`), a plain synchronous call: PreFilter, Filter,
+(PostFilter when nothing fits), PreScore, Score, then assume, Reserve and
+Permit. Nothing in it awaits, so no informer event can change the cache
+under it. The **binding cycle** (:meth:`Scheduler._binding_cycle`) then runs
+beside the loop as a bounded background task: it waits at Permit if a plugin
+asked to, writes the binding and the Event, and on any failure unreserves,
+forgets the assumed pod and returns it to the queue.
 """
 
 from __future__ import annotations
@@ -15,18 +18,25 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import prometheus_async.aio
 
-from lasched.cache.cache import NodeInfo, SchedulerCache
-from lasched.framework.interface import CycleState
+from lasched import metrics
+from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
+from lasched.eventhandlers import NodeEvents, PodEvents
+from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
+from lasched.framework.waiting import WaitingPod, WaitingRoom
 from lasched.kube.binding import BindOutcome, bind, set_unschedulable
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
-from lasched.plugins.noderesources import NodeResourcesFit
+from lasched.plugins.nodeaffinity import NodeAffinity
+from lasched.plugins.nodeports import NodePorts
+from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
+from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
 from lasched.settings import ProfileSettings, Settings
@@ -47,15 +57,35 @@ class Profile:
     events: EventRecorder
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One pod between its scheduling cycle and the end of its binding cycle."""
+
+    profile: Profile
+    state: CycleState
+    assumed: PodInfo
+    first_seen: float
+    attempts: int
+    waiting: WaitingPod | None = None
+
+
 def build_framework(profile: ProfileSettings, settings: Settings) -> Framework:
+    """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
     taints = TaintToleration()
+    affinity = NodeAffinity()
+    scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints]
+    weights = profile.score_weights
     return Framework(
         pre_filters=[],
-        filters=[NodeUnschedulable(), taints, fit],
-        scores=[(fit, 1), (taints, 3)],
+        filters=[NodeUnschedulable(), taints, affinity, NodePorts(), fit],
+        scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
+        profile=profile.scheduler_name,
     )
+
+
+timed_bind = prometheus_async.aio.time(metrics.binding_duration)(bind)
 
 
 class Scheduler:
@@ -65,13 +95,6 @@ class Scheduler:
         self.client = client
         self.settings = settings
         self.cache = SchedulerCache()
-        self.queue = SchedulingQueue(
-            QueueOptions(
-                initial_backoff=settings.queue.initial_backoff_seconds,
-                max_backoff=settings.queue.max_backoff_seconds,
-                max_unschedulable=settings.queue.max_unschedulable_seconds,
-            )
-        )
         self.profiles = {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
@@ -80,16 +103,31 @@ class Scheduler:
             )
             for p in settings.profiles
         }
+        q = settings.queue
+        self.queue_sort = PrioritySort(
+            points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost
+        )
+        self.queue = SchedulingQueue(
+            QueueOptions(
+                initial_backoff=q.initial_backoff_seconds,
+                max_backoff=q.max_backoff_seconds,
+                max_unschedulable=q.max_unschedulable_seconds,
+            ),
+            sort_key=self.queue_sort.sort_key,
+            pre_enqueue=self._pre_enqueue,
+        )
+        self.waiting = WaitingRoom(time.monotonic)
         self.binds = TaskSet("bind", settings.bind_concurrency)
         self.status_writes = TaskSet("status", 16)
         self._node_list: list[NodeInfo] | None = None
+        self._warned: set[tuple[str, str]] = set()
         self.pod_informer: Informer[PodInfo] = Informer(
             client,
             path="/api/v1/pods",
             decode=PodInfo,
             key=lambda p: p.key,
             version=lambda p: p.resource_version,
-            handler=_PodEvents(self),
+            handler=PodEvents(self),
             field_selector=NON_TERMINAL_PODS,
             name="pods",
         )
@@ -99,11 +137,14 @@ class Scheduler:
             decode=Node,
             key=lambda n: n.name,
             version=lambda n: n.resource_version,
-            handler=_NodeEvents(self),
+            handler=NodeEvents(self),
             name="nodes",
         )
+        metrics.track_queue(self.queue.counts)
+        metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
         self.scheduled = 0
         self.failed = 0
+        self.resyncs = 0
 
     # ---- life cycle ---------------------------------------------------------
 
@@ -121,6 +162,7 @@ class Scheduler:
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")
             tg.create_task(self.queue.run_flushes(), name="queue-flush")
+            tg.create_task(self.waiting.run_expiry(), name="permit-expiry")
             for p in self.profiles.values():
                 tg.create_task(p.events.run(), name=f"events-{p.name}")
             await self.wait_synced()
@@ -144,6 +186,8 @@ class Scheduler:
     async def shutdown(self) -> None:
         """Stop dequeuing; let in-flight binds and events finish within the grace."""
         self.queue.close()
+        for wp in self.waiting:
+            wp.reject("shutdown", "the scheduler is shutting down")
         grace = self.settings.shutdown_grace_seconds
         if not await self.binds.drain(grace):
             log.warning("binds still in flight after %.0f s; abandoning them", grace)
@@ -162,6 +206,13 @@ class Scheduler:
             self._node_list = list(self.cache.node_infos())
         return self._node_list
 
+    def _pre_enqueue(self, pod: PodInfo) -> str | None:
+        profile = self.profiles.get(pod.scheduler_name)
+        if profile is None:
+            return None
+        st = profile.framework.run_pre_enqueue(pod)
+        return None if st.ok else st.message
+
     def schedule_one(self, qp: QueuedPod) -> None:
         pod = qp.pod
         profile = self.profiles.get(pod.scheduler_name)
@@ -169,79 +220,158 @@ class Scheduler:
             self.queue.done(pod.key)
             return
         started = time.perf_counter()
+        fw = profile.framework
+        state = CycleState()
         try:
-            result = profile.framework.schedule(CycleState(), pod, self.nodes())
+            result = fw.schedule(state, pod, self.nodes())
+            if isinstance(result, FitError):
+                nominated = fw.run_post_filters(state, pod, result) if fw.post_filters else None
+                self._unschedulable(profile, qp, result.summary(), nominated=nominated)
+                self._observe(profile, "unschedulable", started)
+                return
+            assumed = self.cache.assume(pod, result.node)
         except PluginError as e:
             log.error("pod=%s scheduling error: %s", pod.key, e)
-            self._record_failure(profile, qp, str(e))
+            self._record_failure(profile, pod, str(e))
             self.queue.requeue_error(qp, reason=str(e))
+            self._observe(profile, "error", started)
             return
-        if isinstance(result, FitError):
-            message = result.summary()
-            log.info("pod=%s unschedulable: %s", pod.key, message)
-            self._record_failure(profile, qp, message)
-            self.queue.requeue_unschedulable(qp, reason=message)
+        except CacheError as e:
+            log.error("pod=%s %s; rebuilding the cache from the informers", pod.key, e)
+            self.resync()
+            self.queue.requeue_error(qp, reason=str(e))
+            self._observe(profile, "error", started)
             return
-        assumed = self.cache.assume(pod, result.node)
+
+        attempt = Attempt(profile, state, assumed, qp.first_seen, qp.attempts)
+        st = fw.run_reserve(state, assumed, result.node)
+        permit, waits = st, dict[str, float]()
+        if st.ok:
+            try:
+                permit, waits = fw.run_permit(state, assumed, result.node)
+            except PluginError as e:
+                permit = e.status
+        if not (permit.ok or permit.code is Code.WAIT):
+            if st.ok:
+                fw.run_unreserve(state, assumed, result.node)
+            self.cache.forget(assumed)
+            self._unschedulable(profile, qp, permit.message)
+            self._observe(profile, "unschedulable", started)
+            return
+        if permit.code is Code.WAIT:
+            attempt.waiting = self.waiting.add(assumed, result.node, waits)
         self.queue.done(pod.key)
+        self._observe(profile, "scheduled", started)
         log.debug(
             "pod=%s node=%s evaluated=%d feasible=%d took_ms=%.2f",
             pod.key, result.node, result.evaluated, result.feasible,
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
-        self.binds.spawn(self._bind(profile, assumed), name=str(pod.key))
+        self.binds.spawn(self._binding_cycle(attempt), name=str(pod.key))
 
-    def _record_failure(self, profile: Profile, qp: QueuedPod, message: str) -> None:
+    def _unschedulable(
+        self,
+        profile: Profile,
+        qp: QueuedPod,
+        message: str,
+        *,
+        nominated: PostFilterResult | None = None,
+    ) -> None:
+        log.info("pod=%s unschedulable: %s", qp.pod.key, message)
+        node = nominated.nominated_node if nominated is not None else None
+        self._record_failure(profile, qp.pod, message, nominated_node=node)
+        self.queue.requeue_unschedulable(qp, reason=message)
+
+    @staticmethod
+    def _observe(profile: Profile, result: str, started: float) -> None:
+        metrics.schedule_attempts.labels(result, profile.name).inc()
+        metrics.scheduling_attempt_duration.labels(result, profile.name).observe(
+            time.perf_counter() - started
+        )
+
+    def _record_failure(
+        self, profile: Profile, pod: PodInfo, message: str, *, nominated_node: str | None = None
+    ) -> None:
         self.failed += 1
-        pod = qp.pod
         profile.events.record(
-            _ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
+            ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
         )
         self.status_writes.spawn(
-            set_unschedulable(self.client, namespace=pod.namespace, name=pod.name, message=message),
+            set_unschedulable(
+                self.client,
+                namespace=pod.namespace,
+                name=pod.name,
+                message=message,
+                nominated_node=nominated_node,
+            ),
             name=str(pod.key),
         )
 
     # ---- the binding cycle ----------------------------------------------------
 
-    async def _bind(self, profile: Profile, assumed: PodInfo) -> None:
-        """Write the binding; every path ends the assumption (confirm or forget)."""
-        node = assumed.node_name
-        outcome: BindOutcome | None
+    async def _binding_cycle(self, a: Attempt) -> None:
+        """Permit wait, then bind. Every path that does not bind unreserves and forgets."""
+        pod, node = a.assumed, a.assumed.node_name
+        bound = False
         try:
-            outcome = await bind(
-                self.client,
-                namespace=assumed.namespace,
-                name=assumed.name,
-                uid=assumed.uid,
-                node=node,
+            if a.waiting is not None:
+                verdict = await a.waiting.result()
+                self.waiting.remove(pod.key)
+                if not verdict.ok:
+                    self._failed_after_reserve(a, verdict)
+                    return
+            outcome = await self._write_binding(a)
+            if outcome is None:
+                return
+            bound = outcome is BindOutcome.BOUND
+            if bound:
+                self._bound(a)
+            else:  # ALREADY_ASSIGNED or GONE: the informer brings the truth; never rebind
+                log.info("pod=%s bind to node=%s: %s", pod.key, node, outcome.value)
+        finally:
+            if not bound:
+                a.profile.framework.run_unreserve(a.state, pod, node)
+                self.cache.forget(pod)
+
+    async def _write_binding(self, a: Attempt) -> BindOutcome | None:
+        """The bind call; None when it definitely failed (the pod was requeued)."""
+        pod = a.assumed
+        try:
+            return await timed_bind(
+                self.client, namespace=pod.namespace, name=pod.name, uid=pod.uid, node=pod.node_name
             )
         except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
-            outcome = await self._resolve_ambiguous(assumed, e)
-            if outcome is None:  # definitely not bound
-                self.cache.forget(assumed)
-                profile.events.record(
-                    _ref(assumed),
-                    type="Warning",
-                    reason="FailedScheduling",
-                    action="Scheduling",
-                    note=f"Binding rejected: {e}",
-                )
-                self._retry(assumed, f"binding to {node} failed: {e}")
-                return
-        if outcome is BindOutcome.BOUND:
-            self.scheduled += 1
-            profile.events.record(
-                _ref(assumed),
-                type="Normal",
-                reason="Scheduled",
-                action="Binding",
-                note=f"Successfully assigned {assumed.key} to {node}",
-            )
-            return
-        # ALREADY_ASSIGNED or GONE: the informer brings the truth; never rebind.
-        log.info("pod=%s bind to node=%s: %s", assumed.key, node, outcome.value)
-        self.cache.forget(assumed)
+            outcome = await self._resolve_ambiguous(pod, e)
+            if outcome is not None:
+                return outcome
+            message = f"Binding rejected: {e}"
+            a.profile.events.record(
+                ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling",
+                note=message,
+            )  # fmt: skip
+            self._requeue(pod, message, error=True)
+            return None
+
+    def _bound(self, a: Attempt) -> None:
+        pod = a.assumed
+        self.scheduled += 1
+        metrics.pod_scheduling_sli_duration.labels(str(min(a.attempts, 15))).observe(
+            time.monotonic() - a.first_seen
+        )
+        a.profile.events.record(
+            ref(pod),
+            type="Normal",
+            reason="Scheduled",
+            action="Binding",
+            note=f"Successfully assigned {pod.key} to {pod.node_name}",
+        )
+
+    def _failed_after_reserve(self, a: Attempt, verdict: Status) -> None:
+        """Permit rejected or timed out: the pod goes back as unschedulable."""
+        message = verdict.message or "rejected at permit"
+        log.info("pod=%s rejected at permit: %s", a.assumed.key, message)
+        self._record_failure(a.profile, a.assumed, message)
+        self._requeue(a.assumed, message, error=False)
 
     async def _resolve_ambiguous(self, pod: PodInfo, err: Exception) -> BindOutcome | None:
         """After an error whose outcome is unknown, read the pod before retrying."""
@@ -262,88 +392,50 @@ class Scheduler:
             return BindOutcome.ALREADY_ASSIGNED
         return None
 
-    def _retry(self, pod: PodInfo, reason: str) -> None:
-        log.warning("pod=%s %s; retrying with backoff", pod.key, reason)
+    def _requeue(self, pod: PodInfo, reason: str, *, error: bool) -> None:
+        """Return a pod that left the queue (assumed) after its binding cycle failed."""
         fresh = self.pod_informer.store.get(pod.key)
         if fresh is None or fresh.bound or fresh.uid != pod.uid:
             return
         self.queue.add(fresh)
         qp = self.queue.get(fresh.key)
-        if qp is not None:
-            qp.attempts += 1
+        if qp is None or qp.where != "active":
+            return
+        qp.attempts += 1
+        if error:
             self.queue.requeue_error(qp, reason=reason)
+        else:
+            self.queue.requeue_unschedulable(qp, reason=reason)
+
+    # ---- cache upkeep -----------------------------------------------------------
 
     def invalidate_nodes(self) -> None:
         self._node_list = None
 
+    def resync(self) -> None:
+        """Rebuild the cache from the informers' stores (the apiserver's view)."""
+        self.cache.rebuild(
+            list(self.node_informer.store.values()), list(self.pod_informer.store.values())
+        )
+        self.invalidate_nodes()
+        self.resyncs += 1
 
-def _ref(pod: PodInfo) -> ObjectRef:
+    def warn_invalid(self, pod: PodInfo, reason: str, message: str) -> None:
+        """One Warning Event per pod and problem, however often the pod is updated."""
+        key = (pod.uid, message)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        profile = self.profiles.get(pod.scheduler_name)
+        if profile is not None:
+            log.warning("pod=%s %s", pod.key, message)
+            profile.events.record(
+                ref(pod), type="Warning", reason=reason, action="Scheduling", note=message
+            )
+
+    def forget_warnings(self, pod: PodInfo) -> None:
+        self._warned = {k for k in self._warned if k[0] != pod.uid}
+
+
+def ref(pod: PodInfo) -> ObjectRef:
     return ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name, uid=pod.uid)
-
-
-class _PodEvents:
-    """Routes pod changes: bound pods to the cache, pending ones of ours to the queue."""
-
-    def __init__(self, s: Scheduler) -> None:
-        self.s = s
-
-    def _ours(self, pod: PodInfo) -> bool:
-        return pod.scheduler_name in self.s.profiles
-
-    def on_add(self, pod: PodInfo) -> None:
-        if pod.bound:
-            if not pod.terminal:
-                self.s.cache.add_pod(pod)
-            self.s.queue.delete(pod.key)
-        elif self._ours(pod) and not pod.deleting:
-            self.s.queue.add(pod)
-
-    def on_update(self, old: PodInfo, new: PodInfo) -> None:
-        if new.bound:
-            if new.terminal:
-                self.on_delete(new)
-                return
-            self.s.cache.update_pod(new)
-            self.s.queue.delete(new.key)
-        elif self._ours(new):
-            if new.deleting:
-                self.s.queue.delete(new.key)
-            elif not self.s.cache.is_assumed(new.key):
-                self.s.queue.update(new)
-
-    def on_delete(self, pod: PodInfo) -> None:
-        self.s.queue.delete(pod.key)
-        if self.s.cache.node_of(pod.key) is not None:
-            self.s.cache.remove_pod(pod.key)
-            self.s.queue.move_all_to_active_or_backoff()
-
-
-class _NodeEvents:
-    def __init__(self, s: Scheduler) -> None:
-        self.s = s
-
-    def on_add(self, node: Node) -> None:
-        self.s.cache.add_node(node)
-        self.s.invalidate_nodes()
-        self.s.queue.move_all_to_active_or_backoff()
-
-    def on_update(self, old: Node, new: Node) -> None:
-        self.s.cache.update_node(new)
-        if _schedulable_change(old, new):
-            self.s.invalidate_nodes()
-            self.s.queue.move_all_to_active_or_backoff()
-
-    def on_delete(self, node: Node) -> None:
-        self.s.cache.remove_node(node.name)
-        self.s.invalidate_nodes()
-
-
-def _schedulable_change(old: Node, new: Node) -> bool:
-    """Did anything that filters read change? Heartbeats alone do not count."""
-    return (
-        old.ready != new.ready
-        or old.unschedulable != new.unschedulable
-        or old.labels != new.labels
-        or repr(old.taints) != repr(new.taints)
-        or old.allocatable != new.allocatable
-    )

@@ -22,10 +22,20 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the field."""
 
 
+# kube-scheduler's default score weights.
+DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
+    "NodeResourcesFit": 1,
+    "NodeResourcesBalancedAllocation": 1,
+    "NodeAffinity": 2,
+    "TaintToleration": 3,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileSettings:
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     scoring_strategy: str = "LeastAllocated"
+    score_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,8 @@ class QueueSettings:
     initial_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 10.0
     max_unschedulable_seconds: float = 300.0
+    aging_points_per_minute: float = 10.0
+    aging_max_boost: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,18 @@ class _Reader:
             raise ConfigError(f"unknown field {self._name(unknown[0])}")
 
 
+def _weights(r: _Reader) -> dict[str, int]:
+    """Score plugin weights over the defaults; 0 turns a score off."""
+    weights = dict(DEFAULT_SCORE_WEIGHTS)
+    for name in list(r.data):
+        if name not in DEFAULT_SCORE_WEIGHTS:
+            known = ", ".join(DEFAULT_SCORE_WEIGHTS)
+            raise ConfigError(f"{r._name(name)} is not a score plugin (known: {known})")
+        weights[name] = r.integer(name, weights[name], minimum=0, maximum=100)
+    r.finish()
+    return weights
+
+
 def parse(data: Any) -> Settings:
     """Settings from already-decoded YAML."""
     r = _Reader(data, "")
@@ -143,6 +167,7 @@ def parse(data: Any) -> Settings:
                         "LeastAllocated",
                         choices=("LeastAllocated", "MostAllocated"),
                     ),
+                    score_weights=_weights(pr.child("scoreWeights")),
                 )
             )
             pr.finish()
@@ -163,6 +188,8 @@ def parse(data: Any) -> Settings:
         initial_backoff_seconds=initial,
         max_backoff_seconds=maximum,
         max_unschedulable_seconds=q.number("maxUnschedulableSeconds", 300.0),
+        aging_points_per_minute=q.number("agingPointsPerMinute", 10.0, strict=False),
+        aging_max_boost=q.integer("agingMaxBoost", 100, minimum=0),
     )
     q.finish()
 

@@ -195,6 +195,25 @@ class SchedulerCache:
         if self._assumed.pop(pod.key, None) is not None:
             self._remove(pod.key)
 
+    def rebuild(self, nodes: list[Node], bound_pods: list[PodInfo]) -> None:
+        """Replace everything with the informers' view, keeping assumed pods.
+
+        The answer to a broken invariant: start again from what the apiserver
+        said rather than keep scheduling on a cache known to be wrong.
+        """
+        assumed = dict(self._assumed)
+        self._nodes.clear()
+        self._pod_node.clear()
+        self._assumed.clear()
+        for node in nodes:
+            self.add_node(node)
+        for pod in bound_pods:
+            if pod.bound and not pod.terminal:
+                self.add_pod(pod)
+        for key, pod in assumed.items():
+            if key not in self._pod_node and self.node_info(pod.node_name) is not None:
+                self.assume(pod, pod.node_name)
+
     # ---- internals -----------------------------------------------------------
 
     def _node_for(self, name: str) -> NodeInfo:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from lasched.cache.cache import NodeInfo
     from lasched.model.pod import PodInfo
+    from lasched.queue.queue import QueuedPod
 
 MAX_NODE_SCORE = 100
 MIN_NODE_SCORE = 0
@@ -39,6 +40,7 @@ class Status:
     code: Code = Code.SUCCESS
     reasons: tuple[str, ...] = ()
     plugin: str = ""
+    timeout: float = 0.0  # for WAIT: how long Permit may hold the pod
 
     @property
     def ok(self) -> bool:
@@ -49,7 +51,7 @@ class Status:
         return ", ".join(self.reasons)
 
     def with_plugin(self, plugin: str) -> Status:
-        return Status(self.code, self.reasons, plugin)
+        return Status(self.code, self.reasons, plugin, self.timeout)
 
 
 SUCCESS = Status()
@@ -64,6 +66,18 @@ def error(reason: str) -> Status:
     return Status(Code.ERROR, (reason,))
 
 
+def wait(timeout: float, reason: str = "") -> Status:
+    """Permit: hold the pod (reserved) for up to ``timeout`` seconds."""
+    return Status(Code.WAIT, (reason,) if reason else (), timeout=timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class PostFilterResult:
+    """What a PostFilter (preemption) achieved: the node freed for the pod."""
+
+    nominated_node: str
+
+
 @dataclass(slots=True)
 class CycleState:
     """Per-pod, per-cycle scratch space that plugins share (PreFilter -> Filter)."""
@@ -73,6 +87,20 @@ class CycleState:
 
 class Plugin(Protocol):
     name: str
+
+
+@runtime_checkable
+class QueueSortPlugin(Plugin, Protocol):
+    def sort_key(self, qp: QueuedPod, now: float) -> tuple[float, ...]:
+        """activeQ pops the smallest key first."""
+        ...
+
+
+@runtime_checkable
+class PreEnqueuePlugin(Plugin, Protocol):
+    def pre_enqueue(self, pod: PodInfo) -> Status:
+        """Not SUCCESS: the pod is gated and waits outside activeQ until an event."""
+        ...
 
 
 @runtime_checkable
@@ -86,6 +114,20 @@ class FilterPlugin(Plugin, Protocol):
 
 
 @runtime_checkable
+class PostFilterPlugin(Plugin, Protocol):
+    def post_filter(
+        self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
+    ) -> tuple[PostFilterResult | None, Status]:
+        """Called when no node fits (preemption); ``statuses`` holds each node's rejection."""
+        ...
+
+
+@runtime_checkable
+class PreScorePlugin(Plugin, Protocol):
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status: ...
+
+
+@runtime_checkable
 class ScorePlugin(Plugin, Protocol):
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         """A raw score; :meth:`normalize` maps the cycle's scores into 0..100."""
@@ -93,4 +135,22 @@ class ScorePlugin(Plugin, Protocol):
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Rewrite ``scores`` in place to 0..100 (no-op if already in range)."""
+        ...
+
+
+@runtime_checkable
+class ReservePlugin(Plugin, Protocol):
+    """Reserve runs right after the pod is assumed; Unreserve undoes it on any
+    later failure. The runtime guarantees the pairing: every plugin whose
+    ``reserve`` ran gets ``unreserve`` if the pod does not end up bound."""
+
+    def reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...
+    def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None: ...
+
+
+@runtime_checkable
+class PermitPlugin(Plugin, Protocol):
+    def permit(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        """SUCCESS binds now; WAIT (see :func:`wait`) holds the reserved pod until
+        allowed, rejected or timed out; anything else rejects."""
         ...

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lasched import metrics
 from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
+    SUCCESS,
     Code,
     CycleState,
     FilterPlugin,
+    PermitPlugin,
+    PostFilterPlugin,
+    PostFilterResult,
+    PreEnqueuePlugin,
     PreFilterPlugin,
+    PreScorePlugin,
+    ReservePlugin,
     ScorePlugin,
     Status,
     error,
@@ -28,6 +37,8 @@ from lasched.framework.interface import (
 from lasched.model.pod import PodInfo
 
 log = logging.getLogger(__name__)
+
+_UNSCHEDULABLE = Status(Code.UNSCHEDULABLE)
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
@@ -40,16 +51,21 @@ class FitError:
     num_all_nodes: int
     node_statuses: dict[str, Status] = field(default_factory=dict)
     pre_filter: Status | None = None
+    post_filter_message: str = ""
 
     def summary(self) -> str:
         if self.pre_filter is not None:
-            return f"0/{self.num_all_nodes} nodes are available: {self.pre_filter.message}."
-        counts: Counter[str] = Counter()
-        for st in self.node_statuses.values():
-            for r in st.reasons:
-                counts[r] += 1
-        parts = [f"{n} {r}" for r, n in sorted(counts.items())]
-        return f"0/{self.num_all_nodes} nodes are available: {', '.join(parts)}."
+            text = f"0/{self.num_all_nodes} nodes are available: {self.pre_filter.message}."
+        else:
+            counts: Counter[str] = Counter()
+            for st in self.node_statuses.values():
+                for r in st.reasons:
+                    counts[r] += 1
+            parts = [f"{n} {r}" for r, n in sorted(counts.items())]
+            text = f"0/{self.num_all_nodes} nodes are available: {', '.join(parts)}."
+        if self.post_filter_message:
+            text += f" {self.post_filter_message}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +85,24 @@ class Framework:
         pre_filters: Sequence[PreFilterPlugin],
         filters: Sequence[FilterPlugin],
         scores: Sequence[tuple[ScorePlugin, int]],
+        pre_enqueue: Sequence[PreEnqueuePlugin] = (),
+        post_filters: Sequence[PostFilterPlugin] = (),
+        pre_scores: Sequence[PreScorePlugin] = (),
+        reserves: Sequence[ReservePlugin] = (),
+        permits: Sequence[PermitPlugin] = (),
         percentage_of_nodes_to_score: int = 0,
         rng: random.Random | None = None,
+        profile: str = "",
     ) -> None:
+        self.profile = profile
+        self.pre_enqueue = list(pre_enqueue)
         self.pre_filters = list(pre_filters)
         self.filters = list(filters)
+        self.post_filters = list(post_filters)
+        self.pre_scores = list(pre_scores)
         self.scores = list(scores)
+        self.reserves = list(reserves)
+        self.permits = list(permits)
         self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
         self._next_start = 0
         self._rng = rng or random.Random()
@@ -89,6 +117,83 @@ class Framework:
         if pct >= 100:
             return num_all
         return max(MIN_FEASIBLE_NODES_TO_FIND, num_all * pct // 100)
+
+    def run_pre_enqueue(self, pod: PodInfo) -> Status:
+        for p in self.pre_enqueue:
+            try:
+                st = p.pre_enqueue(pod)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if not st.ok:
+                return st.with_plugin(p.name)
+        return SUCCESS
+
+    def run_post_filters(
+        self, state: CycleState, pod: PodInfo, fit: FitError
+    ) -> PostFilterResult | None:
+        """The first PostFilter that frees a node wins (kube-scheduler's rule)."""
+        t0 = time.perf_counter()
+        for p in self.post_filters:
+            try:
+                result, st = p.post_filter(state, pod, fit.node_statuses)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if st.code is Code.ERROR:
+                raise PluginError(st.with_plugin(p.name))
+            if st.ok and result is not None:
+                self._observe("PostFilter", SUCCESS, t0)
+                return result
+            if st.reasons:
+                fit.post_filter_message = st.message
+        self._observe("PostFilter", _UNSCHEDULABLE, t0)
+        return None
+
+    def run_reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        """Reserve in order; on a failure, unreserve the plugins that had reserved."""
+        for i, p in enumerate(self.reserves):
+            try:
+                st = p.reserve(state, pod, node)
+            except Exception as e:
+                st = Status(Code.ERROR, (f"{type(e).__name__}: {e}",))
+                log.error("plugin=%s reserve raised", p.name, exc_info=e)
+            if not st.ok:
+                self._unreserve(self.reserves[:i], state, pod, node)
+                return st.with_plugin(p.name)
+        return SUCCESS
+
+    def run_unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
+        """Undo Reserve on every plugin, in reverse order."""
+        self._unreserve(self.reserves, state, pod, node)
+
+    @staticmethod
+    def _unreserve(
+        plugins: Sequence[ReservePlugin], state: CycleState, pod: PodInfo, node: str
+    ) -> None:
+        for p in reversed(plugins):
+            try:
+                p.unreserve(state, pod, node)
+            except Exception as e:  # one plugin's bug must not skip the others
+                log.error("plugin=%s unreserve raised", p.name, exc_info=e)
+
+    def run_permit(
+        self, state: CycleState, pod: PodInfo, node: str
+    ) -> tuple[Status, dict[str, float]]:
+        """SUCCESS, a rejection, or WAIT with each waiting plugin's timeout."""
+        waits: dict[str, float] = {}
+        for p in self.permits:
+            try:
+                st = p.permit(state, pod, node)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if st.code is Code.WAIT:
+                waits[p.name] = st.timeout
+            elif st.code is Code.ERROR:
+                raise PluginError(st.with_plugin(p.name))
+            elif not st.ok:
+                return st.with_plugin(p.name), {}
+        if waits:
+            return Status(Code.WAIT), waits
+        return SUCCESS, {}
 
     def run_pre_filters(self, state: CycleState, pod: PodInfo) -> Status:
         for p in self.pre_filters:
@@ -117,7 +222,9 @@ class Framework:
         num_all = len(nodes)
         if num_all == 0:
             return FitError(num_all_nodes=0, pre_filter=Status(Code.UNSCHEDULABLE, ("no nodes",)))
+        t0 = time.perf_counter()
         pre = self.run_pre_filters(state, pod)
+        self._observe("PreFilter", pre, t0)
         if pre.code is Code.ERROR:
             raise PluginError(pre)
         if not pre.ok:
@@ -128,6 +235,7 @@ class Framework:
         failed: dict[str, Status] = {}
         start = self._next_start % num_all
         evaluated = 0
+        t0 = time.perf_counter()
         for i in range(num_all):
             ni = nodes[(start + i) % num_all]
             evaluated += 1
@@ -141,12 +249,22 @@ class Framework:
             else:
                 failed[ni.name] = st
         self._next_start = (start + evaluated) % num_all
+        self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
         if not feasible:
             return FitError(num_all_nodes=num_all, node_statuses=failed)
         if len(feasible) == 1 or not self.scores:
             node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
             return ScheduleResult(node.name, evaluated, len(feasible), {})
+        for p in self.pre_scores:
+            try:
+                st = p.pre_score(state, pod, feasible)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e) from e
+            if not st.ok and st.code is not Code.SKIP:
+                raise PluginError(st.with_plugin(p.name))
+        t0 = time.perf_counter()
         totals = self.score_nodes(state, pod, feasible)
+        self._observe("Score", SUCCESS, t0)
         return ScheduleResult(self._select(totals), evaluated, len(feasible), totals)
 
     def score_nodes(
@@ -164,6 +282,11 @@ class Framework:
                     raise PluginError(error(f"{plugin.name} scored {n.name} {s}, outside 0..100"))
                 totals[n.name] += s * weight
         return totals
+
+    def _observe(self, point: str, status: Status, started: float) -> None:
+        metrics.framework_extension_point_duration.labels(
+            point, status.code.value, self.profile
+        ).observe(time.perf_counter() - started)
 
     def _select(self, totals: dict[str, int]) -> str:
         """The highest total; among equals, a uniform random choice (reservoir)."""

@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
+from lasched import metrics
 from lasched.kube.client import JSON, ApiError
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Informer(Generic[T]):
             except _Gone:
                 log.info("informer=%s resourceVersion expired; relisting", self.name)
                 self.relists += 1
+                metrics.informer_relists.labels(self.name).inc()
                 need_list = True
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
                 delay = self._backoff.delay(failures)

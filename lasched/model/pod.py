@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NewType
 
+from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
 
 PodKey = NewType("PodKey", str)
@@ -52,6 +53,7 @@ class PodInfo:
         "phase",
         "preemption_policy",
         "priority",
+        "priority_error",
         "requests",
         "resource_version",
         "scheduler_name",
@@ -79,8 +81,7 @@ class PodInfo:
         self.affinity: dict[str, Any] = spec.get("affinity") or {}
         self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
         self.spec_priority: int | None = spec.get("priority")
-        # Effective priority; the queue may refine it (annotation fallback).
-        self.priority: int = self.spec_priority or 0
+        self.priority, self.priority_error = effective_priority(spec, self.annotations)
         self.preemption_policy: str = spec.get("preemptionPolicy", "PreemptLowerPriority")
         self.phase: str = status.get("phase", "Pending")
         self.nominated_node_name: str = status.get("nominatedNodeName", "")

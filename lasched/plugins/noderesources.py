@@ -85,3 +85,25 @@ class NodeResourcesFit:
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         return None
+
+
+class BalancedAllocation:
+    """Prefer nodes whose CPU and memory use stay in proportion after placing the pod.
+
+    kube-scheduler's NodeResourcesBalancedAllocation with two resources:
+    ``score = (1 - |cpuFraction - memFraction| / 2) * 100``.
+    """
+
+    name = "NodeResourcesBalancedAllocation"
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        n = node.node
+        assert n is not None
+        if not n.allocatable.milli_cpu or not n.allocatable.memory:
+            return 0
+        cpu = min(1.0, (node.non_zero_cpu + pod.non_zero[0]) / n.allocatable.milli_cpu)
+        mem = min(1.0, (node.non_zero_mem + pod.non_zero[1]) / n.allocatable.memory)
+        return int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE)
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        return None

@@ -11,6 +11,11 @@ Follows kube-scheduler's PriorityQueue:
   :meth:`move_all_to_active_or_backoff`; a periodic flush returns pods that
   have waited longer than ``max_unschedulable`` so nothing waits forever.
 * Deletion removes a pod from every part; an update replaces it in place.
+* The order of activeQ comes from the QueueSort plugin's ``sort_key``
+  (lasched's PrioritySort adds starvation aging); because a key may change
+  with time, the heap is re-keyed every ``reheap_interval`` seconds.
+* **gated** pods failed a PreEnqueue check (a gang that is not complete yet);
+  they wait outside activeQ until an update or :meth:`recheck_gated`.
 
 Time comes from an injectable clock so tests run in virtual time.
 """
@@ -37,6 +42,7 @@ class QueueOptions:
     backoff_jitter: float = 0.1
     max_unschedulable: float = 300.0
     flush_interval: float = 1.0
+    reheap_interval: float = 5.0
 
 
 @dataclass(slots=True, eq=False)
@@ -45,12 +51,13 @@ class QueuedPod:
 
     pod: PodInfo
     timestamp: float  # when it last entered activeQ (FIFO order)
+    first_seen: float = 0.0  # when it first entered the queue (aging)
     initial_attempt: float | None = None
     attempts: int = 0
     backoff_until: float = 0.0
     unschedulable_since: float | None = None
     reason: str = ""
-    where: str = "active"  # active | backoff | unschedulable | in-flight
+    where: str = "active"  # active | backoff | unschedulable | gated | in-flight
     seq: int = 0
     cycle: int = 0  # scheduling cycle in which it was last popped
 
@@ -59,14 +66,33 @@ class QueuedPod:
         return self.pod.key
 
 
+SortKey = Callable[[QueuedPod, float], tuple[float, ...]]
+PreEnqueue = Callable[[PodInfo], str | None]
+"""Returns None to admit the pod to activeQ, or the reason it stays gated."""
+
+
+def priority_fifo(qp: QueuedPod, now: float) -> tuple[float, ...]:
+    """Higher priority first, then first come (kube-scheduler's PrioritySort)."""
+    return (-qp.pod.priority, qp.timestamp)
+
+
 class SchedulingQueue:
     """Holds pods that wait for a scheduling attempt."""
 
-    def __init__(self, options: QueueOptions | None = None, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        options: QueueOptions | None = None,
+        clock: Clock = time.monotonic,
+        *,
+        sort_key: SortKey = priority_fifo,
+        pre_enqueue: PreEnqueue | None = None,
+    ) -> None:
         self.options = options or QueueOptions()
         self._clock = clock
+        self._sort_key = sort_key
+        self._pre_enqueue = pre_enqueue
         self._pods: dict[PodKey, QueuedPod] = {}
-        self._active: list[tuple[int, float, int, QueuedPod]] = []
+        self._active: list[tuple[tuple[float, ...], int, QueuedPod]] = []
         self._backoff: list[tuple[float, int, QueuedPod]] = []
         self._seq = itertools.count()
         self._cycle = 0
@@ -84,7 +110,7 @@ class SchedulingQueue:
 
     def counts(self) -> dict[str, int]:
         """Pods per part: ``active``, ``backoff``, ``unschedulable``, ``in-flight``."""
-        out = {"active": 0, "backoff": 0, "unschedulable": 0, "in-flight": 0}
+        out = {"active": 0, "backoff": 0, "unschedulable": 0, "gated": 0, "in-flight": 0}
         for qp in self._pods.values():
             out[qp.where] += 1
         return out
@@ -103,9 +129,10 @@ class SchedulingQueue:
         if pod.key in self._pods:
             self.update(pod)
             return
-        qp = QueuedPod(pod=pod, timestamp=self._clock())
+        now = self._clock()
+        qp = QueuedPod(pod=pod, timestamp=now, first_seen=now)
         self._pods[pod.key] = qp
-        self._push_active(qp)
+        self._enqueue(qp)
 
     def update(self, pod: PodInfo) -> None:
         """Replace a queued pod's info; an unschedulable pod gets another try."""
@@ -115,8 +142,8 @@ class SchedulingQueue:
             return
         old_priority = qp.pod.priority
         qp.pod = pod
-        if qp.where == "unschedulable":
-            self._to_active_or_backoff(qp)
+        if qp.where in ("unschedulable", "gated"):
+            self._enqueue(qp)
         elif qp.where == "active" and pod.priority != old_priority:
             self._push_active(qp)  # the old heap entry is skipped lazily
 
@@ -136,7 +163,7 @@ class SchedulingQueue:
         while True:
             self.flush_backoff()
             while self._active:
-                _, _, seq, qp = heapq.heappop(self._active)
+                _, seq, qp = heapq.heappop(self._active)
                 if qp.where != "active" or qp.seq != seq:
                     continue  # stale entry: deleted, moved or re-prioritised
                 qp.where = "in-flight"
@@ -184,10 +211,25 @@ class SchedulingQueue:
         self._move_request_cycle = self._cycle
         moved = 0
         for qp in list(self._pods.values()):
-            if qp.where == "unschedulable":
-                self._to_active_or_backoff(qp)
+            if qp.where in ("unschedulable", "gated"):
+                self._enqueue(qp)
                 moved += 1
         return moved
+
+    def recheck_gated(self, keys: list[PodKey] | None = None) -> None:
+        """Run PreEnqueue again for gated pods (all, or the given ones)."""
+        for key in keys if keys is not None else list(self._pods):
+            qp = self._pods.get(key)
+            if qp is not None and qp.where == "gated":
+                self._enqueue(qp)
+
+    def requeue_backoff(self, qp: QueuedPod, *, reason: str, until: float) -> None:
+        """Hold a pod in backoffQ until ``until`` (a gang backing off as a unit)."""
+        if self._pods.get(qp.key) is not qp:
+            return
+        qp.reason = reason
+        qp.backoff_until = until
+        self._push_backoff(qp)
 
     def flush_backoff(self) -> None:
         """Move pods whose backoff has expired to activeQ."""
@@ -206,14 +248,18 @@ class SchedulingQueue:
                 and qp.unschedulable_since is not None
                 and now - qp.unschedulable_since >= self.options.max_unschedulable
             ):
-                self._to_active_or_backoff(qp)
+                self._enqueue(qp)
 
     async def run_flushes(self) -> None:
-        """Periodic flushes; run as a long-lived task until cancelled."""
+        """Periodic flushes and aging; run as a long-lived task until cancelled."""
+        last_reheap = self._clock()
         while True:
             await asyncio.sleep(self.options.flush_interval)
             self.flush_backoff()
             self.flush_unschedulable()
+            if self._clock() - last_reheap >= self.options.reheap_interval:
+                self.reheap()
+                last_reheap = self._clock()
 
     def close(self) -> None:
         """Wake and end every :meth:`pop` (graceful shutdown)."""
@@ -222,10 +268,30 @@ class SchedulingQueue:
 
     # ---- internals -----------------------------------------------------------
 
+    def reheap(self) -> None:
+        """Re-key activeQ with keys as of now (drops stale entries too)."""
+        now = self._clock()
+        self._active = [
+            (self._sort_key(qp, now), seq, qp)
+            for _, seq, qp in self._active
+            if qp.where == "active" and qp.seq == seq
+        ]
+        heapq.heapify(self._active)
+
     def backoff_duration(self, qp: QueuedPod) -> float:
         o = self.options
         base: float = min(o.max_backoff, o.initial_backoff * 2.0 ** max(0, qp.attempts - 1))
         return base * (1 + random.uniform(0, o.backoff_jitter))
+
+    def _enqueue(self, qp: QueuedPod) -> None:
+        """PreEnqueue decides between gated and active (or backoff if still due)."""
+        if self._pre_enqueue is not None:
+            reason = self._pre_enqueue(qp.pod)
+            if reason is not None:
+                qp.where = "gated"
+                qp.reason = reason
+                return
+        self._to_active_or_backoff(qp)
 
     def _to_active_or_backoff(self, qp: QueuedPod) -> None:
         if qp.backoff_until > self._clock():
@@ -238,7 +304,7 @@ class SchedulingQueue:
         qp.seq = next(self._seq)
         if qp.attempts:  # a retry queues behind pods of its priority that never ran
             qp.timestamp = self._clock()
-        heapq.heappush(self._active, (-qp.pod.priority, qp.timestamp, qp.seq, qp))
+        heapq.heappush(self._active, (self._sort_key(qp, self._clock()), qp.seq, qp))
         self._ready.set()
 
     def _push_backoff(self, qp: QueuedPod) -> None:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from lasched.plugins.queuesort import PrioritySort
 from lasched.queue.queue import QueueOptions, SchedulingQueue
 from tests.unit.factories import make_pod
 
@@ -121,3 +122,46 @@ async def test_update_reorders_by_new_priority(queue: SchedulingQueue, clock: Fa
     queue.update(make_pod("b", priority=9))
     assert await pop_names(queue, 2) == ["b", "a"]
     assert len(queue) == 2  # both in flight until done()
+
+
+def aging_queue(clock: FakeClock, *, per_minute: float, cap: int) -> SchedulingQueue:
+    sort = PrioritySort(points_per_minute=per_minute, max_boost=cap)
+    return SchedulingQueue(QueueOptions(), clock=clock, sort_key=sort.sort_key)
+
+
+async def test_aging_lifts_a_starving_pod_over_newer_higher_ones(clock: FakeClock) -> None:
+    """A low-priority pod that waited long enough is ordered before fresh higher ones."""
+    q = aging_queue(clock, per_minute=10, cap=100)
+    q.add(make_pod("old-low", priority=0))
+    clock.t += 120  # two minutes: +20
+    q.add(make_pod("new-mid", priority=15))
+    q.reheap()
+    assert await pop_names(q, 2) == ["old-low", "new-mid"]
+
+
+async def test_aging_is_capped(clock: FakeClock) -> None:
+    """The boost never exceeds aging_max_boost, however long the wait."""
+    q = aging_queue(clock, per_minute=10, cap=50)
+    q.add(make_pod("ancient", priority=0))
+    clock.t += 3600
+    q.add(make_pod("high", priority=51))
+    q.reheap()
+    qp = q.get(make_pod("ancient").key)
+    assert qp is not None
+    assert PrioritySort(points_per_minute=10, max_boost=50).effective_priority(qp, clock.t) == 50
+    assert await pop_names(q, 2) == ["high", "ancient"]
+
+
+async def test_pre_enqueue_gates_until_rechecked(clock: FakeClock) -> None:
+    """A pod that fails PreEnqueue waits outside activeQ until it passes."""
+    ready: set[str] = set()
+    q = SchedulingQueue(
+        QueueOptions(),
+        clock=clock,
+        pre_enqueue=lambda pod: None if pod.name in ready else "group incomplete",
+    )
+    q.add(make_pod("member"))
+    assert q.counts()["gated"] == 1
+    ready.add("member")
+    q.recheck_gated()
+    assert (await q.pop()).pod.name == "member"

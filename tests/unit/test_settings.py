@@ -63,3 +63,16 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     f.write_text("profiles: [\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
         settings.load(f)
+
+
+def test_score_weights_override_defaults() -> None:
+    """scoreWeights changes named weights and keeps the others at kube-scheduler's."""
+    s = settings.parse({"profiles": [{"scoreWeights": {"NodeAffinity": 5, "TaintToleration": 0}}]})
+    w = s.profiles[0].score_weights
+    assert (w["NodeAffinity"], w["TaintToleration"], w["NodeResourcesFit"]) == (5, 0, 1)
+
+
+def test_unknown_score_plugin_is_named() -> None:
+    """A weight for a plugin that does not score is an error naming it."""
+    with pytest.raises(ConfigError, match=r"profiles\[0\]\.scoreWeights\.Latency is not a score"):
+        settings.parse({"profiles": [{"scoreWeights": {"Latency": 1}}]})

@@ -1,0 +1,92 @@
+"""Informer handlers: which change goes to the cache, which to the queue.
+
+Bound pods (by anyone) go to the cache; pending pods of our profiles go to
+the queue. A change that may make waiting pods fit (a node added or changed
+in what filters read, a bound pod deleted) moves the unschedulable pool back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lasched.model.node import Node
+from lasched.model.pod import PodInfo
+
+if TYPE_CHECKING:
+    from lasched.scheduler import Scheduler
+
+
+class PodEvents:
+    def __init__(self, s: Scheduler) -> None:
+        self.s = s
+
+    def _ours(self, pod: PodInfo) -> bool:
+        return pod.scheduler_name in self.s.profiles
+
+    def _check(self, pod: PodInfo) -> None:
+        if pod.priority_error:
+            self.s.warn_invalid(pod, "InvalidPriority", pod.priority_error)
+
+    def on_add(self, pod: PodInfo) -> None:
+        if pod.bound:
+            if not pod.terminal:
+                self.s.cache.add_pod(pod)
+            self.s.queue.delete(pod.key)
+        elif self._ours(pod) and not pod.deleting:
+            self._check(pod)
+            self.s.queue.add(pod)
+
+    def on_update(self, old: PodInfo, new: PodInfo) -> None:
+        if new.bound:
+            if new.terminal:
+                self.on_delete(new)
+                return
+            self.s.cache.update_pod(new)
+            self.s.queue.delete(new.key)
+        elif self._ours(new):
+            if new.deleting:
+                self.s.queue.delete(new.key)
+            elif not self.s.cache.is_assumed(new.key):
+                self._check(new)
+                self.s.queue.update(new)
+
+    def on_delete(self, pod: PodInfo) -> None:
+        self.s.queue.delete(pod.key)
+        waiting = self.s.waiting.get(pod.key)
+        if waiting is not None:
+            waiting.reject("", "the pod was deleted")
+        if pod.priority_error:
+            self.s.forget_warnings(pod)
+        if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
+            self.s.cache.remove_pod(pod.key)
+            self.s.queue.move_all_to_active_or_backoff()
+
+
+class NodeEvents:
+    def __init__(self, s: Scheduler) -> None:
+        self.s = s
+
+    def on_add(self, node: Node) -> None:
+        self.s.cache.add_node(node)
+        self.s.invalidate_nodes()
+        self.s.queue.move_all_to_active_or_backoff()
+
+    def on_update(self, old: Node, new: Node) -> None:
+        self.s.cache.update_node(new)
+        if schedulable_change(old, new):
+            self.s.queue.move_all_to_active_or_backoff()
+
+    def on_delete(self, node: Node) -> None:
+        self.s.cache.remove_node(node.name)
+        self.s.invalidate_nodes()
+
+
+def schedulable_change(old: Node, new: Node) -> bool:
+    """Did anything that filters read change? Heartbeats alone do not count."""
+    return (
+        old.ready != new.ready
+        or old.unschedulable != new.unschedulable
+        or old.labels != new.labels
+        or repr(old.taints) != repr(new.taints)
+        or old.allocatable != new.allocatable
+    )

@@ -1,0 +1,123 @@
+"""NodeAffinity: ``nodeSelector`` and required node affinity filter; preferred
+node affinity scores. Matching follows ``k8s.io/component-helpers``'
+NodeSelector: terms are ORed, the requirements of a term ANDed, and an empty
+term matches nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import (
+    MAX_NODE_SCORE,
+    SUCCESS,
+    CycleState,
+    Status,
+    unschedulable,
+)
+from lasched.model.node import Node
+from lasched.model.pod import PodInfo
+
+REASON = "node(s) didn't match Pod's node affinity/selector"
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def match_expression(req: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """One NodeSelectorRequirement against a node's labels."""
+    key = req.get("key", "")
+    op = req.get("operator", "")
+    values: Sequence[str] = req.get("values") or ()
+    present = key in labels
+    value = labels.get(key, "")
+    if op == "In":
+        return present and value in values
+    if op == "NotIn":
+        return not present or value not in values
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt"):
+        if not present or len(values) != 1:
+            return False
+        have, want = _int(value), _int(values[0])
+        if have is None or want is None:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def match_field(req: Mapping[str, Any], node: Node) -> bool:
+    """matchFields supports only metadata.name with In / NotIn."""
+    if req.get("key") != "metadata.name":
+        return False
+    values = req.get("values") or ()
+    if req.get("operator") == "In":
+        return node.name in values
+    if req.get("operator") == "NotIn":
+        return node.name not in values
+    return False
+
+
+def match_term(term: Mapping[str, Any], node: Node) -> bool:
+    exprs = term.get("matchExpressions") or ()
+    fields = term.get("matchFields") or ()
+    if not exprs and not fields:
+        return False
+    return all(match_expression(e, node.labels) for e in exprs) and all(
+        match_field(f, node) for f in fields
+    )
+
+
+def required_terms(pod: PodInfo) -> list[Mapping[str, Any]] | None:
+    na = pod.affinity.get("nodeAffinity") or {}
+    req = na.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if req is None:
+        return None
+    return list(req.get("nodeSelectorTerms") or ())
+
+
+def pod_matches_node(pod: PodInfo, node: Node) -> bool:
+    """``nodeSelector`` and every required term set, as kube-scheduler checks them."""
+    for k, v in pod.node_selector.items():
+        if node.labels.get(k) != v:
+            return False
+    terms = required_terms(pod)
+    if terms is None:
+        return True
+    return any(match_term(t, node) for t in terms)
+
+
+class NodeAffinity:
+    name = "NodeAffinity"
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        assert node.node is not None
+        if pod_matches_node(pod, node.node):
+            return SUCCESS
+        return unschedulable(REASON, unresolvable=True)
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        assert node.node is not None
+        na = pod.affinity.get("nodeAffinity") or {}
+        total = 0
+        for pref in na.get("preferredDuringSchedulingIgnoredDuringExecution") or ():
+            weight = int(pref.get("weight") or 0)
+            if weight and match_term(pref.get("preference") or {}, node.node):
+                total += weight
+        return total
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        """Scale so the best node gets 100 (kube-scheduler's DefaultNormalizeScore)."""
+        top = max(scores, default=0)
+        if top == 0:
+            return
+        for i, s in enumerate(scores):
+            scores[i] = s * MAX_NODE_SCORE // top
