@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml protocol/pyproject.toml agent/pyproject.toml
 	@command -v go >/dev/null || { echo "lasched's dev cluster needs Go >= 1.25 on PATH to build kube-apiserver, etcd and kwok"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./protocol -e '.[devcluster]' -e ./agent --group test --group lint
+	$(BIN)/pip install --quiet -e ./protocol -e '.[devcluster]' -e ./agent --group test --group lint --group bench
 	touch $@
 
 binaries: setup

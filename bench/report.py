@@ -1,0 +1,124 @@
+"""Markdown tables and PNG plots of a benchmark's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.throughput import Sample
+
+_LABELS = {
+    "lasched": "lasched",
+    "kube-scheduler": "kube-scheduler (QPS 50/100)",
+    "kube-scheduler-tuned": "kube-scheduler (QPS 5000/10000)",
+    "bind-ceiling": "bind ceiling",
+}
+
+
+def _fmt(stat: dict[str, float] | None, digits: int = 0) -> str:
+    if not stat:
+        return "-"
+    m, lo, hi = stat["median"], stat["min"], stat["max"]
+    return f"{m:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    summary: dict[str, dict[str, dict[str, float]]] = result["summary"]
+    cfg = result["config"]
+    env = result["environment"]
+    lines = [
+        f"### throughput: {cfg['nodes']} nodes, {cfg['pods']} pods burst, "
+        f"{cfg['rate']:.0f} pods/s steady for {cfg['steady_seconds']:.0f} s, "
+        f"{cfg['repeat']} repetitions",
+        "",
+        "Medians, with the range over repetitions in brackets.",
+        "",
+        "| scheduler | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
+        "| steady p99 ms | CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for peer, s in summary.items():
+        lines.append(
+            f"| {_LABELS.get(peer, peer)} | {_fmt(s.get('burst_pods_per_s'))} "
+            f"| {_fmt(s.get('burst_makespan_s'), 2)} | {_fmt(s.get('steady_p50_ms'), 1)} "
+            f"| {_fmt(s.get('steady_p90_ms'), 1)} | {_fmt(s.get('steady_p99_ms'), 1)} "
+            f"| {_fmt(s.get('cpu_seconds'), 1)} | {_fmt(s.get('peak_rss_mb'))} |"
+        )
+    ratios = _ratios(summary)
+    if ratios:
+        lines += ["", *ratios]
+    lines += [
+        "",
+        f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
+        f"etcd {env.get('etcd', '?')}, kwok {env.get('kwok', '?')}, "
+        f"Python {env.get('python', '?')}.",
+        f"Command: `{env.get('command', '?')}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    def med(peer: str) -> float | None:
+        stat = summary.get(peer, {}).get("burst_pods_per_s")
+        return stat["median"] if stat else None
+
+    ours = med("lasched")
+    out: list[str] = []
+    if ours is None:
+        return out
+    for peer in ("kube-scheduler-tuned", "kube-scheduler", "bind-ceiling"):
+        theirs = med(peer)
+        if theirs:
+            out.append(f"- lasched burst throughput / {_LABELS[peer]}: **{ours / theirs:.2f}x**")
+    return out
+
+
+def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
+    """Bound-over-time of each peer's last burst, and the steady latency CDF."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    last: dict[str, Sample] = {}
+    for s in samples:
+        last[s.peer] = s
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for peer, s in last.items():
+        ax.plot(s.bound_curve, range(1, len(s.bound_curve) + 1), label=_LABELS.get(peer, peer))
+    ax.set_xlabel("seconds since the scheduler started")
+    ax.set_ylabel("pods bound")
+    ax.set_title("Burst: pods bound over time (last repetition)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = directory / f"{stem}-burst.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    pooled: dict[str, list[float]] = {}
+    for s in samples:
+        pooled.setdefault(s.peer, []).extend(s.steady_latencies_ms)
+    for peer, lat in pooled.items():
+        if not lat:
+            continue
+        xs = sorted(lat)
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.plot(xs, ys, label=_LABELS.get(peer, peer))
+    ax.set_xscale("log")
+    ax.set_xlabel("creation to bound, ms (log scale)")
+    ax.set_ylabel("fraction of pods")
+    ax.set_title("Steady arrivals: latency CDF (all repetitions)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    path = directory / f"{stem}-latency-cdf.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths

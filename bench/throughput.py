@@ -1,0 +1,295 @@
+"""Scenario ``throughput``: pods bound per second and creation-to-bound latency.
+
+One control plane and one set of kwok nodes serve every peer in turn, in the
+same run, repeated ``repeat`` times in rotation so that a noisy neighbour
+hurts all peers alike. Per peer and repetition:
+
+1. **burst**: ``pods`` pods are created while no scheduler runs; the peer is
+   started; throughput is ``pods / (last bound - first bound)`` and the
+   makespan is from the peer's start to the last bind;
+2. **steady**: with the peer running, pods arrive at ``rate`` per second for
+   ``steady_seconds``; each one's creation-to-bound latency is recorded;
+3. the peer's CPU seconds and peak RSS are read from /proc; its pods are
+   deleted before the next peer starts.
+
+The **bind ceiling** is a minimal binder that binds pre-created pods round
+robin to nodes with 64 requests in flight: the most this control plane on this
+machine accepts, against which the schedulers' throughput is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import peers
+from bench.timeline import Timeline
+from lasched.devcluster import nodes
+from lasched.devcluster.cluster import DevCluster, ensure_namespace
+from lasched.kube.binding import bind
+from lasched.kube.client import KubeClient
+
+SCENARIO = "throughput"
+VERSION = 1
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    nodes: int = 100
+    pods: int = 1000
+    rate: float = 100.0
+    steady_seconds: float = 10.0
+    repeat: int = 3
+    peers: tuple[str, ...] = ("lasched", "kube-scheduler", "kube-scheduler-tuned")
+    bind_ceiling: bool = True
+    timeout: float = 300.0
+
+
+@dataclass(slots=True)
+class Sample:
+    peer: str
+    repeat: int
+    burst_pods_per_s: float
+    burst_makespan_s: float
+    steady_p50_ms: float | None = None
+    steady_p90_ms: float | None = None
+    steady_p99_ms: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    bound_curve: list[float] = field(default_factory=list)  # seconds since start, per bind
+    steady_latencies_ms: list[float] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+def pod_body(name: str, scheduler: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"bench": SCENARIO}},
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
+            ],
+        },
+    }
+
+
+async def create_pods(
+    kc: KubeClient,
+    namespace: str,
+    names: list[str],
+    scheduler: str,
+    *,
+    rate: float | None = None,
+    progress: Progress | None = None,
+    label: str = "",
+) -> None:
+    """Create pods as fast as possible, or paced at ``rate`` per second."""
+    sem = asyncio.Semaphore(64)
+    done = 0
+    start = time.monotonic()
+
+    async def one(name: str) -> None:
+        nonlocal done
+        async with sem:
+            await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod_body(name, scheduler))
+        done += 1
+        if progress and (done % 50 == 0 or done == len(names)):
+            progress(label, done, len(names))
+
+    async with asyncio.TaskGroup() as tg:
+        for i, name in enumerate(names):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tg.create_task(one(name))
+
+
+async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 120) -> None:
+    await kc.request(
+        "DELETE",
+        f"/api/v1/namespaces/{namespace}/pods",
+        body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+    )
+    deadline = time.monotonic() + timeout
+    while (await kc.get(f"/api/v1/namespaces/{namespace}/pods", limit=1))["items"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pods of {namespace} not deleted within {timeout} s")
+        await asyncio.sleep(0.5)
+
+
+async def measure_peer(
+    *,
+    cluster: DevCluster,
+    kc: KubeClient,
+    peer: peers.Peer,
+    cfg: Config,
+    rep: int,
+    progress: Progress,
+) -> Sample:
+    ns = f"{peer.key}-{rep}"
+    await ensure_namespace(kc, ns)
+    label = f"{peer.key} #{rep + 1}"
+    burst = [f"b-{i}" for i in range(cfg.pods)]
+    await create_pods(
+        kc, ns, burst, peer.scheduler_name, progress=progress, label=f"{label}: create"
+    )
+    timeline = Timeline(kc, ns)
+    await timeline.start()
+    running = await peers.start(peer, kubeconfig=cluster.kubeconfig, workdir=cluster.workdir / ns)
+    started = time.monotonic()
+    try:
+        await _wait(timeline, cfg.pods, cfg.timeout, progress, f"{label}: burst")
+        times = sorted(timeline.bound.values())
+        sample = Sample(
+            peer=peer.key,
+            repeat=rep,
+            burst_pods_per_s=(len(times) - 1) / max(times[-1] - times[0], 1e-9),
+            burst_makespan_s=times[-1] - started,
+            bound_curve=[t - started for t in times],
+        )
+        steady = [f"s-{i}" for i in range(int(cfg.rate * cfg.steady_seconds))]
+        if steady:
+            await create_pods(kc, ns, steady, peer.scheduler_name, rate=cfg.rate)
+            await _wait(timeline, cfg.pods + len(steady), cfg.timeout, progress, f"{label}: steady")
+            lat = [
+                (timeline.bound[n] - timeline.added[n]) * 1000
+                for n in steady
+                if n in timeline.bound and n in timeline.added
+            ]
+            sample.steady_latencies_ms = lat
+            sample.steady_p50_ms = percentile(lat, 50)
+            sample.steady_p90_ms = percentile(lat, 90)
+            sample.steady_p99_ms = percentile(lat, 99)
+        stats = running.stats()
+        sample.cpu_seconds = stats.cpu_seconds
+        sample.peak_rss_mb = stats.peak_rss_bytes / 2**20
+        return sample
+    finally:
+        await running.stop()
+        await timeline.stop()
+        await delete_pods(kc, ns)
+
+
+async def measure_ceiling(kc: KubeClient, cfg: Config, rep: int, progress: Progress) -> Sample:
+    ns = f"bind-ceiling-{rep}"
+    await ensure_namespace(kc, ns)
+    names = [f"b-{i}" for i in range(cfg.pods)]
+    label = f"bind-ceiling #{rep + 1}"
+    await create_pods(kc, ns, names, "nobody", progress=progress, label=f"{label}: create")
+    listing = await kc.get(f"/api/v1/namespaces/{ns}/pods")
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in listing["items"]}
+    timeline = Timeline(kc, ns)
+    await timeline.start()
+    sem = asyncio.Semaphore(64)
+    started = time.monotonic()
+
+    async def one(i: int, name: str) -> None:
+        async with sem:
+            await bind(kc, namespace=ns, name=name, uid=uids[name], node=f"bench-{i % cfg.nodes}")
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, name in enumerate(names):
+                tg.create_task(one(i, name))
+        await _wait(timeline, cfg.pods, cfg.timeout, progress, f"{label}: bind")
+        times = sorted(timeline.bound.values())
+        return Sample(
+            peer="bind-ceiling",
+            repeat=rep,
+            burst_pods_per_s=(len(times) - 1) / max(times[-1] - times[0], 1e-9),
+            burst_makespan_s=times[-1] - started,
+            bound_curve=[t - started for t in times],
+        )
+    finally:
+        await timeline.stop()
+        await delete_pods(kc, ns)
+
+
+async def _wait(
+    timeline: Timeline, count: int, timeout: float, progress: Progress, label: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await timeline.wait_bound(count, timeout=0.5):
+        progress(label, min(len(timeline.bound), count), count)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{label}: {len(timeline.bound)}/{count} bound after {timeout:.0f} s"
+            )
+    progress(label, count, count)
+
+
+async def run(cfg: Config, progress: Progress) -> list[Sample]:
+    samples: list[Sample] = []
+    async with DevCluster() as cluster, await cluster.client() as kc:
+        specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
+        await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
+        await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+        for rep in range(cfg.repeat):
+            for key in cfg.peers:
+                peer = peers.PEERS[key]
+                samples.append(
+                    await measure_peer(
+                        cluster=cluster, kc=kc, peer=peer, cfg=cfg, rep=rep, progress=progress
+                    )
+                )
+            if cfg.bind_ceiling:
+                samples.append(await measure_ceiling(kc, cfg, rep, progress))
+    return samples
+
+
+def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
+    """Median, min and max of every figure, per peer."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    figures = (
+        "burst_pods_per_s", "burst_makespan_s", "steady_p50_ms", "steady_p90_ms",
+        "steady_p99_ms", "cpu_seconds", "peak_rss_mb",
+    )  # fmt: skip
+    for peer in dict.fromkeys(s.peer for s in samples):
+        rows = [s for s in samples if s.peer == peer]
+        out[peer] = {}
+        for f in figures:
+            vals = [v for s in rows if (v := getattr(s, f)) is not None]
+            if vals:
+                out[peer][f] = {
+                    "median": statistics.median(vals),
+                    "min": min(vals),
+                    "max": max(vals),
+                }
+    return out
+
+
+def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "scenario": SCENARIO,
+        "version": VERSION,
+        "config": asdict(cfg),
+        "environment": env,
+        "summary": summarise(samples),
+        "samples": [
+            {k: v for k, v in asdict(s).items() if k not in ("bound_curve", "steady_latencies_ms")}
+            for s in samples
+        ],
+    }
+
+
+def results_dir() -> Path:
+    return Path(__file__).parent / "results"
