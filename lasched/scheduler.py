@@ -76,9 +76,11 @@ def build_framework(profile: ProfileSettings, settings: Settings) -> Framework:
     affinity = NodeAffinity()
     scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints]
     weights = profile.score_weights
+    ports = NodePorts()
     return Framework(
-        pre_filters=[],
-        filters=[NodeUnschedulable(), taints, affinity, NodePorts(), fit],
+        pre_filters=[affinity, ports],
+        pre_scores=[affinity],
+        filters=[NodeUnschedulable(), taints, affinity, ports, fit],
         scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
         profile=profile.scheduler_name,

@@ -55,6 +55,7 @@ class Status:
 
 
 SUCCESS = Status()
+SKIP = Status(Code.SKIP)
 
 
 def unschedulable(*reasons: str, unresolvable: bool = False) -> Status:

@@ -195,25 +195,30 @@ class Framework:
             return Status(Code.WAIT), waits
         return SUCCESS, {}
 
-    def run_pre_filters(self, state: CycleState, pod: PodInfo) -> Status:
+    def run_pre_filters(self, state: CycleState, pod: PodInfo) -> tuple[Status, set[str]]:
+        """The PreFilter verdict, and the plugins whose Filter may be skipped (SKIP)."""
+        skip: set[str] = set()
         for p in self.pre_filters:
             try:
                 st = p.pre_filter(state, pod)
             except Exception as e:
                 raise PluginError.from_exception(p.name, e) from e
-            if not st.ok:
-                return st.with_plugin(p.name)
-        return Status()
+            if st.code is Code.SKIP:
+                skip.add(p.name)
+            elif st.code is not Code.SUCCESS:
+                return st.with_plugin(p.name), skip
+        return SUCCESS, skip
 
     def filter_node(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        """Every Filter on one node (for callers outside the main loop, e.g. preemption)."""
         for p in self.filters:
             try:
                 st = p.filter(state, pod, node)
             except Exception as e:
                 raise PluginError.from_exception(p.name, e) from e
-            if not st.ok:
+            if st.code is not Code.SUCCESS:
                 return st.with_plugin(p.name)
-        return Status()
+        return SUCCESS
 
     def schedule(
         self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
@@ -223,65 +228,94 @@ class Framework:
         if num_all == 0:
             return FitError(num_all_nodes=0, pre_filter=Status(Code.UNSCHEDULABLE, ("no nodes",)))
         t0 = time.perf_counter()
-        pre = self.run_pre_filters(state, pod)
+        pre, skip = self.run_pre_filters(state, pod)
         self._observe("PreFilter", pre, t0)
         if pre.code is Code.ERROR:
             raise PluginError(pre)
-        if not pre.ok:
+        if pre.code is not Code.SUCCESS:
             return FitError(num_all_nodes=num_all, pre_filter=pre)
 
-        want = self.num_feasible_nodes_to_find(num_all)
-        feasible: list[NodeInfo] = []
-        failed: dict[str, Status] = {}
-        start = self._next_start % num_all
-        evaluated = 0
         t0 = time.perf_counter()
-        for i in range(num_all):
-            ni = nodes[(start + i) % num_all]
-            evaluated += 1
-            st = self.filter_node(state, pod, ni)
-            if st.ok:
-                feasible.append(ni)
-                if len(feasible) >= want:
-                    break
-            elif st.code is Code.ERROR:
-                raise PluginError(st)
-            else:
-                failed[ni.name] = st
-        self._next_start = (start + evaluated) % num_all
+        feasible, failed, evaluated = self._find_feasible(state, pod, nodes, skip)
         self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
         if not feasible:
             return FitError(num_all_nodes=num_all, node_statuses=failed)
         if len(feasible) == 1 or not self.scores:
             node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
             return ScheduleResult(node.name, evaluated, len(feasible), {})
+        skip_score: set[str] = set()
         for p in self.pre_scores:
             try:
                 st = p.pre_score(state, pod, feasible)
             except Exception as e:
                 raise PluginError.from_exception(p.name, e) from e
-            if not st.ok and st.code is not Code.SKIP:
+            if st.code is Code.SKIP:
+                skip_score.add(p.name)
+            elif st.code is not Code.SUCCESS:
                 raise PluginError(st.with_plugin(p.name))
         t0 = time.perf_counter()
-        totals = self.score_nodes(state, pod, feasible)
+        totals = self.score_nodes(state, pod, feasible, skip=skip_score)
         self._observe("Score", SUCCESS, t0)
         return ScheduleResult(self._select(totals), evaluated, len(feasible), totals)
 
+    def _find_feasible(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo], skip: set[str]
+    ) -> tuple[list[NodeInfo], dict[str, Status], int]:
+        """Filter nodes from where the last cycle stopped until enough are feasible."""
+        num_all = len(nodes)
+        filters = [p for p in self.filters if p.name not in skip]
+        want = self.num_feasible_nodes_to_find(num_all)
+        feasible: list[NodeInfo] = []
+        failed: dict[str, Status] = {}
+        start = self._next_start % num_all
+        evaluated = 0
+        plugin = None
+        success = Code.SUCCESS
+        # The hottest loop of the scheduler: plain locals, no per-call try.
+        try:
+            for i in range(num_all):
+                ni = nodes[(start + i) % num_all]
+                evaluated += 1
+                for plugin in filters:
+                    st = plugin.filter(state, pod, ni)
+                    if st.code is not success:
+                        if st.code is Code.ERROR:
+                            raise PluginError(st.with_plugin(plugin.name))
+                        failed[ni.name] = st.with_plugin(plugin.name)
+                        break
+                else:
+                    feasible.append(ni)
+                    if len(feasible) >= want:
+                        break
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError.from_exception(plugin.name if plugin else "?", e) from e
+        self._next_start = (start + evaluated) % num_all
+        return feasible, failed, evaluated
+
     def score_nodes(
-        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        nodes: Sequence[NodeInfo],
+        skip: set[str] | frozenset[str] = frozenset(),
     ) -> dict[str, int]:
-        totals = dict.fromkeys((n.name for n in nodes), 0)
+        totals = [0] * len(nodes)
         for plugin, weight in self.scores:
+            if plugin.name in skip:
+                continue
             try:
-                raw = [plugin.score(state, pod, n) for n in nodes]
+                score = plugin.score
+                raw = [score(state, pod, n) for n in nodes]
                 plugin.normalize(state, pod, raw)
             except Exception as e:
                 raise PluginError.from_exception(plugin.name, e) from e
-            for n, s in zip(nodes, raw, strict=True):
-                if not 0 <= s <= MAX_NODE_SCORE:
-                    raise PluginError(error(f"{plugin.name} scored {n.name} {s}, outside 0..100"))
-                totals[n.name] += s * weight
-        return totals
+            if raw and (min(raw) < 0 or max(raw) > MAX_NODE_SCORE):
+                bad = next(s for s in raw if not 0 <= s <= MAX_NODE_SCORE)
+                raise PluginError(error(f"{plugin.name} scored {bad}, outside 0..100"))
+            totals = [t + s * weight for t, s in zip(totals, raw, strict=True)]
+        return {n.name: t for n, t in zip(nodes, totals, strict=True)}
 
     def _observe(self, point: str, status: Status, started: float) -> None:
         metrics.framework_extension_point_duration.labels(
@@ -289,16 +323,9 @@ class Framework:
         ).observe(time.perf_counter() - started)
 
     def _select(self, totals: dict[str, int]) -> str:
-        """The highest total; among equals, a uniform random choice (reservoir)."""
-        best_name, best, seen = "", -1, 0
-        for name, score in totals.items():
-            if score > best:
-                best_name, best, seen = name, score, 1
-            elif score == best:
-                seen += 1
-                if self._rng.randrange(seen) == 0:
-                    best_name = name
-        return best_name
+        """The highest total; among equals, a uniform random choice."""
+        best = max(totals.values())
+        return self._rng.choice([name for name, score in totals.items() if score == best])
 
 
 class PluginError(RuntimeError):

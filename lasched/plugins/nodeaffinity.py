@@ -11,6 +11,7 @@ from typing import Any
 from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
+    SKIP,
     SUCCESS,
     CycleState,
     Status,
@@ -97,6 +98,18 @@ def pod_matches_node(pod: PodInfo, node: Node) -> bool:
 
 class NodeAffinity:
     name = "NodeAffinity"
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        """Nothing to check without a selector or required terms: skip Filter."""
+        if not pod.node_selector and required_terms(pod) is None:
+            return SKIP
+        return SUCCESS
+
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
+        na = pod.affinity.get("nodeAffinity") or {}
+        if not na.get("preferredDuringSchedulingIgnoredDuringExecution"):
+            return SKIP
+        return SUCCESS
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         assert node.node is not None

@@ -6,7 +6,7 @@ A wildcard host IP (0.0.0.0) conflicts with every IP, as in kube-scheduler's
 from __future__ import annotations
 
 from lasched.cache.cache import NodeInfo
-from lasched.framework.interface import SUCCESS, CycleState, Status, unschedulable
+from lasched.framework.interface import SKIP, SUCCESS, CycleState, Status, unschedulable
 from lasched.model.pod import PodInfo
 
 REASON = "node(s) didn't have free ports for the requested pod ports"
@@ -24,6 +24,9 @@ def conflicts(wanted: tuple[str, str, int], used: dict[tuple[str, str, int], int
 
 class NodePorts:
     name = "NodePorts"
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        return SUCCESS if pod.host_ports else SKIP
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         for hp in pod.host_ports:

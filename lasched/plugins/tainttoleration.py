@@ -49,6 +49,8 @@ class TaintToleration:
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         assert node.node is not None
+        if not node.node.taints:
+            return SUCCESS
         taint = untolerated(node.node.taints, pod.tolerations, _FILTER_EFFECTS)
         if taint is None:
             return SUCCESS
@@ -56,6 +58,8 @@ class TaintToleration:
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         assert node.node is not None
+        if not node.node.taints:
+            return 0
         return sum(
             1
             for taint in node.node.taints

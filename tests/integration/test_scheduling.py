@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lasched import settings
 from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
 from tests.integration.conftest import SchedulerFactory
@@ -122,3 +123,26 @@ async def test_capacity_used_by_other_schedulers_is_counted(
     total = len((await kc.get("/api/v1/nodes"))["items"])
     assert event["note"] == f"0/{total} nodes are available: {total} Insufficient {widget}."
     assert await node_of(kc, namespace, "second") == ""
+
+
+async def test_profiles_serve_other_schedulers_names(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """One process with two profiles binds pods written for either name."""
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name="profiles-0")])
+    cfg = settings.parse(
+        {"profiles": [{"schedulerName": "lasched"}, {"schedulerName": "custom-scheduler"}]}
+    )
+    await run_scheduler(cfg)
+    await kc.post(
+        f"/api/v1/namespaces/{namespace}/pods", pod("legacy", scheduler="custom-scheduler")
+    )
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("native"))
+    assert await eventually(lambda: node_of(kc, namespace, "legacy"))
+    assert await eventually(lambda: node_of(kc, namespace, "native"))
+
+    async def reporter() -> str:
+        evs = [e for e in await events_for(kc, namespace, "legacy") if e["reason"] == "Scheduled"]
+        return str(evs[0]["reportingController"]) if evs else ""
+
+    assert await eventually(reporter) == "custom-scheduler"
