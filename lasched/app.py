@@ -20,8 +20,16 @@ from lasched.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or a termination signal arrives."""
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    serving: asyncio.Future[int] | None = None,
+) -> None:
+    """Run until ``stop`` is set or a termination signal arrives.
+
+    ``serving``, if given, receives the HTTP port once the server listens.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -34,10 +42,13 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
             host=settings.server.bind_address,
             port=settings.server.port,
         )
+        port = server.bound_port(runner)
         log.info(
             "lasched serving profiles=%s api=%s http_port=%d",
-            ",".join(settings.scheduler_names), client.host, server.bound_port(runner),
+            ",".join(settings.scheduler_names), client.host, port,
         )  # fmt: skip
+        if serving is not None and not serving.done():
+            serving.set_result(port)
         try:
             task = asyncio.create_task(sched.run(), name="scheduler")
             stopper = asyncio.create_task(stop.wait(), name="stop-signal")

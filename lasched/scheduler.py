@@ -17,17 +17,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
-import prometheus_async.aio
-
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
 from lasched.eventhandlers import NodeEvents, PodEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
-from lasched.kube.binding import BindOutcome, bind, set_unschedulable
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.binding import DefaultBinder, set_unschedulable
+from lasched.kube.client import KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer
 from lasched.model.node import Node
@@ -69,7 +66,7 @@ class Attempt:
     waiting: WaitingPod | None = None
 
 
-def build_framework(profile: ProfileSettings, settings: Settings) -> Framework:
+def build_framework(profile: ProfileSettings, settings: Settings, client: KubeClient) -> Framework:
     """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
     taints = TaintToleration()
@@ -81,13 +78,11 @@ def build_framework(profile: ProfileSettings, settings: Settings) -> Framework:
         pre_filters=[affinity, ports],
         pre_scores=[affinity],
         filters=[NodeUnschedulable(), taints, affinity, ports, fit],
+        binders=[DefaultBinder(client)],
         scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
         profile=profile.scheduler_name,
     )
-
-
-timed_bind = prometheus_async.aio.time(metrics.binding_duration)(bind)
 
 
 class Scheduler:
@@ -100,7 +95,7 @@ class Scheduler:
         self.profiles = {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
-                framework=build_framework(p, settings),
+                framework=build_framework(p, settings, client),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
             for p in settings.profiles
@@ -322,37 +317,25 @@ class Scheduler:
                 if not verdict.ok:
                     self._failed_after_reserve(a, verdict)
                     return
-            outcome = await self._write_binding(a)
-            if outcome is None:
-                return
-            bound = outcome is BindOutcome.BOUND
+            t0 = time.perf_counter()
+            st = await a.profile.framework.run_bind(a.state, pod, node)
+            metrics.binding_duration.observe(time.perf_counter() - t0)
+            bound = st.code is Code.SUCCESS
             if bound:
                 self._bound(a)
-            else:  # ALREADY_ASSIGNED or GONE: the informer brings the truth; never rebind
-                log.info("pod=%s bind to node=%s: %s", pod.key, node, outcome.value)
+            elif st.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
+                # Bound elsewhere or deleted: the informer brings the truth; never rebind.
+                log.info("pod=%s bind to node=%s: %s", pod.key, node, st.message)
+            else:
+                a.profile.events.record(
+                    ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling",
+                    note=st.message,
+                )  # fmt: skip
+                self._requeue(pod, st.message, error=True)
         finally:
             if not bound:
                 a.profile.framework.run_unreserve(a.state, pod, node)
                 self.cache.forget(pod)
-
-    async def _write_binding(self, a: Attempt) -> BindOutcome | None:
-        """The bind call; None when it definitely failed (the pod was requeued)."""
-        pod = a.assumed
-        try:
-            return await timed_bind(
-                self.client, namespace=pod.namespace, name=pod.name, uid=pod.uid, node=pod.node_name
-            )
-        except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
-            outcome = await self._resolve_ambiguous(pod, e)
-            if outcome is not None:
-                return outcome
-            message = f"Binding rejected: {e}"
-            a.profile.events.record(
-                ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling",
-                note=message,
-            )  # fmt: skip
-            self._requeue(pod, message, error=True)
-            return None
 
     def _bound(self, a: Attempt) -> None:
         pod = a.assumed
@@ -374,25 +357,6 @@ class Scheduler:
         log.info("pod=%s rejected at permit: %s", a.assumed.key, message)
         self._record_failure(a.profile, a.assumed, message)
         self._requeue(a.assumed, message, error=False)
-
-    async def _resolve_ambiguous(self, pod: PodInfo, err: Exception) -> BindOutcome | None:
-        """After an error whose outcome is unknown, read the pod before retrying."""
-        if isinstance(err, ApiError) and err.status < 500 and err.status != 429:
-            return None  # a definite rejection
-        try:
-            current = await self.client.get(f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}")
-        except ApiError as e:
-            return BindOutcome.GONE if e.not_found else None
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return None
-        if (current.get("metadata") or {}).get("uid") != pod.uid:
-            return BindOutcome.GONE
-        bound_to = (current.get("spec") or {}).get("nodeName")
-        if bound_to == pod.node_name:
-            return BindOutcome.BOUND
-        if bound_to:
-            return BindOutcome.ALREADY_ASSIGNED
-        return None
 
     def _requeue(self, pod: PodInfo, reason: str, *, error: bool) -> None:
         """Return a pod that left the queue (assumed) after its binding cycle failed."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_async.aio.web import server_stats
 
 
 def build_app(*, synced: Callable[[], bool]) -> web.Application:
@@ -21,16 +21,11 @@ def build_app(*, synced: Callable[[], bool]) -> web.Application:
             return web.Response(text="ok")
         return web.Response(status=503, text="informers not synced")
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", server_stats)
     return app
 
 

@@ -155,3 +155,18 @@ class PermitPlugin(Plugin, Protocol):
         """SUCCESS binds now; WAIT (see :func:`wait`) holds the reserved pod until
         allowed, rejected or timed out; anything else rejects."""
         ...
+
+
+@runtime_checkable
+class BindPlugin(Plugin, Protocol):
+    """Writes the binding. The first binder that does not SKIP decides:
+
+    * SUCCESS: the pod is bound to ``node``;
+    * UNSCHEDULABLE_AND_UNRESOLVABLE: the pod is no longer ours to bind (bound
+      elsewhere, or deleted): forget it, never rebind;
+    * anything else: it is not bound; the pod is retried with backoff.
+
+    This is the one asynchronous extension point: it runs in the binding cycle.
+    """
+
+    async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...

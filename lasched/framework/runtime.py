@@ -20,6 +20,7 @@ from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
+    BindPlugin,
     Code,
     CycleState,
     FilterPlugin,
@@ -90,6 +91,7 @@ class Framework:
         pre_scores: Sequence[PreScorePlugin] = (),
         reserves: Sequence[ReservePlugin] = (),
         permits: Sequence[PermitPlugin] = (),
+        binders: Sequence[BindPlugin] = (),
         percentage_of_nodes_to_score: int = 0,
         rng: random.Random | None = None,
         profile: str = "",
@@ -103,6 +105,7 @@ class Framework:
         self.scores = list(scores)
         self.reserves = list(reserves)
         self.permits = list(permits)
+        self.binders = list(binders)
         self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
         self._next_start = 0
         self._rng = rng or random.Random()
@@ -194,6 +197,20 @@ class Framework:
         if waits:
             return Status(Code.WAIT), waits
         return SUCCESS, {}
+
+    async def run_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        """The first binder that does not SKIP decides (see BindPlugin)."""
+        t0 = time.perf_counter()
+        for p in self.binders:
+            try:
+                st = await p.bind(state, pod, node)
+            except Exception as e:
+                log.error("plugin=%s bind raised", p.name, exc_info=e)
+                st = Status(Code.ERROR, (f"{type(e).__name__}: {e}",))
+            if st.code is not Code.SKIP:
+                self._observe("Bind", st, t0)
+                return st.with_plugin(p.name)
+        return Status(Code.ERROR, ("no bind plugin handled the pod",))
 
     def run_pre_filters(self, state: CycleState, pod: PodInfo) -> tuple[Status, set[str]]:
         """The PreFilter verdict, and the plugins whose Filter may be skipped (SKIP)."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
+import aiohttp
+
+from lasched.framework.interface import SUCCESS, Code, CycleState, Status
 from lasched.kube.client import ApiError, KubeClient
+from lasched.model.pod import PodInfo
 
 
 class BindOutcome(enum.Enum):
@@ -75,3 +79,51 @@ async def set_unschedulable(
     except ApiError as e:
         if not e.not_found:
             raise
+
+
+class DefaultBinder:
+    """The Bind plugin that writes ``pods/binding``, as kube-scheduler's does.
+
+    A definite rejection (4xx other than 429) fails at once. After an error
+    whose outcome is unknown (a timeout, a 5xx, a dropped connection) the pod
+    is read back before anyone retries: it may be bound already.
+    """
+
+    name = "DefaultBinder"
+
+    def __init__(self, client: KubeClient) -> None:
+        self._client = client
+
+    async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        try:
+            outcome = await bind(
+                self._client, namespace=pod.namespace, name=pod.name, uid=pod.uid, node=node
+            )
+        except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
+            resolved = await self._resolve_ambiguous(pod, node, e)
+            if resolved is None:
+                return Status(Code.ERROR, (f"Binding rejected: {e}",))
+            outcome = resolved
+        if outcome is BindOutcome.BOUND:
+            return SUCCESS
+        return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (outcome.value,))
+
+    async def _resolve_ambiguous(
+        self, pod: PodInfo, node: str, err: Exception
+    ) -> BindOutcome | None:
+        if isinstance(err, ApiError) and err.status < 500 and err.status != 429:
+            return None  # a definite rejection
+        try:
+            current = await self._client.get(f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}")
+        except ApiError as e:
+            return BindOutcome.GONE if e.not_found else None
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None
+        if (current.get("metadata") or {}).get("uid") != pod.uid:
+            return BindOutcome.GONE
+        bound_to = (current.get("spec") or {}).get("nodeName")
+        if bound_to == node:
+            return BindOutcome.BOUND
+        if bound_to:
+            return BindOutcome.ALREADY_ASSIGNED
+        return None

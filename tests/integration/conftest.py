@@ -46,7 +46,8 @@ async def namespace(kc: KubeClient, request: pytest.FixtureRequest) -> str:
     return name
 
 
-SchedulerFactory = Callable[..., Coroutine[Any, Any, None]]
+SchedulerFactory = Callable[..., Coroutine[Any, Any, int]]
+"""``await run_scheduler(settings=None)`` starts lasched and returns its HTTP port."""
 
 
 @pytest.fixture
@@ -54,13 +55,22 @@ async def run_scheduler(cluster: DevCluster) -> AsyncIterator[SchedulerFactory]:
     """Start lasched in this process against the cluster; stopped after the test."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(settings: Settings | None = None) -> None:
+    async def start(settings: Settings | None = None) -> int:
         base = settings or Settings()
         kubeconfig = base.kubeconfig or str(cluster.kubeconfig)
         cfg = replace(base, kubeconfig=kubeconfig, server=ServerSettings(port=0))
         stop = asyncio.Event()
-        task = asyncio.create_task(app.run(cfg, stop=stop), name="lasched-under-test")
+        serving: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            app.run(cfg, stop=stop, serving=serving), name="lasched-under-test"
+        )
         running.append((stop, task))
+        waiter = asyncio.ensure_future(asyncio.wait_for(asyncio.shield(serving), 30))
+        await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiter.cancel()
+            task.result()  # it failed to start: say why
+        return await waiter
 
     yield start
     for stop, task in running:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+
 from lasched import settings
 from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
@@ -146,3 +148,33 @@ async def test_profiles_serve_other_schedulers_names(
         return str(evs[0]["reportingController"]) if evs else ""
 
     assert await eventually(reporter) == "custom-scheduler"
+
+
+async def test_health_readiness_and_metrics(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """/readyz turns ready once synced; /metrics counts the attempt with kube-scheduler's name."""
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name="metrics-0")])
+    port = await run_scheduler()
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+
+        async def ready() -> bool:
+            async with http.get(f"{base}/readyz") as r:
+                return r.status == 200
+
+        await eventually(ready)
+        async with http.get(f"{base}/livez") as r:
+            assert r.status == 200
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("counted"))
+        assert await eventually(lambda: node_of(kc, namespace, "counted"))
+
+        async def scraped() -> str:
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+            want = 'lasched_schedule_attempts_total{profile="lasched",result="scheduled"}'
+            return text if want in text else ""
+
+        text = await eventually(scraped)
+        assert "lasched_pending_pods{" in text
+        assert "lasched_framework_extension_point_duration_seconds_bucket{" in text
