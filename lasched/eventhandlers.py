@@ -26,8 +26,22 @@ class PodEvents:
     def _check(self, pod: PodInfo) -> None:
         if pod.priority_error:
             self.s.warn_invalid(pod, "InvalidPriority", pod.priority_error)
+        if pod.group_error:
+            self.s.warn_invalid(pod, "InvalidPodGroup", pod.group_error)
+
+    def _track_group(self, pod: PodInfo) -> None:
+        """Group membership counts every member, bound or pending; a new one may open gates."""
+        members = self.s.gang.pod_added(pod)
+        if not members:
+            return
+        g = self.s.gang.group_of(pod)
+        if g is not None and (problem := g.disagreement()):
+            for m in g.members.values():
+                self.s.warn_invalid(m, "InvalidPodGroup", problem)
+        self.s.queue.recheck_gated(members)
 
     def on_add(self, pod: PodInfo) -> None:
+        self._track_group(pod)
         if pod.bound:
             if not pod.terminal:
                 self.s.cache.add_pod(pod)
@@ -37,6 +51,7 @@ class PodEvents:
             self.s.queue.add(pod)
 
     def on_update(self, old: PodInfo, new: PodInfo) -> None:
+        self._track_group(new)
         if new.bound:
             if new.terminal:
                 self.on_delete(new)
@@ -51,11 +66,12 @@ class PodEvents:
                 self.s.queue.update(new)
 
     def on_delete(self, pod: PodInfo) -> None:
+        self.s.gang.pod_deleted(pod)
         self.s.queue.delete(pod.key)
         waiting = self.s.waiting.get(pod.key)
         if waiting is not None:
             waiting.reject("", "the pod was deleted")
-        if pod.priority_error:
+        if pod.priority_error or pod.group_error or pod.group:
             self.s.forget_warnings(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)

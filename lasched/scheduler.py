@@ -29,6 +29,7 @@ from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
+from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
@@ -66,7 +67,9 @@ class Attempt:
     waiting: WaitingPod | None = None
 
 
-def build_framework(profile: ProfileSettings, settings: Settings, client: KubeClient) -> Framework:
+def build_framework(
+    profile: ProfileSettings, settings: Settings, client: KubeClient, gang: Coscheduling
+) -> Framework:
     """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
     taints = TaintToleration()
@@ -75,7 +78,11 @@ def build_framework(profile: ProfileSettings, settings: Settings, client: KubeCl
     weights = profile.score_weights
     ports = NodePorts()
     return Framework(
-        pre_filters=[affinity, ports],
+        pre_enqueue=[gang],
+        pre_filters=[gang, affinity, ports],
+        post_filters=[gang],
+        reserves=[gang],
+        permits=[gang],
         pre_scores=[affinity],
         filters=[NodeUnschedulable(), taints, affinity, ports, fit],
         binders=[DefaultBinder(client)],
@@ -92,10 +99,18 @@ class Scheduler:
         self.client = client
         self.settings = settings
         self.cache = SchedulerCache()
+        self.waiting = WaitingRoom(time.monotonic)
+        # One gang state for the process: a group's members may use several profiles.
+        self.gang = Coscheduling(
+            clock=time.monotonic,
+            room=self.waiting,
+            node_of=self.cache.node_of,
+            on_release=self._gang_released,
+        )
         self.profiles = {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
-                framework=build_framework(p, settings, client),
+                framework=build_framework(p, settings, client, self.gang),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
             for p in settings.profiles
@@ -113,7 +128,6 @@ class Scheduler:
             sort_key=self.queue_sort.sort_key,
             pre_enqueue=self._pre_enqueue,
         )
-        self.waiting = WaitingRoom(time.monotonic)
         self.binds = TaskSet("bind", settings.bind_concurrency)
         self.status_writes = TaskSet("status", 16)
         self._node_list: list[NodeInfo] | None = None
@@ -159,7 +173,7 @@ class Scheduler:
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")
             tg.create_task(self.queue.run_flushes(), name="queue-flush")
-            tg.create_task(self.waiting.run_expiry(), name="permit-expiry")
+            tg.create_task(self._expire_waiting(), name="permit-expiry")
             for p in self.profiles.values():
                 tg.create_task(p.events.run(), name=f"events-{p.name}")
             await self.wait_synced()
@@ -168,6 +182,17 @@ class Scheduler:
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
             await self.scheduling_loop()
+
+    def _gang_released(self) -> None:
+        """A group gave up its reservations or finished: waiting groups may go."""
+        self.queue.move_all_to_active_or_backoff()
+
+    async def _expire_waiting(self, interval: float = 0.05) -> None:
+        """Group timeouts first (one message for the whole group), then per-pod ones."""
+        while True:
+            await asyncio.sleep(interval)
+            self.gang.expire()
+            self.waiting.expire()
 
     async def scheduling_loop(self) -> None:
         while True:

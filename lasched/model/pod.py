@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NewType
 
+from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
 
@@ -41,6 +42,8 @@ class PodInfo:
         "annotations",
         "created",
         "deleting",
+        "group",
+        "group_error",
         "host_ports",
         "key",
         "labels",
@@ -88,6 +91,12 @@ class PodInfo:
         self.requests: Resources = pod_requests(spec)
         self.non_zero: tuple[int, int] = non_zero_requests(spec)
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
+        self.group: GroupDecl | None = None
+        self.group_error: str | None = None
+        try:
+            self.group = declared_group(self.namespace, self.labels, self.annotations)
+        except GroupError as e:
+            self.group_error = str(e)
 
     @property
     def bound(self) -> bool:

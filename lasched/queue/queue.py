@@ -257,6 +257,7 @@ class SchedulingQueue:
             await asyncio.sleep(self.options.flush_interval)
             self.flush_backoff()
             self.flush_unschedulable()
+            self.recheck_gated()  # gates may open with time (a group settling)
             if self._clock() - last_reheap >= self.options.reheap_interval:
                 self.reheap()
                 last_reheap = self._clock()

@@ -1,0 +1,268 @@
+"""Coscheduling: pod groups bind all-or-nothing.
+
+How a group moves (docs/gangs.md has the user's view):
+
+1. **PreEnqueue** gates members until at least min-available members exist,
+   so a half-created group holds nothing; invalid declarations gate too.
+2. **One group reserves at a time.** The first member to reach Reserve makes
+   its group the *holder*; members of other groups fail PreFilter with a
+   reason naming the holder until it is done. Two groups can therefore never
+   each hold part of what both need: there is no deadlock by construction.
+   Which group goes first is the queue's order (priority, then age, with
+   starvation aging), and a group that had to wait keeps its age.
+3. Members pass Filter and Score, are **assumed and reserved** on their nodes
+   (no other pod can take that capacity), and **wait at Permit**.
+4. When min-available members are placed, every waiting member is allowed and
+   binds; later members beyond min-available bind as capacity allows.
+5. If a member fits nowhere (**PostFilter**), or the group's timeout passes, or
+   a waiting member is deleted, every waiting member is rejected at once: all
+   reservations are released together, each member gets a Warning Event that
+   says how many of how many were placed and why the rest were not, and the
+   members return to the queue together.
+
+Never is a group bound below min-available: a member binds only after Permit
+allowed the whole group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lasched.framework.interface import (
+    SKIP,
+    SUCCESS,
+    CycleState,
+    PostFilterResult,
+    Status,
+    unschedulable,
+    wait,
+)
+from lasched.framework.waiting import WaitingRoom
+from lasched.model.pod import PodInfo, PodKey
+from lasched.model.podgroup import ANNOTATION_SETTLE_SECONDS, DEFAULT_TIMEOUT_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Group:
+    key: str
+    members: dict[PodKey, PodInfo] = field(default_factory=dict)
+    last_joined: float = 0.0
+    permitted: bool = False  # min-available reached: later members need not wait
+    deadline: float | None = None  # of the current reservation round
+
+    def _declared(self) -> set[int]:
+        return {
+            p.group.min_available
+            for p in self.members.values()
+            if p.group is not None and p.group.min_available is not None
+        }
+
+    def min_available(self) -> int | None:
+        """The agreed min-available; None when only 'all members seen' applies."""
+        values = self._declared()
+        return values.pop() if len(values) == 1 else None
+
+    def disagreement(self) -> str | None:
+        values = sorted(self._declared())
+        if len(values) > 1:
+            shown = ", ".join(str(v) for v in values)
+            return f"members of pod group {self.key} disagree on min-available ({shown})"
+        return None
+
+    def timeout(self, default: float) -> float:
+        for p in self.members.values():
+            if p.group and p.group.timeout_seconds:
+                return p.group.timeout_seconds
+        return default
+
+
+class Coscheduling:
+    """PreEnqueue, PreFilter, PostFilter, Reserve/Unreserve and Permit for pod groups."""
+
+    name = "Coscheduling"
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        room: WaitingRoom,
+        node_of: Callable[[PodKey], str | None],
+        on_release: Callable[[], None] = lambda: None,
+        default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
+    ) -> None:
+        self._clock = clock
+        self._room = room
+        self._node_of = node_of
+        self._on_release = on_release
+        self.default_timeout = default_timeout
+        self.settle_seconds = settle_seconds
+        self.groups: dict[str, Group] = {}
+        self.holder: str | None = None
+
+    # ---- membership (fed by the pod informer) -------------------------------
+
+    def pod_added(self, pod: PodInfo) -> list[PodKey]:
+        """Track a member; returns the group's members, whose gates may now open."""
+        if pod.group is None or pod.terminal:
+            return []
+        g = self.groups.get(pod.group.key)
+        if g is None:
+            g = self.groups[pod.group.key] = Group(pod.group.key)
+        if pod.key not in g.members:
+            g.last_joined = self._clock()
+        g.members[pod.key] = pod
+        return list(g.members)
+
+    def pod_deleted(self, pod: PodInfo) -> None:
+        if pod.group is None:
+            return
+        g = self.groups.get(pod.group.key)
+        if g is None:
+            return
+        g.members.pop(pod.key, None)
+        if not g.members:
+            del self.groups[g.key]
+            if self.holder == g.key:
+                self._release(g)
+
+    def group_of(self, pod: PodInfo) -> Group | None:
+        return self.groups.get(pod.group.key) if pod.group else None
+
+    def placed(self, g: Group) -> int:
+        """Members bound or assumed (reserved) on a node."""
+        return sum(1 for k in g.members if self._node_of(k))
+
+    def required(self, g: Group) -> int | None:
+        """min-available, or for 'all members seen' the count once settled (None: not yet)."""
+        declared = g.min_available()
+        if declared is not None:
+            return declared
+        if self._clock() - g.last_joined < self.settle_seconds:
+            return None
+        return len(g.members)
+
+    # ---- PreEnqueue -----------------------------------------------------------
+
+    def pre_enqueue(self, pod: PodInfo) -> Status:
+        if pod.group_error:
+            return unschedulable(pod.group_error)
+        g = self.group_of(pod)
+        if g is None:
+            return SUCCESS
+        if problem := g.disagreement():
+            return unschedulable(problem)
+        need = self.required(g)
+        if need is None:
+            return unschedulable(f"pod group {g.key}: waiting for its members to arrive")
+        if len(g.members) < need:
+            return unschedulable(
+                f"pod group {g.key}: {len(g.members)} of {need} members exist; "
+                "waiting for the rest before reserving anything"
+            )
+        return SUCCESS
+
+    # ---- PreFilter: one group reserves at a time ------------------------------
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
+        g = self.group_of(pod)
+        if g is None:
+            return SKIP
+        if g.permitted or self.holder in (None, g.key):
+            return SKIP  # nothing to filter per node
+        return unschedulable(
+            f"pod group {g.key} waits for pod group {self.holder} to finish reserving"
+        )
+
+    # ---- PostFilter: a member fits nowhere -------------------------------------
+
+    def post_filter(
+        self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
+    ) -> tuple[PostFilterResult | None, Status]:
+        g = self.group_of(pod)
+        if g is None or g.permitted or self.holder != g.key:
+            return None, unschedulable()
+        reasons: Counter[str] = Counter(r for st in statuses.values() for r in st.reasons)
+        why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no node fits"
+        message = self._summary(g, f"member {pod.name} fits no node ({why})")
+        self._reject_waiting(g, message)
+        return None, unschedulable(message)
+
+    # ---- Reserve / Unreserve ----------------------------------------------------
+
+    def reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        g = self.group_of(pod)
+        if g is None or g.permitted:
+            return SUCCESS
+        if self.holder is None:
+            self.holder = g.key
+        if g.deadline is None:
+            g.deadline = self._clock() + g.timeout(self.default_timeout)
+        return SUCCESS
+
+    def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
+        """A member's reservation ended without a binding: the round is over for all."""
+        g = self.group_of(pod)
+        if g is None or g.permitted:
+            return
+        self._reject_waiting(g, self._summary(g, f"member {pod.name} was not bound"))
+        if self.holder == g.key:
+            self._release(g)
+
+    # ---- Permit -----------------------------------------------------------------------
+
+    def permit(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        g = self.group_of(pod)
+        if g is None or g.permitted:
+            return SUCCESS
+        need = self.required(g) or len(g.members)
+        placed = self.placed(g)
+        if placed >= need:
+            g.permitted = True
+            for key in g.members:
+                wp = self._room.get(key)
+                if wp is not None:
+                    wp.allow(self.name)
+            log.info("pod group %s: %d of %d members placed; binding", g.key, placed, need)
+            if self.holder == g.key:
+                self._release(g)
+            return SUCCESS
+        remaining = (g.deadline or self._clock()) - self._clock()
+        return wait(max(remaining, 0.0), f"pod group {g.key}: {placed} of {need} placed")
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _summary(self, g: Group, why: str) -> str:
+        need = self.required(g) or len(g.members)
+        return (
+            f"pod group {g.key}: {self.placed(g)} of {need} members were placed; "
+            f"all reservations released ({why})"
+        )
+
+    def _reject_waiting(self, g: Group, message: str) -> None:
+        for key in g.members:
+            wp = self._room.get(key)
+            if wp is not None and not wp.resolved:
+                wp.reject(self.name, message)
+
+    def _release(self, g: Group) -> None:
+        g.deadline = None
+        if self.holder == g.key:
+            self.holder = None
+            self._on_release()
+
+    def expire(self) -> None:
+        """Reject the holder's waiting members once its deadline passed (group timeout)."""
+        if self.holder is None:
+            return
+        g = self.groups.get(self.holder)
+        if g is None or g.deadline is None or self._clock() < g.deadline:
+            return
+        timeout = g.timeout(self.default_timeout)
+        self._reject_waiting(g, self._summary(g, f"timed out after {timeout:g} s"))
+        self._release(g)

@@ -1,0 +1,88 @@
+"""Gangs on the real control plane: all-or-nothing, and never two partial gangs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lasched.devcluster import nodes
+from lasched.kube.client import KubeClient
+from tests.integration.conftest import SchedulerFactory
+from tests.integration.helpers import events_for, eventually, pod, pods
+
+
+def gang_member(name: str, group: str, minimum: int, *, cpu: str, pool: str) -> dict[str, Any]:
+    body = pod(name, cpu=cpu, memory="1Gi", nodeSelector={"pool": pool})
+    body["metadata"]["labels"] = {
+        "lasched.io/pod-group": group,
+        "lasched.io/min-available": str(minimum),
+        "lasched.io/timeout-seconds": "5",
+    }
+    return body
+
+
+async def bound_names(kc: KubeClient, namespace: str, prefix: str) -> set[str]:
+    return {
+        n for n, p in (await pods(kc, namespace)).items()
+        if n.startswith(prefix) and p["spec"].get("nodeName")
+    }  # fmt: skip
+
+
+async def test_gang_of_8_waits_for_capacity_then_binds_together(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """7 fit: nothing binds and every member says why; a new node lets all 8 bind."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"g8-{i}", cpu="4", labels={"pool": "g8"}) for i in range(7)]
+    )
+    await nodes.wait_ready(kc, [f"g8-{i}" for i in range(7)])
+    await run_scheduler()
+    for i in range(8):
+        await kc.post(
+            f"/api/v1/namespaces/{namespace}/pods",
+            gang_member(f"w-{i}", "train", 8, cpu="3", pool="g8"),
+        )
+
+    async def explained() -> list[dict[str, Any]]:
+        evs = await events_for(kc, namespace, "w-0")
+        return [e for e in evs if "members were placed" in str(e.get("note"))]
+
+    (event, *_) = await eventually(explained, timeout=30)
+    assert "of 8 members were placed; all reservations released" in event["note"]
+    await asyncio.sleep(1.0)
+    assert await bound_names(kc, namespace, "w-") == set()  # never a partial gang
+
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name="g8-7", cpu="4", labels={"pool": "g8"})])
+
+    async def all_bound() -> bool:
+        return len(await bound_names(kc, namespace, "w-")) == 8
+
+    await eventually(all_bound, timeout=30)
+
+
+async def test_two_competing_gangs_end_one_bound_one_pending(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """Each gang needs 4 of the 6 slots: one binds fully, the other binds nothing."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"duel-{i}", cpu="2", labels={"pool": "duel"}) for i in range(3)]
+    )
+    await nodes.wait_ready(kc, [f"duel-{i}" for i in range(3)])
+    await run_scheduler()
+    bodies = []
+    for i in range(4):  # interleaved creation: a, b, a, b, ...
+        bodies.append(gang_member(f"a-{i}", "a", 4, cpu="1", pool="duel"))
+        bodies.append(gang_member(f"b-{i}", "b", 4, cpu="1", pool="duel"))
+    for body in bodies:
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+
+    async def one_complete() -> tuple[set[str], set[str]] | None:
+        a = await bound_names(kc, namespace, "a-")
+        b = await bound_names(kc, namespace, "b-")
+        return (a, b) if len(a) == 4 or len(b) == 4 else None
+
+    await eventually(one_complete, timeout=60)
+    await asyncio.sleep(7)  # past the losers' timeout and retries
+    a = await bound_names(kc, namespace, "a-")
+    b = await bound_names(kc, namespace, "b-")
+    assert sorted([len(a), len(b)]) == [0, 4], f"partial gangs: a={sorted(a)} b={sorted(b)}"

@@ -1,0 +1,182 @@
+"""Gangs reserve all-or-nothing, one group at a time, with timeouts in virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lasched.cache.cache import SchedulerCache
+from lasched.framework.interface import Code, CycleState, unschedulable
+from lasched.framework.waiting import WaitingRoom
+from lasched.model.pod import PodInfo
+from lasched.model.podgroup import declared_group
+from lasched.plugins.coscheduling import Coscheduling
+from tests.unit.factories import make_node, make_pod
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def member(group: str, i: int, minimum: int = 3, timeout: str | None = None) -> PodInfo:
+    labels = {"lasched.io/pod-group": group, "lasched.io/min-available": str(minimum)}
+    if timeout:
+        labels["lasched.io/timeout-seconds"] = timeout
+    p = make_pod(f"{group}-{i}")
+    p.labels.update(labels)
+    p.group = declared_group(p.namespace, p.labels, p.annotations)
+    return p
+
+
+class Harness:
+    """The plugin with a real cache and waiting room, driven like the scheduler drives it."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.cache = SchedulerCache()
+        for i in range(10):
+            self.cache.add_node(make_node(f"n{i}"))
+        self.room = WaitingRoom(self.clock)
+        self.released = 0
+        self.gang = Coscheduling(
+            clock=self.clock,
+            room=self.room,
+            node_of=self.cache.node_of,
+            on_release=self._released,
+            default_timeout=30,
+        )
+
+    def _released(self) -> None:
+        self.released += 1
+
+    def add(self, *pods: PodInfo) -> None:
+        for p in pods:
+            self.gang.pod_added(p)
+
+    def reserve_and_permit(self, pod: PodInfo, node: str = "n0") -> Code:
+        """PreFilter, assume, Reserve and Permit; a WAIT puts it in the room."""
+        st = CycleState()
+        pre = self.gang.pre_filter(st, pod)
+        if pre.code is Code.UNSCHEDULABLE:
+            return pre.code
+        assumed = self.cache.assume(pod, node)
+        assert self.gang.reserve(st, assumed, node).ok
+        verdict = self.gang.permit(st, assumed, node)
+        if verdict.code is Code.WAIT:
+            self.room.add(assumed, node, {self.gang.name: verdict.timeout})
+        return verdict.code
+
+
+def test_gated_until_min_available_members_exist() -> None:
+    """PreEnqueue holds a group back until min-available members exist."""
+    h = Harness()
+    a, b, c = (member("g", i) for i in range(3))
+    h.add(a, b)
+    st = h.gang.pre_enqueue(a)
+    assert st.code is Code.UNSCHEDULABLE
+    assert "2 of 3 members exist" in st.message
+    h.add(c)
+    assert h.gang.pre_enqueue(a).ok
+
+
+async def test_all_bind_once_min_available_are_placed() -> None:
+    """Members wait at Permit until the last of min-available arrives, then all go."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+    assert h.reserve_and_permit(pods[0]) is Code.WAIT
+    assert h.reserve_and_permit(pods[1]) is Code.WAIT
+    assert h.reserve_and_permit(pods[2]) is Code.SUCCESS
+    for p in pods[:2]:
+        wp = h.room.get(p.key)
+        assert wp is not None
+        assert (await wp.result()).ok
+    assert h.gang.holder is None
+
+
+async def test_one_group_reserves_at_a_time() -> None:
+    """While group A holds reservations, group B cannot start reserving: no deadlock."""
+    h = Harness()
+    a = [member("a", i) for i in range(3)]
+    b = [member("b", i) for i in range(3)]
+    h.add(*a, *b)
+    assert h.reserve_and_permit(a[0]) is Code.WAIT
+    st = h.gang.pre_filter(CycleState(), b[0])
+    assert st.code is Code.UNSCHEDULABLE
+    assert "waits for pod group default/a" in st.message
+
+
+async def test_timeout_releases_every_member_at_once() -> None:
+    """At the group's deadline all waiting members are rejected with one explanation."""
+    h = Harness()
+    pods = [member("g", i, minimum=3, timeout="10") for i in range(3)]
+    h.add(*pods)
+    h.reserve_and_permit(pods[0])
+    h.reserve_and_permit(pods[1])
+    h.clock.t += 9.9
+    h.gang.expire()
+    assert not h.room.get(pods[0].key).resolved  # type: ignore[union-attr]
+    h.clock.t += 0.2
+    h.gang.expire()
+    verdicts = [await h.room.get(p.key).result() for p in pods[:2]]  # type: ignore[union-attr]
+    for v in verdicts:
+        assert v.code is Code.UNSCHEDULABLE
+        assert "2 of 3 members were placed" in v.message
+        assert "timed out after 10 s" in v.message
+    assert h.gang.holder is None
+    assert h.released == 1
+
+
+async def test_a_member_that_fits_nowhere_releases_the_group() -> None:
+    """PostFilter for a member rejects the waiting ones and says why."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+    h.reserve_and_permit(pods[0])
+    _, st = h.gang.post_filter(CycleState(), pods[1], {"n1": unschedulable("Insufficient cpu")})
+    assert "fits no node (1 Insufficient cpu)" in st.message
+    verdict = await asyncio.wait_for(h.room.get(pods[0].key).result(), 1)  # type: ignore[union-attr]
+    assert verdict.code is Code.UNSCHEDULABLE
+
+
+def test_members_disagreeing_on_min_available_stay_gated() -> None:
+    """Members that disagree are held back with a reason naming both values."""
+    h = Harness()
+    h.add(member("g", 0, minimum=2), member("g", 1, minimum=3))
+    st = h.gang.pre_enqueue(member("g", 0, minimum=2))
+    assert "disagree on min-available (2, 3)" in st.message
+
+
+def test_annotation_group_settles_before_counting() -> None:
+    """'All members seen' waits for arrivals to pause, then requires them all."""
+    h = Harness()
+    pods = []
+    for i in range(2):
+        p = make_pod(f"w-{i}")
+        p.annotations["pod-group"] = "old"
+        p.group = declared_group(p.namespace, p.labels, p.annotations)
+        pods.append(p)
+    h.add(*pods)
+    assert h.gang.pre_enqueue(pods[0]).code is Code.UNSCHEDULABLE
+    h.clock.t += 2.5
+    assert h.gang.pre_enqueue(pods[0]).ok
+    g = h.gang.group_of(pods[0])
+    assert g is not None
+    assert h.gang.required(g) == 2
+
+
+@pytest.mark.parametrize("extra", [1, 2])
+async def test_members_beyond_min_available_bind_directly(extra: int) -> None:
+    """Once the group was permitted, later members need not wait."""
+    h = Harness()
+    pods = [member("g", i, minimum=2) for i in range(2 + extra)]
+    h.add(*pods)
+    h.reserve_and_permit(pods[0])
+    assert h.reserve_and_permit(pods[1]) is Code.SUCCESS
+    for p in pods[2:]:
+        assert h.reserve_and_permit(p) is Code.SUCCESS
