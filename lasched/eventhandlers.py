@@ -48,6 +48,7 @@ class PodEvents:
             self.s.queue.delete(pod.key)
         elif self._ours(pod) and not pod.deleting:
             self._check(pod)
+            self._follow_nomination(pod)
             self.s.queue.add(pod)
 
     def on_update(self, old: PodInfo, new: PodInfo) -> None:
@@ -63,9 +64,17 @@ class PodEvents:
                 self.s.queue.delete(new.key)
             elif not self.s.cache.is_assumed(new.key):
                 self._check(new)
+                self._follow_nomination(new)
                 self.s.queue.update(new)
 
+    def _follow_nomination(self, pod: PodInfo) -> None:
+        """status.nominatedNodeName (ours, or from before a restart) holds room."""
+        cache = self.s.cache
+        if pod.nominated_node_name and cache.nominated_node(pod.key) != pod.nominated_node_name:
+            cache.nominate(pod, pod.nominated_node_name)
+
     def on_delete(self, pod: PodInfo) -> None:
+        self.s.cache.clear_nomination(pod.key)
         self.s.gang.pod_deleted(pod)
         self.s.queue.delete(pod.key)
         waiting = self.s.waiting.get(pod.key)

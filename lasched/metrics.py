@@ -52,6 +52,14 @@ cache_size = Gauge(
     "Objects in the scheduler cache, by type (nodes, pods, assumed_pods).",
     ["type"],
 )
+preemption_attempts = Counter(
+    "lasched_preemption_attempts_total", "Preemptions that chose victims and nominated a node."
+)
+preemption_victims = Histogram(
+    "lasched_preemption_victims",
+    "Pods evicted per preemption.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 informer_relists = Counter(
     "lasched_informer_relists_total",
     "Relists after the watched resourceVersion expired (410 Gone).",

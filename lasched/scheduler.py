@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lasched import metrics
@@ -23,17 +24,19 @@ from lasched.eventhandlers import NodeEvents, PodEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
-from lasched.kube.binding import DefaultBinder, set_unschedulable
+from lasched.kube.binding import DefaultBinder, evict, set_unschedulable
 from lasched.kube.client import KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
-from lasched.kube.informers import Informer
+from lasched.kube.informers import Informer, StoreOnly
 from lasched.model.node import Node
+from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
+from lasched.plugins.preemption import DefaultPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
@@ -68,7 +71,13 @@ class Attempt:
 
 
 def build_framework(
-    profile: ProfileSettings, settings: Settings, client: KubeClient, gang: Coscheduling
+    profile: ProfileSettings,
+    settings: Settings,
+    *,
+    client: KubeClient,
+    cache: SchedulerCache,
+    gang: Coscheduling,
+    pdbs: Callable[[], Iterable[PDB]],
 ) -> Framework:
     """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
@@ -77,7 +86,7 @@ def build_framework(
     scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints]
     weights = profile.score_weights
     ports = NodePorts()
-    return Framework(
+    fw = Framework(
         pre_enqueue=[gang],
         pre_filters=[gang, affinity, ports],
         post_filters=[gang],
@@ -90,6 +99,11 @@ def build_framework(
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
         profile=profile.scheduler_name,
     )
+    # Preemption simulates this profile's own filters on trimmed nodes.
+    fw.post_filters.append(
+        DefaultPreemption(node_info=cache.node_info, filter_node=fw.filter_node, pdbs=pdbs)
+    )
+    return fw
 
 
 class Scheduler:
@@ -110,7 +124,14 @@ class Scheduler:
         self.profiles = {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
-                framework=build_framework(p, settings, client, self.gang),
+                framework=build_framework(
+                    p,
+                    settings,
+                    client=client,
+                    cache=self.cache,
+                    gang=self.gang,
+                    pdbs=self.pdbs,
+                ),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
             for p in settings.profiles
@@ -151,6 +172,15 @@ class Scheduler:
             handler=NodeEvents(self),
             name="nodes",
         )
+        self.pdb_informer: Informer[PDB] = Informer(
+            client,
+            path="/apis/policy/v1/poddisruptionbudgets",
+            decode=PDB,
+            key=lambda b: b.key,
+            version=lambda b: b.resource_version,
+            handler=StoreOnly(),
+            name="poddisruptionbudgets",
+        )
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
         self.scheduled = 0
@@ -172,6 +202,7 @@ class Scheduler:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")
+            tg.create_task(self.pdb_informer.run(), name="informer-pdbs")
             tg.create_task(self.queue.run_flushes(), name="queue-flush")
             tg.create_task(self._expire_waiting(), name="permit-expiry")
             for p in self.profiles.values():
@@ -182,6 +213,10 @@ class Scheduler:
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
             await self.scheduling_loop()
+
+    def pdbs(self) -> Iterable[PDB]:
+        # The informer replaces its store on a relist: read it at call time.
+        return self.pdb_informer.store.values()
 
     def _gang_released(self) -> None:
         """A group gave up its reservations or finished: waiting groups may go."""
@@ -300,9 +335,32 @@ class Scheduler:
         nominated: PostFilterResult | None = None,
     ) -> None:
         log.info("pod=%s unschedulable: %s", qp.pod.key, message)
-        node = nominated.nominated_node if nominated is not None else None
+        node = None
+        if nominated is not None:
+            node = nominated.nominated_node
+            self._preempt(profile, qp.pod, nominated)
         self._record_failure(profile, qp.pod, message, nominated_node=node)
         self.queue.requeue_unschedulable(qp, reason=message)
+
+    def _preempt(self, profile: Profile, pod: PodInfo, result: PostFilterResult) -> None:
+        """Nominate the node (holding its room) and evict the victims beside the loop."""
+        node = result.nominated_node
+        self.cache.nominate(pod, node)
+        metrics.preemption_attempts.inc()
+        metrics.preemption_victims.observe(len(result.victims))
+        log.info(
+            "pod=%s preempting node=%s victims=%s",
+            pod.key, node, ",".join(v.key for v in result.victims),
+        )  # fmt: skip
+        for victim in result.victims:
+            profile.events.record(
+                ref(victim), type="Normal", reason="Preempted", action="Preempting",
+                note=f"Preempted by pod {pod.key} on node {node}",
+            )  # fmt: skip
+            self.status_writes.spawn(
+                evict(self.client, namespace=victim.namespace, name=victim.name, uid=victim.uid),
+                name=f"evict-{victim.key}",
+            )
 
     @staticmethod
     def _observe(profile: Profile, result: str, started: float) -> None:

@@ -39,6 +39,7 @@ class NodeInfo:
     __slots__ = (
         "generation",
         "node",
+        "nominated",
         "non_zero_cpu",
         "non_zero_mem",
         "pods",
@@ -53,6 +54,8 @@ class NodeInfo:
         self.non_zero_cpu = 0
         self.non_zero_mem = 0
         self.used_ports: dict[tuple[str, str, int], int] = {}
+        # Pods that preempted others here and wait for the room (nominatedNodeName).
+        self.nominated: dict[PodKey, PodInfo] = {}
         self.generation = 0
 
     @property
@@ -86,6 +89,21 @@ class NodeInfo:
         self.generation += 1
         return pod
 
+    def nominated_requests(self, priority: int, exclude: PodKey) -> Resources | None:
+        """What pods nominated here at ``priority`` or above claim (None: nothing).
+
+        kube-scheduler's filters assume such pods are already running, so the
+        room a preemption freed is held for its preemptor.
+        """
+        total: Resources | None = None
+        for key, p in self.nominated.items():
+            if key != exclude and p.priority >= priority:
+                if total is None:
+                    total = Resources()
+                total.add(p.requests)
+                total.pods += 1
+        return total
+
     def free(self) -> Resources:
         """Allocatable minus requested (negative when overcommitted)."""
         if self.node is None:
@@ -102,6 +120,7 @@ class SchedulerCache:
         self._nodes: dict[str, NodeInfo] = {}
         self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
         self._assumed: dict[PodKey, PodInfo] = {}
+        self._nominations: dict[PodKey, str] = {}
 
     # ---- reads -------------------------------------------------------------
 
@@ -154,6 +173,7 @@ class SchedulerCache:
 
     def add_pod(self, pod: PodInfo) -> None:
         """A bound, non-terminal pod as the apiserver reports it."""
+        self.clear_nomination(pod.key)
         assumed = self._assumed.pop(pod.key, None)
         if assumed is not None and assumed.node_name != pod.node_name:
             log.warning(
@@ -169,7 +189,24 @@ class SchedulerCache:
     def remove_pod(self, key: PodKey) -> None:
         """The pod was deleted, became terminal, or lost its binding."""
         self._assumed.pop(key, None)
+        self.clear_nomination(key)
         self._remove(key)
+
+    # ---- nominations (preemption) ----------------------------------------------
+
+    def nominate(self, pod: PodInfo, node_name: str) -> None:
+        """Hold room on ``node_name`` for ``pod`` until it is bound or deleted."""
+        self.clear_nomination(pod.key)
+        self._node_for(node_name).nominated[pod.key] = pod
+        self._nominations[pod.key] = node_name
+
+    def clear_nomination(self, key: PodKey) -> None:
+        node = self._nominations.pop(key, None)
+        if node is not None and (ni := self._nodes.get(node)) is not None:
+            ni.nominated.pop(key, None)
+
+    def nominated_node(self, key: PodKey) -> str | None:
+        return self._nominations.get(key)
 
     # ---- assume / forget ---------------------------------------------------
 
@@ -202,6 +239,12 @@ class SchedulerCache:
         said rather than keep scheduling on a cache known to be wrong.
         """
         assumed = dict(self._assumed)
+        nominated = {
+            key: (ni.nominated[key], target)
+            for key, target in self._nominations.items()
+            if (ni := self._nodes.get(target)) is not None and key in ni.nominated
+        }
+        self._nominations.clear()
         self._nodes.clear()
         self._pod_node.clear()
         self._assumed.clear()
@@ -213,6 +256,9 @@ class SchedulerCache:
         for key, pod in assumed.items():
             if key not in self._pod_node and self.node_info(pod.node_name) is not None:
                 self.assume(pod, pod.node_name)
+        for key, (pod, target) in nominated.items():
+            if key not in self._pod_node:
+                self.nominate(pod, target)
 
     # ---- internals -----------------------------------------------------------
 
@@ -231,7 +277,7 @@ class SchedulerCache:
         if ni is None:
             return
         ni.remove_pod(key)
-        if ni.node is None and not ni.pods:
+        if ni.node is None and not ni.pods and not ni.nominated:
             del self._nodes[name]
 
 

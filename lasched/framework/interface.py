@@ -74,9 +74,11 @@ def wait(timeout: float, reason: str = "") -> Status:
 
 @dataclass(frozen=True, slots=True)
 class PostFilterResult:
-    """What a PostFilter (preemption) achieved: the node freed for the pod."""
+    """What a PostFilter (preemption) decided: the node to free for the pod, and
+    the pods to evict from it (the scheduler evicts them: plugins do no I/O)."""
 
     nominated_node: str
+    victims: tuple[PodInfo, ...] = ()
 
 
 @dataclass(slots=True)

@@ -81,6 +81,19 @@ async def set_unschedulable(
             raise
 
 
+async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+    """Delete a preemption victim with its own grace period; the UID precondition
+    keeps a re-created pod of the same name safe."""
+    try:
+        await kc.delete(
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}},
+        )
+    except ApiError as e:
+        if not (e.not_found or e.conflict):
+            raise
+
+
 class DefaultBinder:
     """The Bind plugin that writes ``pods/binding``, as kube-scheduler's does.
 

@@ -41,6 +41,19 @@ class Handler(Protocol[T_contra]):
     def on_delete(self, obj: T_contra) -> None: ...
 
 
+class StoreOnly:
+    """A handler for informers whose store is all that is read."""
+
+    def on_add(self, obj: object) -> None:
+        return None
+
+    def on_update(self, old: object, new: object) -> None:
+        return None
+
+    def on_delete(self, obj: object) -> None:
+        return None
+
+
 class ListWatchClient(Protocol):
     """What an informer needs of a client (KubeClient provides it)."""
 

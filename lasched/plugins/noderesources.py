@@ -32,6 +32,9 @@ def fit_reasons(pod: PodInfo, node: NodeInfo) -> list[str]:
     n = node.node
     assert n is not None
     alloc, used, req = n.allocatable, node.requested, pod.requests
+    if node.nominated and (held := node.nominated_requests(pod.priority, pod.key)) is not None:
+        used = used.copy()
+        used.add(held)
     reasons = []
     if used.pods + 1 > alloc.pods:
         reasons.append(REASON_TOO_MANY_PODS)

@@ -46,7 +46,7 @@ async def test_manifest_rbac_is_enough_to_schedule(
 async def test_manifest_rbac_is_not_more_than_needed(
     cluster: DevCluster, kc: KubeClient, namespace: str
 ) -> None:
-    """The ServiceAccount can bind pods but cannot delete them or read secrets."""
+    """The ServiceAccount can read nodes but cannot create or update pods, or read secrets."""
     await apply(kc, [m for m in load_manifests(MANIFEST) if m["kind"] != "Deployment"])
     kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched"
@@ -55,7 +55,10 @@ async def test_manifest_rbac_is_not_more_than_needed(
     async with await KubeClient.from_kubeconfig(str(kubeconfig)) as sa:
         await sa.get("/api/v1/nodes")  # allowed
         with pytest.raises(ApiError) as err:
-            await sa.delete(f"/api/v1/namespaces/{namespace}/pods/victim")
+            await sa.post(f"/api/v1/namespaces/{namespace}/pods", pod("intruder"))
+        assert err.value.status == 403
+        with pytest.raises(ApiError) as err:
+            await sa.patch(f"/api/v1/namespaces/{namespace}/pods/victim", {"metadata": {}})
         assert err.value.status == 403
         with pytest.raises(ApiError) as err:
             await sa.get(f"/api/v1/namespaces/{namespace}/secrets")

@@ -1,0 +1,154 @@
+"""DefaultPreemption: when a pod fits nowhere, evict lower-priority pods for it.
+
+kube-scheduler's rules, in order:
+
+* Only pods with ``preemptionPolicy: PreemptLowerPriority`` (the default)
+  preempt, and only pods of **strictly lower** priority are victims.
+* A pod whose nominated node still has a lower-priority pod terminating waits
+  for it rather than preempting again.
+* Candidate nodes are those that failed Filter with a resolvable reason. On
+  each, every lower-priority pod is removed; if the pod then fits, victims are
+  *reprieved* one by one, most important first (PDB-protected ones before the
+  others), and re-added if the pod still fits without them.
+* The node is chosen by: fewest PodDisruptionBudget violations, then the
+  lowest highest-victim priority, then the smallest sum of victim
+  priorities, then the fewest victims, then the latest start among the
+  highest-priority victims.
+
+The plugin decides and returns the victims; the scheduler deletes them (with
+their grace period and a ``Preempted`` event) and nominates the node, whose
+freed room is then held for the preemptor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import (
+    Code,
+    CycleState,
+    PostFilterResult,
+    Status,
+    unschedulable,
+)
+from lasched.model.pdb import PDB
+from lasched.model.pod import PodInfo
+
+FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    node: str
+    victims: tuple[PodInfo, ...]
+    pdb_violations: int
+
+    def sort_key(self) -> tuple[int, int, int, int, float]:
+        top = max(v.priority for v in self.victims)
+        latest_start = max((v.created for v in self.victims if v.priority == top), default=0.0)
+        return (
+            self.pdb_violations,
+            top,
+            sum(v.priority for v in self.victims),
+            len(self.victims),
+            -latest_start,
+        )
+
+
+def _more_important_first(p: PodInfo) -> tuple[int, float]:
+    return (-p.priority, p.created)
+
+
+class DefaultPreemption:
+    name = "DefaultPreemption"
+
+    def __init__(
+        self,
+        *,
+        node_info: Callable[[str], NodeInfo | None],
+        filter_node: FilterNode,
+        pdbs: Callable[[], Iterable[PDB]],
+    ) -> None:
+        self._node_info = node_info
+        self._filter_node = filter_node
+        self._pdbs = pdbs
+
+    def post_filter(
+        self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
+    ) -> tuple[PostFilterResult | None, Status]:
+        if pod.preemption_policy == "Never":
+            return None, unschedulable("preemption: not eligible due to preemptionPolicy=Never.")
+        if pod.group is not None:
+            return None, unschedulable(
+                "preemption: pods of a pod group are not preempted for one by one."
+            )
+        if self._waiting_for_victims(pod):
+            return None, unschedulable(
+                "preemption: not eligible due to a terminating pod on the nominated node."
+            )
+        pdbs = list(self._pdbs())
+        candidates = []
+        for name, st in statuses.items():
+            if st.code is not Code.UNSCHEDULABLE:
+                continue  # unresolvable: evicting pods would not help
+            ni = self._node_info(name)
+            if ni is None:
+                continue
+            cand = self._victims_on(state, pod, ni, pdbs)
+            if cand is not None:
+                candidates.append(cand)
+        if not candidates:
+            return None, unschedulable(
+                f"preemption: 0/{len(statuses)} nodes are available: "
+                "no node fits after evicting lower-priority pods."
+            )
+        best = min(candidates, key=Candidate.sort_key)
+        return PostFilterResult(best.node, best.victims), Status()
+
+    def _waiting_for_victims(self, pod: PodInfo) -> bool:
+        if not pod.nominated_node_name:
+            return False
+        ni = self._node_info(pod.nominated_node_name)
+        return ni is not None and any(
+            p.deleting and p.priority < pod.priority for p in ni.pods.values()
+        )
+
+    def _victims_on(
+        self, state: CycleState, pod: PodInfo, ni: NodeInfo, pdbs: list[PDB]
+    ) -> Candidate | None:
+        lower = [p for p in ni.pods.values() if p.priority < pod.priority and not p.deleting]
+        if not lower:
+            return None
+        sim = NodeInfo(ni.node)
+        sim.nominated = ni.nominated
+        for p in ni.pods.values():
+            if p.key not in {v.key for v in lower}:
+                sim.add_pod(p)
+        if self._filter_node(state, pod, sim).code is not Code.SUCCESS:
+            return None
+        budget = {pdb.key: pdb.disruptions_allowed for pdb in pdbs}
+
+        def violates(p: PodInfo) -> bool:
+            return any(budget[pdb.key] <= 0 for pdb in pdbs if pdb.covers(p.namespace, p.labels))
+
+        protected = sorted((p for p in lower if violates(p)), key=_more_important_first)
+        free = sorted((p for p in lower if not violates(p)), key=_more_important_first)
+        victims: list[PodInfo] = []
+        violations = 0
+        for group, counts in ((protected, True), (free, False)):
+            for p in group:
+                sim.add_pod(p)
+                if self._filter_node(state, pod, sim).code is Code.SUCCESS:
+                    continue  # reprieved
+                sim.remove_pod(p.key)
+                victims.append(p)
+                if counts:
+                    violations += 1
+                for pdb in pdbs:
+                    if pdb.covers(p.namespace, p.labels):
+                        budget[pdb.key] -= 1
+        if not victims:
+            return None
+        return Candidate(ni.name, tuple(victims), violations)

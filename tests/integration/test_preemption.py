@@ -1,0 +1,81 @@
+"""A high-priority pod preempts the right victims and binds to its nominated node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lasched.devcluster import nodes
+from lasched.kube.client import KubeClient
+from tests.integration.conftest import SchedulerFactory
+from tests.integration.helpers import events_for, eventually, node_of, pod, pods
+
+
+def prioritised(name: str, priority: int, *, cpu: str, **spec: Any) -> dict[str, Any]:
+    body = pod(name, cpu=cpu, memory="256Mi", nodeSelector={"pool": "preempt"}, **spec)
+    body["metadata"]["annotations"] = {"priority": str(priority)}
+    return body
+
+
+async def test_high_priority_pod_preempts_the_cheapest_victims(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """The node whose victims matter least is freed, with Preempted events; the rest stay."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"pre-{i}", cpu="2", labels={"pool": "preempt"}) for i in range(2)]
+    )
+    await nodes.wait_ready(kc, ["pre-0", "pre-1"])
+    # Placed by hand (as another scheduler would): mids on pre-0, lows on pre-1.
+    placed = [("mid-0", 50, "pre-0"), ("mid-1", 50, "pre-0")]
+    placed += [("low-0", 10, "pre-1"), ("low-1", 10, "pre-1")]
+    for name, prio, node in placed:
+        await kc.post(
+            f"/api/v1/namespaces/{namespace}/pods",
+            prioritised(name, prio, cpu="1", nodeName=node, scheduler="elsewhere"),
+        )
+    await run_scheduler()
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", prioritised("vip", 1000, cpu="2"))
+
+    assert await eventually(lambda: node_of(kc, namespace, "vip"), timeout=30) == "pre-1"
+    current = await pods(kc, namespace)
+    assert {"mid-0", "mid-1"} <= set(current), "higher-priority pods must survive"
+    assert not {"low-0", "low-1"} & set(current)
+    for victim in ("low-0", "low-1"):
+        notes = [e["note"] for e in await events_for(kc, namespace, victim)]
+        assert f"Preempted by pod {namespace}/vip on node pre-1" in notes
+
+
+async def test_preemption_policy_never_waits(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """preemptionPolicy: Never leaves the victims alone and the pod pending."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name="never-0", cpu="1", labels={"pool": "never"})]
+    )
+    await run_scheduler()
+    low = pod("low", cpu="1", nodeSelector={"pool": "never"})
+    low["metadata"]["annotations"] = {"priority": "1"}
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", low)
+    assert await eventually(lambda: node_of(kc, namespace, "low")) == "never-0"
+    # The policy comes from a PriorityClass, as admission requires.
+    await kc.post(
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "high-but-polite"},
+            "value": 100,
+            "preemptionPolicy": "Never",
+        },
+    )
+    polite = pod(
+        "polite", cpu="1", nodeSelector={"pool": "never"}, priorityClassName="high-but-polite"
+    )
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", polite)
+
+    async def failed() -> list[str]:
+        evs = await events_for(kc, namespace, "polite")
+        return [str(e["note"]) for e in evs if e["reason"] == "FailedScheduling"]
+
+    (note, *_) = await eventually(failed)
+    assert "preemptionPolicy=Never" in note
+    assert "low" in await pods(kc, namespace)
