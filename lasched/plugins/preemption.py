@@ -22,6 +22,7 @@ freed room is then held for the preemptor.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -37,6 +38,10 @@ from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 
 FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
+
+# kube-scheduler's wording, so FailedScheduling events read the same.
+_NO_VICTIMS = "No preemption victims found for incoming pod"
+_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,19 +95,21 @@ class DefaultPreemption:
             )
         pdbs = list(self._pdbs())
         candidates = []
+        why: Counter[str] = Counter()
         for name, st in statuses.items():
             if st.code is not Code.UNSCHEDULABLE:
-                continue  # unresolvable: evicting pods would not help
-            ni = self._node_info(name)
-            if ni is None:
+                why[_NOT_HELPFUL] += 1  # unresolvable: evicting pods would not help
                 continue
-            cand = self._victims_on(state, pod, ni, pdbs)
-            if cand is not None:
+            ni = self._node_info(name)
+            cand = self._victims_on(state, pod, ni, pdbs) if ni is not None else None
+            if cand is None:
+                why[_NO_VICTIMS] += 1
+            else:
                 candidates.append(cand)
         if not candidates:
+            parts = ", ".join(f"{n} {r}" for r, n in sorted(why.items()))
             return None, unschedulable(
-                f"preemption: 0/{len(statuses)} nodes are available: "
-                "no node fits after evicting lower-priority pods."
+                f"preemption: 0/{len(statuses)} nodes are available: {parts}."
             )
         best = min(candidates, key=Candidate.sort_key)
         return PostFilterResult(best.node, best.victims), Status()

@@ -123,7 +123,10 @@ async def test_capacity_used_by_other_schedulers_is_counted(
     (event,) = await eventually(failed)
     # Every node lacks a free widget: 'taken' to the squatter, 'spare' to 'first'.
     total = len((await kc.get("/api/v1/nodes"))["items"])
-    assert event["note"] == f"0/{total} nodes are available: {total} Insufficient {widget}."
+    assert event["note"] == (
+        f"0/{total} nodes are available: {total} Insufficient {widget}. preemption: 0/{total} "
+        f"nodes are available: {total} No preemption victims found for incoming pod."
+    )
     assert await node_of(kc, namespace, "second") == ""
 
 

@@ -56,7 +56,9 @@ def test_never_equal_or_higher_priority() -> None:
     w.place("peer", "n1", cpu="2", priority=100)
     result, st = w.preempt(make_pod("high", cpu="2", priority=100))
     assert result is None
-    assert "no node fits after evicting lower-priority pods" in st.message
+    assert st.message == (
+        "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    )
 
 
 def test_prefers_the_node_with_lower_victims() -> None:
