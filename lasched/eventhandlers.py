@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
+from lasched.model.podgroup import PodGroup
 
 if TYPE_CHECKING:
     from lasched.scheduler import Scheduler
@@ -115,3 +116,22 @@ def schedulable_change(old: Node, new: Node) -> bool:
         or repr(old.taints) != repr(new.taints)
         or old.allocatable != new.allocatable
     )
+
+
+class PodGroupEvents:
+    """A PodGroup object appearing or changing may open its members' gates."""
+
+    def __init__(self, s: Scheduler) -> None:
+        self.s = s
+
+    def _changed(self, group: PodGroup) -> None:
+        self.s.queue.recheck_gated(self.s.gang.podgroup_changed(group.key))
+
+    def on_add(self, group: PodGroup) -> None:
+        self._changed(group)
+
+    def on_update(self, old: PodGroup, new: PodGroup) -> None:
+        self._changed(new)
+
+    def on_delete(self, group: PodGroup) -> None:
+        self._changed(group)

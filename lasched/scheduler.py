@@ -20,17 +20,18 @@ from dataclasses import dataclass
 
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
-from lasched.eventhandlers import NodeEvents, PodEvents
+from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
 from lasched.kube.binding import DefaultBinder, evict, set_unschedulable
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
+from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
@@ -44,6 +45,8 @@ from lasched.settings import ProfileSettings, Settings
 from lasched.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+PODGROUP_API = "scheduling.x-k8s.io/v1alpha1"
 
 # kube-scheduler's field selector: terminal pods hold no resources.
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
@@ -120,6 +123,7 @@ class Scheduler:
             room=self.waiting,
             node_of=self.cache.node_of,
             on_release=self._gang_released,
+            podgroup=self._podgroup,
         )
         self.profiles = {
             p.scheduler_name: Profile(
@@ -181,6 +185,15 @@ class Scheduler:
             handler=StoreOnly(),
             name="poddisruptionbudgets",
         )
+        self.podgroup_informer: Informer[PodGroup] = Informer(
+            client,
+            path=f"/apis/{PODGROUP_API}/podgroups",
+            decode=PodGroup,
+            key=lambda g: g.key,
+            version=lambda g: g.resource_version,
+            handler=PodGroupEvents(self),
+            name="podgroups",
+        )
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
         self.scheduled = 0
@@ -203,6 +216,12 @@ class Scheduler:
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")
             tg.create_task(self.pdb_informer.run(), name="informer-pdbs")
+            if await self._serves(PODGROUP_API):
+                tg.create_task(self.podgroup_informer.run(), name="informer-podgroups")
+            else:
+                log.info(
+                    "no PodGroup API (%s) in this cluster; its pod groups are off", PODGROUP_API
+                )
             tg.create_task(self.queue.run_flushes(), name="queue-flush")
             tg.create_task(self._expire_waiting(), name="permit-expiry")
             for p in self.profiles.values():
@@ -213,6 +232,18 @@ class Scheduler:
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
             await self.scheduling_loop()
+
+    async def _serves(self, group_version: str) -> bool:
+        try:
+            await self.client.get(f"/apis/{group_version}")
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        return True
+
+    def _podgroup(self, key: str) -> PodGroup | None:
+        return self.podgroup_informer.store.get(key)
 
     def pdbs(self) -> Iterable[PDB]:
         # The informer replaces its store on a relist: read it at call time.

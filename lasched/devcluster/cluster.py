@@ -39,6 +39,7 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+CRDS_DIR = Path(__file__).parent / "crds"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.64.0.0/10"
 
@@ -230,8 +231,13 @@ class DevCluster:
         self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server=self.api_url, p=p)))
 
     async def _bootstrap(self) -> None:
+        from lasched.devcluster.apply import apply, load_manifests
+
         async with await self.client() as kc:
             await ensure_namespace(kc, "default")
+            crds = load_manifests(CRDS_DIR / "podgroups.yaml")
+            await apply(kc, crds)
+            await _wait_established(kc, [c["metadata"]["name"] for c in crds])
 
     async def _start_kwok(self, kwok: Path, logs: Path, timeout: float) -> None:
         p = self.pki
@@ -307,6 +313,19 @@ async def ensure_namespace(kc: KubeClient, name: str) -> None:
         except ApiError as e:
             if not e.conflict:
                 raise
+
+
+async def _wait_established(kc: KubeClient, names: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            crd = await kc.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conds = (crd.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                break
+            if time.monotonic() > deadline:
+                raise ClusterError(f"CRD {name} not established within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
 
 
 async def _wait_http(

@@ -7,6 +7,9 @@ first match wins:
 lasched labels                              ``lasched.io/pod-group: <name>``,
                                             ``lasched.io/min-available: "<n>"``,
                                             ``lasched.io/timeout-seconds: "<s>"`` (optional)
+scheduler-plugins (coscheduling)            ``scheduling.x-k8s.io/pod-group: <name>`` and a
+                                            ``PodGroup`` object of that name (minMember,
+                                            scheduleTimeoutSeconds)
 KubeNexus labels                            ``pod-group.scheduling.kubenexus.io/name``,
                                             ``pod-group.scheduling.kubenexus.io/min-available``
 the earlier Python scheduler's annotation   ``pod-group: <name>``; optional
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 LASCHED_GROUP = "lasched.io/pod-group"
 LASCHED_MIN = "lasched.io/min-available"
 LASCHED_TIMEOUT = "lasched.io/timeout-seconds"
+PODGROUP_LABEL = "scheduling.x-k8s.io/pod-group"
 KUBENEXUS_GROUP = "pod-group.scheduling.kubenexus.io/name"
 KUBENEXUS_MIN = "pod-group.scheduling.kubenexus.io/min-available"
 ANNOTATION_GROUP = "pod-group"
@@ -86,6 +90,14 @@ def declared_group(
             timeout_seconds=_timeout(labels.get(LASCHED_TIMEOUT)),
             source="lasched",
         )
+    if PODGROUP_LABEL in labels:
+        # min-available and timeout come from the PodGroup object.
+        return GroupDecl(
+            key=f"{namespace}/{labels[PODGROUP_LABEL]}",
+            min_available=None,
+            timeout_seconds=None,
+            source="podgroup",
+        )
     if KUBENEXUS_GROUP in labels:
         if KUBENEXUS_MIN not in labels:
             raise GroupError(f"label {KUBENEXUS_GROUP} needs {KUBENEXUS_MIN} beside it")
@@ -109,3 +121,19 @@ def declared_group(
             source="annotation",
         )
     return None
+
+
+class PodGroup:
+    """A scheduler-plugins ``PodGroup`` object (scheduling.x-k8s.io/v1alpha1)."""
+
+    __slots__ = ("key", "min_member", "resource_version", "timeout_seconds")
+
+    def __init__(self, obj: Mapping[str, object]) -> None:
+        meta = obj["metadata"]
+        spec = obj.get("spec") or {}
+        assert isinstance(meta, dict) and isinstance(spec, dict)
+        self.key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        self.resource_version: str = str(meta.get("resourceVersion", ""))
+        self.min_member: int = int(spec.get("minMember") or 1)
+        timeout = spec.get("scheduleTimeoutSeconds")
+        self.timeout_seconds: float | None = float(timeout) if timeout else None

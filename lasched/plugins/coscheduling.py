@@ -42,7 +42,7 @@ from lasched.framework.interface import (
 )
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo, PodKey
-from lasched.model.podgroup import ANNOTATION_SETTLE_SECONDS, DEFAULT_TIMEOUT_SECONDS
+from lasched.model.podgroup import ANNOTATION_SETTLE_SECONDS, DEFAULT_TIMEOUT_SECONDS, PodGroup
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ class Group:
             return f"members of pod group {self.key} disagree on min-available ({shown})"
         return None
 
+    def from_podgroup(self) -> bool:
+        return any(
+            p.group is not None and p.group.source == "podgroup" for p in self.members.values()
+        )
+
     def timeout(self, default: float) -> float:
         for p in self.members.values():
             if p.group and p.group.timeout_seconds:
@@ -93,6 +98,7 @@ class Coscheduling:
         room: WaitingRoom,
         node_of: Callable[[PodKey], str | None],
         on_release: Callable[[], None] = lambda: None,
+        podgroup: Callable[[str], PodGroup | None] = lambda key: None,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
     ) -> None:
@@ -100,6 +106,7 @@ class Coscheduling:
         self._room = room
         self._node_of = node_of
         self._on_release = on_release
+        self._podgroup = podgroup
         self.default_timeout = default_timeout
         self.settle_seconds = settle_seconds
         self.groups: dict[str, Group] = {}
@@ -140,6 +147,9 @@ class Coscheduling:
 
     def required(self, g: Group) -> int | None:
         """min-available, or for 'all members seen' the count once settled (None: not yet)."""
+        if g.from_podgroup():
+            obj = self._podgroup(g.key)
+            return obj.min_member if obj is not None else None
         declared = g.min_available()
         if declared is not None:
             return declared
@@ -148,6 +158,16 @@ class Coscheduling:
         return len(g.members)
 
     # ---- PreEnqueue -----------------------------------------------------------
+
+    def timeout(self, g: Group) -> float:
+        if g.from_podgroup() and (obj := self._podgroup(g.key)) and obj.timeout_seconds:
+            return obj.timeout_seconds
+        return g.timeout(self.default_timeout)
+
+    def podgroup_changed(self, key: str) -> list[PodKey]:
+        """A PodGroup object changed: its members' gates may open."""
+        g = self.groups.get(key)
+        return list(g.members) if g is not None else []
 
     def pre_enqueue(self, pod: PodInfo) -> Status:
         if pod.group_error:
@@ -158,6 +178,8 @@ class Coscheduling:
         if problem := g.disagreement():
             return unschedulable(problem)
         need = self.required(g)
+        if need is None and g.from_podgroup():
+            return unschedulable(f"pod group {g.key}: waiting for PodGroup {g.key} to exist")
         if need is None:
             return unschedulable(f"pod group {g.key}: waiting for its members to arrive")
         if len(g.members) < need:
@@ -202,7 +224,7 @@ class Coscheduling:
         if self.holder is None:
             self.holder = g.key
         if g.deadline is None:
-            g.deadline = self._clock() + g.timeout(self.default_timeout)
+            g.deadline = self._clock() + self.timeout(g)
         return SUCCESS
 
     def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
@@ -263,6 +285,6 @@ class Coscheduling:
         g = self.groups.get(self.holder)
         if g is None or g.deadline is None or self._clock() < g.deadline:
             return
-        timeout = g.timeout(self.default_timeout)
+        timeout = self.timeout(g)
         self._reject_waiting(g, self._summary(g, f"timed out after {timeout:g} s"))
         self._release(g)

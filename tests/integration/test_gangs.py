@@ -86,3 +86,34 @@ async def test_two_competing_gangs_end_one_bound_one_pending(
     a = await bound_names(kc, namespace, "a-")
     b = await bound_names(kc, namespace, "b-")
     assert sorted([len(a), len(b)]) == [0, 4], f"partial gangs: a={sorted(a)} b={sorted(b)}"
+
+
+async def test_gang_from_a_scheduler_plugins_podgroup(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """Pods labelled scheduling.x-k8s.io/pod-group wait for their PodGroup, then bind together."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"pg-{i}", cpu="4", labels={"pool": "pg"}) for i in range(2)]
+    )
+    await run_scheduler()
+    for i in range(3):
+        body = pod(f"pg-{i}", cpu="1", nodeSelector={"pool": "pg"})
+        body["metadata"]["labels"] = {"scheduling.x-k8s.io/pod-group": "spark"}
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+    await asyncio.sleep(2)
+    assert await bound_names(kc, namespace, "pg-") == set()  # no PodGroup yet: gated
+
+    await kc.post(
+        f"/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups",
+        {
+            "apiVersion": "scheduling.x-k8s.io/v1alpha1",
+            "kind": "PodGroup",
+            "metadata": {"name": "spark"},
+            "spec": {"minMember": 3, "scheduleTimeoutSeconds": 10},
+        },
+    )
+
+    async def all_bound() -> bool:
+        return len(await bound_names(kc, namespace, "pg-")) == 3
+
+    await eventually(all_bound, timeout=20)

@@ -27,10 +27,11 @@ from lasched.model.podgroup import GroupError, declared_group
             4,
             "kubenexus",
         ),
+        ({"scheduling.x-k8s.io/pod-group": "spark"}, {}, "ns/spark", None, "podgroup"),
         ({}, {"pod-group": "group-a"}, "ns/group-a", None, "annotation"),
         ({}, {"pod-group": "group-a", "pod-group-size": "3"}, "ns/group-a", 3, "annotation"),
     ],
-    ids=["lasched", "kubenexus", "annotation-all-seen", "annotation-sized"],
+    ids=["lasched", "kubenexus", "scheduler-plugins", "annotation-all-seen", "annotation-sized"],
 )
 def test_spellings(
     labels: dict[str, str], annotations: dict[str, str], key: str, minimum: int | None, source: str
