@@ -24,7 +24,7 @@ from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
-from lasched.kube.binding import DefaultBinder, evict, set_unschedulable
+from lasched.kube.binding import DefaultBinder, evict, set_nominated, set_unschedulable
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
@@ -37,7 +37,7 @@ from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
-from lasched.plugins.preemption import DefaultPreemption
+from lasched.plugins.preemption import DefaultPreemption, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
@@ -102,10 +102,19 @@ def build_framework(
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
         profile=profile.scheduler_name,
     )
-    # Preemption simulates this profile's own filters on trimmed nodes.
-    fw.post_filters.append(
-        DefaultPreemption(node_info=cache.node_info, filter_node=fw.filter_node, pdbs=pdbs)
+    # Preemption simulates this profile's own filters on trimmed nodes. For a
+    # group member, group-wide preemption is tried before the group lets go.
+    preemption = DefaultPreemption(
+        node_info=cache.node_info,
+        filter_node=fw.filter_node,
+        pdbs=pdbs,
+        nominated_node=cache.nominated_node,
     )
+    gang_preemption = GangPreemption(
+        gang=gang, preemption=preemption, nodes=lambda: list(cache.node_infos())
+    )
+    fw.post_filters[:0] = [gang_preemption]
+    fw.post_filters.append(preemption)
     return fw
 
 
@@ -124,6 +133,8 @@ class Scheduler:
             node_of=self.cache.node_of,
             on_release=self._gang_released,
             podgroup=self._podgroup,
+            initial_backoff=settings.queue.initial_backoff_seconds,
+            max_backoff=settings.queue.max_backoff_seconds,
         )
         self.profiles = {
             p.scheduler_name: Profile(
@@ -377,6 +388,14 @@ class Scheduler:
         """Nominate the node (holding its room) and evict the victims beside the loop."""
         node = result.nominated_node
         self.cache.nominate(pod, node)
+        for other, other_node in result.nominations:
+            self.cache.nominate(other, other_node)
+            self.status_writes.spawn(
+                set_nominated(
+                    self.client, namespace=other.namespace, name=other.name, node=other_node
+                ),
+                name=f"nominate-{other.key}",
+            )
         metrics.preemption_attempts.inc()
         metrics.preemption_victims.observe(len(result.victims))
         log.info(

@@ -79,6 +79,8 @@ class PostFilterResult:
 
     nominated_node: str
     victims: tuple[PodInfo, ...] = ()
+    # Other pods to nominate with it (the rest of a pod group).
+    nominations: tuple[tuple[PodInfo, str], ...] = ()
 
 
 @dataclass(slots=True)

@@ -147,7 +147,9 @@ class Framework:
                 self._observe("PostFilter", SUCCESS, t0)
                 return result
             if st.reasons:
-                fit.post_filter_message = st.message
+                fit.post_filter_message = " ".join(
+                    m for m in (fit.post_filter_message, st.message) if m
+                )
         self._observe("PostFilter", _UNSCHEDULABLE, t0)
         return None
 

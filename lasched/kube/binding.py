@@ -81,6 +81,19 @@ async def set_unschedulable(
             raise
 
 
+async def set_nominated(kc: KubeClient, *, namespace: str, name: str, node: str) -> None:
+    """Record ``status.nominatedNodeName`` (the node preemption freed for the pod)."""
+    try:
+        await kc.patch(
+            f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+            {"status": {"nominatedNodeName": node}},
+            patch_type="strategic",
+        )
+    except ApiError as e:
+        if not e.not_found:
+            raise
+
+
 async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
     """Delete a preemption victim with its own grace period; the UID precondition
     keeps a re-created pod of the same name safe."""

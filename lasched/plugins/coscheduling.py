@@ -19,6 +19,9 @@ How a group moves (docs/gangs.md has the user's view):
    reservations are released together, each member gets a Warning Event that
    says how many of how many were placed and why the rest were not, and the
    members return to the queue together.
+6. The group then **backs off as a unit**: its members fail PreFilter for
+   1 s, doubling per failed round up to 10 s (the queue's backoff settings),
+   so a group that cannot fit does not keep taking the turn from others.
 
 Never is a group bound below min-available: a member binds only after Permit
 allowed the whole group.
@@ -54,6 +57,8 @@ class Group:
     last_joined: float = 0.0
     permitted: bool = False  # min-available reached: later members need not wait
     deadline: float | None = None  # of the current reservation round
+    failures: int = 0  # failed rounds in a row
+    backoff_until: float = 0.0
 
     def _declared(self) -> set[int]:
         return {
@@ -101,7 +106,11 @@ class Coscheduling:
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
+        initial_backoff: float = 1.0,
+        max_backoff: float = 10.0,
     ) -> None:
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
         self._clock = clock
         self._room = room
         self._node_of = node_of
@@ -140,6 +149,9 @@ class Coscheduling:
 
     def group_of(self, pod: PodInfo) -> Group | None:
         return self.groups.get(pod.group.key) if pod.group else None
+
+    def placed_on(self, pod: PodInfo) -> str | None:
+        return self._node_of(pod.key)
 
     def placed(self, g: Group) -> int:
         """Members bound or assumed (reserved) on a node."""
@@ -193,9 +205,14 @@ class Coscheduling:
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         g = self.group_of(pod)
-        if g is None:
+        if g is None or g.permitted:
             return SKIP
-        if g.permitted or self.holder in (None, g.key):
+        wait_s = g.backoff_until - self._clock()
+        if wait_s > 0 and self.holder != g.key:
+            return unschedulable(
+                f"pod group {g.key} backs off for {wait_s:.1f} s after a failed attempt"
+            )
+        if self.holder in (None, g.key):
             return SKIP  # nothing to filter per node
         return unschedulable(
             f"pod group {g.key} waits for pod group {self.holder} to finish reserving"
@@ -213,6 +230,7 @@ class Coscheduling:
         why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no node fits"
         message = self._summary(g, f"member {pod.name} fits no node ({why})")
         self._reject_waiting(g, message)
+        self._release(g, failed=True)
         return None, unschedulable(message)
 
     # ---- Reserve / Unreserve ----------------------------------------------------
@@ -234,7 +252,7 @@ class Coscheduling:
             return
         self._reject_waiting(g, self._summary(g, f"member {pod.name} was not bound"))
         if self.holder == g.key:
-            self._release(g)
+            self._release(g, failed=True)
 
     # ---- Permit -----------------------------------------------------------------------
 
@@ -246,6 +264,7 @@ class Coscheduling:
         placed = self.placed(g)
         if placed >= need:
             g.permitted = True
+            g.failures = 0
             for key in g.members:
                 wp = self._room.get(key)
                 if wp is not None:
@@ -272,8 +291,12 @@ class Coscheduling:
             if wp is not None and not wp.resolved:
                 wp.reject(self.name, message)
 
-    def _release(self, g: Group) -> None:
+    def _release(self, g: Group, *, failed: bool = False) -> None:
         g.deadline = None
+        if failed and self.holder == g.key:
+            g.failures += 1
+            delay = min(self.max_backoff, self.initial_backoff * 2.0 ** (g.failures - 1))
+            g.backoff_until = self._clock() + delay
         if self.holder == g.key:
             self.holder = None
             self._on_release()
@@ -287,4 +310,4 @@ class Coscheduling:
             return
         timeout = self.timeout(g)
         self._reject_waiting(g, self._summary(g, f"timed out after {timeout:g} s"))
-        self._release(g)
+        self._release(g, failed=True)

@@ -35,7 +35,8 @@ from lasched.framework.interface import (
     unschedulable,
 )
 from lasched.model.pdb import PDB
-from lasched.model.pod import PodInfo
+from lasched.model.pod import PodInfo, PodKey
+from lasched.plugins.coscheduling import Coscheduling
 
 FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
 
@@ -75,8 +76,10 @@ class DefaultPreemption:
         node_info: Callable[[str], NodeInfo | None],
         filter_node: FilterNode,
         pdbs: Callable[[], Iterable[PDB]],
+        nominated_node: Callable[[PodKey], str | None] = lambda key: None,
     ) -> None:
         self._node_info = node_info
+        self._nominated_node = nominated_node
         self._filter_node = filter_node
         self._pdbs = pdbs
 
@@ -87,7 +90,7 @@ class DefaultPreemption:
             return None, unschedulable("preemption: not eligible due to preemptionPolicy=Never.")
         if pod.group is not None:
             return None, unschedulable(
-                "preemption: pods of a pod group are not preempted for one by one."
+                "preemption: members of a pod group preempt only as a whole group."
             )
         if self._waiting_for_victims(pod):
             return None, unschedulable(
@@ -115,17 +118,27 @@ class DefaultPreemption:
         return PostFilterResult(best.node, best.victims), Status()
 
     def _waiting_for_victims(self, pod: PodInfo) -> bool:
-        if not pod.nominated_node_name:
+        return self.victims_terminating(pod, pod.priority)
+
+    def victims_terminating(self, pod: PodInfo, below: int) -> bool:
+        """Is a lower-priority pod still terminating on the pod's nominated node?"""
+        node = self._nominated_node(pod.key) or pod.nominated_node_name
+        if not node:
             return False
-        ni = self._node_info(pod.nominated_node_name)
-        return ni is not None and any(
-            p.deleting and p.priority < pod.priority for p in ni.pods.values()
-        )
+        ni = self._node_info(node)
+        return ni is not None and any(p.deleting and p.priority < below for p in ni.pods.values())
 
     def _victims_on(
-        self, state: CycleState, pod: PodInfo, ni: NodeInfo, pdbs: list[PDB]
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        ni: NodeInfo,
+        pdbs: list[PDB],
+        below: int | None = None,
     ) -> Candidate | None:
-        lower = [p for p in ni.pods.values() if p.priority < pod.priority and not p.deleting]
+        """The fewest victims (priority < ``below``, default the pod's) that let ``pod`` fit."""
+        below = pod.priority if below is None else below
+        lower = [p for p in ni.pods.values() if p.priority < below and not p.deleting]
         if not lower:
             return None
         sim = NodeInfo(ni.node)
@@ -159,3 +172,106 @@ class DefaultPreemption:
         if not victims:
             return None
         return Candidate(ni.name, tuple(victims), violations)
+
+    def plan_group(
+        self, state: CycleState, members: list[PodInfo], nodes: list[NodeInfo], below: int
+    ) -> tuple[list[tuple[PodInfo, str]], tuple[PodInfo, ...]] | None:
+        """Places for every member at once, evicting only pods of priority < ``below``.
+
+        Members are placed largest first on a simulated copy of the cluster
+        that accumulates earlier members and evictions; a member that fits
+        without evictions takes no victims. None if any member finds no place:
+        then nothing is preempted at all.
+        """
+        pdbs = list(self._pdbs())
+        sim: dict[str, NodeInfo] = {}
+
+        def view(ni: NodeInfo) -> NodeInfo:
+            if ni.name not in sim:
+                copy = NodeInfo(ni.node)
+                copy.nominated = ni.nominated
+                for p in ni.pods.values():
+                    copy.add_pod(p)
+                sim[ni.name] = copy
+            return sim[ni.name]
+
+        plan: list[tuple[PodInfo, str]] = []
+        victims: dict[str, PodInfo] = {}
+        order = sorted(members, key=lambda m: (-m.requests.milli_cpu, -m.requests.memory))
+        for member in order:
+            free = next(
+                (
+                    n
+                    for n in nodes
+                    if self._filter_node(state, member, view(n)).code is Code.SUCCESS
+                ),
+                None,
+            )
+            if free is not None:
+                view(free).add_pod(member)
+                plan.append((member, free.name))
+                continue
+            candidates = [
+                c
+                for n in nodes
+                if (c := self._victims_on(state, member, view(n), pdbs, below)) is not None
+            ]
+            if not candidates:
+                return None
+            best = min(candidates, key=Candidate.sort_key)
+            target = sim[best.node]
+            for v in best.victims:
+                target.remove_pod(v.key)
+                victims[v.key] = v
+            target.add_pod(member)
+            plan.append((member, best.node))
+        return plan, tuple(victims.values())
+
+
+class GangPreemption:
+    """PostFilter for pod-group members: preempt for the whole group or not at all.
+
+    Victims must have a lower priority than every member of the group, and
+    the eviction must make room for every member not yet placed, at once;
+    otherwise nothing is evicted and the group's reservations are released
+    as usual. The members are nominated to their planned nodes, so the room
+    is held for them while the victims terminate.
+    """
+
+    name = "GangPreemption"
+
+    def __init__(
+        self,
+        *,
+        gang: Coscheduling,
+        preemption: DefaultPreemption,
+        nodes: Callable[[], list[NodeInfo]],
+    ) -> None:
+        self._gang = gang
+        self._preemption = preemption
+        self._nodes = nodes
+
+    def post_filter(
+        self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
+    ) -> tuple[PostFilterResult | None, Status]:
+        g = self._gang.group_of(pod)
+        if g is None or g.permitted or pod.preemption_policy == "Never":
+            return None, Status(Code.UNSCHEDULABLE)
+        unplaced = [
+            m for m in g.members.values() if not m.deleting and self._gang.placed_on(m) is None
+        ]
+        below = min(m.priority for m in g.members.values())
+        if any(self._preemption.victims_terminating(m, below) for m in unplaced):
+            return None, unschedulable(
+                f"preemption: pod group {g.key} waits for the pods it preempted to terminate."
+            )
+        planned = self._preemption.plan_group(state, unplaced, self._nodes(), below)
+        if planned is None or not planned[1]:
+            return None, unschedulable(
+                f"preemption: evicting pods below priority {below} would not make room "
+                f"for all {len(unplaced)} unplaced members of pod group {g.key}."
+            )
+        plan, victims = planned
+        mine = next(node for member, node in plan if member.key == pod.key)
+        others = tuple((m, n) for m, n in plan if m.key != pod.key)
+        return PostFilterResult(mine, victims, others), Status()

@@ -117,3 +117,43 @@ async def test_gang_from_a_scheduler_plugins_podgroup(
         return len(await bound_names(kc, namespace, "pg-")) == 3
 
     await eventually(all_bound, timeout=20)
+
+
+async def test_gang_preempts_for_the_whole_group_or_not_at_all(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """A high-priority gang evicts low pods to fit entirely; a gang too big evicts nothing."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"gp-{i}", cpu="2", labels={"pool": "gp"}) for i in range(3)]
+    )
+    await nodes.wait_ready(kc, [f"gp-{i}" for i in range(3)])
+    for i in range(3):
+        filler = pod(f"filler-{i}", cpu="2", nodeName=f"gp-{i}", scheduler="elsewhere")
+        filler["metadata"]["annotations"] = {"priority": "1"}
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", filler)
+    await run_scheduler()
+
+    def member(name: str, group: str, minimum: int) -> dict[str, Any]:
+        body = gang_member(name, group, minimum, cpu="2", pool="gp")
+        body["metadata"]["annotations"] = {"priority": "100"}
+        body["metadata"]["labels"]["lasched.io/timeout-seconds"] = "20"
+        return body
+
+    # Four members cannot fit on three nodes, whatever is evicted: nothing goes.
+    for i in range(4):
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", member(f"big-{i}", "big", 4))
+    await asyncio.sleep(4)
+    assert {f"filler-{i}" for i in range(3)} <= set(await pods(kc, namespace))
+    for i in range(4):
+        await kc.delete(f"/api/v1/namespaces/{namespace}/pods/big-{i}")
+
+    # Two members fit after evicting two fillers: both bind, one filler stays.
+    for i in range(2):
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", member(f"ok-{i}", "ok", 2))
+
+    async def both_bound() -> bool:
+        return len(await bound_names(kc, namespace, "ok-")) == 2
+
+    await eventually(both_bound, timeout=30)
+    fillers = {n for n in await pods(kc, namespace) if n.startswith("filler-")}
+    assert len(fillers) == 1

@@ -180,3 +180,20 @@ async def test_members_beyond_min_available_bind_directly(extra: int) -> None:
     assert h.reserve_and_permit(pods[1]) is Code.SUCCESS
     for p in pods[2:]:
         assert h.reserve_and_permit(p) is Code.SUCCESS
+
+
+async def test_a_failed_group_backs_off_as_a_unit() -> None:
+    """After a failed round the whole group waits 1 s, then 2 s, ... so others get a turn."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+    for round_, pause in ((1, 1.0), (2, 2.0)):
+        h.reserve_and_permit(pods[0])
+        h.gang.post_filter(CycleState(), pods[1], {"n1": unschedulable("Insufficient cpu")})
+        h.cache.forget(pods[0])
+        st = h.gang.pre_filter(CycleState(), pods[2])
+        assert st.code is Code.UNSCHEDULABLE, round_
+        assert "backs off" in st.message
+        h.clock.t += pause + 0.01
+        assert h.gang.pre_filter(CycleState(), pods[2]).code is Code.SKIP
+        h.room.remove(pods[0].key)

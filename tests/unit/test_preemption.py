@@ -120,3 +120,25 @@ def test_nominated_room_is_held_for_the_preemptor() -> None:
     fit = NodeResourcesFit()
     assert not fit.filter(CycleState(), make_pod("sneaky", cpu="1", priority=1), ni).ok
     assert fit.filter(CycleState(), high, ni).ok
+
+
+def test_group_plan_evicts_for_every_member_at_once() -> None:
+    """A group of three, each needing a node, takes the three cheapest nodes' pods."""
+    w = World(n1="2", n2="2", n3="2", n4="2")
+    for i, prio in enumerate((5, 6, 7, 90), start=1):
+        w.place(f"old-{i}", f"n{i}", cpu="2", priority=prio)
+    members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(3)]
+    planned = w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50)
+    assert planned is not None
+    plan, victims = planned
+    assert sorted(v.name for v in victims) == ["old-1", "old-2", "old-3"]
+    assert sorted(node for _, node in plan) == ["n1", "n2", "n3"]
+
+
+def test_group_plan_preempts_nothing_if_one_member_cannot_fit() -> None:
+    """If the last member finds no room even with evictions, no pod is evicted."""
+    w = World(n1="2", n2="2")
+    w.place("low", "n1", cpu="2", priority=1)
+    w.place("high", "n2", cpu="2", priority=99)
+    members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(2)]
+    assert w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50) is None
