@@ -17,8 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from bench import gangs, report, throughput
 from bench import peers as peer_defs
-from bench import report, throughput
 from lasched.devcluster import binaries
 from lasched.devcluster.progress import reporter
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario")
-    run.add_argument("scenario", choices=["throughput"])
+    run.add_argument("scenario", choices=["throughput", "gangs"])
     defaults = throughput.Config()
     run.add_argument("--nodes", type=int, default=defaults.nodes)
     run.add_argument("--pods", type=int, default=defaults.pods)
@@ -51,8 +51,36 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: lasched, kube-scheduler, kube-scheduler-tuned",
     )
     run.add_argument("--no-bind-ceiling", action="store_true")
+    run.add_argument("--sizes", default="8,50", help="gangs: comma-separated gang sizes")
+    run.add_argument("--gangs", type=int, default=10, help="gangs: gangs per size")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+
+    env = {
+        "machine": _machine(),
+        "python": platform.python_version(),
+        "kubernetes": binaries.KUBERNETES_VERSION,
+        "etcd": binaries.ETCD_VERSION,
+        "kwok": binaries.KWOK_VERSION,
+        "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
+    }
+    out = throughput.results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "gangs":
+        gcfg = gangs.Config(
+            nodes=args.nodes,
+            sizes=tuple(int(s) for s in args.sizes.split(",")),
+            gangs_per_size=args.gangs,
+        )
+        with reporter() as progress:
+            gsamples = asyncio.run(gangs.run(gcfg, progress))
+        gresult = gangs.to_json(gcfg, gsamples, env)
+        (out / "gangs.json").write_bytes(orjson.dumps(gresult, option=orjson.OPT_INDENT_2))
+        table = gangs.markdown(gresult)
+        (out / "gangs.md").write_text(table)
+        print(table)
+        print(f"plot: {report.gang_plot(gsamples, out / 'gangs.png')}")
+        return 0
 
     peers = tuple(p for p in args.peers.split(",") if p)
     unknown = [p for p in peers if p not in peer_defs.PEERS]
@@ -67,19 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         peers=peers,
         bind_ceiling=not args.no_bind_ceiling,
     )
-    env = {
-        "machine": _machine(),
-        "python": platform.python_version(),
-        "kubernetes": binaries.KUBERNETES_VERSION,
-        "etcd": binaries.ETCD_VERSION,
-        "kwok": binaries.KWOK_VERSION,
-        "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
-    }
     with reporter() as progress:
         samples = asyncio.run(throughput.run(cfg, progress))
     result = throughput.to_json(cfg, samples, env)
-    out = throughput.results_dir()
-    out.mkdir(parents=True, exist_ok=True)
     (out / "throughput.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     table = report.markdown(result)
     (out / "throughput.md").write_text(table)

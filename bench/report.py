@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.gangs import GangSample
 from bench.throughput import Sample
 
 _LABELS = {
@@ -122,3 +123,20 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+def gang_plot(samples: list[GangSample], path: Path) -> Path:
+    """Each gang's time from its last member's creation to all bound, by size."""
+    sizes = sorted({s.size for s in samples})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    data = [[s.last_created_to_all_bound_ms for s in samples if s.size == n] for n in sizes]
+    ax.boxplot(data, tick_labels=[f"{n} members" for n in sizes])
+    for i, values in enumerate(data, start=1):
+        ax.scatter([i] * len(values), values, s=12, alpha=0.6)
+    ax.set_ylabel("last member created to all bound, ms")
+    ax.set_title("Gangs: all-or-nothing binding time")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
