@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import peers
-from bench.throughput import Progress, create_pods, delete_pods, percentile
+from bench.throughput import Progress, create_pods, delete_pods, percentile, pod_body
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
@@ -43,22 +43,12 @@ class GangSample:
 
 
 def member_body(name: str, group: str, size: int) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {"lasched.io/pod-group": group, "lasched.io/min-available": str(size)},
-        },
-        "spec": {
-            "schedulerName": "lasched",
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                }
-            ],
-        },
+    body = pod_body(name, "lasched")
+    body["metadata"]["labels"] = {
+        "lasched.io/pod-group": group,
+        "lasched.io/min-available": str(size),
     }
+    return body
 
 
 async def one_gang(kc: KubeClient, size: int, index: int, timeout: float) -> GangSample:

@@ -197,3 +197,22 @@ async def test_a_failed_group_backs_off_as_a_unit() -> None:
         h.clock.t += pause + 0.01
         assert h.gang.pre_filter(CycleState(), pods[2]).code is Code.SKIP
         h.room.remove(pods[0].key)
+
+
+async def test_deleting_a_waiting_member_releases_the_group() -> None:
+    """A member deleted while waiting ends the round: the others are released too."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+    h.reserve_and_permit(pods[0])
+    h.reserve_and_permit(pods[1])
+    gone = h.room.get(pods[1].key)
+    assert gone is not None
+    gone.reject("", "the pod was deleted")  # what the pod informer's delete does
+    h.gang.pod_deleted(pods[1])
+    h.gang.unreserve(CycleState(), pods[1], "n0")  # the binding cycle's cleanup
+    other = h.room.get(pods[0].key)
+    assert other is not None
+    verdict = await asyncio.wait_for(other.result(), 1)
+    assert "member g-1 was not bound" in verdict.message
+    assert h.gang.holder is None
