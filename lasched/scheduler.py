@@ -501,6 +501,11 @@ class Scheduler:
         if qp is None or qp.where != "active":
             return
         qp.attempts += 1
+        group = self.gang.group_of(fresh)
+        if error and group is not None and group.permitted:
+            # Its group is already bound: retry this member at once, not after backoff.
+            log.info("pod=%s member of bound pod group %s: retrying now", fresh.key, group.key)
+            return
         if error:
             self.queue.requeue_error(qp, reason=reason)
         else:
