@@ -11,14 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.gangs import GangSample
+from bench.peers import PEERS
 from bench.throughput import Sample
 
-_LABELS = {
-    "lasched": "lasched",
-    "kube-scheduler": "kube-scheduler (QPS 50/100)",
-    "kube-scheduler-tuned": "kube-scheduler (QPS 5000/10000)",
-    "bind-ceiling": "bind ceiling",
-}
+_LABELS = {**{p.key: p.label for p in PEERS.values()}, "bind-ceiling": "bind ceiling"}
 
 
 def _fmt(stat: dict[str, float] | None, digits: int = 0) -> str:

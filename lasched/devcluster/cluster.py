@@ -33,7 +33,14 @@ import orjson
 import yaml
 
 from lasched.devcluster import binaries, pki
-from lasched.devcluster.processes import Child, free_port, pid_alive, spawn, stop_children
+from lasched.devcluster.processes import (
+    Child,
+    free_port,
+    pid_alive,
+    spawn,
+    stop_children,
+    terminate,
+)
 from lasched.kube.client import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
@@ -284,8 +291,6 @@ class DevCluster:
 
 def stop_detached(workdir: Path) -> bool:
     """Stop a cluster that ``dev up`` left running; False if none was there."""
-    from lasched.devcluster.processes import terminate
-
     state_path = workdir / "state.json"
     if not state_path.exists():
         return False

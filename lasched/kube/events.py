@@ -109,6 +109,7 @@ class EventRecorder:
                 await self._write(ev)
                 self.written += 1
             except ApiError as e:
+                # A pod deleted meanwhile, or its namespace terminating: nothing to tell.
                 if not (e.not_found or (e.status == 403 and "terminated" in e.message)):
                     log.warning("event %s for %s not written: %s", ev.reason, ev.regarding.name, e)
             except (OSError, TimeoutError) as e:
