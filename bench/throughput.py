@@ -123,11 +123,13 @@ async def create_pods(
             tg.create_task(one(name))
 
 
-async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 120) -> None:
+async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -> None:
+    # Deleting thousands of pods in one collection call outlasts the default timeout.
     await kc.request(
         "DELETE",
         f"/api/v1/namespaces/{namespace}/pods",
         body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+        timeout=timeout,
     )
     deadline = time.monotonic() + timeout
     while (await kc.get(f"/api/v1/namespaces/{namespace}/pods", limit=1))["items"]:
