@@ -29,6 +29,8 @@ class PodEvents:
             self.s.warn_invalid(pod, "InvalidPriority", pod.priority_error)
         if pod.group_error:
             self.s.warn_invalid(pod, "InvalidPodGroup", pod.group_error)
+        if pod.latency_error:
+            self.s.warn_invalid(pod, "InvalidDelayConstraint", pod.latency_error)
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
@@ -81,7 +83,7 @@ class PodEvents:
         waiting = self.s.waiting.get(pod.key)
         if waiting is not None:
             waiting.reject("", "the pod was deleted")
-        if pod.priority_error or pod.group_error or pod.group:
+        if pod.priority_error or pod.group_error or pod.group or pod.latency_error:
             self.s.forget_warnings(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)

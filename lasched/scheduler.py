@@ -28,11 +28,14 @@ from lasched.kube.binding import DefaultBinder, evict, set_nominated, set_unsche
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
+from lasched.latency import static as static_rtt
+from lasched.latency.cache import LatencyCache
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.latency import LatencyFilter
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
@@ -41,7 +44,7 @@ from lasched.plugins.preemption import DefaultPreemption, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
-from lasched.settings import ProfileSettings, Settings
+from lasched.settings import ConfigError, ProfileSettings, Settings
 from lasched.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def build_framework(
     cache: SchedulerCache,
     gang: Coscheduling,
     pdbs: Callable[[], Iterable[PDB]],
+    latency: LatencyFilter,
 ) -> Framework:
     """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
@@ -91,12 +95,12 @@ def build_framework(
     ports = NodePorts()
     fw = Framework(
         pre_enqueue=[gang],
-        pre_filters=[gang, affinity, ports],
+        pre_filters=[gang, affinity, ports, latency],
         post_filters=[gang],
         reserves=[gang],
         permits=[gang],
         pre_scores=[affinity],
-        filters=[NodeUnschedulable(), taints, affinity, ports, fit],
+        filters=[NodeUnschedulable(), taints, affinity, ports, latency, fit],
         binders=[DefaultBinder(client)],
         scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
@@ -126,6 +130,14 @@ class Scheduler:
         self.settings = settings
         self.cache = SchedulerCache()
         self.waiting = WaitingRoom(time.monotonic)
+        self.latency = LatencyCache(ttl_seconds=settings.latency.ttl_seconds)
+        if settings.latency.static_file:
+            try:
+                n = static_rtt.load(settings.latency.static_file, self.latency)
+            except static_rtt.StaticFileError as e:
+                raise ConfigError(f"latency.staticFile: {e}") from e
+            log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
+        self.latency_filter = LatencyFilter(self.latency)
         # One gang state for the process: a group's members may use several profiles.
         self.gang = Coscheduling(
             clock=time.monotonic,
@@ -146,6 +158,7 @@ class Scheduler:
                     cache=self.cache,
                     gang=self.gang,
                     pdbs=self.pdbs,
+                    latency=self.latency_filter,
                 ),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
@@ -481,8 +494,14 @@ class Scheduler:
             type="Normal",
             reason="Scheduled",
             action="Binding",
-            note=f"Successfully assigned {pod.key} to {pod.node_name}",
+            note=self._scheduled_note(pod),
         )
+
+    def _scheduled_note(self, pod: PodInfo) -> str:
+        note = f"Successfully assigned {pod.key} to {pod.node_name}"
+        if pod.delay_constraints:
+            note += f": {self.latency_filter.explain(pod, pod.node_name)}"
+        return note
 
     def _failed_after_reserve(self, a: Attempt, verdict: Status) -> None:
         """Permit rejected or timed out: the pod goes back as unschedulable."""

@@ -48,6 +48,12 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencySettings:
+    ttl_seconds: float = 30.0
+    static_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     bind_address: str = "0.0.0.0"
     port: int = 10271
@@ -64,6 +70,7 @@ class Settings:
     log_level: str = "INFO"
     queue: QueueSettings = field(default_factory=QueueSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
 
     @property
     def scheduler_names(self) -> tuple[str, ...]:
@@ -200,6 +207,13 @@ def parse(data: Any) -> Settings:
     )
     s.finish()
 
+    lat = r.child("latency")
+    static_file = lat.raw("staticFile")
+    if static_file is not None and not isinstance(static_file, str):
+        raise ConfigError(f"latency.staticFile must be a path, not {static_file!r}")
+    latency = LatencySettings(ttl_seconds=lat.number("ttlSeconds", 30.0), static_file=static_file)
+    lat.finish()
+
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
         raise ConfigError(f"kubeconfig must be a path, not {kubeconfig!r}")
@@ -215,6 +229,7 @@ def parse(data: Any) -> Settings:
         log_level=r.string("logLevel", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
         queue=queue,
         server=server,
+        latency=latency,
     )
     r.finish()
     return settings

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NewType
 
+from lasched.model.delay import delay_constraints
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
@@ -41,12 +42,14 @@ class PodInfo:
         "affinity",
         "annotations",
         "created",
+        "delay_constraints",
         "deleting",
         "group",
         "group_error",
         "host_ports",
         "key",
         "labels",
+        "latency_error",
         "name",
         "namespace",
         "node_name",
@@ -91,6 +94,7 @@ class PodInfo:
         self.requests: Resources = pod_requests(spec)
         self.non_zero: tuple[int, int] = non_zero_requests(spec)
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
+        self.delay_constraints, self.latency_error = delay_constraints(self.labels)
         self.group: GroupDecl | None = None
         self.group_error: str | None = None
         try:

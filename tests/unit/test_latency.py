@@ -1,0 +1,158 @@
+"""The latency cache, static RTT files, delay labels and the latency filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import Code, CycleState
+from lasched.latency import static
+from lasched.latency.cache import LatencyCache
+from lasched.model.delay import delay_constraints
+from lasched.model.pod import PodInfo
+from lasched.plugins.latency import LatencyFilter
+from tests.unit.factories import make_node, make_pod
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_ewma_and_direction() -> None:
+    """Reports fold into an EWMA; A->B and B->A are separate."""
+    c = LatencyCache(alpha=0.5, clock=Clock())
+    c.observe("a", "b", median_ms=10)
+    c.observe("a", "b", median_ms=20)
+    rtt = c.get("a", "b")
+    assert rtt is not None
+    assert rtt.ms == 15
+    assert c.get("b", "a") is None
+    assert c.get("a", "a") is not None  # a place to itself is 0 ms
+
+
+def test_entries_go_stale_after_the_ttl() -> None:
+    """Freshness is part of every answer."""
+    clock = Clock()
+    c = LatencyCache(ttl_seconds=30, clock=clock)
+    c.observe("a", "b", median_ms=5)
+    clock.t = 30
+    assert not c.get("a", "b").stale  # type: ignore[union-attr]
+    clock.t = 31
+    assert c.get("a", "b").stale  # type: ignore[union-attr]
+
+
+def test_static_entries_never_go_stale() -> None:
+    """Pre-measured RTTs from a file are pinned."""
+    clock = Clock()
+    c = LatencyCache(ttl_seconds=1, clock=clock)
+    c.observe("a", "b", median_ms=5, source="static", pinned=True)
+    clock.t = 10_000
+    assert not c.get("a", "b").stale  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"edge-1": {"edge-2": 12.5, "cloud-1": 40}}',
+        "source,target,rtt_ms\nedge-1,edge-2,12.5\nedge-1,cloud-1,40\n",
+        "edge-1,edge-2,12.5\n# comment\nedge-1,cloud-1,40\n",
+    ],
+    ids=["json", "csv-with-header", "csv-with-comment"],
+)
+def test_static_file_formats(text: str) -> None:
+    """JSON and CSV give the same triples."""
+    assert sorted(static.parse(text)) == [("edge-1", "cloud-1", 40.0), ("edge-1", "edge-2", 12.5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": {"b": "fast"}}', "a -> b: RTT 'fast' is not a number"),
+        ('{"a": {"b": -1}}', "must not be negative"),
+        ('{"a": [1]}', "'a' must map targets to RTTs"),
+        ("a,b\n", ":1: want source,target,rtt_ms"),
+        ("a,b,x\n", ":1: RTT 'x' is not a number"),
+        ("{not json", "is not valid JSON"),
+    ],
+    ids=["word", "negative", "not-a-map", "short-row", "csv-word", "broken-json"],
+)
+def test_static_file_errors_name_the_place(text: str, message: str) -> None:
+    """Every problem says where it is."""
+    with pytest.raises(static.StaticFileError) as err:
+        static.parse(text, name="rtt.json")
+    assert message in str(err.value)
+
+
+def test_static_load_reports_unreadable_files(tmp_path: Path) -> None:
+    """A missing file is an error naming it."""
+    with pytest.raises(static.StaticFileError, match="cannot read RTT file"):
+        static.load(tmp_path / "missing.json", LatencyCache())
+
+
+@pytest.mark.parametrize(
+    ("labels", "error"),
+    [
+        ({"delay_edge-1": "25"}, None),
+        ({"delay_edge-1": "fast"}, 'label delay_edge-1="fast" is not a number of milliseconds'),
+        ({"delay_edge-1": "0"}, "must be a positive number"),
+        ({"delay_": "5"}, "names no node"),
+    ],
+    ids=["valid", "word", "zero", "no-node"],
+)
+def test_delay_labels(labels: dict[str, str], error: str | None) -> None:
+    """delay_<node> labels parse, and bad ones say what was wrong."""
+    constraints, problem = delay_constraints(labels)
+    if error is None:
+        assert problem is None
+        assert constraints[0].source == "edge-1"
+        assert constraints[0].max_ms == 25
+    else:
+        assert problem is not None
+        assert error in problem
+
+
+def pod_with(labels: dict[str, str]) -> PodInfo:
+    p = make_pod("p")
+    p.labels.update(labels)
+    p.delay_constraints, p.latency_error = delay_constraints(p.labels)
+    return p
+
+
+def test_filter_admits_near_nodes_and_explains_far_ones() -> None:
+    """Near enough passes; too far, unknown and stale fail closed with a reason."""
+    clock = Clock()
+    cache = LatencyCache(ttl_seconds=30, clock=clock)
+    cache.observe("edge-1", "near", median_ms=8, p90_ms=9)
+    cache.observe("edge-1", "far", median_ms=41)
+    f = LatencyFilter(cache)
+    pod = pod_with({"delay_edge-1": "25"})
+    assert f.pre_filter(CycleState(), pod).code is Code.SUCCESS
+    assert f.filter(CycleState(), pod, NodeInfo(make_node("near"))).ok
+    far = f.filter(CycleState(), pod, NodeInfo(make_node("far")))
+    assert far.reasons == ("node(s) were more than 25 ms from edge-1 (delay_edge-1)",)
+    unknown = f.filter(CycleState(), pod, NodeInfo(make_node("elsewhere")))
+    assert unknown.reasons == ("node(s) had no measured RTT from edge-1",)
+    clock.t = 60
+    stale = f.filter(CycleState(), pod, NodeInfo(make_node("near")))
+    assert stale.reasons == ("node(s) had only stale RTTs from edge-1",)
+    assert f.explain(pod, "near") == "rtt from edge-1 = 8.0 ms (p90 9.0, 60 s old)"
+
+
+def test_filter_skips_pods_without_constraints() -> None:
+    """Pods without delay labels cost nothing."""
+    f = LatencyFilter(LatencyCache())
+    assert f.pre_filter(CycleState(), make_pod("plain")).code is Code.SKIP
+
+
+def test_malformed_label_fails_prefilter_unresolvably() -> None:
+    """A bad delay label keeps the pod pending with the label named."""
+    f = LatencyFilter(LatencyCache())
+    st = f.pre_filter(CycleState(), pod_with({"delay_edge-1": "soon"}))
+    assert st.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE
+    assert 'delay_edge-1="soon"' in st.message
