@@ -14,6 +14,7 @@ import platform
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -75,11 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         with reporter() as progress:
             gsamples = asyncio.run(gangs.run(gcfg, progress))
         gresult = gangs.to_json(gcfg, gsamples, env)
-        (out / "gangs.json").write_bytes(orjson.dumps(gresult, option=orjson.OPT_INDENT_2))
-        table = gangs.markdown(gresult)
-        (out / "gangs.md").write_text(table)
-        print(table)
-        print(f"plot: {report.gang_plot(gsamples, out / 'gangs.png')}")
+        pngs = [report.gang_plot(gsamples, out / "gangs.png")]
+        _emit(out, "gangs", gresult, gangs.markdown(gresult), pngs)
         return 0
 
     peers = tuple(p for p in args.peers.split(",") if p)
@@ -98,14 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     with reporter() as progress:
         samples = asyncio.run(throughput.run(cfg, progress))
     result = throughput.to_json(cfg, samples, env)
-    (out / "throughput.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    table = report.markdown(result)
-    (out / "throughput.md").write_text(table)
     pngs = report.plots(samples, out, "throughput")
+    _emit(out, "throughput", result, report.markdown(result), pngs)
+    return 0
+
+
+def _emit(out: Path, stem: str, result: dict[str, Any], table: str, pngs: list[Path]) -> None:
+    """Write <stem>.json and <stem>.md beside the plots, and print the table."""
+    (out / f"{stem}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    (out / f"{stem}.md").write_text(table)
     print(table)  # plain: a Markdown table must not be re-wrapped to the terminal
     for p in pngs:
         print(f"plot: {p}")
-    return 0
 
 
 if __name__ == "__main__":

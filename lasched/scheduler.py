@@ -185,8 +185,6 @@ class Scheduler:
             client,
             path="/api/v1/pods",
             decode=PodInfo,
-            key=lambda p: p.key,
-            version=lambda p: p.resource_version,
             handler=PodEvents(self),
             field_selector=NON_TERMINAL_PODS,
             name="pods",
@@ -195,8 +193,6 @@ class Scheduler:
             client,
             path="/api/v1/nodes",
             decode=Node,
-            key=lambda n: n.name,
-            version=lambda n: n.resource_version,
             handler=NodeEvents(self),
             name="nodes",
         )
@@ -204,8 +200,6 @@ class Scheduler:
             client,
             path="/apis/policy/v1/poddisruptionbudgets",
             decode=PDB,
-            key=lambda b: b.key,
-            version=lambda b: b.resource_version,
             handler=StoreOnly(),
             name="poddisruptionbudgets",
         )
@@ -213,8 +207,6 @@ class Scheduler:
             client,
             path=f"/apis/{PODGROUP_API}/podgroups",
             decode=PodGroup,
-            key=lambda g: g.key,
-            version=lambda g: g.resource_version,
             handler=PodGroupEvents(self),
             name="podgroups",
         )

@@ -29,7 +29,18 @@ from lasched.kube.client import JSON, ApiError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+
+class Keyed(Protocol):
+    """What an informer reads of its objects: an identity and a version."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def resource_version(self) -> str: ...
+
+
+T = TypeVar("T", bound=Keyed)
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
@@ -90,8 +101,8 @@ class Backoff:
 class Informer(Generic[T]):
     """One resource kind, listed and watched, decoded into ``T`` objects.
 
-    ``decode`` turns the apiserver's JSON into ``T``; ``version`` reads an
-    object's resourceVersion and ``key`` its identity (namespace/name).
+    ``decode`` turns the apiserver's JSON into ``T``, whose ``key`` is its
+    identity (namespace/name) and ``resource_version`` its version.
     """
 
     def __init__(
@@ -100,8 +111,6 @@ class Informer(Generic[T]):
         *,
         path: str,
         decode: Callable[[JSON], T],
-        key: Callable[[T], str],
-        version: Callable[[T], str],
         handler: Handler[T],
         field_selector: str = "",
         label_selector: str = "",
@@ -112,8 +121,6 @@ class Informer(Generic[T]):
         self._client = client
         self._path = path
         self._decode = decode
-        self._key = key
-        self._version = version
         self._handler = handler
         self._selectors: dict[str, str] = {}
         if field_selector:
@@ -169,7 +176,7 @@ class Informer(Generic[T]):
                 raise
             for item in page.get("items") or ():
                 obj = self._decode(item)
-                fresh[self._key(obj)] = obj
+                fresh[obj.key] = obj
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -188,7 +195,7 @@ class Informer(Generic[T]):
             prev = old_store.get(k)
             if prev is None:
                 self._handler.on_add(new)
-            elif self._version(prev) != self._version(new):
+            elif prev.resource_version != new.resource_version:
                 self._handler.on_update(prev, new)
 
     async def _watch(self) -> None:
@@ -219,8 +226,8 @@ class Informer(Generic[T]):
             self.resource_version = raw["metadata"]["resourceVersion"]
             return
         obj = self._decode(raw)
-        k = self._key(obj)
-        self.resource_version = self._version(obj)
+        k = obj.key
+        self.resource_version = obj.resource_version
         if kind in ("ADDED", "MODIFIED"):
             prev = self.store.get(k)
             self.store[k] = obj

@@ -58,6 +58,10 @@ class Node:
         }
 
     @property
+    def key(self) -> str:
+        return self.name
+
+    @property
     def internal_ip(self) -> str | None:
         return self.addresses.get("InternalIP")
 

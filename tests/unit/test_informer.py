@@ -63,8 +63,6 @@ def informer(client: FakeListWatch, rec: Recorder) -> Informer[PodInfo]:
         client,
         path="/api/v1/pods",
         decode=PodInfo,
-        key=lambda p: p.key,
-        version=lambda p: p.resource_version,
         handler=rec,
         backoff=Backoff(initial=0.001, maximum=0.001),
     )
