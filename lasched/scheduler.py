@@ -212,9 +212,6 @@ class Scheduler:
         )
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
-        self.scheduled = 0
-        self.failed = 0
-        self.resyncs = 0
 
     # ---- life cycle ---------------------------------------------------------
 
@@ -427,7 +424,6 @@ class Scheduler:
     def _record_failure(
         self, profile: Profile, pod: PodInfo, message: str, *, nominated_node: str | None = None
     ) -> None:
-        self.failed += 1
         profile.events.record(
             ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
         )
@@ -477,7 +473,6 @@ class Scheduler:
 
     def _bound(self, a: Attempt) -> None:
         pod = a.assumed
-        self.scheduled += 1
         metrics.pod_scheduling_sli_duration.labels(str(min(a.attempts, 15))).observe(
             time.monotonic() - a.first_seen
         )
@@ -533,7 +528,6 @@ class Scheduler:
             list(self.node_informer.store.values()), list(self.pod_informer.store.values())
         )
         self.invalidate_nodes()
-        self.resyncs += 1
 
     def warn_invalid(self, pod: PodInfo, reason: str, message: str) -> None:
         """One Warning Event per pod and problem, however often the pod is updated."""

@@ -104,14 +104,6 @@ class NodeInfo:
                 total.pods += 1
         return total
 
-    def free(self) -> Resources:
-        """Allocatable minus requested (negative when overcommitted)."""
-        if self.node is None:
-            return Resources()
-        free = self.node.allocatable.copy()
-        free.sub(self.requested)
-        return free
-
 
 class SchedulerCache:
     """Nodes and the pods bound or assumed on them."""

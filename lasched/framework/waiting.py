@@ -23,7 +23,6 @@ class WaitingPod:
         self.pod = pod
         self.node = node
         self.pending = dict(deadlines)  # plugin -> deadline
-        self.since = min(deadlines.values(), default=0.0)
         self._future: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
 
     @property
@@ -85,9 +84,3 @@ class WaitingRoom:
                     expired += 1
                     break
         return expired
-
-    async def run_expiry(self, interval: float = 0.05) -> None:
-        """Check deadlines until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            self.expire()

@@ -63,7 +63,6 @@ class PodInfo:
         "requests",
         "resource_version",
         "scheduler_name",
-        "spec_priority",
         "tolerations",
         "uid",
     )
@@ -86,7 +85,6 @@ class PodInfo:
         self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
         self.affinity: dict[str, Any] = spec.get("affinity") or {}
         self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
-        self.spec_priority: int | None = spec.get("priority")
         self.priority, self.priority_error = effective_priority(spec, self.annotations)
         self.preemption_policy: str = spec.get("preemptionPolicy", "PreemptLowerPriority")
         self.phase: str = status.get("phase", "Pending")

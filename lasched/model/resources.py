@@ -7,7 +7,7 @@ such as ``nvidia.com/gpu`` by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lasched.model import quantity
@@ -94,27 +94,6 @@ class Resources:
         for k, v in other.scalar.items():
             self.scalar[k] = max(self.scalar.get(k, 0), v)
 
-    def names(self) -> Iterable[str]:
-        """Names of the dimensions that are non-zero."""
-        if self.milli_cpu:
-            yield CPU
-        if self.memory:
-            yield MEMORY
-        if self.ephemeral_storage:
-            yield EPHEMERAL_STORAGE
-        yield from (k for k, v in self.scalar.items() if v)
-
-    def get(self, name: str) -> int:
-        if name == CPU:
-            return self.milli_cpu
-        if name == MEMORY:
-            return self.memory
-        if name == EPHEMERAL_STORAGE:
-            return self.ephemeral_storage
-        if name == PODS:
-            return self.pods
-        return self.scalar.get(name, 0)
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Resources):
             return NotImplemented
@@ -169,9 +148,10 @@ def pod_requests(spec: Mapping[str, Any]) -> Resources:
     pod_level = (spec.get("resources") or {}).get("requests")
     if pod_level:
         level = Resources.from_list(pod_level)
-        for name in (CPU, MEMORY):
-            if name in pod_level:
-                setattr(total, "milli_cpu" if name == CPU else "memory", level.get(name))
+        if CPU in pod_level:
+            total.milli_cpu = level.milli_cpu
+        if MEMORY in pod_level:
+            total.memory = level.memory
 
     overhead = spec.get("overhead")
     if overhead:

@@ -223,14 +223,6 @@ class SchedulingQueue:
             if qp is not None and qp.where == "gated":
                 self._enqueue(qp)
 
-    def requeue_backoff(self, qp: QueuedPod, *, reason: str, until: float) -> None:
-        """Hold a pod in backoffQ until ``until`` (a gang backing off as a unit)."""
-        if self._pods.get(qp.key) is not qp:
-            return
-        qp.reason = reason
-        qp.backoff_until = until
-        self._push_backoff(qp)
-
     def flush_backoff(self) -> None:
         """Move pods whose backoff has expired to activeQ."""
         now = self._clock()
