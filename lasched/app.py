@@ -38,7 +38,7 @@ async def run(
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
         sched = Scheduler(client, settings)
         runner = await server.start(
-            server.build_app(synced=lambda: sched.synced),
+            server.build_app(synced=lambda: sched.synced, extra_routes=[sched.hub.add_routes]),
             host=settings.server.bind_address,
             port=settings.server.port,
         )
@@ -58,6 +58,7 @@ async def run(
                 return
             log.info("stopping: finishing in-flight binds")
             await sched.shutdown()
+            await sched.hub.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

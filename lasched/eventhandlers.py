@@ -98,15 +98,19 @@ class NodeEvents:
         self.s.cache.add_node(node)
         self.s.invalidate_nodes()
         self.s.queue.move_all_to_active_or_backoff()
+        self.s.peers_changed()
 
     def on_update(self, old: Node, new: Node) -> None:
         self.s.cache.update_node(new)
         if schedulable_change(old, new):
             self.s.queue.move_all_to_active_or_backoff()
+        if old.internal_ip != new.internal_ip:
+            self.s.peers_changed()
 
     def on_delete(self, node: Node) -> None:
         self.s.cache.remove_node(node.name)
         self.s.invalidate_nodes()
+        self.s.peers_changed()
 
 
 def schedulable_change(old: Node, new: Node) -> bool:

@@ -83,3 +83,22 @@ def track_cache(
     cache_size.labels("nodes").set_function(nodes)
     cache_size.labels("pods").set_function(pods)
     cache_size.labels("assumed_pods").set_function(assumed)
+
+
+agent_connections = Gauge(
+    "lasched_agent_connections", "Node agents currently streaming RTTs to this scheduler."
+)
+agent_samples = Counter(
+    "lasched_agent_samples_total",
+    "RTT samples received from node agents, by outcome (stored, lost, unknown_target).",
+    ["outcome"],
+)
+agent_refusals = Counter(
+    "lasched_agent_refusals_total",
+    "Agent connections refused or closed by the scheduler, by reason.",
+    ["reason"],
+)
+latency_requeues = Counter(
+    "lasched_latency_requeues_total",
+    "Times a significant RTT change moved unschedulable pods back to the queue.",
+)

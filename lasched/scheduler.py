@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import lasched_protocol as proto
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
 from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
@@ -28,8 +29,10 @@ from lasched.kube.binding import DefaultBinder, evict, set_nominated, set_unsche
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
+from lasched.kube.tokenreview import TokenReviewAuthenticator
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
+from lasched.latency.hub import AgentHub, HubOptions
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
@@ -138,6 +141,22 @@ class Scheduler:
                 raise ConfigError(f"latency.staticFile: {e}") from e
             log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
         self.latency_filter = LatencyFilter(self.latency)
+        lat = settings.latency
+        self.hub = AgentHub(
+            self.latency,
+            authenticator=TokenReviewAuthenticator(
+                client, service_accounts=lat.agent_service_accounts
+            ),
+            peers=self._node_addresses,
+            endpoints=[
+                proto.Target(id=e.name, address=e.address, kind="endpoint", port=e.port)
+                for e in lat.endpoints
+            ],
+            on_change=self._latency_changed,
+            options=HubOptions(interval_seconds=lat.report_interval_seconds),
+        )
+        self._latency_dirty = False
+        self._peers_dirty = False
         # One gang state for the process: a group's members may use several profiles.
         self.gang = Coscheduling(
             clock=time.monotonic,
@@ -237,6 +256,7 @@ class Scheduler:
                 )
             tg.create_task(self.queue.run_flushes(), name="queue-flush")
             tg.create_task(self._expire_waiting(), name="permit-expiry")
+            tg.create_task(self._latency_upkeep(), name="latency-upkeep")
             for p in self.profiles.values():
                 tg.create_task(p.events.run(), name=f"events-{p.name}")
             await self.wait_synced()
@@ -265,6 +285,32 @@ class Scheduler:
     def _gang_released(self) -> None:
         """A group gave up its reservations or finished: waiting groups may go."""
         self.queue.move_all_to_active_or_backoff()
+
+    def _node_addresses(self) -> dict[str, str]:
+        return {n.name: ip for n in self.node_informer.store.values() if (ip := n.internal_ip)}
+
+    def _latency_changed(self) -> None:
+        self._latency_dirty = True
+
+    def peers_changed(self) -> None:
+        self._peers_dirty = True
+
+    async def _latency_upkeep(self, interval: float = 1.0) -> None:
+        """Coalesce latency changes and node-list changes into one action per interval.
+
+        Agents report every few seconds each; moving the unschedulable pool or
+        recomputing every agent's target list once per report would cost
+        O(agents) work per second for nothing.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            if self._latency_dirty:
+                self._latency_dirty = False
+                if self.queue.move_all_to_active_or_backoff():
+                    metrics.latency_requeues.inc()
+            if self._peers_dirty:
+                self._peers_dirty = False
+                self.hub.peers_changed()
 
     async def _expire_waiting(self, interval: float = 0.05) -> None:
         """Group timeouts first (one message for the whole group), then per-pod ones."""

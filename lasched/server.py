@@ -1,4 +1,4 @@
-"""The scheduler's HTTP server: health, readiness and Prometheus metrics.
+"""The scheduler's HTTP server: health, readiness, Prometheus metrics, agents.
 
 ``/readyz`` means "informers synced", not "is leader": a warm follower is
 ready to take over and should receive agent streams.
@@ -6,13 +6,19 @@ ready to take over and should receive agent streams.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
 
-def build_app(*, synced: Callable[[], bool]) -> web.Application:
+def build_app(
+    *,
+    synced: Callable[[], bool],
+    extra_routes: Iterable[Callable[[web.Application], None]] = (),
+) -> web.Application:
+    """Health, readiness and metrics, plus what ``extra_routes`` add (agents, extender)."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -26,6 +32,8 @@ def build_app(*, synced: Callable[[], bool]) -> web.Application:
     app.router.add_get("/livez", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", server_stats)
+    for add in extra_routes:
+        add(app)
     return app
 
 

@@ -48,9 +48,24 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A user-facing place agents probe, e.g. a gateway in front of a user population."""
+
+    name: str
+    address: str
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LatencySettings:
     ttl_seconds: float = 30.0
     static_file: str | None = None
+    report_interval_seconds: float = 10.0
+    agent_service_accounts: tuple[str, ...] = ("lasched-system/lasched-agent",)
+    endpoints: tuple[Endpoint, ...] = ()
+    snapshot_file: str | None = None
+    snapshot_interval_seconds: float = 60.0
+    cloud_fallback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +169,62 @@ def _weights(r: _Reader) -> dict[str, int]:
     return weights
 
 
+def _path(r: _Reader, key: str) -> str | None:
+    v = r.raw(key)
+    if v is not None and (not isinstance(v, str) or not v):
+        raise ConfigError(f"{r._name(key)} must be a path, not {v!r}")
+    return v
+
+
+def _latency(lat: _Reader) -> LatencySettings:
+    accounts_raw = lat.raw("agentServiceAccounts")
+    accounts: tuple[str, ...] = ("lasched-system/lasched-agent",)
+    if accounts_raw is not None:
+        if not isinstance(accounts_raw, list) or not all(
+            isinstance(a, str) and a.count("/") == 1 and all(a.split("/")) for a in accounts_raw
+        ):
+            raise ConfigError(
+                "latency.agentServiceAccounts must be a list of namespace/name, "
+                f"not {accounts_raw!r}"
+            )
+        accounts = tuple(accounts_raw)
+    endpoints_raw = lat.raw("endpoints")
+    if endpoints_raw is not None and not isinstance(endpoints_raw, list):
+        raise ConfigError(f"latency.endpoints must be a list, not {endpoints_raw!r}")
+    endpoints: list[Endpoint] = []
+    for i, item in enumerate(endpoints_raw or ()):
+        er = _Reader(item, f"latency.endpoints[{i}]")
+        ep = Endpoint(
+            name=er.string("name", ""),
+            address=er.string("address", ""),
+            port=None
+            if er.data.get("port") is None
+            else er.integer("port", 0, minimum=1, maximum=65535),
+        )
+        er.used.add("port")
+        if not ep.name or not ep.address:
+            raise ConfigError(f"latency.endpoints[{i}] needs a name and an address")
+        if any(e.name == ep.name for e in endpoints):
+            raise ConfigError(f"latency.endpoints[{i}].name {ep.name!r} is used twice")
+        er.finish()
+        endpoints.append(ep)
+    cloud = lat.raw("cloudFallback")
+    if cloud is not None and not isinstance(cloud, bool):
+        raise ConfigError(f"latency.cloudFallback must be true or false, not {cloud!r}")
+    settings = LatencySettings(
+        ttl_seconds=lat.number("ttlSeconds", 30.0),
+        static_file=_path(lat, "staticFile"),
+        report_interval_seconds=lat.number("reportIntervalSeconds", 10.0),
+        agent_service_accounts=accounts,
+        endpoints=tuple(endpoints),
+        snapshot_file=_path(lat, "snapshotFile"),
+        snapshot_interval_seconds=lat.number("snapshotIntervalSeconds", 60.0),
+        cloud_fallback=bool(cloud),
+    )
+    lat.finish()
+    return settings
+
+
 def parse(data: Any) -> Settings:
     """Settings from already-decoded YAML."""
     r = _Reader(data, "")
@@ -207,12 +278,7 @@ def parse(data: Any) -> Settings:
     )
     s.finish()
 
-    lat = r.child("latency")
-    static_file = lat.raw("staticFile")
-    if static_file is not None and not isinstance(static_file, str):
-        raise ConfigError(f"latency.staticFile must be a path, not {static_file!r}")
-    latency = LatencySettings(ttl_seconds=lat.number("ttlSeconds", 30.0), static_file=static_file)
-    lat.finish()
+    latency = _latency(r.child("latency"))
 
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
