@@ -7,13 +7,22 @@ was last updated. Freshness is part of every answer: an entry older than
 ``ttl`` seconds is *stale*, and a hard constraint treats stale like unknown
 (it fails closed). Entries loaded from a static file are ``pinned``: they are
 pre-measured on purpose and never go stale.
+
+Every measurement, pinned or not, also moves both places' network
+coordinates (see ``coordinates.py``). ``estimate`` answers from those
+coordinates alone, and ``lookup`` answers with the fresh measurement or else
+the estimate; both are for soft preferences only. ``get`` never estimates:
+hard constraints see measured data or nothing.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from lasched.latency.coordinates import Coordinate, Coordinates
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +34,45 @@ class Rtt:
     loss: float
     age_s: float
     stale: bool
-    source: str  # "agent", "static", ...
+    source: str  # "agent", "static", "self", "estimate"
+    error_ms: float | None = None  # estimates only: see coordinates.Estimate
 
     def describe(self, src: str) -> str:
-        """As events show it: ``rtt from edge-1 = 7.8 ms (p90 9.1, 4 s old)``."""
+        """As events show it: ``rtt from edge-1 = 7.8 ms (p90 9.1, 4 s old)``.
+
+        An estimate reads ``rtt from edge-1 ≈ 12.0 ms (estimated ±3.1)``.
+        """
+        if self.source == "estimate":
+            return f"rtt from {src} ≈ {self.ms:.1f} ms (estimated ±{self.error_ms or 0.0:.1f})"
         extra = [f"p90 {self.p90_ms:.1f}"] if self.p90_ms is not None else []
         extra.append("static" if self.source == "static" else f"{self.age_s:.0f} s old")
         return f"rtt from {src} = {self.ms:.1f} ms ({', '.join(extra)})"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPair:
+    """One measured, unpinned pair as a snapshot keeps it; ``age_s`` is its age then."""
+
+    src: str
+    dst: str
+    ewma_ms: float
+    p90_ms: float | None
+    loss: float
+    samples: int
+    source: str
+    age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPlace:
+    """One place's network coordinate as a snapshot keeps it."""
+
+    place: str
+    vec: tuple[float, ...]
+    height: float
+    error: float
+    updates: int
+    age_s: float
 
 
 @dataclass(slots=True)
@@ -52,6 +93,7 @@ class LatencyCache:
         ttl_seconds: float = 30.0,
         alpha: float = 0.3,
         clock: Callable[[], float] = time.monotonic,
+        coordinates: Coordinates | None = None,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds}")
@@ -61,6 +103,7 @@ class LatencyCache:
         self.alpha = alpha
         self._clock = clock
         self._pairs: dict[tuple[str, str], _Entry] = {}
+        self.coordinates = coordinates if coordinates is not None else Coordinates()
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -77,8 +120,9 @@ class LatencyCache:
         source: str = "agent",
         pinned: bool = False,
     ) -> float:
-        """Fold one report into the pair; returns the change of the estimate in ms."""
+        """Fold one report into the pair and the coordinates; returns the EWMA's change in ms."""
         now = self._clock()
+        self._feed(src, dst, median_ms, now)
         e = self._pairs.get((src, dst))
         if e is None or e.pinned != pinned:
             self._pairs[(src, dst)] = _Entry(median_ms, p90_ms, loss, samples, now, source, pinned)
@@ -108,3 +152,92 @@ class LatencyCache:
             stale=not e.pinned and age > self.ttl,
             source=e.source,
         )
+
+    def lookup(self, src: str, dst: str) -> Rtt | None:
+        """For soft preferences: the fresh measurement, else ``estimate``.
+
+        Never stale: a stale or missing pair is answered by the estimate, or
+        None when the two places have too few samples for one. Hard
+        constraints must use ``get``.
+        """
+        rtt = self.get(src, dst)
+        if rtt is not None and not rtt.stale:
+            return rtt
+        return self.estimate(src, dst)
+
+    def estimate(self, src: str, dst: str) -> Rtt | None:
+        """The network coordinates' prediction, measured or not; soft preferences only.
+
+        ``source="estimate"``, ``error_ms`` as ``coordinates.Estimate`` defines
+        it, ``age_s`` the age of the older coordinate, never stale. None while
+        either place has too few samples. Symmetric: coordinates cannot tell
+        the two directions apart.
+        """
+        est = self.coordinates.estimate(src, dst)
+        if est is None:
+            return None
+        return Rtt(
+            ms=est.ms,
+            p90_ms=None,
+            loss=0.0,
+            age_s=self._clock() - est.updated,
+            stale=False,
+            source="estimate",
+            error_ms=est.error_ms,
+        )
+
+    def export_pairs(self) -> list[SavedPair]:
+        """Every measured pair except pinned ones (the static file reloads those)."""
+        now = self._clock()
+        return [
+            SavedPair(src, dst, e.ewma_ms, e.p90_ms, e.loss, e.samples, e.source, now - e.updated)
+            for (src, dst), e in sorted(self._pairs.items())
+            if not e.pinned
+        ]
+
+    def import_pairs(self, pairs: Iterable[SavedPair]) -> int:
+        """Restore saved pairs with their age; a pair already present wins. Returns how many.
+
+        Restored pairs do not move the coordinates: those are restored as they were.
+        """
+        now = self._clock()
+        n = 0
+        for p in pairs:
+            if (p.src, p.dst) in self._pairs:
+                continue
+            updated = now - max(p.age_s, 0.0)
+            self._pairs[(p.src, p.dst)] = _Entry(
+                p.ewma_ms, p.p90_ms, p.loss, p.samples, updated, p.source, False
+            )
+            n += 1
+        return n
+
+    def export_places(self) -> list[SavedPlace]:
+        """Every place's network coordinate, with its age."""
+        now = self._clock()
+        return [
+            SavedPlace(place, c.vec, c.height, c.error, c.updates, now - c.updated)
+            for place, c in self.coordinates.items()
+        ]
+
+    def import_places(self, places: Iterable[SavedPlace]) -> int:
+        """Replace every coordinate with the saved ones; returns how many.
+
+        Coordinates are only comparable within one embedding, so nothing is
+        merged. Pinned pairs are then folded in once more, so a place known
+        only from the static file has a position in the restored embedding.
+        """
+        now = self._clock()
+        restored = [
+            (p.place, Coordinate(p.vec, p.height, p.error, p.updates, now - max(p.age_s, 0.0)))
+            for p in places
+        ]
+        self.coordinates.replace(restored)
+        for (src, dst), e in sorted(self._pairs.items()):
+            if e.pinned:
+                self._feed(src, dst, e.ewma_ms, e.updated)
+        return len(restored)
+
+    def _feed(self, src: str, dst: str, ms: float, now: float) -> None:
+        if src != dst and math.isfinite(ms) and ms >= 0:
+            self.coordinates.update(src, dst, ms, now=now)
