@@ -30,7 +30,7 @@ class PodEvents:
         if pod.group_error:
             self.s.warn_invalid(pod, "InvalidPodGroup", pod.group_error)
         if pod.latency_error:
-            self.s.warn_invalid(pod, "InvalidDelayConstraint", pod.latency_error)
+            self.s.warn_invalid(pod, "InvalidLatencyRequirement", pod.latency_error)
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
@@ -48,6 +48,7 @@ class PodEvents:
         if pod.bound:
             if not pod.terminal:
                 self.s.cache.add_pod(pod)
+                self.s.pod_placed()
             self.s.queue.delete(pod.key)
         elif self._ours(pod) and not pod.deleting:
             self._check(pod)
@@ -62,6 +63,8 @@ class PodEvents:
                 return
             self.s.cache.update_pod(new)
             self.s.queue.delete(new.key)
+            if not old.bound:
+                self.s.pod_placed()
         elif self._ours(new):
             if new.deleting:
                 self.s.queue.delete(new.key)

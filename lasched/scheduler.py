@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import lasched_protocol as proto
 from lasched import metrics
@@ -30,15 +31,17 @@ from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.kube.tokenreview import TokenReviewAuthenticator
+from lasched.latency import snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, HubOptions
+from lasched.model import selector
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling
-from lasched.plugins.latency import LatencyFilter
+from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
@@ -88,12 +91,13 @@ def build_framework(
     gang: Coscheduling,
     pdbs: Callable[[], Iterable[PDB]],
     latency: LatencyFilter,
+    latency_score: LatencyScore,
 ) -> Framework:
     """A profile's plugins in kube-scheduler's order, scores weighted by config."""
     fit = NodeResourcesFit(profile.scoring_strategy)
     taints = TaintToleration()
     affinity = NodeAffinity()
-    scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints]
+    scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints, latency_score]
     weights = profile.score_weights
     ports = NodePorts()
     fw = Framework(
@@ -102,7 +106,7 @@ def build_framework(
         post_filters=[gang],
         reserves=[gang],
         permits=[gang],
-        pre_scores=[affinity],
+        pre_scores=[affinity, latency_score],
         filters=[NodeUnschedulable(), taints, affinity, ports, latency, fit],
         binders=[DefaultBinder(client)],
         scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
@@ -140,7 +144,14 @@ class Scheduler:
             except static_rtt.StaticFileError as e:
                 raise ConfigError(f"latency.staticFile: {e}") from e
             log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
-        self.latency_filter = LatencyFilter(self.latency)
+        self.latency_filter = LatencyFilter(
+            self.latency, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes
+        )
+        self.latency_score = LatencyScore(
+            self.latency,
+            peer_nodes=self._peer_nodes,
+            cloud_fallback=settings.latency.cloud_fallback,
+        )
         lat = settings.latency
         self.hub = AgentHub(
             self.latency,
@@ -157,6 +168,7 @@ class Scheduler:
         )
         self._latency_dirty = False
         self._peers_dirty = False
+        self._peers_placed = False
         # One gang state for the process: a group's members may use several profiles.
         self.gang = Coscheduling(
             clock=time.monotonic,
@@ -178,6 +190,7 @@ class Scheduler:
                     gang=self.gang,
                     pdbs=self.pdbs,
                     latency=self.latency_filter,
+                    latency_score=self.latency_score,
                 ),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
@@ -244,7 +257,17 @@ class Scheduler:
 
     async def run(self) -> None:
         """Informers, event writers and the scheduling loop, until cancelled."""
+        snapshot_file = self.settings.latency.snapshot_file
+        if snapshot_file:
+            await self._load_snapshot(snapshot_file)
         async with asyncio.TaskGroup() as tg:
+            if snapshot_file:
+                tg.create_task(
+                    snapshot.run_periodic(
+                        self.latency, snapshot_file, self.settings.latency.snapshot_interval_seconds
+                    ),
+                    name="latency-snapshot",
+                )
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")
             tg.create_task(self.pdb_informer.run(), name="informer-pdbs")
@@ -266,6 +289,15 @@ class Scheduler:
             )  # fmt: skip
             await self.scheduling_loop()
 
+    async def _load_snapshot(self, path: str) -> None:
+        """A restarted scheduler starts with what it knew (entries keep their age)."""
+        try:
+            n = await snapshot.load(self.latency, path, now=time.time())
+        except snapshot.SnapshotError as e:
+            log.warning("%s; starting without the latency snapshot", e)
+            return
+        log.info("restored %d RTTs from the latency snapshot %s", n, path)
+
     async def _serves(self, group_version: str) -> bool:
         try:
             await self.client.get(f"/apis/{group_version}")
@@ -286,6 +318,21 @@ class Scheduler:
         """A group gave up its reservations or finished: waiting groups may go."""
         self.queue.move_all_to_active_or_backoff()
 
+    def _peer_nodes(self, namespace: str, sel: Mapping[str, Any]) -> set[str]:
+        """Nodes of placed (bound or assumed) pods in ``namespace`` matching ``sel``."""
+        return {
+            ni.name
+            for ni in self.cache.node_infos()
+            for p in ni.pods.values()
+            if p.namespace == namespace and selector.matches(sel, p.labels)
+        }
+
+    def _group_nodes(self, pod: PodInfo) -> set[str]:
+        g = self.gang.group_of(pod)
+        if g is None:
+            return set()
+        return {n for k in g.members if k != pod.key and (n := self.cache.node_of(k))}
+
     def _node_addresses(self) -> dict[str, str]:
         return {n.name: ip for n in self.node_informer.store.values() if (ip := n.internal_ip)}
 
@@ -293,7 +340,12 @@ class Scheduler:
         self._latency_dirty = True
 
     def peers_changed(self) -> None:
+        """The node list or a node's address changed: agents need new targets."""
         self._peers_dirty = True
+
+    def pod_placed(self) -> None:
+        """A pod was bound: pods waiting for latency peers may now have some."""
+        self._peers_placed = True
 
     async def _latency_upkeep(self, interval: float = 1.0) -> None:
         """Coalesce latency changes and node-list changes into one action per interval.
@@ -306,8 +358,13 @@ class Scheduler:
             await asyncio.sleep(interval)
             if self._latency_dirty:
                 self._latency_dirty = False
-                if self.queue.move_all_to_active_or_backoff():
+                if self.queue.move_all_to_active_or_backoff(lambda p: p.latency is not None):
                     metrics.latency_requeues.inc()
+            if self._peers_placed:
+                self._peers_placed = False
+                self.queue.move_all_to_active_or_backoff(
+                    lambda p: p.latency is not None and p.latency.peers is not None
+                )
             if self._peers_dirty:
                 self._peers_dirty = False
                 self.hub.peers_changed()
@@ -532,8 +589,8 @@ class Scheduler:
 
     def _scheduled_note(self, pod: PodInfo) -> str:
         note = f"Successfully assigned {pod.key} to {pod.node_name}"
-        if pod.delay_constraints:
-            note += f": {self.latency_filter.explain(pod, pod.node_name)}"
+        if pod.latency is not None and (why := self.latency_filter.explain(pod, pod.node_name)):
+            note += f": {why}"
         return note
 
     def _failed_after_reserve(self, a: Attempt, verdict: Status) -> None:

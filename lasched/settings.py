@@ -22,12 +22,14 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the field."""
 
 
-# kube-scheduler's default score weights.
+# kube-scheduler's default score weights; latency outweighs resource balance,
+# because a pod that asked to be near something should be.
 DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
     "NodeResourcesFit": 1,
     "NodeResourcesBalancedAllocation": 1,
     "NodeAffinity": 2,
     "TaintToleration": 3,
+    "LatencyScore": 5,
 }
 
 

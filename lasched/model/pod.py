@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NewType
 
-from lasched.model.delay import delay_constraints
+from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
@@ -42,13 +42,13 @@ class PodInfo:
         "affinity",
         "annotations",
         "created",
-        "delay_constraints",
         "deleting",
         "group",
         "group_error",
         "host_ports",
         "key",
         "labels",
+        "latency",
         "latency_error",
         "name",
         "namespace",
@@ -92,13 +92,16 @@ class PodInfo:
         self.requests: Resources = pod_requests(spec)
         self.non_zero: tuple[int, int] = non_zero_requests(spec)
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
-        self.delay_constraints, self.latency_error = delay_constraints(self.labels)
+        self.latency: LatencyRequirements | None
+        self.latency, self.latency_error = parse_requirements(self.labels, self.annotations)
         self.group: GroupDecl | None = None
         self.group_error: str | None = None
         try:
             self.group = declared_group(self.namespace, self.labels, self.annotations)
         except GroupError as e:
             self.group_error = str(e)
+        if self.latency is not None and self.latency.group_max_ms and self.group is None:
+            self.latency_error = f"annotation {GROUP_MAX_RTT} needs the pod to be in a pod group"
 
     @property
     def bound(self) -> bool:

@@ -1,47 +1,244 @@
-"""LatencyFilter: hard delay constraints against the latency cache.
+"""Latency plugins: LatencyFilter (hard limits) and LatencyScore (soft preferences).
 
-A node passes when, for every ``delay_<src>: "<ms>"`` label of the pod, the
-RTT from ``src`` to the node is known, fresh, and at most ``ms``. Unknown or
-stale RTTs fail closed: a hard constraint is never met by a guess.
+**LatencyFilter** admits a node when every hard limit of the pod holds
+(``lasched.model.latencyreq``): delay labels and ``max-rtt`` against named
+places, ``peer-max-rtt`` against the nodes of matching pods, and
+``group-max-rtt`` against the nodes of the pod's group members already
+placed. It reads only *measured, fresh* RTTs: unknown or stale data fails
+closed, with a reason that says which.
+
+**LatencyScore** ranks nodes by weighted RTT to the places a pod prefers (or
+to its peers), where an unmeasured pair may fall back to an estimate. With
+``latency.cloudFallback`` on, a pod with no latency requirement at all
+prefers nodes labelled ``kubernetes.io/role=cloud``, keeping edge capacity
+for the pods that need it.
+
+Which direction is measured: the RTT between a place and a node is read
+``place -> node`` (the place's agent measured it) and, when that is missing
+or stale, ``node -> place`` (the node's agent measured it; the only way for
+a user endpoint). A round trip crosses both directions either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
 from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import SKIP, SUCCESS, CycleState, Status, unschedulable
-from lasched.latency.cache import LatencyCache
+from lasched.latency.cache import LatencyCache, Rtt
+from lasched.model import selector
+from lasched.model.latencyreq import LatencyRequirements
 from lasched.model.pod import PodInfo
+
+CLOUD_ROLE_LABEL = "kubernetes.io/role"
+CLOUD_ROLE = "cloud"
+MAX_NODE_SCORE = 100
+
+PeerNodes = Callable[[str, Mapping[str, Any]], set[str]]
+"""(namespace, label selector) -> nodes of the placed pods that match."""
+GroupNodes = Callable[[PodInfo], set[str]]
+"""A pod -> nodes of the other members of its group that are placed."""
+
+_PEERS = "Latency/peers"
+_GROUP = "Latency/group"
+_MODE = "LatencyScore/mode"
+
+
+def between(cache: LatencyCache, place: str, node: str) -> Rtt | None:
+    """The RTT between a place and a node: fresh ``place -> node``, else fresh ``node -> place``."""
+    forward = cache.get(place, node)
+    if forward is not None and not forward.stale:
+        return forward
+    backward = cache.get(node, place)
+    if backward is not None and not backward.stale:
+        return backward
+    return forward or backward
+
+
+def _check(rtt: Rtt | None, limit: float, what: str, origin: str) -> Status | None:
+    """None when ``rtt`` is fresh and within ``limit``, else the reason it is not."""
+    if rtt is None:
+        return unschedulable(f"node(s) had no measured RTT {what}")
+    if rtt.stale:
+        return unschedulable(f"node(s) had only stale RTTs {what}")
+    if rtt.ms > limit:
+        return unschedulable(f"node(s) were more than {limit:g} ms {what} ({origin})")
+    return None
 
 
 class LatencyFilter:
     name = "LatencyFilter"
 
-    def __init__(self, cache: LatencyCache) -> None:
+    def __init__(
+        self,
+        cache: LatencyCache,
+        *,
+        peer_nodes: PeerNodes = lambda ns, sel: set(),
+        group_nodes: GroupNodes = lambda pod: set(),
+    ) -> None:
         self._cache = cache
+        self._peer_nodes = peer_nodes
+        self._group_nodes = group_nodes
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         if pod.latency_error:
             return unschedulable(pod.latency_error, unresolvable=True)
-        return SUCCESS if pod.delay_constraints else SKIP
+        req = pod.latency
+        if req is None or not req.hard:
+            return SKIP
+        if req.peers is not None and req.peers.max_ms is not None:
+            peers = self._peer_nodes(pod.namespace, req.peers.selector)
+            if not peers and not selector.matches(req.peers.selector, pod.labels):
+                return unschedulable(
+                    f"no pod matching {req.peers.text} is placed yet (lasched.io/peer-selector)"
+                )
+            state.data[_PEERS] = peers
+        if req.group_max_ms is not None:
+            state.data[_GROUP] = self._group_nodes(pod)
+        return SUCCESS
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
-        for c in pod.delay_constraints:
-            rtt = self._cache.get(c.source, node.name)
-            if rtt is None:
-                return unschedulable(f"node(s) had no measured RTT from {c.source}")
-            if rtt.stale:
-                return unschedulable(f"node(s) had only stale RTTs from {c.source}")
-            if rtt.ms > c.max_ms:
-                return unschedulable(
-                    f"node(s) were more than {c.max_ms:g} ms from {c.source} ({c.label})"
+        req = pod.latency
+        assert req is not None  # PreFilter skips pods without hard limits
+        name = node.name
+        for limit in req.limits:
+            bad = _check(
+                between(self._cache, limit.place, name), limit.max_ms,
+                f"from {limit.place}", limit.origin,
+            )  # fmt: skip
+            if bad is not None:
+                return bad
+        peers: set[str] = state.data.get(_PEERS, set())
+        if peers and req.peers is not None and req.peers.max_ms is not None:
+            what = f"from pods matching {req.peers.text}"
+            for peer in peers:
+                bad = _check(
+                    between(self._cache, peer, name), req.peers.max_ms, what, "peer-max-rtt"
                 )
+                if bad is not None:
+                    return bad
+        members: set[str] = state.data.get(_GROUP, set())
+        if members and req.group_max_ms is not None and pod.group is not None:
+            what = f"from other members of pod group {pod.group.key}"
+            for other in members:
+                bad = _check(
+                    between(self._cache, other, name), req.group_max_ms, what, "group-max-rtt"
+                )
+                if bad is not None:
+                    return bad
         return SUCCESS
 
     def explain(self, pod: PodInfo, node: str) -> str:
         """The RTTs that admitted ``node``, for the Scheduled event."""
+        req = pod.latency
+        if req is None:
+            return ""
         parts = []
-        for c in pod.delay_constraints:
-            rtt = self._cache.get(c.source, node)
+        for limit in req.limits:
+            rtt = between(self._cache, limit.place, node)
             if rtt is not None:
-                parts.append(rtt.describe(c.source))
+                parts.append(rtt.describe(limit.place))
+        for p in req.preferences:
+            rtt = between(self._cache, p.place, node)
+            if rtt is not None:
+                parts.append(rtt.describe(p.place))
+        if req.peers is not None:
+            worst = _worst(self._cache, self._peer_nodes(pod.namespace, req.peers.selector), node)
+            if worst is not None:
+                parts.append(f"pods matching {req.peers.text}: {worst[1].describe(worst[0])}")
+        if req.group_max_ms is not None:
+            worst = _worst(self._cache, self._group_nodes(pod), node)
+            if worst is not None:
+                parts.append(f"group: {worst[1].describe(worst[0])}")
         return "; ".join(parts)
+
+
+def _worst(cache: LatencyCache, places: Iterable[str], node: str) -> tuple[str, Rtt] | None:
+    found = [(p, r) for p in places if (r := between(cache, p, node)) is not None]
+    return max(found, key=lambda pr: pr[1].ms) if found else None
+
+
+class LatencyScore:
+    """Lower weighted RTT scores higher; see the module docstring for cloud fallback."""
+
+    name = "LatencyScore"
+
+    def __init__(
+        self,
+        cache: LatencyCache,
+        *,
+        peer_nodes: PeerNodes = lambda ns, sel: set(),
+        cloud_fallback: bool = False,
+    ) -> None:
+        self._cache = cache
+        self._peer_nodes = peer_nodes
+        self._cloud_fallback = cloud_fallback
+
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
+        req = pod.latency
+        if req is None:
+            if not self._cloud_fallback:
+                return SKIP
+            state.data[_MODE] = "cloud"
+            return SUCCESS
+        if not req.soft:
+            return SKIP
+        state.data[_MODE] = "rtt"
+        if req.peers is not None and req.peers.max_ms is None:
+            state.data[_PEERS] = self._peer_nodes(pod.namespace, req.peers.selector)
+        return SUCCESS
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        """Cloud mode: 100 on cloud nodes. RTT mode: the weighted cost in µs, -1 if unknown."""
+        if state.data.get(_MODE) == "cloud":
+            assert node.node is not None
+            return MAX_NODE_SCORE if node.node.labels.get(CLOUD_ROLE_LABEL) == CLOUD_ROLE else 0
+        req = pod.latency
+        assert req is not None
+        cost = _cost(self._cache, req, state.data.get(_PEERS, set()), node.name)
+        return -1 if cost is None else round(cost * 1000)
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        if state.data.get(_MODE) == "cloud":
+            return
+        known = [s for s in scores if s >= 0]
+        if not known:
+            scores[:] = [0] * len(scores)
+            return
+        lo, hi = min(known), max(known)
+        for i, s in enumerate(scores):
+            if s < 0:
+                scores[i] = 0
+            elif hi == lo:
+                scores[i] = MAX_NODE_SCORE
+            else:
+                scores[i] = MAX_NODE_SCORE * (hi - s) // (hi - lo)
+
+
+def _cost(
+    cache: LatencyCache, req: LatencyRequirements, peers: set[str], node: str
+) -> float | None:
+    """Weighted sum of RTTs to preferred places plus the mean RTT to peers; None if unknown."""
+    total = 0.0
+    for p in req.preferences:
+        rtt = _soft(cache, p.place, node)
+        if rtt is None:
+            return None
+        total += p.weight * rtt
+    if peers:
+        rtts = [_soft(cache, peer, node) for peer in peers]
+        known = [r for r in rtts if r is not None]
+        if not known:
+            return None
+        total += sum(known) / len(known)
+    return total
+
+
+def _soft(cache: LatencyCache, place: str, node: str) -> float | None:
+    """An RTT for a preference: measured when fresh, else the estimate, else None."""
+    rtt = between(cache, place, node)
+    if rtt is not None and not rtt.stale:
+        return rtt.ms
+    estimate = cache.estimate(place, node)  # symmetric: coordinates have no direction
+    return estimate.ms if estimate is not None else None

@@ -206,12 +206,16 @@ class SchedulingQueue:
         qp.backoff_until = self._clock() + self.backoff_duration(qp)
         self._push_backoff(qp)
 
-    def move_all_to_active_or_backoff(self) -> int:
-        """A cluster event may make unschedulable pods fit: give them another try."""
+    def move_all_to_active_or_backoff(self, which: Callable[[PodInfo], bool] | None = None) -> int:
+        """A cluster event may make unschedulable pods fit: give them another try.
+
+        ``which``, if given, limits the move to the pods the event can help
+        (a latency change cannot help a pod without latency requirements).
+        """
         self._move_request_cycle = self._cycle
         moved = 0
         for qp in list(self._pods.values()):
-            if qp.where in ("unschedulable", "gated"):
+            if qp.where in ("unschedulable", "gated") and (which is None or which(qp.pod)):
                 self._enqueue(qp)
                 moved += 1
         return moved

@@ -13,7 +13,7 @@ from lasched.latency.cache import LatencyCache
 from lasched.model.delay import delay_constraints
 from lasched.model.pod import PodInfo
 from lasched.plugins.latency import LatencyFilter
-from tests.unit.factories import make_node, make_pod
+from tests.unit.factories import make_node, make_pod, pod_json
 
 
 class Clock:
@@ -117,11 +117,11 @@ def test_delay_labels(labels: dict[str, str], error: str | None) -> None:
         assert error in problem
 
 
-def pod_with(labels: dict[str, str]) -> PodInfo:
-    p = make_pod("p")
-    p.labels.update(labels)
-    p.delay_constraints, p.latency_error = delay_constraints(p.labels)
-    return p
+def pod_with(labels: dict[str, str], annotations: dict[str, str] | None = None) -> PodInfo:
+    body = pod_json("p")
+    body["metadata"]["labels"] = labels
+    body["metadata"]["annotations"] = annotations or {}
+    return PodInfo(body)
 
 
 def test_filter_admits_near_nodes_and_explains_far_ones() -> None:

@@ -79,6 +79,16 @@ async def test_unschedulable_waits_for_an_event(queue: SchedulingQueue, clock: F
     assert (await queue.pop()).pod.name == "p"
 
 
+async def test_event_moves_only_the_pods_it_can_help(queue: SchedulingQueue) -> None:
+    """A move with a filter (e.g. a latency change) leaves the other parked pods alone."""
+    for name in ("near-users", "plain"):
+        queue.add(make_pod(name))
+        queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    assert queue.move_all_to_active_or_backoff(lambda p: p.name == "near-users") == 1
+    assert queue.counts()["unschedulable"] == 1
+    assert queue.counts()["backoff"] == 1
+
+
 async def test_event_during_attempt_means_backoff(queue: SchedulingQueue) -> None:
     """If the cluster changed while the pod was being tried, it is not parked."""
     queue.add(make_pod("p"))

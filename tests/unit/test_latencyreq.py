@@ -1,0 +1,231 @@
+"""Latency requirements from labels and annotations, and the plugins that enforce them."""
+
+from __future__ import annotations
+
+import pytest
+
+from lasched.cache.cache import NodeInfo
+from lasched.framework.interface import Code, CycleState
+from lasched.latency.cache import LatencyCache
+from lasched.model.latencyreq import (
+    GROUP_MAX_RTT,
+    MAX_RTT,
+    PEER_MAX_RTT,
+    PEER_SELECTOR,
+    PREFER_LOW_RTT,
+    LatencyRequirements,
+    parse_ms,
+    parse_requirements,
+    parse_selector,
+)
+from lasched.model.pod import PodInfo
+from lasched.model.selector import matches
+from lasched.plugins.latency import LatencyFilter, LatencyScore, between
+from tests.unit.factories import make_node, pod_json
+
+
+def requirements(
+    annotations: dict[str, str], labels: dict[str, str] | None = None
+) -> LatencyRequirements:
+    req, err = parse_requirements(labels or {}, annotations)
+    assert err is None, err
+    assert req is not None
+    return req
+
+
+def pod_with(annotations: dict[str, str], labels: dict[str, str] | None = None) -> PodInfo:
+    body = pod_json("p")
+    body["metadata"]["annotations"] = annotations
+    body["metadata"]["labels"] = labels or {}
+    return PodInfo(body)
+
+
+def test_max_rtt_and_delay_labels_combine() -> None:
+    """delay_ labels and lasched.io/max-rtt both become hard limits, with their origin."""
+    req = requirements({MAX_RTT: "users-eu=30ms, edge-2 = 0.5s"}, {"delay_edge-1": "10"})
+    assert [(x.place, x.max_ms, x.origin) for x in req.limits] == [
+        ("edge-1", 10.0, "delay_edge-1"),
+        ("users-eu", 30.0, MAX_RTT),
+        ("edge-2", 500.0, MAX_RTT),
+    ]
+    assert req.hard and not req.soft
+
+
+def test_preferences_with_optional_weights() -> None:
+    """prefer-low-rtt takes places with optional integer weights."""
+    req = requirements({PREFER_LOW_RTT: "users-eu, edge-1=3"})
+    assert [(p.place, p.weight) for p in req.preferences] == [("users-eu", 1), ("edge-1", 3)]
+    assert req.soft and not req.hard
+
+
+def test_no_requirements_is_none() -> None:
+    """A pod with no latency labels or annotations has no requirements object at all."""
+    assert parse_requirements({"app": "x"}, {"other": "y"}) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "labels", "error"),
+    [
+        ({MAX_RTT: "users-eu"}, {}, "'users-eu' needs a limit"),
+        ({MAX_RTT: "users-eu=fast"}, {}, 'lasched.io/max-rtt="fast" is not a duration'),
+        ({MAX_RTT: "users-eu=0ms"}, {}, "must be a positive duration"),
+        ({MAX_RTT: "a=1,a=2"}, {}, "names a twice"),
+        ({MAX_RTT: " , "}, {}, "names no place"),
+        ({PREFER_LOW_RTT: "users-eu=11"}, {}, "integer from 1 to 10, not '11'"),
+        ({PEER_MAX_RTT: "5ms"}, {}, "needs lasched.io/peer-selector"),
+        ({PEER_SELECTOR: "app=db", PEER_MAX_RTT: "-5"}, {}, "is not a duration"),
+        ({PEER_SELECTOR: "a b c"}, {}, "'a b c' is not a label key"),
+        ({PEER_SELECTOR: " , "}, {}, "empty selector"),
+        ({GROUP_MAX_RTT: "soon"}, {}, 'group-max-rtt="soon"'),
+        ({}, {"delay_edge-1": "fast"}, 'label delay_edge-1="fast" is not a number'),
+    ],
+)
+def test_malformed_values_name_key_and_value(
+    annotations: dict[str, str], labels: dict[str, str], error: str
+) -> None:
+    """Every malformed value gives an error text naming what was wrong, never an exception."""
+    req, err = parse_requirements(labels, annotations)
+    assert req is None
+    assert err is not None and error in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("5", 5.0), ("5ms", 5.0), (" 2.5 ms ", 2.5), ("0.5s", 500.0), ("800us", 0.8), (".5", 0.5)],
+)
+def test_durations(text: str, ms: float) -> None:
+    """Durations read as milliseconds, with ms, s and us units."""
+    assert parse_ms("k", text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ("app=db", {"app": "db"}, True),
+        ("app=db", {"app": "web"}, False),
+        ("app==db,tier!=cache", {"app": "db", "tier": "main"}, True),
+        ("app in (db, cache),!canary", {"app": "cache"}, True),
+        ("app in (db, cache),!canary", {"app": "cache", "canary": "1"}, False),
+        ("app notin (web)", {"app": "db"}, True),
+        ("app", {"app": "x"}, True),
+        ("app", {}, False),
+    ],
+)
+def test_selector_syntax(text: str, labels: dict[str, str], expected: bool) -> None:
+    """kubectl's selector syntax becomes a LabelSelector that matches as kubectl's does."""
+    assert matches(parse_selector("k", text), labels) is expected
+
+
+def cache_with(pairs: dict[tuple[str, str], float]) -> LatencyCache:
+    cache = LatencyCache(ttl_seconds=30)
+    for (a, b), ms in pairs.items():
+        cache.observe(a, b, median_ms=ms)
+    return cache
+
+
+def test_between_reads_either_direction() -> None:
+    """An endpoint is only measured from the node; the node->place direction is used then."""
+    cache = cache_with({("edge-1", "users-eu"): 12.0})
+    rtt = between(cache, "users-eu", "edge-1")
+    assert rtt is not None and rtt.ms == 12.0
+    assert between(cache, "users-eu", "edge-2") is None
+
+
+def test_filter_max_rtt_to_endpoint() -> None:
+    """max-rtt to an endpoint admits nodes whose own agents measured it within the limit."""
+    cache = cache_with({("edge-1", "users-eu"): 12.0, ("edge-2", "users-eu"): 45.0})
+    f = LatencyFilter(cache)
+    pod = pod_with({MAX_RTT: "users-eu=30ms"})
+    state = CycleState()
+    assert f.pre_filter(state, pod).ok
+    assert f.filter(state, pod, NodeInfo(make_node("edge-1"))).ok
+    far = f.filter(state, pod, NodeInfo(make_node("edge-2")))
+    assert far.reasons == ("node(s) were more than 30 ms from users-eu (lasched.io/max-rtt)",)
+    assert f.filter(state, pod, NodeInfo(make_node("edge-3"))).reasons == (
+        "node(s) had no measured RTT from users-eu",
+    )
+
+
+def test_filter_peer_max_rtt() -> None:
+    """peer-max-rtt admits nodes near every node hosting a matching pod."""
+    cache = cache_with({("db-node", "edge-1"): 2.0, ("db-node", "edge-2"): 20.0})
+    f = LatencyFilter(cache, peer_nodes=lambda ns, sel: {"db-node"})
+    pod = pod_with({PEER_SELECTOR: "app=db", PEER_MAX_RTT: "5ms"})
+    state = CycleState()
+    assert f.pre_filter(state, pod).ok
+    assert f.filter(state, pod, NodeInfo(make_node("edge-1"))).ok
+    assert f.filter(state, pod, NodeInfo(make_node("db-node"))).ok  # 0 ms to itself
+    assert f.filter(state, pod, NodeInfo(make_node("edge-2"))).reasons == (
+        "node(s) were more than 5 ms from pods matching app=db (peer-max-rtt)",
+    )
+
+
+def test_filter_peers_not_placed_yet() -> None:
+    """With no matching pod placed the pod waits, unless it matches its own selector."""
+    f = LatencyFilter(LatencyCache(), peer_nodes=lambda ns, sel: set())
+    waiting = f.pre_filter(CycleState(), pod_with({PEER_SELECTOR: "app=db", PEER_MAX_RTT: "5"}))
+    assert waiting.code is Code.UNSCHEDULABLE
+    assert "no pod matching app=db is placed yet" in waiting.message
+    first = pod_with({PEER_SELECTOR: "app=db", PEER_MAX_RTT: "5"}, {"app": "db"})
+    assert f.pre_filter(CycleState(), first).ok
+
+
+def test_filter_group_pairwise_budget() -> None:
+    """group-max-rtt bounds the RTT to every member already placed."""
+    cache = cache_with({("m1", "near"): 1.0, ("m2", "near"): 2.0, ("m1", "half"): 1.0})
+    f = LatencyFilter(cache, group_nodes=lambda pod: {"m1", "m2"})
+    pod = pod_with(
+        {GROUP_MAX_RTT: "3ms"}, {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
+    )
+    assert pod.group is not None
+    state = CycleState()
+    assert f.pre_filter(state, pod).ok
+    assert f.filter(state, pod, NodeInfo(make_node("near"))).ok
+    half = f.filter(state, pod, NodeInfo(make_node("half")))
+    assert half.reasons == (
+        f"node(s) had no measured RTT from other members of pod group {pod.group.key}",
+    )
+
+
+def run_score(plugin: LatencyScore, pod: PodInfo, names: list[str]) -> dict[str, int]:
+    state = CycleState()
+    nodes = [
+        NodeInfo(
+            make_node(n, labels=({"kubernetes.io/role": "cloud"} if n.startswith("cloud") else {}))
+        )
+        for n in names
+    ]
+    assert plugin.pre_score(state, pod, nodes).ok
+    scores = [plugin.score(state, pod, n) for n in nodes]
+    plugin.normalize(state, pod, scores)
+    return dict(zip(names, scores, strict=True))
+
+
+def test_score_prefers_low_rtt_and_ranks_unknown_last() -> None:
+    """Nearest node gets 100, the farthest known 0, and an unmeasured node 0."""
+    cache = cache_with({("a", "users"): 5.0, ("b", "users"): 15.0, ("c", "users"): 25.0})
+    s = LatencyScore(cache)
+    scores = run_score(s, pod_with({PREFER_LOW_RTT: "users"}), ["a", "b", "c", "d"])
+    assert scores == {"a": 100, "b": 50, "c": 0, "d": 0}
+
+
+def test_score_skips_pods_without_preferences() -> None:
+    """Hard-only or no requirements: the score is skipped (cloud fallback off)."""
+    s = LatencyScore(LatencyCache())
+    assert s.pre_score(CycleState(), pod_with({MAX_RTT: "x=5"}), []).code is Code.SKIP
+    assert s.pre_score(CycleState(), pod_with({}), []).code is Code.SKIP
+
+
+def test_cloud_fallback_for_unconstrained_pods() -> None:
+    """With cloud fallback on, a pod with no latency requirement prefers cloud-role nodes."""
+    s = LatencyScore(LatencyCache(), cloud_fallback=True)
+    assert run_score(s, pod_with({}), ["cloud-1", "edge-1"]) == {"cloud-1": 100, "edge-1": 0}
+    delayed = pod_with({PREFER_LOW_RTT: "users"})
+    assert s.pre_score(CycleState(), delayed, []).ok  # scored by RTT, not by role
+
+
+def test_group_max_rtt_needs_a_group() -> None:
+    """group-max-rtt on a pod that declares no group is an error, not silently ignored."""
+    pod = pod_with({GROUP_MAX_RTT: "3ms"})
+    assert pod.latency_error is not None
+    assert "lasched.io/group-max-rtt needs the pod to be in a pod group" in pod.latency_error
