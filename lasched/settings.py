@@ -71,6 +71,14 @@ class LatencySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtenderSettings:
+    """kube-scheduler's extender API (docs/extender.md), served beside the profiles."""
+
+    enabled: bool = False
+    url_prefix: str = "/extender"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     bind_address: str = "0.0.0.0"
     port: int = 10271
@@ -88,6 +96,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
+    extender: ExtenderSettings = field(default_factory=ExtenderSettings)
 
     @property
     def scheduler_names(self) -> tuple[str, ...]:
@@ -227,6 +236,20 @@ def _latency(lat: _Reader) -> LatencySettings:
     return settings
 
 
+def _extender(ext: _Reader) -> ExtenderSettings:
+    enabled = ext.raw("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ConfigError(f"extender.enabled must be true or false, not {enabled!r}")
+    prefix = ext.string("urlPrefix", "/extender")
+    if not prefix.startswith("/") or any(c in prefix for c in " ?#\t\n"):
+        raise ConfigError(
+            f"extender.urlPrefix must be a URL path such as /extender, not {prefix!r}"
+        )
+    ext.finish()
+    # kube-scheduler trims a trailing "/" before appending "/<verb>"; so do we.
+    return ExtenderSettings(enabled=bool(enabled), url_prefix=prefix.rstrip("/"))
+
+
 def parse(data: Any) -> Settings:
     """Settings from already-decoded YAML."""
     r = _Reader(data, "")
@@ -281,6 +304,7 @@ def parse(data: Any) -> Settings:
     s.finish()
 
     latency = _latency(r.child("latency"))
+    extender = _extender(r.child("extender"))
 
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
@@ -298,6 +322,7 @@ def parse(data: Any) -> Settings:
         queue=queue,
         server=server,
         latency=latency,
+        extender=extender,
     )
     r.finish()
     return settings
