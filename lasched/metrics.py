@@ -102,3 +102,9 @@ latency_requeues = Counter(
     "lasched_latency_requeues_total",
     "Times a significant RTT change moved unschedulable pods back to the queue.",
 )
+extender_requests = Counter(
+    "lasched_extender_requests_total",
+    "kube-scheduler extender requests answered, by verb (filter, prioritize) and outcome "
+    "(success, bad_request, not_ready, error).",
+    ["verb", "outcome"],
+)
