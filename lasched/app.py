@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 
-from lasched import server
+from lasched import extender, server
 from lasched.kube.client import KubeClient
 from lasched.scheduler import Scheduler
 from lasched.settings import Settings
@@ -37,8 +37,13 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
         sched = Scheduler(client, settings)
+        routes = [sched.hub.add_routes]
+        if settings.extender.enabled:
+            ext = extender.for_scheduler(sched, prefix=settings.extender.url_prefix)
+            routes.append(ext.add_routes)
+            log.info("serving kube-scheduler's extender API at %s/{filter,prioritize}", ext.prefix)
         runner = await server.start(
-            server.build_app(synced=lambda: sched.synced, extra_routes=[sched.hub.add_routes]),
+            server.build_app(synced=lambda: sched.synced, extra_routes=routes),
             host=settings.server.bind_address,
             port=settings.server.port,
         )
