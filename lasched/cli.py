@@ -87,7 +87,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.log_level:
         cfg = dataclasses.replace(cfg, log_level=args.log_level)
     logs.setup(level=cfg.log_level, fmt=cfg.log_format)
-    return _loop(app.run(cfg))
+    from lasched.kube.election import LeadershipLost
+
+    code = 1
+    try:
+        code = _loop(app.run(cfg))
+    except* LeadershipLost as eg:
+        # Exit rather than risk scheduling beside a new leader; the Deployment
+        # restarts this replica as a follower.
+        logging.getLogger("lasched").error("stopping: %s", eg.exceptions[0])
+    return code
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -102,6 +102,11 @@ latency_requeues = Counter(
     "lasched_latency_requeues_total",
     "Times a significant RTT change moved unschedulable pods back to the queue.",
 )
+leader_election_master_status = Gauge(
+    "lasched_leader_election_master_status",
+    "1 while this replica holds the leader Lease and schedules, else 0.",
+    ["name"],
+)
 extender_requests = Counter(
     "lasched_extender_requests_total",
     "kube-scheduler extender requests answered, by verb (filter, prioritize) and outcome "

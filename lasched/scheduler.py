@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
 from lasched.kube.binding import DefaultBinder, evict, set_nominated, set_unschedulable
 from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.kube.tokenreview import TokenReviewAuthenticator
@@ -167,6 +170,20 @@ class Scheduler:
             options=HubOptions(interval_seconds=lat.report_interval_seconds),
         )
         self._latency_dirty = False
+        le = settings.leader_election
+        self.elector: LeaderElector | None = None
+        if le.leader_elect:
+            self.elector = LeaderElector(
+                client,
+                LeaseConfig(
+                    identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+                    name=le.resource_name,
+                    namespace=le.resource_namespace,
+                    lease_duration=le.lease_duration_seconds,
+                    renew_deadline=le.renew_deadline_seconds,
+                    retry_period=le.retry_period_seconds,
+                ),
+            )
         self._peers_dirty = False
         self._peers_placed = False
         # One gang state for the process: a group's members may use several profiles.
@@ -251,6 +268,21 @@ class Scheduler:
     def synced(self) -> bool:
         return self.pod_informer.synced.is_set() and self.node_informer.synced.is_set()
 
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading.is_set()
+
+    async def wait_leading(self) -> None:
+        """Followers stay warm (informers, cache, queue, agents) and wait here."""
+        if self.elector is None:
+            return
+        await self.elector.leading.wait()
+        metrics.leader_election_master_status.labels(self.elector.config.name).set(1)
+        # Binds the previous leader made may still be arriving; the informers
+        # have seen everything up to now, and anything later fails its
+        # binding's UID precondition or conflicts, never double-binds.
+        log.info("leading: scheduling %d pending pods", len(self.queue))
+
     async def wait_synced(self) -> None:
         await self.node_informer.synced.wait()
         await self.pod_informer.synced.wait()
@@ -282,11 +314,14 @@ class Scheduler:
             tg.create_task(self._latency_upkeep(), name="latency-upkeep")
             for p in self.profiles.values():
                 tg.create_task(p.events.run(), name=f"events-{p.name}")
+            if self.elector is not None:
+                tg.create_task(self.elector.run(), name="leader-election")
             await self.wait_synced()
             log.info(
                 "informers synced nodes=%d pods=%d pending=%d",
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
+            await self.wait_leading()
             await self.scheduling_loop()
 
     async def _load_snapshot(self, path: str) -> None:
@@ -378,6 +413,8 @@ class Scheduler:
 
     async def scheduling_loop(self) -> None:
         while True:
+            if not self.leading:
+                return  # the election task raises LeadershipLost beside us
             try:
                 qp = await self.queue.pop()
             except QueueClosed:
@@ -396,6 +433,9 @@ class Scheduler:
         if not await self.binds.drain(grace):
             log.warning("binds still in flight after %.0f s; abandoning them", grace)
             await self.binds.cancel_all()
+        if self.elector is not None:
+            # Binds are done: a follower may take over while events are flushed.
+            await self.elector.release()
         await self.status_writes.drain(min(grace, 5.0))
         for p in self.profiles.values():
             try:

@@ -71,6 +71,18 @@ class LatencySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderElectionSettings:
+    """kube-scheduler's ``leaderElection`` block, with its defaults."""
+
+    leader_elect: bool = True
+    resource_name: str = "lasched"
+    resource_namespace: str = "kube-system"
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class ExtenderSettings:
     """kube-scheduler's extender API (docs/extender.md), served beside the profiles."""
 
@@ -97,6 +109,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
     extender: ExtenderSettings = field(default_factory=ExtenderSettings)
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
 
     @property
     def scheduler_names(self) -> tuple[str, ...]:
@@ -236,6 +249,32 @@ def _latency(lat: _Reader) -> LatencySettings:
     return settings
 
 
+def _leader_election(le: _Reader) -> LeaderElectionSettings:
+    elect = le.raw("leaderElect")
+    if elect is not None and not isinstance(elect, bool):
+        raise ConfigError(f"leaderElection.leaderElect must be true or false, not {elect!r}")
+    out = LeaderElectionSettings(
+        leader_elect=True if elect is None else elect,
+        resource_name=le.string("resourceName", "lasched"),
+        resource_namespace=le.string("resourceNamespace", "kube-system"),
+        lease_duration_seconds=le.number("leaseDurationSeconds", 15.0),
+        renew_deadline_seconds=le.number("renewDeadlineSeconds", 10.0),
+        retry_period_seconds=le.number("retryPeriodSeconds", 2.0),
+    )
+    le.finish()
+    if not out.lease_duration_seconds > out.renew_deadline_seconds:
+        raise ConfigError(
+            f"leaderElection.leaseDurationSeconds ({out.lease_duration_seconds:g}) must be "
+            f"greater than leaderElection.renewDeadlineSeconds ({out.renew_deadline_seconds:g})"
+        )
+    if not out.renew_deadline_seconds > 1.2 * out.retry_period_seconds:
+        raise ConfigError(
+            f"leaderElection.renewDeadlineSeconds ({out.renew_deadline_seconds:g}) must be "
+            f"greater than 1.2 x leaderElection.retryPeriodSeconds ({out.retry_period_seconds:g})"
+        )
+    return out
+
+
 def _extender(ext: _Reader) -> ExtenderSettings:
     enabled = ext.raw("enabled")
     if enabled is not None and not isinstance(enabled, bool):
@@ -305,6 +344,7 @@ def parse(data: Any) -> Settings:
 
     latency = _latency(r.child("latency"))
     extender = _extender(r.child("extender"))
+    leader_election = _leader_election(r.child("leaderElection"))
 
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
@@ -323,6 +363,7 @@ def parse(data: Any) -> Settings:
         server=server,
         latency=latency,
         extender=extender,
+        leader_election=leader_election,
     )
     r.finish()
     return settings

@@ -6,12 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
+from lasched import settings
 from lasched.devcluster import nodes
 from lasched.devcluster.apply import apply, load_manifests
 from lasched.devcluster.cluster import DevCluster, service_account_kubeconfig
 from lasched.kube.client import ApiError, KubeClient
-from lasched.settings import Settings
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 
@@ -30,7 +31,9 @@ async def test_manifest_rbac_is_enough_to_schedule(
     await nodes.create_nodes(kc, [nodes.NodeSpec(name="rbac-0", cpu="4")])
     await nodes.wait_ready(kc, ["rbac-0"])
 
-    await run_scheduler(replace(Settings(), kubeconfig=str(kubeconfig)))
+    config = next(m for m in load_manifests(MANIFEST) if m["kind"] == "ConfigMap")
+    cfg = settings.parse(yaml.safe_load(config["data"]["config.yaml"]))
+    await run_scheduler(replace(cfg, kubeconfig=str(kubeconfig)))
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("fits", cpu="1"))
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("never", cpu="1000"))
     assert await eventually(lambda: node_of(kc, namespace, "fits")) == "rbac-0"
