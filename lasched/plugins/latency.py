@@ -57,13 +57,19 @@ def between(cache: LatencyCache, place: str, node: str) -> Rtt | None:
 
 
 def _check(rtt: Rtt | None, limit: float, what: str, origin: str) -> Status | None:
-    """None when ``rtt`` is fresh and within ``limit``, else the reason it is not."""
+    """None when ``rtt`` is fresh and within ``limit``, else the reason it is not.
+
+    Unresolvable: evicting pods never brings a node nearer, so preemption
+    does not consider these nodes (the pod is retried when latency changes).
+    """
     if rtt is None:
-        return unschedulable(f"node(s) had no measured RTT {what}")
+        return unschedulable(f"node(s) had no measured RTT {what}", unresolvable=True)
     if rtt.stale:
-        return unschedulable(f"node(s) had only stale RTTs {what}")
+        return unschedulable(f"node(s) had only stale RTTs {what}", unresolvable=True)
     if rtt.ms > limit:
-        return unschedulable(f"node(s) were more than {limit:g} ms {what} ({origin})")
+        return unschedulable(
+            f"node(s) were more than {limit:g} ms {what} ({origin})", unresolvable=True
+        )
     return None
 
 

@@ -86,16 +86,19 @@ def requests_counted(verb: str, outcome: str) -> float:
 
 
 async def test_filter_by_names_splits_nodes_by_the_delay_label(client: Client) -> None:
-    """nodeCacheCapable: passing names in NodeNames, the rest in FailedNodes with the reason."""
+    """nodeCacheCapable: passing names in NodeNames, the rest with the reason.
+
+    Too far is unresolvable: preempting pods never brings a node nearer.
+    """
     result = await post(client, "filter", by_names(a_pod(labels={"delay_edge-1": "25"})))
     assert result == {
         "Nodes": None,
         "NodeNames": ["edge-1", "edge-2"],
-        "FailedNodes": {
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {
             "edge-3": "node(s) were more than 25 ms from edge-1 (delay_edge-1)",
             "cloud-1": "node(s) were more than 25 ms from edge-1 (delay_edge-1)",
         },
-        "FailedAndUnresolvableNodes": {},
         "Error": "",
     }
 
@@ -106,7 +109,7 @@ async def test_filter_by_objects_returns_the_node_objects_sent(client: Client) -
     result = await post(client, "filter", by_objects(a_pod(labels={"delay_edge-1": "5"}), nodes))
     assert result["NodeNames"] is None
     assert result["Nodes"]["items"] == [nodes[0]]
-    assert set(result["FailedNodes"]) == {"edge-2", "edge-3", "cloud-1"}
+    assert set(result["FailedAndUnresolvableNodes"]) == {"edge-2", "edge-3", "cloud-1"}
 
 
 async def test_filter_passes_every_node_for_a_pod_without_limits(client: Client) -> None:
@@ -120,7 +123,9 @@ async def test_filter_fails_closed_for_an_unmeasured_source(client: Client) -> N
     """No RTT from the named place: every node fails with the plugin's reason."""
     result = await post(client, "filter", by_names(a_pod(labels={"delay_edge-9": "5"})))
     assert result["NodeNames"] == []
-    assert result["FailedNodes"] == dict.fromkeys(NODES, "node(s) had no measured RTT from edge-9")
+    assert result["FailedAndUnresolvableNodes"] == dict.fromkeys(
+        NODES, "node(s) had no measured RTT from edge-9"
+    )
 
 
 async def test_filter_reports_a_malformed_annotation_on_every_node(client: Client) -> None:

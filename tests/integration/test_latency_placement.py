@@ -1,0 +1,171 @@
+"""Pods placed by RTTs that simulated agents measure and stream over the real protocol.
+
+kwok nodes have no network, so each node's agent is the real
+``AgentClient`` with a probe that answers from a configured RTT matrix; it
+authenticates with a token bound to an agent pod on its node, like a
+DaemonSet pod's, and the scheduler checks it with a TokenReview.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lasched import settings
+from lasched.devcluster import nodes
+from lasched.devcluster.agents import agent_token
+from lasched.kube.client import KubeClient
+from lasched_agent.prober import ProbeMethod, Prober
+from lasched_agent.stream import AgentClient
+from tests.integration.conftest import SchedulerFactory
+from tests.integration.helpers import events_for, eventually, node_of, pod
+
+NODES = ("edge-0", "edge-1", "edge-2")
+
+# node -> target -> RTT in ms, as each node's agent measures it. Mutable: tests change it.
+MATRIX: dict[str, dict[str, float | None]] = {
+    "edge-0": {"edge-1": 5.0, "edge-2": 40.0, "users-eu": 50.0},
+    "edge-1": {"edge-0": 5.0, "edge-2": 30.0, "users-eu": 8.0},
+    "edge-2": {"edge-0": 40.0, "edge-1": 30.0, "users-eu": 20.0},
+}
+
+
+@pytest.fixture
+async def agents(
+    kc: KubeClient, run_scheduler: SchedulerFactory, tmp_path: Path
+) -> AsyncIterator[dict[str, dict[str, float | None]]]:
+    """lasched with one simulated agent per node; yields the matrix the agents read."""
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name=n) for n in NODES])
+    await nodes.wait_ready(kc, list(NODES))
+    cfg = settings.parse(
+        {
+            "latency": {
+                "reportIntervalSeconds": 0.5,
+                "ttlSeconds": 30,
+                "endpoints": [{"name": "users-eu", "address": "192.0.2.10"}],
+            }
+        }
+    )
+    port = await run_scheduler(cfg)
+    matrix = {node: dict(row) for node, row in MATRIX.items()}
+    tasks = []
+    for node in NODES:
+        token = tmp_path / f"token-{node}"
+        token.write_text(await agent_token(kc, node=node))
+        client = AgentClient(
+            url=f"ws://127.0.0.1:{port}/agents/v1",
+            node=node,
+            prober=Prober(ProbeMethod.fixed(matrix[node]), probes_per_target=3),
+            token_file=token,
+            heartbeat_seconds=2,
+        )
+        tasks.append(asyncio.create_task(client.run(), name=f"agent-{node}"))
+    yield matrix
+    for t in tasks:
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
+def not_on(*names: str) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "NotIn",
+                                "values": list(names),
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+
+
+def latency_pod(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    avoid: tuple[str, ...] = (),
+    **spec: Any,
+) -> dict[str, Any]:
+    body = pod(name, **spec)
+    body["metadata"]["labels"] = labels or {}
+    body["metadata"]["annotations"] = annotations or {}
+    if avoid:
+        body["spec"]["affinity"] = not_on(*avoid)
+    return body
+
+
+async def note(kc: KubeClient, namespace: str, name: str, reason: str) -> str:
+    notes = [str(e["note"]) for e in await events_for(kc, namespace, name) if e["reason"] == reason]
+    return notes[-1] if notes else ""
+
+
+async def test_delay_labels_and_endpoint_limits_follow_measured_rtts(
+    kc: KubeClient, namespace: str, agents: dict[str, dict[str, float | None]]
+) -> None:
+    """delay_ labels, max-rtt to an endpoint and prefer-low-rtt pick the nodes the matrix says."""
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    await kc.post(post, latency_pod("near-0", labels={"delay_edge-0": "10"}, avoid=("edge-0",)))
+    await kc.post(post, latency_pod("users", annotations={"lasched.io/max-rtt": "users-eu=10ms"}))
+    assert await eventually(lambda: node_of(kc, namespace, "near-0"), timeout=30) == "edge-1"
+    assert await eventually(lambda: node_of(kc, namespace, "users"), timeout=30) == "edge-1"
+    # A preference uses whatever is measured when the pod is tried: ask once data is in.
+    await kc.post(
+        post, latency_pod("prefers", annotations={"lasched.io/prefer-low-rtt": "users-eu"})
+    )
+    assert await eventually(lambda: node_of(kc, namespace, "prefers"), timeout=30) == "edge-1"
+    scheduled = await eventually(lambda: note(kc, namespace, "near-0", "Scheduled"))
+    assert "rtt from edge-0 = 5.0 ms (p90 5.0, " in scheduled
+
+
+async def test_unsatisfiable_pod_waits_then_schedules_when_latency_improves(
+    kc: KubeClient, namespace: str, agents: dict[str, dict[str, float | None]]
+) -> None:
+    """No node within 2 ms of edge-0 but itself: pending with the reason, until edge-2 gets near."""
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    await kc.post(post, latency_pod("tight", labels={"delay_edge-0": "2"}, avoid=("edge-0",)))
+
+    async def too_far() -> str:
+        # Tried before the first reports, the reason is "no measured RTT"; then this.
+        failed = await note(kc, namespace, "tight", "FailedScheduling")
+        return failed if "more than 2 ms from edge-0 (delay_edge-0)" in failed else ""
+
+    assert "Preemption is not helpful" in await eventually(too_far, timeout=30)
+    assert await node_of(kc, namespace, "tight") == ""
+
+    agents["edge-0"]["edge-2"] = 1.0  # the route improves
+    assert await eventually(lambda: node_of(kc, namespace, "tight"), timeout=30) == "edge-2"
+
+
+async def test_peer_selector_keeps_a_service_near_its_database(
+    kc: KubeClient, namespace: str, agents: dict[str, dict[str, float | None]]
+) -> None:
+    """peer-max-rtt waits for the database pod, then admits only nodes near its node."""
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    web = latency_pod(
+        "web",
+        annotations={"lasched.io/peer-selector": "app=db", "lasched.io/peer-max-rtt": "35ms"},
+        avoid=("edge-2",),
+    )
+    await kc.post(post, web)
+    waiting = await eventually(lambda: note(kc, namespace, "web", "FailedScheduling"), timeout=30)
+    assert "no pod matching app=db is placed yet" in waiting
+
+    db = latency_pod("db", labels={"app": "db"}, nodeSelector={"kubernetes.io/hostname": "edge-2"})
+    await kc.post(post, db)
+    assert await eventually(lambda: node_of(kc, namespace, "db"), timeout=30) == "edge-2"
+    # edge-1 is 30 ms from edge-2, edge-0 40 ms.
+    assert await eventually(lambda: node_of(kc, namespace, "web"), timeout=30) == "edge-1"
