@@ -34,7 +34,7 @@ from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.kube.tokenreview import TokenReviewAuthenticator
-from lasched.latency import snapshot
+from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, HubOptions
@@ -299,6 +299,17 @@ class Scheduler:
                         self.latency, snapshot_file, self.settings.latency.snapshot_interval_seconds
                     ),
                     name="latency-snapshot",
+                )
+            if self.settings.latency.goldpinger_url:
+                tg.create_task(
+                    goldpinger.poll(
+                        self.latency,
+                        url=self.settings.latency.goldpinger_url,
+                        interval_seconds=self.settings.latency.goldpinger_interval_seconds,
+                        node_of_ip=lambda: {ip: n for n, ip in self._node_addresses().items()},
+                        on_change=self._latency_changed,
+                    ),
+                    name="goldpinger",
                 )
             tg.create_task(self.node_informer.run(), name="informer-nodes")
             tg.create_task(self.pod_informer.run(), name="informer-pods")

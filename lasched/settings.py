@@ -68,6 +68,8 @@ class LatencySettings:
     snapshot_file: str | None = None
     snapshot_interval_seconds: float = 60.0
     cloud_fallback: bool = False
+    goldpinger_url: str | None = None
+    goldpinger_interval_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,15 @@ def _latency(lat: _Reader) -> LatencySettings:
     cloud = lat.raw("cloudFallback")
     if cloud is not None and not isinstance(cloud, bool):
         raise ConfigError(f"latency.cloudFallback must be true or false, not {cloud!r}")
+    gp = lat.child("goldpinger")
+    gp_url = gp.raw("url")
+    if gp_url is not None and (not isinstance(gp_url, str) or not gp_url.startswith("http")):
+        raise ConfigError(f"latency.goldpinger.url must be an http(s) URL, not {gp_url!r}")
+    gp_interval = gp.number("intervalSeconds", 30.0)
+    gp.finish()
     settings = LatencySettings(
+        goldpinger_url=gp_url,
+        goldpinger_interval_seconds=gp_interval,
         ttl_seconds=lat.number("ttlSeconds", 30.0),
         static_file=_path(lat, "staticFile"),
         report_interval_seconds=lat.number("reportIntervalSeconds", 10.0),

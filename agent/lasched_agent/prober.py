@@ -143,7 +143,7 @@ class Prober:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         self.method = method
         self._per_target = probes_per_target
-        self._cap = max_targets_per_round
+        self.max_targets_per_round = max_targets_per_round
         self._max_in_flight = max_in_flight
         self._clock: Clock = clock or SystemClock()
         self._rotation = Rotation()
@@ -186,7 +186,7 @@ class Prober:
                 await self._changed.wait()
                 start = clock.monotonic()
             interval = self._interval
-            chosen = self._rotation.next_round(self._cap)
+            chosen = self._rotation.next_round(self.max_targets_per_round)
             samples = await self.run_round(chosen, interval=interval, start=start)
             if samples:
                 sink(clock.time(), samples)

@@ -224,7 +224,10 @@ class AgentClient:
         """Hello, then receive, send and heartbeat until one of them ends the connection."""
         conn = _Connection(ws)
         methods = (self.prober.method.name,)
-        hello = await conn.send(lambda seq: Hello(seq, self.node, self.agent_version, methods))
+        per_round = self.prober.max_targets_per_round
+        hello = await conn.send(
+            lambda seq: Hello(seq, self.node, self.agent_version, methods, per_round)
+        )
         if hello is not None:
             return hello
         tasks = [

@@ -103,6 +103,9 @@ class LatencyCache:
         self.alpha = alpha
         self._clock = clock
         self._pairs: dict[tuple[str, str], _Entry] = {}
+        # A source whose agent rotates through its targets refreshes each pair
+        # only every so often; its pairs stay fresh for that long times three.
+        self._refresh: dict[str, float] = {}
         self.coordinates = coordinates if coordinates is not None else Coordinates()
 
     def __len__(self) -> int:
@@ -136,6 +139,21 @@ class LatencyCache:
         e.source = source
         return abs(e.ewma_ms - before)
 
+    def set_refresh(self, src: str, seconds: float | None) -> None:
+        """How often each pair measured from ``src`` is refreshed (None: every report).
+
+        A pair is stale after ``max(ttl, 3 x refresh)``: agents that probe a
+        rotating subset of a large cluster's nodes per interval are not
+        judged stale between their visits.
+        """
+        if seconds is None:
+            self._refresh.pop(src, None)
+        else:
+            self._refresh[src] = seconds
+
+    def stale_after(self, src: str) -> float:
+        return max(self.ttl, 3 * self._refresh.get(src, 0.0))
+
     def get(self, src: str, dst: str) -> Rtt | None:
         """The pair's estimate, or None if it was never measured. A place to itself is 0 ms."""
         if src == dst:
@@ -149,7 +167,7 @@ class LatencyCache:
             p90_ms=e.p90_ms,
             loss=e.loss,
             age_s=age,
-            stale=not e.pinned and age > self.ttl,
+            stale=not e.pinned and age > self.stale_after(src),
             source=e.source,
         )
 

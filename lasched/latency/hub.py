@@ -76,11 +76,12 @@ class HubOptions:
 
 
 class _Conn:
-    __slots__ = ("identity", "last_seq", "node", "outbox", "targets", "ws")
+    __slots__ = ("hello", "identity", "last_seq", "node", "outbox", "targets", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse, node: str, identity: Identity) -> None:
+    def __init__(self, ws: web.WebSocketResponse, hello: proto.Hello, identity: Identity) -> None:
         self.ws = ws
-        self.node = node
+        self.hello = hello
+        self.node = hello.node
         self.identity = identity
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.targets: tuple[proto.Target, ...] = ()
@@ -138,6 +139,9 @@ class AgentHub:
         if targets == conn.targets:
             return
         conn.targets = targets
+        per_round = conn.hello.targets_per_round
+        rounds = -(-len(targets) // per_round) if per_round else 1
+        self._cache.set_refresh(conn.node, rounds * self.options.interval_seconds)
         self._seq += 1
         msg = proto.Targets(
             seq=self._seq, targets=targets, interval_seconds=self.options.interval_seconds
@@ -163,10 +167,11 @@ class AgentHub:
 
         ws = web.WebSocketResponse(max_msg_size=proto.MAX_FRAME_BYTES, heartbeat=None)
         await ws.prepare(request)
-        node = await self._hello(ws, identity, peer)
-        if node is None:
+        hello = await self._hello(ws, identity, peer)
+        if hello is None:
             return ws
-        conn = _Conn(ws, node, identity)
+        node = hello.node
+        conn = _Conn(ws, hello, identity)
         old = self._conns.get(node)
         if old is not None:
             await old.ws.close(code=WSCloseCode.OK, message=b"replaced by a newer connection")
@@ -189,8 +194,10 @@ class AgentHub:
             log.info("agent disconnected node=%s code=%s", node, ws.close_code)
         return ws
 
-    async def _hello(self, ws: web.WebSocketResponse, identity: Identity, peer: str) -> str | None:
-        """The node the agent speaks for, or None after closing the connection."""
+    async def _hello(
+        self, ws: web.WebSocketResponse, identity: Identity, peer: str
+    ) -> proto.Hello | None:
+        """The agent's Hello, or None after closing the connection."""
         try:
             msg = await ws.receive(timeout=self.options.hello_timeout)
         except TimeoutError:
@@ -215,7 +222,7 @@ class AgentHub:
                 f"token is bound to node {identity.node}, not {hello.node}",
             )  # fmt: skip
             return None
-        return hello.node
+        return hello
 
     async def _refuse(self, ws: web.WebSocketResponse, peer: str, kind: str, reason: str) -> None:
         metrics.agent_refusals.labels(kind).inc()

@@ -40,6 +40,13 @@ class Hello:
     node: str
     agent_version: str
     methods: tuple[Method, ...]
+    targets_per_round: int | None = None
+    """At most this many targets probed per interval, in rotation (None: all of them).
+
+    Tells the scheduler how often each pair is refreshed, so a pair that is
+    measured every ``ceil(n / targets_per_round)`` intervals is not judged
+    stale in between.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,8 @@ def encode(msg: Message) -> bytes:
             "agentVersion": msg.agent_version,
             "methods": list(msg.methods),
         }
+        if msg.targets_per_round is not None:
+            body["targetsPerRound"] = msg.targets_per_round
     elif isinstance(msg, Targets):
         body |= {
             "seq": msg.seq,
@@ -159,11 +168,15 @@ def decode(frame: bytes | str) -> Message:
         for m in methods:
             if m not in ("icmp", "tcp"):
                 raise ProtocolError(f"hello.methods has unknown method {m!r}")
+        per_round = None
+        if body.get("targetsPerRound") is not None:
+            per_round = _int(body, "targetsPerRound", minimum=1)
         return Hello(
             seq=seq,
             node=_str(body, "node"),
             agent_version=_str(body, "agentVersion"),
             methods=tuple(methods),
+            targets_per_round=per_round,
         )
     if kind == "targets":
         return Targets(

@@ -156,3 +156,19 @@ def test_malformed_label_fails_prefilter_unresolvably() -> None:
     st = f.pre_filter(CycleState(), pod_with({"delay_edge-1": "soon"}))
     assert st.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE
     assert 'delay_edge-1="soon"' in st.message
+
+
+def test_rotating_sources_stay_fresh_between_visits() -> None:
+    """A source that refreshes each pair every 100 s keeps it fresh for 300 s, not the TTL."""
+    clock = Clock()
+    cache = LatencyCache(ttl_seconds=30, clock=clock)
+    cache.observe("big-1", "n-7", median_ms=3)
+    cache.observe("small-1", "n-7", median_ms=3)
+    cache.set_refresh("big-1", 100.0)
+    clock.t = 200
+    big, small = cache.get("big-1", "n-7"), cache.get("small-1", "n-7")
+    assert big is not None and not big.stale
+    assert small is not None and small.stale
+    clock.t = 301
+    big = cache.get("big-1", "n-7")
+    assert big is not None and big.stale

@@ -21,6 +21,7 @@ from lasched_protocol import (
 
 MESSAGES: list[Message] = [
     Hello(seq=0, node="edge-1", agent_version="0.1.0", methods=("icmp", "tcp")),
+    Hello(seq=0, node="edge-1", agent_version="0.1.0", methods=("icmp",), targets_per_round=32),
     Targets(
         seq=3,
         interval_seconds=5.0,

@@ -169,12 +169,12 @@ async def test_hello_first_with_bearer_token_reread_on_reconnect(
     async with running(client):
         first = await scheduler.peer()
         assert first.authorization == "Bearer token-one"
-        assert await first.next() == Hello(0, "edge-1", "0.1.0", ("icmp",))
+        assert await first.next() == Hello(0, "edge-1", "0.1.0", ("icmp",), 32)
         await rotate_token(token_file, "token-two")  # as the kubelet does
         await first.ws.close()
         second = await scheduler.peer()
         assert second.authorization == "Bearer token-two"
-        assert await second.next() == Hello(0, "edge-1", "0.1.0", ("icmp",))
+        assert await second.next() == Hello(0, "edge-1", "0.1.0", ("icmp",), 32)
     assert client.connections == 2
 
 
@@ -327,7 +327,7 @@ async def test_agent_run_stops_on_request(scheduler: Scheduler, tmp_path: Path) 
     stop = asyncio.Event()
     agent = asyncio.create_task(run_agent(cfg, stop=stop), name="agent-main")
     peer = await scheduler.peer()
-    assert await peer.next() == Hello(0, "edge-1", "0.1.0", ("tcp",))
+    assert await peer.next() == Hello(0, "edge-1", "0.1.0", ("tcp",), 32)
     assert peer.authorization is None
     stop.set()
     await asyncio.wait_for(agent, WAIT)
