@@ -171,6 +171,15 @@ class LatencyCache:
             source=e.source,
         )
 
+    def pairs(self) -> list[tuple[str, str, Rtt]]:
+        """Every measured pair (pinned ones included) as :meth:`get` answers it, sorted."""
+        out = []
+        for src, dst in sorted(self._pairs):
+            rtt = self.get(src, dst)
+            if rtt is not None:
+                out.append((src, dst, rtt))
+        return out
+
     def lookup(self, src: str, dst: str) -> Rtt | None:
         """For soft preferences: the fresh measurement, else ``estimate``.
 

@@ -135,6 +135,34 @@ class LatencyFilter:
                     return bad
         return SUCCESS
 
+    def why_not(self, state: CycleState, pod: PodInfo, node: str) -> str:
+        """The pair that makes :meth:`filter` reject ``node``, with its RTT; empty if none does.
+
+        For ``lasched explain``: ``rtt from edge-1 = 41.0 ms > 25 ms (delay_edge-1, 3 s old)``.
+        Checks in :meth:`filter`'s order, on the ``state`` its :meth:`pre_filter` filled.
+        """
+        req = pod.latency
+        if req is None:
+            return ""
+        checks = [(limit.place, limit.max_ms, limit.origin) for limit in req.limits]
+        if req.peers is not None and req.peers.max_ms is not None:
+            origin = f"peer-max-rtt to pods matching {req.peers.text}"
+            checks += [(p, req.peers.max_ms, origin) for p in sorted(state.data.get(_PEERS, ()))]
+        if req.group_max_ms is not None:
+            checks += [
+                (m, req.group_max_ms, "group-max-rtt") for m in sorted(state.data.get(_GROUP, ()))
+            ]
+        for place, limit, origin in checks:
+            rtt = between(self._cache, place, node)
+            if rtt is None:
+                return f"no measured RTT from {place} ({origin})"
+            age = "static" if rtt.source == "static" else f"{rtt.age_s:.0f} s old"
+            if rtt.stale:
+                return f"rtt from {place} = {rtt.ms:.1f} ms is stale ({age}; {origin})"
+            if rtt.ms > limit:
+                return f"rtt from {place} = {rtt.ms:.1f} ms > {limit:g} ms ({origin}, {age})"
+        return ""
+
     def explain(self, pod: PodInfo, node: str) -> str:
         """The RTTs that admitted ``node``, for the Scheduled event."""
         req = pod.latency
