@@ -82,6 +82,7 @@ class PodEvents:
     def on_delete(self, pod: PodInfo) -> None:
         self.s.cache.clear_nomination(pod.key)
         self.s.gang.pod_deleted(pod)
+        self.s.retried_now.discard(pod.key)
         self.s.queue.delete(pod.key)
         waiting = self.s.waiting.get(pod.key)
         if waiting is not None:

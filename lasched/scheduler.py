@@ -28,7 +28,13 @@ from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
-from lasched.kube.binding import DefaultBinder, evict, set_nominated, set_unschedulable
+from lasched.kube.binding import (
+    DefaultBinder,
+    evict,
+    set_nominated,
+    set_podgroup_phase,
+    set_unschedulable,
+)
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import EventRecorder, ObjectRef
@@ -41,9 +47,9 @@ from lasched.latency.hub import AgentHub, HubOptions
 from lasched.model import selector
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
-from lasched.model.pod import PodInfo
+from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
-from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.coscheduling import Coscheduling, Group
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
@@ -170,6 +176,8 @@ class Scheduler:
             options=HubOptions(interval_seconds=lat.report_interval_seconds),
         )
         self._latency_dirty = False
+        # Members of admitted groups whose bind failed once and were retried at once.
+        self.retried_now: set[PodKey] = set()
         le = settings.leader_election
         self.elector: LeaderElector | None = None
         if le.leader_elect:
@@ -192,6 +200,7 @@ class Scheduler:
             room=self.waiting,
             node_of=self.cache.node_of,
             on_release=self._gang_released,
+            on_permitted=self._gang_permitted,
             podgroup=self._podgroup,
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
@@ -359,6 +368,21 @@ class Scheduler:
     def pdbs(self) -> Iterable[PDB]:
         # The informer replaces its store on a relist: read it at call time.
         return self.pdb_informer.store.values()
+
+    def _gang_permitted(self, g: Group) -> None:
+        self._write_group_phase(g, "Scheduled")
+
+    def _write_group_phase(self, g: Group, phase: str) -> None:
+        """Groups backed by a PodGroup object show where they are in its status."""
+        if not g.from_podgroup():
+            return
+        namespace, _, name = g.key.partition("/")
+        self.status_writes.spawn(
+            set_podgroup_phase(
+                self.client, api=PODGROUP_API, namespace=namespace, name=name, phase=phase
+            ),
+            name=f"podgroup-{g.key}",
+        )
 
     def _gang_released(self) -> None:
         """A group gave up its reservations or finished: waiting groups may go."""
@@ -625,8 +649,29 @@ class Scheduler:
                 a.profile.framework.run_unreserve(a.state, pod, node)
                 self.cache.forget(pod)
 
+    def _member_bind_failed(self, pod: PodInfo, g: Group, reason: str) -> None:
+        placed, need = self.gang.placed(g), self.gang.required(g) or len(g.members)
+        log.warning(
+            "pod=%s bind failed after pod group %s was admitted (%d of %d placed): %s",
+            pod.key, g.key, placed, need, reason,
+        )  # fmt: skip
+        profile = self.profiles.get(pod.scheduler_name)
+        if profile is not None:
+            profile.events.record(
+                ref(pod), type="Warning", reason="GroupMemberBindFailed", action="Binding",
+                note=f"pod group {g.key} was admitted but this member's bind failed "
+                f"({placed} of {need} placed); retrying: {reason}",
+            )  # fmt: skip
+        if placed < need:
+            self._write_group_phase(g, "Scheduling")
+
     def _bound(self, a: Attempt) -> None:
         pod = a.assumed
+        if pod.key in self.retried_now:
+            self.retried_now.discard(pod.key)
+            g = self.gang.group_of(pod)
+            if g is not None and self.gang.placed(g) >= (self.gang.required(g) or len(g.members)):
+                self._write_group_phase(g, "Scheduled")
         metrics.pod_scheduling_sli_duration.labels(str(min(a.attempts, 15))).observe(
             time.monotonic() - a.first_seen
         )
@@ -663,9 +708,13 @@ class Scheduler:
         qp.attempts += 1
         group = self.gang.group_of(fresh)
         if error and group is not None and group.permitted:
-            # Its group is already bound: retry this member at once, not after backoff.
-            log.info("pod=%s member of bound pod group %s: retrying now", fresh.key, group.key)
-            return
+            self._member_bind_failed(fresh, group, reason)
+            if fresh.key not in self.retried_now:
+                # The rest of its group is bound: retry this member at once, once;
+                # a second failure backs off like any other error.
+                self.retried_now.add(fresh.key)
+                log.info("pod=%s member of bound pod group %s: retrying now", fresh.key, group.key)
+                return
         if error:
             self.queue.requeue_error(qp, reason=reason)
         else:

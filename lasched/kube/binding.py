@@ -94,6 +94,20 @@ async def set_nominated(kc: KubeClient, *, namespace: str, name: str, node: str)
             raise
 
 
+async def set_podgroup_phase(
+    kc: KubeClient, *, api: str, namespace: str, name: str, phase: str
+) -> None:
+    """Record a scheduler-plugins PodGroup's ``status.phase`` (Scheduling, Scheduled)."""
+    try:
+        await kc.patch(
+            f"/apis/{api}/namespaces/{namespace}/podgroups/{name}/status",
+            {"status": {"phase": phase}},
+        )
+    except ApiError as e:
+        if not e.not_found:
+            raise
+
+
 async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
     """Delete a preemption victim with its own grace period; the UID precondition
     keeps a re-created pod of the same name safe."""

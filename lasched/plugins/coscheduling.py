@@ -103,6 +103,7 @@ class Coscheduling:
         room: WaitingRoom,
         node_of: Callable[[PodKey], str | None],
         on_release: Callable[[], None] = lambda: None,
+        on_permitted: Callable[[Group], None] = lambda g: None,
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
@@ -115,6 +116,7 @@ class Coscheduling:
         self._room = room
         self._node_of = node_of
         self._on_release = on_release
+        self._on_permitted = on_permitted
         self._podgroup = podgroup
         self.default_timeout = default_timeout
         self.settle_seconds = settle_seconds
@@ -270,6 +272,7 @@ class Coscheduling:
                 if wp is not None:
                     wp.allow(self.name)
             log.info("pod group %s: %d of %d members placed; binding", g.key, placed, need)
+            self._on_permitted(g)
             if self.holder == g.key:
                 self._release(g)
             return SUCCESS

@@ -118,6 +118,95 @@ async def test_gang_from_a_scheduler_plugins_podgroup(
 
     await eventually(all_bound, timeout=20)
 
+    async def phase() -> str:
+        group = await kc.get(
+            f"/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups/spark"
+        )
+        return str((group.get("status") or {}).get("phase", ""))
+
+    assert await eventually(phase) == "Scheduled"
+
+
+async def test_failed_bind_after_admission_retries_that_member_and_the_rest_bind(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """An admitted gang whose member's bind is refused: the others bind, it retries, then binds.
+
+    A ValidatingAdmissionPolicy on pods/binding refuses the one member's
+    binding, as an admission webhook or a quota could in a real cluster.
+    """
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=f"bf-{i}", cpu="4", labels={"pool": "bf"}) for i in range(2)]
+    )
+    await nodes.wait_ready(kc, ["bf-0", "bf-1"])
+    policy = f"refuse-bf-3-{namespace}"
+    await kc.post(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods/binding"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.metadata.name != 'bf-3'",
+                        "message": "bindings of bf-3 are refused for this test",
+                    }
+                ],
+            },
+        },
+    )
+    binding_path = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+    await kc.post(
+        binding_path,
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    )
+    await asyncio.sleep(1.5)  # the policy reaches the admission chain asynchronously
+    await run_scheduler()
+    for i in range(4):
+        await kc.post(
+            f"/api/v1/namespaces/{namespace}/pods",
+            gang_member(f"bf-{i}", "bf", 4, cpu="1", pool="bf"),
+        )
+
+    async def refused() -> list[dict[str, Any]]:
+        evs = await events_for(kc, namespace, "bf-3")
+        return [e for e in evs if e["reason"] == "GroupMemberBindFailed"]
+
+    (event, *_) = await eventually(refused, timeout=30)
+    assert "was admitted but this member's bind failed" in event["note"]
+    assert "bindings of bf-3 are refused" in event["note"]
+
+    async def others_bound() -> bool:
+        return await bound_names(kc, namespace, "bf-") == {"bf-0", "bf-1", "bf-2"}
+
+    await eventually(others_bound, timeout=20)  # the rest still bind
+    await kc.delete(f"{binding_path}/{policy}")
+
+    async def all_bound() -> bool:
+        return len(await bound_names(kc, namespace, "bf-")) == 4
+
+    # Retried at once, then with backoff (at most 10 s) while the policy still refused.
+    await eventually(all_bound, timeout=20)
+
 
 async def test_gang_preempts_for_the_whole_group_or_not_at_all(
     kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory

@@ -229,3 +229,9 @@ def test_group_max_rtt_needs_a_group() -> None:
     pod = pod_with({GROUP_MAX_RTT: "3ms"})
     assert pod.latency_error is not None
     assert "lasched.io/group-max-rtt needs the pod to be in a pod group" in pod.latency_error
+
+
+def test_filter_without_prefilter_admits_pods_without_requirements() -> None:
+    """Preemption simulates Filter without PreFilter: a pod with no limits passes."""
+    f = LatencyFilter(LatencyCache())
+    assert f.filter(CycleState(), pod_with({}), NodeInfo(make_node("any"))).ok
