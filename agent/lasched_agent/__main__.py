@@ -19,6 +19,7 @@ from typing import Any
 from lasched_agent import __version__, config, logs, methods
 from lasched_agent.prober import Prober
 from lasched_agent.stream import AgentClient
+from lasched_protocol import Method
 
 log = logging.getLogger("lasched_agent")
 
@@ -44,7 +45,13 @@ async def run(cfg: config.AgentConfig, *, stop: asyncio.Event | None = None) -> 
 
 
 async def _run(cfg: config.AgentConfig, stop: asyncio.Event) -> None:
-    method = await methods.choose(cfg.method, tcp_port=cfg.tcp_port, timeout=cfg.probe_timeout)
+    if cfg.simulate_rtt_file is not None:
+        from lasched_agent import simulate
+
+        name: Method = "tcp" if cfg.method == "tcp" else "icmp"
+        method = simulate.method(cfg.simulate_rtt_file, cfg.node, name=name)
+    else:
+        method = await methods.choose(cfg.method, tcp_port=cfg.tcp_port, timeout=cfg.probe_timeout)
     client = AgentClient(
         url=cfg.scheduler_url,
         node=cfg.node,
@@ -87,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(level=cfg.log_level, fmt=cfg.log_format)
     try:
         _run_loop(run(cfg))
+    except config.ConfigError as e:  # a --simulate-rtt-file that cannot be used
+        print(f"lasched-agent: {e}", file=sys.stderr)
+        return 2
     except methods.NoIcmpError as e:
         log.error("%s", e)
         return 1

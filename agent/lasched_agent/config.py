@@ -45,6 +45,7 @@ class AgentConfig:
     buffer_limit: int = 4096
     log_format: LogFormat = "text"
     log_level: str = "INFO"
+    simulate_rtt_file: Path | None = None  # answer probes from this file (demos, tests)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,6 +122,12 @@ def _parser() -> _Parser:
         metavar="N",
         help=f"targets whose latest sample is kept while disconnected (default {d.buffer_limit})",
     )
+    p.add_argument(
+        "--simulate-rtt-file",
+        metavar="PATH",
+        help="answer probes from this JSON file ({node: {target: ms}}, lasched's static "
+        "RTT format) instead of the network; for demos and tests on fake nodes",
+    )
     p.add_argument("--log-format", default=d.log_format, choices=("text", "json"))
     p.add_argument(
         "--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -161,6 +168,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         buffer_limit=_int("--buffer-limit", a.buffer_limit, minimum=1),
         log_format=cast(LogFormat, a.log_format),
         log_level=a.log_level,
+        simulate_rtt_file=Path(a.simulate_rtt_file) if a.simulate_rtt_file else None,
     )
 
 
