@@ -159,6 +159,7 @@ class Scheduler:
         self.latency_score = LatencyScore(
             self.latency,
             peer_nodes=self._peer_nodes,
+            group_nodes=self._group_nodes,
             cloud_fallback=settings.latency.cloud_fallback,
         )
         lat = settings.latency

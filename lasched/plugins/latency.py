@@ -43,6 +43,7 @@ GroupNodes = Callable[[PodInfo], set[str]]
 _PEERS = "Latency/peers"
 _GROUP = "Latency/group"
 _MODE = "LatencyScore/mode"
+_ROOM = "LatencyScore/room"
 
 
 def between(cache: LatencyCache, place: str, node: str) -> Rtt | None:
@@ -204,11 +205,15 @@ class LatencyScore:
         cache: LatencyCache,
         *,
         peer_nodes: PeerNodes = lambda ns, sel: set(),
+        group_nodes: GroupNodes = lambda pod: set(),
         cloud_fallback: bool = False,
+        anchor_limit: int = 256,
     ) -> None:
         self._cache = cache
         self._peer_nodes = peer_nodes
+        self._group_nodes = group_nodes
         self._cloud_fallback = cloud_fallback
+        self._anchor_limit = anchor_limit
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
         req = pod.latency
@@ -217,6 +222,8 @@ class LatencyScore:
                 return SKIP
             state.data[_MODE] = "cloud"
             return SUCCESS
+        if req.group_max_ms is not None and pod.group is not None:
+            return self._pre_score_group(state, pod, req.group_max_ms, nodes)
         if not req.soft:
             return SKIP
         state.data[_MODE] = "rtt"
@@ -224,14 +231,53 @@ class LatencyScore:
             state.data[_PEERS] = self._peer_nodes(pod.namespace, req.peers.selector)
         return SUCCESS
 
+    def _pre_score_group(
+        self, state: CycleState, pod: PodInfo, budget: float, nodes: list[NodeInfo]
+    ) -> Status:
+        """A gang with a pairwise budget is placed member by member, so choose well early.
+
+        Once members are placed, the next one prefers nodes near them (the
+        filter already bounds the worst pair). The first member, the *anchor*,
+        prefers the node with the most other feasible nodes within the budget,
+        so the gang starts in the site with the most room around it instead
+        of wherever resources alone would put it, and then fails as a whole.
+        """
+        placed = self._group_nodes(pod)
+        if placed:
+            state.data[_MODE] = "group"
+            state.data[_PEERS] = placed
+            return SUCCESS
+        if len(nodes) > self._anchor_limit:
+            return SKIP  # O(n^2) lookups: beyond this, resources alone decide the anchor
+        names = [n.name for n in nodes]
+        room = {
+            a: sum(
+                1
+                for b in names
+                if (r := between(self._cache, a, b)) is not None and not r.stale and r.ms <= budget
+            )
+            for a in names
+        }
+        state.data[_MODE] = "anchor"
+        state.data[_ROOM] = room
+        return SUCCESS
+
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         """Cloud mode: 100 on cloud nodes. RTT mode: the weighted cost in µs, -1 if unknown."""
         if state.data.get(_MODE) == "cloud":
             assert node.node is not None
             return MAX_NODE_SCORE if node.node.labels.get(CLOUD_ROLE_LABEL) == CLOUD_ROLE else 0
+        mode = state.data.get(_MODE)
+        if mode == "anchor":
+            # Negated so that, like costs, lower is better for normalize().
+            room: dict[str, int] = state.data[_ROOM]
+            return 1_000_000 - room.get(node.name, 0)
         req = pod.latency
         assert req is not None
-        cost = _cost(self._cache, req, state.data.get(_PEERS, set()), node.name)
+        if mode == "group":
+            cost = _cost(self._cache, LatencyRequirements(), state.data[_PEERS], node.name)
+        else:
+            cost = _cost(self._cache, req, state.data.get(_PEERS, set()), node.name)
         return -1 if cost is None else round(cost * 1000)
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:

@@ -108,9 +108,12 @@ def latency_pod(
     return body
 
 
-async def note(kc: KubeClient, namespace: str, name: str, reason: str) -> str:
-    notes = [str(e["note"]) for e in await events_for(kc, namespace, name) if e["reason"] == reason]
-    return notes[-1] if notes else ""
+async def note(kc: KubeClient, namespace: str, name: str, reason: str, has: str = "") -> str:
+    """A note of the pod's events with ``reason`` (containing ``has``), or ""."""
+    for e in await events_for(kc, namespace, name):
+        if e["reason"] == reason and has in str(e["note"]):
+            return str(e["note"])
+    return ""
 
 
 async def test_delay_labels_and_endpoint_limits_follow_measured_rtts(
@@ -140,8 +143,9 @@ async def test_unsatisfiable_pod_waits_then_schedules_when_latency_improves(
 
     async def too_far() -> str:
         # Tried before the first reports, the reason is "no measured RTT"; then this.
-        failed = await note(kc, namespace, "tight", "FailedScheduling")
-        return failed if "more than 2 ms from edge-0 (delay_edge-0)" in failed else ""
+        return await note(
+            kc, namespace, "tight", "FailedScheduling", "more than 2 ms from edge-0 (delay_edge-0)"
+        )
 
     assert "Preemption is not helpful" in await eventually(too_far, timeout=30)
     assert await node_of(kc, namespace, "tight") == ""
@@ -161,11 +165,36 @@ async def test_peer_selector_keeps_a_service_near_its_database(
         avoid=("edge-2",),
     )
     await kc.post(post, web)
-    waiting = await eventually(lambda: note(kc, namespace, "web", "FailedScheduling"), timeout=30)
-    assert "no pod matching app=db is placed yet" in waiting
+    await eventually(
+        lambda: note(
+            kc, namespace, "web", "FailedScheduling", "no pod matching app=db is placed yet"
+        ),
+        timeout=30,
+    )
 
     db = latency_pod("db", labels={"app": "db"}, nodeSelector={"kubernetes.io/hostname": "edge-2"})
     await kc.post(post, db)
     assert await eventually(lambda: node_of(kc, namespace, "db"), timeout=30) == "edge-2"
     # edge-1 is 30 ms from edge-2, edge-0 40 ms.
     assert await eventually(lambda: node_of(kc, namespace, "web"), timeout=30) == "edge-1"
+
+
+async def test_gang_with_pairwise_budget_lands_on_nodes_within_it(
+    kc: KubeClient, namespace: str, agents: dict[str, dict[str, float | None]]
+) -> None:
+    """Two members that each need a whole node and at most 10 ms apart: edge-0 and edge-1."""
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    # Wait for measurements, so the gang is placed on data rather than on nothing.
+    await kc.post(post, latency_pod("probe", labels={"delay_edge-2": "35"}, avoid=("edge-2",)))
+    assert await eventually(lambda: node_of(kc, namespace, "probe"), timeout=30) == "edge-1"
+    for i in range(2):
+        member = latency_pod(
+            f"m-{i}",
+            labels={"lasched.io/pod-group": "pair", "lasched.io/min-available": "2"},
+            annotations={"lasched.io/group-max-rtt": "10ms"},
+            cpu="5",
+        )
+        await kc.post(post, member)
+    placed = {await eventually(lambda: node_of(kc, namespace, "m-0"), timeout=30)}
+    placed.add(await eventually(lambda: node_of(kc, namespace, "m-1"), timeout=30))
+    assert placed == {"edge-0", "edge-1"}

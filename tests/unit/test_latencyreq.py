@@ -235,3 +235,31 @@ def test_filter_without_prefilter_admits_pods_without_requirements() -> None:
     """Preemption simulates Filter without PreFilter: a pod with no limits passes."""
     f = LatencyFilter(LatencyCache())
     assert f.filter(CycleState(), pod_with({}), NodeInfo(make_node("any"))).ok
+
+
+def test_gang_anchor_prefers_the_site_with_most_room_within_budget() -> None:
+    """The first member of a budgeted gang goes where most nodes are within the budget."""
+    small, big = ["a-0", "a-1"], ["b-0", "b-1", "b-2"]
+    pairs: dict[tuple[str, str], float] = {}
+    for site in (small, big):
+        for x in site:
+            for y in site:
+                if x != y:
+                    pairs[(x, y)] = 1.0
+    for x in small:
+        for y in big:
+            pairs[(x, y)] = pairs[(y, x)] = 30.0
+    s = LatencyScore(cache_with(pairs))
+    member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
+    scores = run_score(s, pod_with({GROUP_MAX_RTT: "5ms"}, member), small + big)
+    assert max(scores, key=lambda n: scores[n]).startswith("b-")
+    assert scores["a-0"] == 0
+
+
+def test_later_gang_members_prefer_nodes_near_the_placed_ones() -> None:
+    """Once members are placed, the nearest node scores highest."""
+    cache = cache_with({("m", "near"): 1.0, ("m", "far"): 4.0})
+    s = LatencyScore(cache, group_nodes=lambda pod: {"m"})
+    member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
+    scores = run_score(s, pod_with({GROUP_MAX_RTT: "5ms"}, member), ["near", "far"])
+    assert scores == {"near": 100, "far": 0}
