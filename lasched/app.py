@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 
-from lasched import extender, server
+from lasched import debugapi, extender, server
 from lasched.kube.client import KubeClient
 from lasched.scheduler import Scheduler
 from lasched.settings import Settings
@@ -37,7 +37,8 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
         sched = Scheduler(client, settings)
-        routes = [sched.hub.add_routes]
+        debug = debugapi.DebugApi(sched, authorize=debugapi.DelegatedAuthorizer(client))
+        routes = [sched.hub.add_routes, debug.add_routes]
         if settings.extender.enabled:
             ext = extender.for_scheduler(sched, prefix=settings.extender.url_prefix)
             routes.append(ext.add_routes)

@@ -1,4 +1,4 @@
-"""Command line: ``lasched run``, ``lasched demo``, ``lasched dev up|down|build``."""
+"""Command line: ``lasched run``, ``demo``, ``explain``, ``latency``, ``dev up|down|build``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="start a local kwok cluster, schedule an example workload, print placements"
     )
 
+    from lasched import cli_explain
+
+    cli_explain.add_parsers(sub)
+
     dev = sub.add_parser("dev", help="the local control plane (etcd, kube-apiserver, kwok)")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
     up = dev_sub.add_parser("up", help="start a local cluster in the background")
@@ -53,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command in ("explain", "latency"):
+            from lasched import cli_explain
+
+            return cli_explain.main(args)
         logs.setup(level="INFO")
         if args.command == "demo":
             from lasched.demo import run_demo
