@@ -111,7 +111,8 @@ async def test_agent_claiming_another_node_is_closed(
 async def test_valid_agent_gets_targets_and_a_garbage_frame_closes_only_its_connection(
     kc: KubeClient, port: int, http: aiohttp.ClientSession
 ) -> None:
-    """Targets list the other nodes and endpoints; garbage closes 1007; others keep working."""
+    """Targets list the other nodes and endpoints; garbage closes 1007, oversized 1009; others
+    keep working."""
     ws0, targets0 = await connect(http, port, await agent_token(kc, node="edge-0"), "edge-0")
     ws1, _ = await connect(http, port, await agent_token(kc, node="edge-1"), "edge-1")
     ids = {t.id: t for t in targets0.targets}
@@ -126,6 +127,12 @@ async def test_valid_agent_gets_targets_and_a_garbage_frame_closes_only_its_conn
     assert msg.type == aiohttp.WSMsgType.CLOSE
     assert ws1.close_code == 1007
     assert "not JSON" in str(msg.extra)
+
+    ws2, _ = await connect(http, port, await agent_token(kc, node="edge-2"), "edge-2")
+    await ws2.send_bytes(b"x" * (proto.MAX_FRAME_BYTES + 1))
+    msg = await ws2.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert ws2.close_code == 1009  # message too big
 
     await ws0.send_bytes(samples(1, {"edge-1": 4.0}))
     await ws0.send_bytes(proto.encode(proto.Heartbeat(seq=2, time=time.time())))
