@@ -1,4 +1,5 @@
-"""The control-plane binaries: found, or built once per machine with Go.
+"""The dev cluster's binaries (etcd, kube-apiserver, kube-scheduler, kwok) and
+helm, which lints and renders the chart: found, or built once per machine with Go.
 
 Each binary is looked up in this order, and the first hit wins:
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"
 KWOK_VERSION = "v0.7.0"
+HELM_VERSION = "v3.20.2"
 
 GOTOOLS_DIR = Path(__file__).parent / "gotools"
 
@@ -43,6 +45,19 @@ _K8S_LDFLAGS = " ".join(
         f"-X {_K8S_VERSION_PKG}.gitTreeState=clean",
         f"-X {_K8S_VERSION_PKG}.buildDate=1970-01-01T00:00:00Z",
         f"-X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}",
+    ]
+)
+
+# helm's own Makefile stamps its version, and the Kubernetes version it assumes
+# for .Capabilities and deprecation lint (the minor of its client-go, major 1).
+_HELM_LDFLAGS = " ".join(
+    [
+        f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=35",
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=35",
     ]
 )
 
@@ -98,6 +113,14 @@ TOOLS: dict[str, Tool] = {
             version=KWOK_VERSION,
             package="sigs.k8s.io/kwok/cmd/kwok",
             version_args=("--version",),
+        ),
+        Tool(
+            name="helm",
+            module="helm",
+            version=HELM_VERSION,
+            package="helm.sh/helm/v3/cmd/helm",
+            ldflags=_HELM_LDFLAGS,
+            version_args=("version", "--short"),
         ),
     )
 }
