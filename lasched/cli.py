@@ -31,8 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("text", "json"))
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
-    sub.add_parser(
-        "demo", help="start a local kwok cluster, schedule an example workload, print placements"
+    demo = sub.add_parser(
+        "demo", help="an edge cluster with live RTTs, a latency-aware placement story, a picture"
+    )
+    demo.add_argument(
+        "--output", default="lasched-demo", help="where pictures and logs go (./lasched-demo)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep everything running afterwards, until Ctrl-C"
     )
 
     from lasched import cli_explain
@@ -65,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from lasched.demo import run_demo
 
-            return _loop(run_demo())
+            return _loop(run_demo(output=Path(args.output), keep=args.keep))
         return _dev(args)
     except ConfigError as e:
         print(f"lasched: configuration error: {e}", file=sys.stderr)

@@ -1,152 +1,746 @@
-"""The demo: a local kwok cluster, lasched, a small workload, where it landed.
+"""The demo: an edge cluster, live RTTs, and lasched placing a small story's pods.
 
-Everything is real: etcd, kube-apiserver, kwok, and the scheduler talking to
-them over HTTPS. The demo exits non-zero if a pod did not end where the story
-says it must (so CI can run it as a check).
+Everything is real but the network: etcd, kube-apiserver and kwok on
+127.0.0.1, lasched talking HTTPS to them, and one **lasched-agent process**
+per node streaming RTTs over the agent protocol with a ServiceAccount token
+bound to a pod on its node (checked with a TokenReview). kwok's nodes have no
+network between them, so each agent answers its probes from a matrix derived
+from the sites' geography (``lasched-agent --simulate-rtt-file``).
+
+The story, in five scenes, each narrated as it happens:
+
+1. **Near its users**: ``lasched.io/max-rtt`` to a user endpoint, and the
+   earlier edge scheduler's ``delay_<node>`` label.
+2. **Near its database**: ``lasched.io/peer-selector`` + ``peer-max-rtt``;
+   the service is submitted first and waits for its database.
+3. **A gang** of four that waits while only three members exist, then binds
+   all at once.
+4. **Preemption**: a high-priority pod near the users evicts a low one.
+5. **A limit no node meets**, and ``lasched explain`` saying why, per node.
+
+It ends with a placement table (the RTT that decided each pod, from its
+``Scheduled`` event), a topology picture and an RTT heatmap (PNG), and exits
+non-zero if any outcome is not the story's, so CI can run it as a check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+import sys
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
+import aiohttp
+import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from lasched import app
+from lasched import app, cli_explain, settings
 from lasched.devcluster import nodes
+from lasched.devcluster.agents import agent_token
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
+from lasched.devcluster.processes import Child, spawn
 from lasched.devcluster.progress import reporter
-from lasched.kube.client import KubeClient
-from lasched.settings import ServerSettings, Settings
+from lasched.kube.client import ApiError, KubeClient
+from lasched.model.pod import parse_time
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "demo"
-GPU = "nvidia.com/gpu"
+ZONE = nodes.ZONE_LABEL
+T = TypeVar("T")
+
+
+# ---- the topology -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class DemoPod:
+class SiteSpec:
     name: str
-    cpu: str
-    memory: str
-    expect: tuple[str, ...]  # node-name prefixes it may land on; () means it stays pending
-    gpu: int = 0
+    region: str
+    lat: float
+    lon: float
+    count: int
+    cpu: str = "4"
+    memory: str = "8Gi"
+    cloud: bool = False
+    box: tuple[float, float] = (0.0, 0.0)  # where the picture draws it
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.count)]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    name: str
+    address: str
+    lat: float
+    lon: float
+    star: tuple[float, float] = (0.0, 0.0)
+
+
+SITES = (
+    SiteSpec("us-chicago", "us", 41.88, -87.63, 2, box=(0.0, 6.0)),
+    SiteSpec("us-nyc", "us", 40.71, -74.01, 2, box=(4.0, 6.0)),
+    SiteSpec("eu-paris", "eu", 48.86, 2.35, 3, box=(10.0, 6.0)),
+    SiteSpec("eu-berlin", "eu", 52.52, 13.40, 2, box=(14.0, 6.0)),
+    SiteSpec("cloud-fra", "cloud", 50.11, 8.68, 2, "16", "64Gi", cloud=True, box=(7.0, 10.6)),
+)
+ENDPOINTS = (
+    EndpointSpec("users-nyc", "192.0.2.20", 40.71, -74.01, star=(5.6, 1.4)),
+    EndpointSpec("users-berlin", "192.0.2.10", 52.52, 13.40, star=(15.6, 1.4)),
+)
+SITE_OF = {n: s for s in SITES for n in s.node_names}
+
+
+def node_specs() -> list[nodes.NodeSpec]:
+    return [
+        nodes.NodeSpec(
+            name=name,
+            cpu=s.cpu,
+            memory=s.memory,
+            region=s.region,
+            zone=s.name,
+            labels={"kubernetes.io/role": "cloud"} if s.cloud else {},
+        )
+        for s in SITES
+        for name in s.node_names
+    ]
+
+
+def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371 * math.asin(math.sqrt(a))
+
+
+def _wobble(a: str, b: str) -> float:
+    """A fixed, pseudo-random factor in [0.95, 1.05] per ordered pair: routes differ."""
+    return 0.95 + (zlib.crc32(f"{a}>{b}".encode()) % 1000) / 10_000
+
+
+def rtt_ms(src: str, dst: str) -> float:
+    """RTT between two nodes, or a node and an endpoint, from geography.
+
+    Light in fibre covers about 200 km per ms one way, routes run about 1.4
+    times the great-circle distance, each site adds 0.5 ms of access (a user
+    endpoint 2.5 ms of last mile); within a site, 0.2 to 0.5 ms.
+    """
+    a = SITE_OF[src]
+    if SITE_OF.get(dst) is a:
+        return round(0.2 + 0.3 * (_wobble(src, dst) - 0.95) * 10, 2)
+    ep = next((e for e in ENDPOINTS if e.name == dst), None)
+    if ep is not None:
+        lat, lon, access = ep.lat, ep.lon, 0.5 + 2.5
+    else:
+        b = SITE_OF[dst]
+        lat, lon, access = b.lat, b.lon, 1.0
+    km = _km(a.lat, a.lon, lat, lon)
+    return round((2 * km / 200 * 1.4 + access) * _wobble(src, dst), 2)
+
+
+def rtt_matrix() -> dict[str, dict[str, float]]:
+    """What every node's agent measures: node -> (other nodes and endpoints) -> ms."""
+    names = list(SITE_OF)
+    targets = names + [e.name for e in ENDPOINTS]
+    return {src: {dst: rtt_ms(src, dst) for dst in targets if dst != src} for src in names}
+
+
+# ---- the story's pods -------------------------------------------------------------------
+
+
+SCENE_COLORS = {
+    "near its users": "tab:blue",
+    "near its database": "tab:purple",
+    "gang": "tab:orange",
+    "preemption": "tab:red",
+}
+
+
+@dataclass(slots=True)
+class StoryPod:
+    name: str
+    scene: str
+    wants: str  # what the pod asks for, in a few words
+    cpu: str = "250m"
+    memory: str = "256Mi"
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    expect_site: str | None = None  # None: must stay pending (or be preempted)
 
     def manifest(self) -> dict[str, Any]:
-        requests: dict[str, str] = {"cpu": self.cpu, "memory": self.memory}
-        limits: dict[str, str] = {}
-        spec: dict[str, Any] = {"schedulerName": "lasched"}
-        if self.gpu:
-            requests[GPU] = limits[GPU] = str(self.gpu)
-            spec["tolerations"] = [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        container: dict[str, Any] = {
-            "name": "main",
-            "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": requests, **({"limits": limits} if limits else {})},
+        return {
+            "metadata": {
+                "name": self.name,
+                "labels": {"app.kubernetes.io/part-of": "lasched-demo", **self.labels},
+                "annotations": self.annotations,
+            },
+            "spec": {
+                "schedulerName": "lasched",
+                "terminationGracePeriodSeconds": 0,
+                "nodeSelector": self.node_selector,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "registry.k8s.io/pause:3.10",
+                        "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}},
+                    }
+                ],
+            },
         }
-        spec["containers"] = [container]
-        return {"metadata": {"name": self.name, "labels": {"app": "demo"}}, "spec": spec}
 
 
-NODES = [
-    *nodes.uniform(3, prefix="small", cpu="2", memory="4Gi", regions=["eu-west"]),
-    *nodes.uniform(2, prefix="large", cpu="16", memory="64Gi", regions=["eu-west"]),
-    nodes.NodeSpec(
-        name="gpu-0",
-        cpu="8",
-        memory="32Gi",
-        extended={GPU: "2"},
-        taints=[nodes.Taint("gpu", "true")],
-        region="eu-west",
-    ),
-    nodes.NodeSpec(name="cordoned-0", cpu="64", memory="256Gi", unschedulable=True),
-]
-
-PODS = [
-    # No toleration: never on the tainted GPU node, never on the cordoned one.
-    *(DemoPod(f"web-{i}", "500m", "512Mi", expect=("small", "large")) for i in range(6)),
-    DemoPod("batch-0", "6", "24Gi", expect=("large",)),
-    DemoPod("batch-1", "6", "24Gi", expect=("large",)),
-    DemoPod("train-0", "2", "8Gi", expect=("gpu",), gpu=1),
-    DemoPod("too-big", "32", "8Gi", expect=()),
-]
+def _gang_member(i: int) -> StoryPod:
+    return StoryPod(
+        f"train-{i}", "gang", "gang train, min-available 4", cpu="6", memory="8Gi",
+        labels={"lasched.io/pod-group": "train", "lasched.io/min-available": "4"},
+        expect_site="cloud-fra",
+    )  # fmt: skip
 
 
-async def _placements(kc: KubeClient) -> dict[str, str]:
-    listing = await kc.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
-    return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in listing["items"]}
+def _low(i: int) -> StoryPod:
+    return StoryPod(
+        f"batch-low-{i}", "preemption", "priority 10, 3 cpu in eu-berlin", cpu="3",
+        annotations={"priority": "10"}, node_selector={ZONE: "eu-berlin"},
+        expect_site="eu-berlin",
+    )  # fmt: skip
 
 
-async def _last_event(kc: KubeClient, pod: str) -> str:
-    listing = await kc.get(
-        f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events",
-        fieldSelector=f"regarding.name={pod}",
+PODS = {
+    p.name: p
+    for p in (
+        StoryPod("frontend", "near its users", "max-rtt users-berlin=8ms, priority 100",
+                 annotations={"lasched.io/max-rtt": "users-berlin=8ms", "priority": "100"},
+                 expect_site="eu-berlin"),
+        StoryPod("edge-cache", "near its users", 'label delay_eu-paris-0: "3"',
+                 labels={"delay_eu-paris-0": "3"}, expect_site="eu-paris"),
+        StoryPod("api", "near its database", "within 5 ms of app=db",
+                 annotations={"lasched.io/peer-selector": "app=db",
+                              "lasched.io/peer-max-rtt": "5ms"},
+                 expect_site="us-nyc"),
+        StoryPod("db", "near its database", "nodeSelector zone=us-nyc", labels={"app": "db"},
+                 node_selector={ZONE: "us-nyc"}, expect_site="us-nyc"),
+        *(_gang_member(i) for i in range(4)),
+        *(_low(i) for i in range(2)),
+        StoryPod("checkout", "preemption", "max-rtt users-berlin=8ms, priority 1000, 2 cpu",
+                 cpu="2", annotations={"lasched.io/max-rtt": "users-berlin=8ms",
+                                       "priority": "1000"},
+                 expect_site="eu-berlin"),
+        StoryPod("too-far", "a limit no node meets", "max-rtt users-berlin=2ms",
+                 annotations={"lasched.io/max-rtt": "users-berlin=2ms"}),
     )
-    items = sorted(listing["items"], key=lambda e: e.get("eventTime") or "")
-    return items[-1].get("note", "") if items else ""
+}  # fmt: skip
 
 
-async def run_demo() -> int:
+# ---- running it -----------------------------------------------------------------
+
+
+class StoryError(Exception):
+    """A scene did not go as the story says; the message says what happened instead."""
+
+
+class Interrupted(Exception):
+    """lasched stopped before the story ended (Ctrl-C)."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+class Demo:
+    """One run: the cluster's client, the scheduler's URL, and what was seen."""
+
+    def __init__(
+        self, console: Console, kc: KubeClient, *, base: str, sched: asyncio.Task[None]
+    ) -> None:
+        self.console = console
+        self.kc = kc
+        self.base = base
+        self.sched = sched
+        self.started = time.monotonic()
+        self.outcomes: list[Outcome] = []
+        self.preempted: dict[str, str] = {}  # victim -> note
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Demo:
+        self._http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    # ---- reading the cluster and the scheduler ----------------------------------------
+
+    async def debug(self, path: str, **query: str) -> dict[str, Any]:
+        assert self._http is not None
+        async with self._http.get(self.base + path, params=query) as resp:
+            body: dict[str, Any] = orjson.loads(await resp.read())
+            if resp.status != 200:
+                raise StoryError(f"{path}: {resp.status} {body.get('error')}")
+            return body
+
+    async def explain(self, pod: str) -> dict[str, Any]:
+        return await self.debug("/debug/explain", pod=f"{NAMESPACE}/{pod}")
+
+    async def placements(self) -> dict[str, str]:
+        listing = await self.kc.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in listing["items"]}
+
+    async def events(self, pod: str, reason: str) -> list[dict[str, Any]]:
+        listing = await self.kc.get(
+            f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events",
+            fieldSelector=f"regarding.name={pod},reason={reason}",
+        )
+        return sorted(listing["items"], key=lambda e: e.get("eventTime") or "")
+
+    async def note(self, pod: str, reason: str) -> str:
+        items = await self.events(pod, reason)
+        return str(items[-1].get("note", "")) if items else ""
+
+    async def submit(self, *names: str) -> None:
+        for name in names:
+            await self.kc.post(f"/api/v1/namespaces/{NAMESPACE}/pods", PODS[name].manifest())
+
+    async def until(
+        self, what: str, check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0
+    ) -> T:
+        """Poll ``check`` under a spinner until it returns a value; StoryError on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.console.status(f"[dim]{what}"):
+            while time.monotonic() < deadline:
+                if self.sched.done():
+                    self.sched.result()  # an error: raise it
+                    raise Interrupted()
+                value = await check()
+                if value is not None and value is not False:
+                    return value
+                await asyncio.sleep(0.15)
+        raise StoryError(f"{what}: not within {timeout:.0f} s")
+
+    async def bound(self, *names: str, timeout: float = 20.0) -> dict[str, str]:
+        async def check() -> dict[str, str] | None:
+            placed = await self.placements()
+            return {n: placed[n] for n in names} if all(placed.get(n) for n in names) else None
+
+        return await self.until(f"waiting for {', '.join(names)} to bind", check, timeout=timeout)
+
+    # ---- telling it -------------------------------------------------------------------
+
+    def elapsed(self) -> str:
+        return f"[dim]{time.monotonic() - self.started:5.1f}s[/]"
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{self.elapsed()}  {text}")
+
+    def check(self, check: str, ok: bool, detail: str = "") -> None:
+        self.outcomes.append(Outcome(check, ok, detail))
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        self.console.print(f"{self.elapsed()}  {mark} {check}" + (f": {detail}" if detail else ""))
+
+    async def placed_line(self, name: str) -> str:
+        node = (await self.placements()).get(name, "")
+        why = await self.decided_by(name)
+        return f"[bold]{name}[/] → {node} ({SITE_OF[node].name})" + (f": {why}" if why else "")
+
+    async def decided_by(self, name: str) -> str:
+        """The RTTs in the pod's Scheduled event (what follows 'to <node>: ')."""
+        note = await self.note(name, "Scheduled")
+        _, sep, why = note.partition(": ")
+        return why if sep else ""
+
+
+async def _scene_users(d: Demo) -> None:
+    d.console.rule("[bold]1. Near its users", align="left")
+    d.say('frontend asks for max-rtt users-berlin=8ms; edge-cache for delay_eu-paris-0: "3"')
+    await d.submit("frontend", "edge-cache")
+    placed = await d.bound("frontend", "edge-cache")
+    for name in ("frontend", "edge-cache"):
+        d.say(await d.placed_line(name))
+        want = PODS[name].expect_site
+        d.check(f"{name} in {want}", SITE_OF[placed[name]].name == want)
+
+
+async def _scene_database(d: Demo) -> None:
+    d.console.rule("[bold]2. Near its database", align="left")
+    d.say("api (within 5 ms of pods labelled app=db) is submitted before its database")
+    await d.submit("api")
+
+    async def waiting() -> str | None:
+        note = await d.note("api", "FailedScheduling")
+        return note if "no pod matching app=db is placed yet" in note else None
+
+    note = await d.until("api waits for its database", waiting)
+    d.say(f"api waits: [yellow]{escape(note)}")
+    d.check("api waited for db", True)
+    d.say("db is created, pinned to us-nyc (nodeSelector)")
+    await d.submit("db")
+    placed = await d.bound("db", "api")
+    d.say(await d.placed_line("db"))
+    d.say(await d.placed_line("api"))
+    d.check("api in the database's site", SITE_OF[placed["api"]] == SITE_OF[placed["db"]])
+
+
+async def _scene_gang(d: Demo) -> None:
+    d.console.rule("[bold]3. A gang that waits, then binds all at once", align="left")
+    d.say("train-0, train-1, train-2 of a gang with min-available 4 (6 cpu each)")
+    await d.submit("train-0", "train-1", "train-2")
+
+    async def gated() -> dict[str, Any] | None:
+        try:
+            answer = await d.explain("train-0")
+        except StoryError:
+            return None  # not seen by the scheduler yet
+        gang = answer.get("gang")
+        return answer if gang and len(gang["members"]) == 3 else None
+
+    answer = await d.until("the scheduler sees the three members", gated)
+    await asyncio.sleep(1.5)
+    placed = await d.placements()
+    early = [n for n in ("train-0", "train-1", "train-2") if placed.get(n)]
+    pe = answer["preEnqueue"]
+    d.say(f"lasched explain demo/train-0: [yellow]{escape(pe['plugin'] or '')}: "
+          f"{escape(pe['reason'] or '')}")  # fmt: skip
+    d.check("no member bound while 3 of 4 exist", not early, ", ".join(early))
+    d.say("train-3 is created")
+    created = time.monotonic()
+    await d.submit("train-3")
+    members = [f"train-{i}" for i in range(4)]
+    placed_now = await d.bound(*members)
+    took = time.monotonic() - created
+
+    async def bind_times() -> list[float] | None:
+        found = [await d.events(m, "Scheduled") for m in members]
+        return [parse_time(e[-1].get("eventTime")) for e in found] if all(found) else None
+
+    times = await d.until("the members' Scheduled events", bind_times)
+    spread = max(times) - min(times)
+    where = ", ".join(sorted(set(placed_now.values())))
+    d.say(f"all 4 bound {took:.1f} s after train-3 arrived, within {spread:.2f} s, on {where}")
+    in_cloud = all(SITE_OF[n].name == "cloud-fra" for n in placed_now.values())
+    d.check("gang bound all at once in cloud-fra", in_cloud and spread < 2.0)
+
+
+async def _scene_preemption(d: Demo) -> None:
+    d.console.rule("[bold]4. Priority preemption", align="left")
+    d.say("batch-low-0 and batch-low-1 (priority 10, 3 cpu each) fill eu-berlin's 4-cpu nodes")
+    await d.submit("batch-low-0", "batch-low-1")
+    await d.bound("batch-low-0", "batch-low-1")
+    d.say("checkout (priority 1000, 2 cpu, max-rtt users-berlin=8ms) fits nowhere near Berlin")
+    await d.submit("checkout")
+    node = (await d.bound("checkout", timeout=30))["checkout"]
+    placed = await d.placements()
+    gone = [v for v in ("batch-low-0", "batch-low-1") if v not in placed]
+    for victim in gone:
+
+        async def preempted(victim: str = victim) -> str | None:
+            return await d.note(victim, "Preempted") or None
+
+        d.preempted[victim] = await d.until(f"{victim}'s Preempted event", preempted)
+        d.say(f"[red]{victim}[/] deleted: {escape(d.preempted[victim])}")
+    d.say(await d.placed_line("checkout"))
+    d.check("checkout in eu-berlin", SITE_OF[node].name == "eu-berlin")
+    d.check("exactly one low-priority pod preempted", len(gone) == 1, ", ".join(gone))
+
+
+async def _scene_too_far(d: Demo) -> None:
+    d.console.rule("[bold]5. A limit no node meets", align="left")
+    d.say("too-far asks for max-rtt users-berlin=2ms; lasched explain says why it waits:")
+    await d.submit("too-far")
+
+    async def tried() -> dict[str, Any] | None:
+        try:
+            answer = await d.explain("too-far")
+        except StoryError:
+            return None
+        q = answer.get("queue")
+        return answer if q and q["attempts"] >= 1 and q["where"] != "active" else None
+
+    answer = await d.until("too-far is tried", tried)
+    cli_explain.render_explain(d.console, answer)
+    rejected = [v for v in answer["filter"]["nodes"] if v["rejections"]]
+    by_latency = all(v["rejections"][0]["plugin"] == "LatencyFilter" for v in rejected)
+    pending = answer["state"] == "pending" and answer["filter"]["feasible"] == 0
+    d.check("too-far pending, every node rejected by LatencyFilter", by_latency and pending)
+
+
+# ---- report ------------------------------------------------------------------------
+
+
+async def _report(d: Demo, out: Path) -> None:
+    placed = await d.placements()
+    table = Table(title="Where each pod landed, and the RTT that decided it", title_justify="left")
+    for col in ("pod", "asks for", "node", "site", "decided by (Scheduled event)"):
+        table.add_column(col, overflow="fold")
+    for name, p in PODS.items():
+        node = placed.get(name, "")
+        if name in d.preempted:
+            where, site, why = "[red]preempted", "", d.preempted[name]
+        elif node:
+            where, site, why = node, SITE_OF[node].name, await d.decided_by(name)
+        else:
+            where, site, why = "[yellow]pending", "", (await d.note(name, "FailedScheduling"))
+        table.add_row(name, p.wants, where, site, escape(why) or "[dim]-")
+    d.console.print(table)
+    await _pictures(d, out, placed)
+
+
+async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
+    try:
+        from lasched import plots
+
+        latency = await d.debug("/debug/latency")
+        sites = [
+            plots.Site(s.name, s.box[0], s.box[1], tuple(s.node_names),
+                       "role=cloud" if s.cloud else s.region)
+            for s in SITES
+        ]  # fmt: skip
+        marks = [
+            plots.PodMark(n, node, SCENE_COLORS.get(PODS[n].scene, "0.4"))
+            for n, node in placed.items()
+            if node and n in PODS
+        ]
+        site0 = {s.name: s.node_names[0] for s in SITES}
+
+        def link(a: str, b: str) -> plots.Link:
+            src = site0[a]
+            return plots.Link(a, b, f"{rtt_ms(src, site0.get(b, b)):.0f} ms")
+
+        links = [link("us-chicago", "us-nyc"), link("us-nyc", "eu-paris"),
+                 link("eu-paris", "eu-berlin"), link("us-nyc", "cloud-fra"),
+                 link("eu-paris", "cloud-fra"), link("eu-berlin", "cloud-fra"),
+                 link("us-nyc", "users-nyc"), link("eu-berlin", "users-berlin")]  # fmt: skip
+        topo = out / "topology.png"
+        legend = {**SCENE_COLORS, "other": "0.4"}
+        await asyncio.to_thread(
+            plots.topology_png, topo, sites=sites,
+            places=[plots.Place(e.name, *e.star) for e in ENDPOINTS],
+            pods=marks, links=links, legend=legend,
+            title="lasched demo: pods by site (lines: RTT between sites)"
+            + (f"; preempted: {', '.join(d.preempted)}" if d.preempted else ""),
+        )  # fmt: skip
+        heat = out / "rtt.png"
+        await asyncio.to_thread(
+            plots.heatmap_png, heat, places=cli_explain.places(latency), pairs=latency["pairs"],
+            title="RTTs lasched holds (ms), row measures column",
+        )  # fmt: skip
+        d.console.print(f"topology with pods: [bold]{topo}[/]    RTT heatmap: [bold]{heat}")
+    except ImportError as e:
+        d.console.print(f"[yellow]pictures skipped: {e}")
+
+
+# ---- processes ----------------------------------------------------------------------
+
+
+async def _start_agents(
+    kc: KubeClient, *, port: int, workdir: Path, matrix_file: Path, logs: Path
+) -> list[Child]:
+    """One lasched-agent process per node, each with a token bound to a pod on its node."""
+    tokens = await asyncio.gather(*(agent_token(kc, node=name) for name in SITE_OF))
+    children = []
+    for name, secret in zip(SITE_OF, tokens, strict=True):
+        token = workdir / f"token-{name}"
+        token.write_text(secret)
+        argv = [
+            sys.executable, "-m", "lasched_agent",
+            "--scheduler", f"ws://127.0.0.1:{port}/agents/v1", "--node", name,
+            "--token-file", str(token), "--simulate-rtt-file", str(matrix_file),
+            "--probes-per-target", "3", "--heartbeat-seconds", "5",
+        ]  # fmt: skip
+        children.append(spawn(f"agent-{name}", argv, log_dir=logs, detached=False))
+    return children
+
+
+async def _stop_agents(children: list[Child]) -> None:
+    for c in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c.pid, signal.SIGTERM)
+    for c in children:
+        if c.popen is None:
+            continue
+        try:
+            await asyncio.to_thread(c.popen.wait, 5)
+        except Exception:  # a stuck agent: it was told to stop, make sure it does
+            c.popen.kill()
+            await asyncio.to_thread(c.popen.wait, 5)
+
+
+async def _wait_for_rtts(d: Demo, children: list[Child]) -> None:
+    expected = {(s, t) for s, row in rtt_matrix().items() for t in row}
+
+    async def complete() -> int | None:
+        for c in children:
+            if not c.alive():
+                raise StoryError(f"{c.name} exited; its log:\n{c.log_tail(15)}")
+        data = await d.debug("/debug/latency")
+        fresh = {
+            (p["src"], p["dst"]) for p in data["pairs"] if p["source"] == "agent" and not p["stale"]
+        }
+        return len(fresh & expected) if expected <= fresh else None
+
+    n = await d.until("agents measure every pair", complete, timeout=45)
+    d.say(f"{n} RTT pairs measured by {len(children)} agents")
+
+
+def _port() -> int:
+    """lasched's usual port when it is free (so `lasched explain` needs no --url), else any."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 10271))
+        except OSError:
+            return 0
+    return 10271
+
+
+async def run_demo(*, output: Path | None = None, keep: bool = False) -> int:
+    """The whole story; 0 when every outcome is the story's, else 1 (130 if interrupted)."""
     console = Console()
-    console.rule("[bold]lasched demo")
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=120)  # CI logs and pipes: wide enough for the tables
+    out = (output or Path("lasched-demo")).resolve()
+    _prepare(out)
+    with _logging_to(out / "lasched.log"):
+        return await _run(console, out, keep=keep)
+
+
+async def _run(console: Console, out: Path, *, keep: bool) -> int:
+    console.rule("[bold]lasched demo: latency-aware placement at the edge")
+    started = time.monotonic()
     with reporter() as progress:
         cluster = DevCluster(progress=progress)
-        console.print("starting etcd, kube-apiserver and kwok on 127.0.0.1 ...")
-        await cluster.start()
+        with console.status("[dim]starting etcd, kube-apiserver and kwok on 127.0.0.1"):
+            await cluster.start()
+    console.print(f"cluster   etcd, kube-apiserver and kwok on 127.0.0.1 "
+                  f"({time.monotonic() - started:.1f} s)")  # fmt: skip
+    children: list[Child] = []
     try:
         async with await cluster.client() as kc:
-            console.print(f"creating {len(NODES)} kwok nodes (one tainted for GPUs, one cordoned)")
-            await nodes.create_nodes(kc, NODES)
-            await nodes.wait_ready(kc, [n.name for n in NODES])
-            await ensure_namespace(kc, NAMESPACE)
-
-            settings = replace(
-                Settings(), kubeconfig=str(cluster.kubeconfig), server=ServerSettings(port=0)
-            )
+            await _create_topology(console, kc)
+            matrix_file = cluster.workdir / "rtt-matrix.json"
+            matrix_file.write_bytes(orjson.dumps(rtt_matrix()))
             stop = asyncio.Event()
-            sched = asyncio.create_task(app.run(settings, stop=stop), name="lasched")
-            console.print(f"lasched is running; submitting {len(PODS)} pods")
-            created = time.monotonic()
-            for p in PODS:
-                await kc.post(f"/api/v1/namespaces/{NAMESPACE}/pods", p.manifest())
-
-            want = {p.name for p in PODS if p.expect}
-            deadline = time.monotonic() + 60
-            placed: dict[str, str] = {}
-            while time.monotonic() < deadline:
-                placed = await _placements(kc)
-                if all(placed.get(n) for n in want):
-                    break
-                await asyncio.sleep(0.2)
-            elapsed = time.monotonic() - created
-            await asyncio.sleep(1.0)  # let the last events land
-            notes = {p.name: await _last_event(kc, p.name) for p in PODS}
-            stop.set()
-            await sched
-
-        return 0 if _report(console, placed, notes, elapsed) else 1
+            serving: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            cfg = _settings(str(cluster.kubeconfig))
+            sched = asyncio.create_task(app.run(cfg, stop=stop, serving=serving), name="lasched")
+            try:
+                port = await asyncio.wait_for(serving, 30)
+                base = f"http://127.0.0.1:{port}"
+                console.print(f"lasched   {base} (cloud fallback on; endpoints "
+                              f"{', '.join(e.name for e in ENDPOINTS)})")  # fmt: skip
+                children = await _start_agents(
+                    kc, port=port, workdir=cluster.workdir, matrix_file=matrix_file,
+                    logs=out / "agent-logs",
+                )  # fmt: skip
+                console.print(f"agents    {len(children)} lasched-agent processes: RTTs from "
+                              "the sites' geography, TokenReview-authenticated")  # fmt: skip
+                async with Demo(console, kc, base=base, sched=sched) as d:
+                    ok = await _story(d, out, children)
+                    if keep:
+                        _keep_hint(console, base)
+                        await stop.wait()
+            except Interrupted:
+                console.print("[yellow]interrupted")
+                return 130
+            finally:
+                await _stop_agents(children)
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sched
     finally:
         await cluster.stop()
+    console.print(f"[dim]logs: {out / 'lasched.log'} and {out / 'agent-logs'}/")
+    verdict = "[green]all as the story says" if ok else "[red]not as the story says"
+    console.print(f"{verdict} ({time.monotonic() - started:.1f} s)")
+    return 0 if ok else 1
 
 
-def _report(
-    console: Console, placed: dict[str, str], notes: dict[str, str], elapsed: float
-) -> bool:
-    table = Table(title="Where each pod landed")
-    for col in ("pod", "requests", "node", "as expected", "last event"):
-        table.add_column(col)
-    ok = True
-    for p in PODS:
-        node = placed.get(p.name, "")
-        good = node.startswith(p.expect) if p.expect else not node
-        ok &= good
-        req = f"{p.cpu} cpu, {p.memory}" + (f", {p.gpu} gpu" if p.gpu else "")
-        table.add_row(
-            p.name, req, node or "[yellow]pending", "yes" if good else "[red]NO", notes[p.name]
-        )
-    console.print(table)
-    console.print(f"bound {sum(1 for v in placed.values() if v)} pods in {elapsed:.2f} s")
-    console.print("[green]all placements as expected" if ok else "[red]unexpected placements")
-    return ok
+def _prepare(out: Path) -> None:
+    """The output directory, without the previous run's agent logs."""
+    (out / "agent-logs").mkdir(parents=True, exist_ok=True)
+    for old in (out / "agent-logs").glob("agent-*.log"):
+        old.unlink()
+
+
+async def _create_topology(console: Console, kc: KubeClient) -> None:
+    await nodes.create_nodes(kc, node_specs())
+    await nodes.wait_ready(kc, list(SITE_OF))
+    await ensure_namespace(kc, NAMESPACE)
+    sites = ", ".join(f"{s.name} ({s.count}{', role=cloud' if s.cloud else ''})" for s in SITES)
+    console.print(f"topology  {len(SITE_OF)} nodes: {sites}")
+
+
+def _settings(kubeconfig: str) -> settings.Settings:
+    return settings.parse({
+        "kubeconfig": kubeconfig,
+        "server": {"bindAddress": "127.0.0.1", "port": _port()},
+        "leaderElection": {"leaderElect": False},
+        "latency": {
+            "reportIntervalSeconds": 1, "cloudFallback": True,
+            "endpoints": [{"name": e.name, "address": e.address} for e in ENDPOINTS],
+        },
+    })  # fmt: skip
+
+
+async def _story(d: Demo, out: Path, agents: list[Child]) -> bool:
+    try:
+        await _wait_for_rtts(d, agents)
+    except StoryError as e:
+        d.check("agents measured every pair", False, str(e))
+        return False
+    for scene in (_scene_users, _scene_database, _scene_gang, _scene_preemption, _scene_too_far):
+        try:
+            await scene(d)
+        except (StoryError, ApiError) as e:
+            d.check(scene.__name__.removeprefix("_scene_"), False, str(e))
+    d.console.rule()
+    await _report(d, out)
+    failed = [o for o in d.outcomes if not o.ok]
+    for o in failed:
+        d.console.print(f"[red]✗ {o.check}[/] {o.detail}")
+    return not failed
+
+
+def _keep_hint(console: Console, base: str) -> None:
+    flag = "" if base.endswith(":10271") else f" --url {base}"
+    console.print("\nlasched keeps running (Ctrl-C stops everything); in another terminal:")
+    console.print(f"  lasched explain {NAMESPACE}/too-far{flag}")
+    console.print(f"  lasched latency{flag} --png rtt.png")
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """lasched's own log goes to a file; the terminal keeps the story (and warnings)."""
+    root = logging.getLogger()
+    levels = [(h, h.level) for h in root.handlers]
+    for h, level in levels:
+        h.setLevel(max(level, logging.WARNING))
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        for h, level in levels:
+            h.setLevel(level)
