@@ -20,10 +20,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -297,35 +299,53 @@ def places(data: JSON) -> list[str]:
 
 
 def render_matrix(console: Console, data: JSON) -> None:
-    """Rows measure (source), columns are measured (target); stale cells in red."""
+    """Rows measure (source), columns are measured (target); stale cells in red.
+
+    Columns are headed by the places' names when the terminal is wide enough,
+    else by numbers that the rows (and a legend for places that measure
+    nothing, such as user endpoints) spell out.
+    """
     pairs = {(p["src"], p["dst"]): p for p in data["pairs"]}
     cols = places(data)
     rows = [r for r in cols if any(src == r for src, _ in pairs)]
+    number = {c: str(i) for i, c in enumerate(cols, 1)}
+    label = max((len(r) for r in rows), default=4) + 4
+    by_name = label + sum(max(len(c), 4) + 1 for c in cols) + 20 <= console.width
     table = Table(
-        title=f"RTT in ms, row → column (ttl {data['ttlSeconds']:g} s)", title_justify="left"
+        title=f"RTT in ms, row → column (ttl {data['ttlSeconds']:g} s)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
     )
-    table.add_column("from \\ to", style="bold")
+    table.add_column("from \\ to", style="bold", no_wrap=True)
     for c in cols:
-        table.add_column(c, justify="right")
-    table.add_column("oldest", justify="right")
-    table.add_column("source")
+        widest = max(
+            (len(f"{p['ms']:.1f}") for (_, dst), p in pairs.items() if dst == c), default=1
+        )
+        table.add_column(
+            c if by_name else number[c], justify="right", no_wrap=True, min_width=min(widest, 5)
+        )
+    table.add_column("oldest", justify="right", no_wrap=True, min_width=5)
     for r in rows:
         cells = []
         ages: list[float] = []
-        sources: set[str] = set()
         for c in cols:
             p = pairs.get((r, c))
             if p is None:
                 cells.append("[dim]·" if r != c else "[dim]-")
                 continue
-            sources.add(p["source"])
             if p["source"] != "static":
                 ages.append(p["ageSeconds"])
-            text = f"{p['ms']:.1f}"
+            text = f"{p['ms']:.1f}" if p["ms"] < 100 else f"{p['ms']:.0f}"
             cells.append(f"[red]{text}!" if p["stale"] else text)
         oldest = f"{max(ages):.0f} s" if ages else "-"
-        table.add_row(r, *cells, oldest, ", ".join(sorted(sources)))
+        name = r if by_name else f"{number[r]:>2} {r}"
+        table.add_row(name, *cells, oldest)
     console.print(table)
+    if not by_name:
+        others = [f"{number[c]} {c}" for c in cols if c not in rows]
+        if others:
+            console.print("columns measured only: " + ", ".join(others))
     _latency_footer(console, data)
 
 
@@ -352,10 +372,12 @@ def render_pairs(console: Console, data: JSON) -> None:
 
 def _latency_footer(console: Console, data: JSON) -> None:
     stale = sum(1 for p in data["pairs"] if p["stale"])
+    sources = Counter(p["source"] for p in data["pairs"])
+    by_source = ", ".join(f"{n} {s}" for s, n in sorted(sources.items())) or "none"
     agents = data.get("agents") or []
     console.print(
-        f"{len(data['pairs'])} pairs, {stale} stale (red, '!': hard limits treat them as "
-        f"unknown); {len(agents)} agent(s) connected"
+        f"{len(data['pairs'])} pairs ({by_source}), {stale} stale (red, '!': hard limits treat "
+        f"them as unknown); {len(agents)} agent(s) connected"
     )
 
 
