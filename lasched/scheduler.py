@@ -133,8 +133,9 @@ def build_framework(
     gang_preemption = GangPreemption(
         gang=gang, preemption=preemption, nodes=lambda: list(cache.node_infos())
     )
-    fw.post_filters[:0] = [gang_preemption]
-    fw.post_filters.append(preemption)
+    if settings.preemption_enabled:
+        fw.post_filters[:0] = [gang_preemption]
+        fw.post_filters.append(preemption)
     return fw
 
 

@@ -111,6 +111,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
     extender: ExtenderSettings = field(default_factory=ExtenderSettings)
+    preemption_enabled: bool = True
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
 
     @property
@@ -354,6 +355,11 @@ def parse(data: Any) -> Settings:
 
     latency = _latency(r.child("latency"))
     extender = _extender(r.child("extender"))
+    pre = r.child("preemption")
+    preemption_enabled = pre.raw("enabled")
+    if preemption_enabled is not None and not isinstance(preemption_enabled, bool):
+        raise ConfigError(f"preemption.enabled must be true or false, not {preemption_enabled!r}")
+    pre.finish()
     leader_election = _leader_election(r.child("leaderElection"))
 
     kubeconfig = r.raw("kubeconfig")
@@ -373,6 +379,7 @@ def parse(data: Any) -> Settings:
         server=server,
         latency=latency,
         extender=extender,
+        preemption_enabled=preemption_enabled is not False,
         leader_election=leader_election,
     )
     r.finish()

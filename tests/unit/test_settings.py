@@ -76,3 +76,11 @@ def test_unknown_score_plugin_is_named() -> None:
     """A weight for a plugin that does not score is an error naming it."""
     with pytest.raises(ConfigError, match=r"profiles\[0\]\.scoreWeights\.Latency is not a score"):
         settings.parse({"profiles": [{"scoreWeights": {"Latency": 1}}]})
+
+
+def test_preemption_can_be_turned_off() -> None:
+    """preemption.enabled: false is read; a non-boolean names the field."""
+    assert settings.parse({}).preemption_enabled is True
+    assert settings.parse({"preemption": {"enabled": False}}).preemption_enabled is False
+    with pytest.raises(settings.ConfigError, match=r"preemption\.enabled must be true or false"):
+        settings.parse({"preemption": {"enabled": "no"}})
