@@ -228,7 +228,8 @@ def _render_filter(console: Console, data: JSON, filt: JSON) -> None:
     title = f"Filter: {filt['feasible']} of {filt['evaluated']} nodes fit"
     if filt.get("stoppedAtPreFilter"):
         title += " (by the filters PreFilter let run; the cycle stops at PreFilter)"
-    table = Table(title=title, title_justify="left")
+    console.print(f"[bold]{title}")
+    table = Table()
     for col in ("node", "verdict", "plugin", "reason"):
         table.add_column(col, overflow="fold")
     for v in filt["nodes"]:
@@ -250,6 +251,15 @@ def _render_filter(console: Console, data: JSON, filt: JSON) -> None:
     console.print(f"[dim]{escape(filt['summary'])}")
 
 
+_SHORT = {
+    "NodeResourcesFit": "Fit",
+    "NodeResourcesBalancedAllocation": "Balanced",
+    "NodeAffinity": "Affinity",
+    "TaintToleration": "Taints",
+    "LatencyScore": "Latency",
+}
+
+
 def _render_scores(console: Console, sc: JSON) -> None:
     plugins = list(sc["weights"])
     if sc["reevaluation"]:
@@ -258,12 +268,13 @@ def _render_scores(console: Console, sc: JSON) -> None:
             "the decision itself is in its Scheduled event)"
         )
     else:
-        title = "Scores now (the highest total would be chosen)"
-    table = Table(title=title, title_justify="left")
+        title = "Scores if it were tried now (the highest total wins)"
+    console.print(f"[bold]{title}")
+    table = Table()
     table.add_column("node")
     table.add_column("total", justify="right")
     for p in plugins:
-        table.add_column(f"{p} x{sc['weights'][p]}", justify="right")
+        table.add_column(_SHORT.get(p, p), justify="right")
     table.add_column("")
     for row in sc["nodes"]:
         marks = []
@@ -278,6 +289,8 @@ def _render_scores(console: Console, sc: JSON) -> None:
             ", ".join(marks),
         )
     console.print(table)
+    weights = ", ".join(f"{p} x{w}" for p, w in sc["weights"].items())
+    console.print(f"[dim]each plugin scores 0-100; total = sum of score x weight ({weights})")
     if sc.get("skipped"):
         console.print(f"[dim]not scoring (nothing to prefer): {', '.join(sc['skipped'])}")
 
