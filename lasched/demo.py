@@ -269,13 +269,19 @@ class Demo:
     """One run: the cluster's client, the scheduler's URL, and what was seen."""
 
     def __init__(
-        self, console: Console, kc: KubeClient, *, base: str, sched: asyncio.Task[None]
+        self,
+        console: Console,
+        kc: KubeClient,
+        *,
+        base: str,
+        sched: asyncio.Task[None],
+        started: float,
     ) -> None:
         self.console = console
         self.kc = kc
         self.base = base
         self.sched = sched
-        self.started = time.monotonic()
+        self.started = started  # the demo's start: times are printed from there
         self.outcomes: list[Outcome] = []
         self.preempted: dict[str, str] = {}  # victim -> note
         self._http: aiohttp.ClientSession | None = None
@@ -529,7 +535,7 @@ async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
                  link("eu-paris", "cloud-fra"), link("eu-berlin", "cloud-fra"),
                  link("us-nyc", "users-nyc"), link("eu-berlin", "users-berlin")]  # fmt: skip
         topo = out / "topology.png"
-        legend = {**SCENE_COLORS, "other": "0.4"}
+        legend = dict(SCENE_COLORS)
         await asyncio.to_thread(
             plots.topology_png, topo, sites=sites,
             places=[plots.Place(e.name, *e.star) for e in ENDPOINTS],
@@ -542,7 +548,9 @@ async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
             plots.heatmap_png, heat, places=cli_explain.places(latency), pairs=latency["pairs"],
             title="RTTs lasched holds (ms), row measures column",
         )  # fmt: skip
-        d.console.print(f"topology with pods: [bold]{topo}[/]    RTT heatmap: [bold]{heat}")
+        d.console.print(
+            f"topology with pods: [bold]{_shown(topo)}[/]    RTT heatmap: [bold]{_shown(heat)}"
+        )
     except ImportError as e:
         d.console.print(f"[yellow]pictures skipped: {e}")
 
@@ -600,6 +608,14 @@ async def _wait_for_rtts(d: Demo, children: list[Child]) -> None:
     d.say(f"{n} RTT pairs measured by {len(children)} agents")
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def _port() -> int:
     """lasched's usual port when it is free (so `lasched explain` needs no --url), else any."""
     with socket.socket() as s:
@@ -651,7 +667,7 @@ async def _run(console: Console, out: Path, *, keep: bool) -> int:
                 )  # fmt: skip
                 console.print(f"agents    {len(children)} lasched-agent processes: RTTs from "
                               "the sites' geography, TokenReview-authenticated")  # fmt: skip
-                async with Demo(console, kc, base=base, sched=sched) as d:
+                async with Demo(console, kc, base=base, sched=sched, started=started) as d:
                     ok = await _story(d, out, children)
                     if keep:
                         _keep_hint(console, base)
@@ -666,7 +682,7 @@ async def _run(console: Console, out: Path, *, keep: bool) -> int:
                     await sched
     finally:
         await cluster.stop()
-    console.print(f"[dim]logs: {out / 'lasched.log'} and {out / 'agent-logs'}/")
+    console.print(f"[dim]logs: {_shown(out / 'lasched.log')} and {_shown(out / 'agent-logs')}/")
     verdict = "[green]all as the story says" if ok else "[red]not as the story says"
     console.print(f"{verdict} ({time.monotonic() - started:.1f} s)")
     return 0 if ok else 1
