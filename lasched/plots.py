@@ -34,37 +34,46 @@ def heatmap_png(
     pairs: Sequence[Mapping[str, Any]],
     title: str = "RTT (ms), row measures column",
 ) -> None:
-    """The matrix of ``pairs`` (``src``, ``dst``, ``ms``, ``stale``); stale cells hatched."""
+    """The matrix of ``pairs`` (``src``, ``dst``, ``ms``, ``stale``); stale cells hatched.
+
+    Rows are the places that measure (have a pair as ``src``), columns every place.
+    """
     plt = _pyplot()
-    index = {p: i for i, p in enumerate(places)}
-    n = len(places)
-    values = [[math.nan] * n for _ in range(n)]
+    sources = {p["src"] for p in pairs}
+    rows = [p for p in places if p in sources]
+    row_of = {p: i for i, p in enumerate(rows)}
+    col_of = {p: j for j, p in enumerate(places)}
+    n, m = len(rows), len(places)
+    values = [[math.nan] * m for _ in range(n)]
     stale: list[tuple[int, int]] = []
     for p in pairs:
-        i, j = index.get(p["src"]), index.get(p["dst"])
+        i, j = row_of.get(p["src"]), col_of.get(p["dst"])
         if i is None or j is None:
             continue
         values[i][j] = float(p["ms"])
         if p.get("stale"):
             stale.append((i, j))
-    size = max(4.0, 0.45 * n + 2.0)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(values, cmap="viridis_r", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * m + 3.0), max(3.0, 0.45 * n + 2.0)))
+    image = ax.imshow(values, cmap="viridis_r", interpolation="nearest", aspect="auto")
     fig.colorbar(image, ax=ax, label="ms", shrink=0.8)
-    ax.set_xticks(range(n), labels=list(places), rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels=list(places), fontsize=8)
+    ax.set_xticks(range(m), labels=list(places), rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=rows, fontsize=8)
     ax.set_xlabel("to")
     ax.set_ylabel("from (measured by)")
     for i, j in stale:
         ax.add_patch(
             plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0)
         )
-    if n <= 24:
+    known = [v for row in values for v in row if not math.isnan(v)]
+    if m <= 24 and known:
+        middle = (min(known) + max(known)) / 2
         for i in range(n):
-            for j in range(n):
+            for j in range(m):
                 v = values[i][j]
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="w")
+                    color = "black" if v < middle else "white"  # light cells are the low ones
+                    text = f"{v:.1f}" if v < 10 else f"{v:.0f}"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=6, color=color)
     ax.set_title(title + (" — hatched: stale" if stale else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
