@@ -9,8 +9,9 @@ disconnected), :mod:`~lasched_agent.backoff` (reconnect delays),
 :mod:`~lasched_agent.config` (flags and environment), :mod:`~lasched_agent.icmp`
 and :mod:`~lasched_agent.tcp` (one probe each), :mod:`~lasched_agent.methods`
 (which probe, chosen at start-up), :mod:`~lasched_agent.prober` (rounds:
-rotation, spreading, concurrency bound) and :mod:`~lasched_agent.stream` (the
-WebSocket client, :class:`~lasched_agent.stream.AgentClient`).
+rotation, spreading, concurrency bound), :mod:`~lasched_agent.stream` (the
+WebSocket client, :class:`~lasched_agent.stream.AgentClient`) and
+:mod:`~lasched_agent.fanout` (one client per scheduler replica, one prober).
 """
 
 __version__ = "0.1.0"

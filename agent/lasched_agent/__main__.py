@@ -1,6 +1,10 @@
 """``lasched-agent`` / ``python -m lasched_agent``: flags -> config -> the agent on uvloop.
 
-SIGTERM and SIGINT stop the agent gracefully: the WebSocket is closed with
+With ``--fan-out`` the agent streams to every scheduler replica
+(:class:`~lasched_agent.fanout.FanOut`), else over one connection to the URL
+(:class:`~lasched_agent.stream.AgentClient`).
+
+SIGTERM and SIGINT stop the agent gracefully: every WebSocket is closed with
 1001 (going away) and outstanding probes are cancelled. Exit status: 0 after
 a stop, 2 for a bad flag, 1 when ICMP was required but is not allowed, or
 when the agent failed (a bug, logged with its traceback).
@@ -17,6 +21,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from lasched_agent import __version__, config, logs, methods
+from lasched_agent.fanout import FanOut
 from lasched_agent.prober import Prober
 from lasched_agent.stream import AgentClient
 from lasched_protocol import Method
@@ -52,22 +57,35 @@ async def _run(cfg: config.AgentConfig, stop: asyncio.Event) -> None:
         method = simulate.method(cfg.simulate_rtt_file, cfg.node, name=name)
     else:
         method = await methods.choose(cfg.method, tcp_port=cfg.tcp_port, timeout=cfg.probe_timeout)
-    client = AgentClient(
-        url=cfg.scheduler_url,
-        node=cfg.node,
-        prober=Prober(
-            method,
-            probes_per_target=cfg.probes_per_target,
-            max_targets_per_round=cfg.max_targets_per_round,
-            max_in_flight=cfg.max_in_flight,
-        ),
-        token_file=cfg.token_file,
-        heartbeat_seconds=cfg.heartbeat_seconds,
-        buffer_limit=cfg.buffer_limit,
+    prober = Prober(
+        method,
+        probes_per_target=cfg.probes_per_target,
+        max_targets_per_round=cfg.max_targets_per_round,
+        max_in_flight=cfg.max_in_flight,
     )
+    client: AgentClient | FanOut
+    if cfg.fan_out:
+        client = FanOut(
+            url=cfg.scheduler_url,
+            node=cfg.node,
+            prober=prober,
+            token_file=cfg.token_file,
+            heartbeat_seconds=cfg.heartbeat_seconds,
+            buffer_limit=cfg.buffer_limit,
+            resolve_seconds=cfg.resolve_seconds,
+        )
+    else:
+        client = AgentClient(
+            url=cfg.scheduler_url,
+            node=cfg.node,
+            prober=prober,
+            token_file=cfg.token_file,
+            heartbeat_seconds=cfg.heartbeat_seconds,
+            buffer_limit=cfg.buffer_limit,
+        )
     log.info(
-        "lasched-agent %s starting node=%s scheduler=%s method=%s",
-        __version__, cfg.node, cfg.scheduler_url, method.name,
+        "lasched-agent %s starting node=%s scheduler=%s method=%s fan_out=%s",
+        __version__, cfg.node, cfg.scheduler_url, method.name, str(cfg.fan_out).lower(),
     )  # fmt: skip
     agent = asyncio.create_task(client.run(), name="agent")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")

@@ -1,8 +1,9 @@
 """Command line and environment -> :class:`AgentConfig`, with errors that name the flag.
 
-Flags win over environment variables; only the scheduler URL and the node
-name come from the environment (``LASCHED_SCHEDULER_URL``, ``NODE_NAME``),
-since a DaemonSet sets them there (the node name through the downward API).
+Flags win over environment variables; only the scheduler URL, the node
+name and fan-out come from the environment (``LASCHED_SCHEDULER_URL``,
+``NODE_NAME``, ``LASCHED_FAN_OUT``), since a DaemonSet sets them there (the
+node name through the downward API).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class AgentConfig:
     log_format: LogFormat = "text"
     log_level: str = "INFO"
     simulate_rtt_file: Path | None = None  # answer probes from this file (demos, tests)
+    fan_out: bool = False  # stream to every replica the URL's host resolves to
+    resolve_seconds: float = 15.0  # how often fan-out looks the replicas up
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,6 +126,21 @@ def _parser() -> _Parser:
         help=f"targets whose latest sample is kept while disconnected (default {d.buffer_limit})",
     )
     p.add_argument(
+        "--fan-out",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stream to every scheduler replica: the URL's host is resolved to one address "
+        "per replica (a headless Service) and each gets its own connection "
+        "(env LASCHED_FAN_OUT=true; default off: one connection to the URL)",
+    )
+    p.add_argument(
+        "--resolve-seconds",
+        default=str(d.resolve_seconds),
+        metavar="SECONDS",
+        help="with --fan-out, how often the replicas are looked up again "
+        f"(default {d.resolve_seconds:g})",
+    )
+    p.add_argument(
         "--simulate-rtt-file",
         metavar="PATH",
         help="answer probes from this JSON file ({node: {target: ms}}, lasched's static "
@@ -154,6 +172,9 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     node = a.node or env.get("NODE_NAME", "")
     if not node:
         raise ConfigError("--node (env NODE_NAME) is required")
+    fan_out = a.fan_out
+    if fan_out is None:
+        fan_out = _env_bool(env, "LASCHED_FAN_OUT", flag="--fan-out")
     return AgentConfig(
         scheduler_url=url,
         node=node,
@@ -169,7 +190,22 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         log_format=cast(LogFormat, a.log_format),
         log_level=a.log_level,
         simulate_rtt_file=Path(a.simulate_rtt_file) if a.simulate_rtt_file else None,
+        fan_out=fan_out,
+        resolve_seconds=_seconds("--resolve-seconds", a.resolve_seconds),
     )
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def _env_bool(env: Mapping[str, str], name: str, *, flag: str) -> bool:
+    raw = env.get(name, "")
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} (flag {flag}) must be true or false, not {raw!r}")
 
 
 def _int(flag: str, raw: str, *, minimum: int, maximum: int | None = None) -> int:

@@ -34,6 +34,11 @@ What ends a connection, and how it is logged (none of it stops the agent):
   a failed send, a missing pong): warning, or info for a normal close.
 
 Only bugs escape :meth:`AgentClient.run`, besides its cancellation.
+
+:meth:`AgentClient.run` is the prober and one connection together. The
+connection alone is :meth:`AgentClient.stream`, fed through
+:meth:`AgentClient.offer`: :mod:`lasched_agent.fanout` runs one of those per
+scheduler replica beside a single prober.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
@@ -103,6 +109,12 @@ class AgentClient:
     lets many simulated agents share one :class:`aiohttp.ClientSession`;
     without one, :meth:`run` opens its own. ``clock`` paces heartbeats and
     backoff (and should be the prober's).
+
+    ``host``, when ``url`` names one replica's address rather than the
+    scheduler's host name, is sent as the ``Host`` header and checked as the
+    TLS server name (``wss://``), so the scheduler sees the name it serves.
+    ``on_targets`` receives each :class:`~lasched_protocol.Targets`; by
+    default it is applied to ``prober``.
     """
 
     def __init__(
@@ -119,6 +131,8 @@ class AgentClient:
         session: aiohttp.ClientSession | None = None,
         connect_timeout: float = 10.0,
         agent_version: str = __version__,
+        host: str | None = None,
+        on_targets: Callable[[Targets], None] | None = None,
     ) -> None:
         if heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be positive, not {heartbeat_seconds}")
@@ -133,10 +147,12 @@ class AgentClient:
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.agent_version = agent_version
+        self.host = host
         self.connections = 0
         """Connections established so far (the WebSocket upgrade succeeded)."""
         self._clock: Clock = clock or SystemClock()
         self._session = session
+        self._on_targets = on_targets or self._apply_targets
         self._ready = asyncio.Event()  # the buffer has something to send
 
     async def run(self) -> None:
@@ -154,14 +170,20 @@ class AgentClient:
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
                 session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.prober.run(self._on_batch), name="agent-prober")
-                tg.create_task(self._connect_forever(session), name="agent-connection")
+                tg.create_task(self.prober.run(self.offer), name="agent-prober")
+                tg.create_task(self.stream(session), name="agent-connection")
 
-    def _on_batch(self, time: float, samples: tuple[Sample, ...]) -> None:
+    def offer(self, time: float, samples: tuple[Sample, ...]) -> None:
+        """Queue one round's batch for the scheduler (into :attr:`buffer`); never blocks."""
         self.buffer.put(time, samples)
         self._ready.set()
 
-    async def _connect_forever(self, session: aiohttp.ClientSession) -> None:
+    async def stream(self, session: aiohttp.ClientSession) -> None:
+        """Connect, serve, back off and connect again, until cancelled; cancelling is safe.
+
+        This is the connection without the prober: it sends what :meth:`offer`
+        queued. On cancellation the connection is closed with 1001.
+        """
         while True:
             connected_for = await self._connect_once(session)
             delay = self.backoff.next_delay(connected_for=connected_for)
@@ -171,6 +193,8 @@ class AgentClient:
     async def _connect_once(self, session: aiohttp.ClientSession) -> float | None:
         """One connection attempt, served until it ends: how long it was up, if it was."""
         headers = {}
+        if self.host is not None:
+            headers["Host"] = self.host
         if self.token_file is not None:
             try:
                 token = await asyncio.to_thread(_read_token, self.token_file)
@@ -186,6 +210,7 @@ class AgentClient:
                     max_msg_size=MAX_FRAME_BYTES,
                     heartbeat=self.heartbeat_seconds,
                     timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT),
+                    server_hostname=self._tls_name(),
                 )
         except aiohttp.WSServerHandshakeError as e:
             if e.status in (401, 403):
@@ -260,11 +285,7 @@ class AgentClient:
                         close_code=WSCloseCode.INVALID_TEXT,
                     )
                 if isinstance(message, Targets):
-                    self.prober.set_targets(message.targets, interval=message.interval_seconds)
-                    log.info(
-                        "targets updated count=%d interval_s=%g seq=%d",
-                        len(message.targets), message.interval_seconds, message.seq,
-                    )  # fmt: skip
+                    self._on_targets(message)
                 elif not isinstance(message, Heartbeat):
                     return _Ending(
                         f"the scheduler sent a {type(message).__name__} message, "
@@ -277,6 +298,19 @@ class AgentClient:
                 return _Ending(f"connection failed: {ws.exception()!r}")
             elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return _Ending(f"connection lost (close code {ws.close_code})")
+
+    def _apply_targets(self, message: Targets) -> None:
+        self.prober.set_targets(message.targets, interval=message.interval_seconds)
+        log.info(
+            "targets updated count=%d interval_s=%g seq=%d",
+            len(message.targets), message.interval_seconds, message.seq,
+        )  # fmt: skip
+
+    def _tls_name(self) -> str | None:
+        """The name to check the scheduler's certificate against, when the URL has an address."""
+        if self.host is None or not self.url.startswith("wss:"):
+            return None
+        return urlsplit(f"//{self.host}").hostname
 
     async def _send_samples(self, conn: _Connection) -> _Ending:
         while True:

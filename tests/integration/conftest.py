@@ -11,7 +11,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -46,8 +46,31 @@ async def namespace(kc: KubeClient, request: pytest.FixtureRequest) -> str:
     return name
 
 
-SchedulerFactory = Callable[..., Coroutine[Any, Any, int]]
-"""``await run_scheduler(settings=None)`` starts lasched and returns its HTTP port."""
+class RunningScheduler(int):
+    """A lasched started by ``run_scheduler``: its HTTP port (the int itself), and a way to
+    stop this one alone, as SIGTERM would (the others keep running)."""
+
+    _stop: asyncio.Event
+    _task: asyncio.Task[None]
+
+    def __new__(cls, port: int, *, stop: asyncio.Event, task: asyncio.Task[None]) -> Self:
+        started = super().__new__(cls, port)
+        started._stop, started._task = stop, task
+        return started
+
+    @property
+    def port(self) -> int:
+        return int(self)
+
+    async def stop(self) -> None:
+        """Stop gracefully and wait for it; raises whatever made it fail."""
+        self._stop.set()
+        await asyncio.wait_for(self._task, 30)
+
+
+SchedulerFactory = Callable[..., Coroutine[Any, Any, RunningScheduler]]
+"""``await run_scheduler(settings=None)`` starts lasched and returns its HTTP port (a
+:class:`RunningScheduler`, which can also be stopped alone)."""
 
 
 @pytest.fixture
@@ -55,7 +78,7 @@ async def run_scheduler(cluster: DevCluster) -> AsyncIterator[SchedulerFactory]:
     """Start lasched in this process against the cluster; stopped after the test."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(settings: Settings | None = None) -> int:
+    async def start(settings: Settings | None = None) -> RunningScheduler:
         base = settings or Settings()
         kubeconfig = base.kubeconfig or str(cluster.kubeconfig)
         cfg = replace(base, kubeconfig=kubeconfig, server=ServerSettings(port=0))
@@ -70,7 +93,7 @@ async def run_scheduler(cluster: DevCluster) -> AsyncIterator[SchedulerFactory]:
         if task.done():
             waiter.cancel()
             task.result()  # it failed to start: say why
-        return await waiter
+        return RunningScheduler(await waiter, stop=stop, task=task)
 
     yield start
     for stop, task in running:

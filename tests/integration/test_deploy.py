@@ -104,6 +104,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "host-network": ("agent.hostNetwork=true",),
     "service-monitor": ("serviceMonitor.enabled=true",),
     "no-agent": ("agent.enabled=false",),
+    "no-fan-out": ("agent.fanOut=false",),
     "one-replica": ("scheduler.replicaCount=1",),
     "no-preemption": ("preemption.enabled=false", "rbac.coreEvents=false"),
     "extender": ("extender.enabled=true",),
@@ -177,7 +178,7 @@ def test_default_rendering(helm: Path) -> None:
     assert find(objs, "Role")["rules"][1]["resourceNames"] == ["lasched"]
 
     assert find(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
-    service = find(objs, "Service")
+    service = find(objs, "Service", "lasched")
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 10271, "targetPort": "http", "protocol": "TCP"}
     ]
@@ -195,7 +196,7 @@ def test_default_rendering(helm: Path) -> None:
     env = {e["name"]: e for e in a["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["LASCHED_SCHEDULER_URL"]["value"] == (
-        "ws://lasched.lasched-system.svc:10271/agents/v1"
+        "ws://lasched-replicas.lasched-system.svc:10271/agents/v1"
     )
     assert a["volumeMounts"] == [
         {"name": "token", "mountPath": "/var/run/secrets/lasched", "readOnly": True}
@@ -210,6 +211,24 @@ def test_default_rendering(helm: Path) -> None:
     assert rule["from"] == [
         {"podSelector": {"matchLabels": a_labels(objs)}},
     ]
+
+
+def test_agents_reach_every_replica_through_a_headless_service(helm: Path) -> None:
+    """By default agents fan out to the ready replicas the headless Service lists, on the
+    container's port, scheduler.port (pod IPs take no Service port mapping)."""
+    objs = render(helm, "scheduler.port=10300")
+    replicas = find(objs, "Service", "lasched-replicas")
+    assert replicas["spec"]["clusterIP"] == "None"
+    assert replicas["spec"]["publishNotReadyAddresses"] is False
+    deploy = find(objs, "Deployment", "lasched")
+    assert replicas["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert replicas["spec"]["ports"] == [
+        {"name": "http", "port": 10300, "targetPort": "http", "protocol": "TCP"}
+    ]
+    (a,) = pod_spec(objs, "DaemonSet")["containers"]
+    assert {"--fan-out", "--resolve-seconds=15"} <= set(a["args"])
+    url = next(e["value"] for e in a["env"] if e["name"] == "LASCHED_SCHEDULER_URL")
+    assert url == "ws://lasched-replicas.lasched-system.svc:10300/agents/v1"
 
 
 def a_labels(objs: list[Manifest]) -> dict[str, str]:
@@ -250,15 +269,25 @@ def _service_monitor(objs: list[Manifest]) -> None:
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["spec"]["endpoints"][0]["port"] == "http"
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
-    service_labels = find(objs, "Service")["metadata"]["labels"]
+    service_labels = find(objs, "Service", "lasched")["metadata"]["labels"]
     assert sm["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+    headless_labels = find(objs, "Service", "lasched-replicas")["metadata"]["labels"]
+    assert not sm["spec"]["selector"]["matchLabels"].items() <= headless_labels.items()
 
 
 def _no_agent(objs: list[Manifest]) -> None:
     assert "DaemonSet" not in kinds(objs)
-    assert all(o["metadata"]["name"] != "lasched-agent" for o in objs)
+    assert all(o["metadata"]["name"] not in ("lasched-agent", "lasched-replicas") for o in objs)
     # Nobody to let in: an empty "from" would have admitted every source.
     assert find(objs, "NetworkPolicy")["spec"]["ingress"] == []
+
+
+def _no_fan_out(objs: list[Manifest]) -> None:
+    assert [o["metadata"]["name"] for o in objs if o["kind"] == "Service"] == ["lasched"]
+    (a,) = pod_spec(objs, "DaemonSet")["containers"]
+    url = next(e["value"] for e in a["env"] if e["name"] == "LASCHED_SCHEDULER_URL")
+    assert url == "ws://lasched.lasched-system.svc:10271/agents/v1"
+    assert not any(arg.startswith(("--fan-out", "--resolve-seconds")) for arg in a["args"])
 
 
 def _one_replica(objs: list[Manifest]) -> None:
@@ -285,6 +314,7 @@ CHECKS: dict[str, Callable[[list[Manifest]], None]] = {
     "host-network": _host_network,
     "service-monitor": _service_monitor,
     "no-agent": _no_agent,
+    "no-fan-out": _no_fan_out,
     "one-replica": _one_replica,
     "no-preemption": _no_preemption,
     "extender": _extender,
@@ -311,7 +341,7 @@ def test_release_namespace_and_name_flow_into_every_reference(helm: Path) -> Non
     assert role["rules"][1]["resourceNames"] == ["edge-lasched"]
     (a,) = pod_spec(objs, "DaemonSet")["containers"]
     url = next(e["value"] for e in a["env"] if e["name"] == "LASCHED_SCHEDULER_URL")
-    assert url == "ws://edge-lasched.edge-system.svc:10271/agents/v1"
+    assert url == "ws://edge-lasched-replicas.edge-system.svc:10271/agents/v1"
     assert all(o["metadata"].get("namespace", "edge-system") == "edge-system" for o in objs)
 
 

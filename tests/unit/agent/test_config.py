@@ -81,3 +81,31 @@ def test_main_exits_2_on_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     """The command prints the error and exits 2 instead of raising."""
     assert main(["--node", "a", "--scheduler", URL, "--tcp-port", "0"]) == 2
     assert "lasched-agent: --tcp-port must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "fan_out"),
+    [
+        pytest.param([], {}, False, id="default-off"),
+        pytest.param([], {"LASCHED_FAN_OUT": "true"}, True, id="env-true"),
+        pytest.param([], {"LASCHED_FAN_OUT": "False"}, False, id="env-false"),
+        pytest.param(["--fan-out"], {}, True, id="flag"),
+        pytest.param(["--no-fan-out"], {"LASCHED_FAN_OUT": "true"}, False, id="flag-wins"),
+    ],
+)  # fmt: skip
+def test_fan_out_from_flag_or_environment(
+    argv: list[str], env: dict[str, str], fan_out: bool
+) -> None:
+    """--fan-out / --no-fan-out win over LASCHED_FAN_OUT; without either it is off."""
+    cfg = parse(argv, {**ENV, **env})
+    assert cfg.fan_out is fan_out
+    assert cfg.resolve_seconds == 15.0
+
+
+def test_resolve_seconds_and_bad_fan_out_values() -> None:
+    """--resolve-seconds takes positive seconds; LASCHED_FAN_OUT only true or false."""
+    assert parse(["--resolve-seconds", "2.5"], ENV).resolve_seconds == 2.5
+    with pytest.raises(ConfigError, match="--resolve-seconds must be a positive"):
+        parse(["--resolve-seconds", "0"], ENV)
+    with pytest.raises(ConfigError, match=r"LASCHED_FAN_OUT \(flag --fan-out\) .* not 'maybe'"):
+        parse([], {**ENV, "LASCHED_FAN_OUT": "maybe"})

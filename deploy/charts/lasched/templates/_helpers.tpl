@@ -21,6 +21,20 @@
 {{- printf "%s-agent" (include "lasched.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The headless Service that lists every ready scheduler replica (agent.fanOut). */}}
+{{- define "lasched.replicasServiceName" -}}
+{{- printf "%s-replicas" (include "lasched.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The agents' scheduler URL: every replica through the headless Service, or the Service. */}}
+{{- define "lasched.agentSchedulerUrl" -}}
+{{- if .Values.agent.fanOut -}}
+{{- printf "ws://%s.%s.svc:%v/agents/v1" (include "lasched.replicasServiceName" .) .Release.Namespace .Values.scheduler.port -}}
+{{- else -}}
+{{- printf "ws://%s.%s.svc:%v/agents/v1" (include "lasched.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "lasched.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "lasched.name" . }}
