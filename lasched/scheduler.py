@@ -57,6 +57,7 @@ from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
 from lasched.plugins.preemption import DefaultPreemption, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
+from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
 from lasched.settings import ConfigError, ProfileSettings, Settings
@@ -110,7 +111,7 @@ def build_framework(
     weights = profile.score_weights
     ports = NodePorts()
     fw = Framework(
-        pre_enqueue=[gang],
+        pre_enqueue=[SchedulingGates(), gang],
         pre_filters=[gang, affinity, ports, latency],
         post_filters=[gang],
         reserves=[gang],

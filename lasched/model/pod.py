@@ -63,6 +63,7 @@ class PodInfo:
         "requests",
         "resource_version",
         "scheduler_name",
+        "scheduling_gates",
         "tolerations",
         "uid",
     )
@@ -82,6 +83,9 @@ class PodInfo:
         self.deleting: bool = meta.get("deletionTimestamp") is not None
         self.scheduler_name: str = spec.get("schedulerName", "default-scheduler")
         self.node_name: str = spec.get("nodeName", "")
+        self.scheduling_gates: tuple[str, ...] = tuple(
+            g.get("name", "") for g in spec.get("schedulingGates") or ()
+        )
         self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
         self.affinity: dict[str, Any] = spec.get("affinity") or {}
         self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []

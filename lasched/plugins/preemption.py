@@ -96,6 +96,11 @@ class DefaultPreemption:
             return None, unschedulable(
                 "preemption: not eligible due to a terminating pod on the nominated node."
             )
+        if not statuses:
+            # PreFilter rejected the pod before any node was tried: nothing to evict for.
+            return None, unschedulable(
+                "preemption: not helpful, the pod was rejected before filtering."
+            )
         pdbs = list(self._pdbs())
         candidates = []
         why: Counter[str] = Counter()

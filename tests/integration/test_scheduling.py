@@ -181,3 +181,26 @@ async def test_health_readiness_and_metrics(
         text = await eventually(scraped)
         assert "lasched_pending_pods{" in text
         assert "lasched_framework_extension_point_duration_seconds_bucket{" in text
+
+
+async def test_gated_pod_waits_until_its_scheduling_gates_are_removed(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """spec.schedulingGates hold the pod (no bind attempt); removing them schedules it."""
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name="gate-0")])
+    await nodes.wait_ready(kc, ["gate-0"])
+    await run_scheduler()
+    body = pod("gated", schedulingGates=[{"name": "example.com/quota"}])
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod("witness"))
+    assert await eventually(lambda: node_of(kc, namespace, "witness"))
+    assert await node_of(kc, namespace, "gated") == ""
+    evs = await events_for(kc, namespace, "gated")
+    assert not [e for e in evs if e["reason"] == "FailedScheduling"]  # never tried
+
+    await kc.patch(
+        f"/api/v1/namespaces/{namespace}/pods/gated",
+        [{"op": "remove", "path": "/spec/schedulingGates"}],
+        patch_type="json",
+    )
+    assert await eventually(lambda: node_of(kc, namespace, "gated"))

@@ -11,6 +11,7 @@ from lasched.framework.interface import Code, CycleState
 from lasched.model.node import Taint
 from lasched.plugins.noderesources import NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
+from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration, tolerates
 from tests.unit.factories import make_node, make_pod
 
@@ -148,3 +149,12 @@ def test_prefer_no_schedule_only_lowers_the_score() -> None:
     scores = [tt.score(CycleState(), pod, soft), tt.score(CycleState(), pod, info())]
     tt.normalize(CycleState(), pod, scores)
     assert scores == [0, 100]
+
+
+def test_scheduling_gates_hold_a_pod_until_removed() -> None:
+    """A pod with schedulingGates is gated with their names; without them it may go."""
+    gated = make_pod("g", schedulingGates=[{"name": "example.com/quota"}])
+    st = SchedulingGates().pre_enqueue(gated)
+    assert not st.ok
+    assert st.message == "waiting for scheduling gates: example.com/quota"
+    assert SchedulingGates().pre_enqueue(make_pod("free")).ok
