@@ -230,13 +230,14 @@ class _Line:
         self.write_errors = 0
 
     def on_readable(self) -> None:
-        now = self._loop.time()
         for _ in range(_READS_PER_WAKEUP):
             try:
                 packet = os.read(self._fd, _READ_SIZE)
             except BlockingIOError:
                 break
-            self._queue.push(packet, now)
+            # Timestamp each packet as read: one stamp for the whole batch would
+            # send a packet that arrived during the batch out early.
+            self._queue.push(packet, self._loop.time())
         self.release()
 
     def _on_timer(self) -> None:
