@@ -1,27 +1,35 @@
-"""``python -m bench run throughput [options]``: run a scenario, write results.
+"""``python -m bench run <scenario> [options]``: run a scenario, write results.
 
-Writes ``bench/results/<scenario>.json``, ``<scenario>.md`` and PNG plots next
-to them, and prints the Markdown table.
+Scenarios: ``throughput``, ``gangs``, ``latency``, ``memory``, ``preemption``
+(docs/benchmarks.md). Each writes ``bench/results/<stem>.json``, ``<stem>.md``
+and PNG plots next to them (``--out`` elsewhere), shows progress on stderr,
+and prints the Markdown table. The machine's load average at the start and
+the end of the run is part of the results: these machines are shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import platform
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import gangs, report, throughput
+from bench import gangs, latency, memory, preemption, pyspy, report, throughput
 from bench import peers as peer_defs
+from bench.throughput import Progress
 from lasched.devcluster import binaries
 from lasched.devcluster.progress import reporter
+
+SCENARIOS = ("throughput", "gangs", "latency", "memory", "preemption")
 
 
 def _machine() -> str:
@@ -35,28 +43,65 @@ def _machine() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario")
-    run.add_argument("scenario", choices=["throughput", "gangs"])
-    defaults = throughput.Config()
-    run.add_argument("--nodes", type=int, default=defaults.nodes)
-    run.add_argument("--pods", type=int, default=defaults.pods)
-    run.add_argument("--rate", type=float, default=defaults.rate, help="steady arrivals per second")
-    run.add_argument("--steady-seconds", type=float, default=defaults.steady_seconds)
-    run.add_argument("--repeat", type=int, default=defaults.repeat)
-    run.add_argument(
-        "--peers",
-        default=",".join(defaults.peers),
-        help="comma-separated: lasched, kube-scheduler, kube-scheduler-tuned",
-    )
+    run.add_argument("scenario", choices=SCENARIOS)
+    run.add_argument("--out", type=Path, help="results directory (default: bench/results)")
+    run.add_argument("--repeat", type=int, help="repetitions (each peer, in rotation)")
+    run.add_argument("--peers", help="comma-separated peers (default: the scenario's)")
+    run.add_argument("--nodes", type=int, help="kwok nodes (throughput, gangs, memory, preemption)")
+    run.add_argument("--pods", type=int, help="throughput: burst pods; memory: all pods")
+    t = throughput.Config()
+    run.add_argument("--rate", type=float, help=f"throughput: steady arrivals/s ({t.rate:g}); "
+                     "preemption: preemptors/s")  # fmt: skip
+    run.add_argument("--steady-seconds", type=float, default=t.steady_seconds)
     run.add_argument("--no-bind-ceiling", action="store_true")
+    run.add_argument(
+        "--profile", action="store_true", help="throughput: sample lasched with py-spy"
+    )
     run.add_argument("--sizes", default="8,50", help="gangs: comma-separated gang sizes")
     run.add_argument("--gangs", type=int, default=10, help="gangs: gangs per size")
+    run.add_argument("--tail", type=int, help="memory: pods the scheduler places")
+    run.add_argument("--preemptors", type=int, help="preemption: high-priority pods")
+    run.add_argument("--edge-nodes", type=int, help="latency: nodes per edge site")
+    run.add_argument("--cloud-nodes", type=int, help="latency: nodes per cloud site")
+    run.add_argument("--hard", type=int, help="latency: pods with max-rtt, per region")
+    run.add_argument("--soft", type=int, help="latency: pods with prefer-low-rtt, per region")
+    return ap
+
+
+def _given(args: argparse.Namespace, **fields: str) -> dict[str, Any]:
+    """Config fields from the options the user gave (name -> option attribute)."""
+    return {f: getattr(args, a) for f, a in fields.items() if getattr(args, a) is not None}
+
+
+Outcome = tuple[str, dict[str, Any], Callable[[dict[str, Any]], str], list[Path]]
+"""What a scenario leaves: file stem, JSON result, its Markdown table, plots."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    """One invocation: the parser (for errors), options, shared config, output, environment."""
+
+    ap: argparse.ArgumentParser
+    args: argparse.Namespace
+    common: dict[str, Any]
+    out: Path
+    env: dict[str, str]
+    progress: Progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-
     env = {
         "machine": _machine(),
         "python": platform.python_version(),
@@ -65,40 +110,135 @@ def main(argv: list[str] | None = None) -> int:
         "kwok": binaries.KWOK_VERSION,
         "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
     }
-    out = throughput.results_dir()
+    load_before = _load()
+    out: Path = args.out or throughput.results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    if args.scenario == "gangs":
-        gcfg = gangs.Config(
-            nodes=args.nodes,
-            sizes=tuple(int(s) for s in args.sizes.split(",")),
-            gangs_per_size=args.gangs,
-        )
-        with reporter() as progress:
-            gsamples = asyncio.run(gangs.run(gcfg, progress))
-        gresult = gangs.to_json(gcfg, gsamples, env)
-        pngs = [report.gang_plot(gsamples, out / "gangs.png")]
-        _emit(out, "gangs", gresult, gangs.markdown(gresult), pngs)
-        return 0
-
-    peers = tuple(p for p in args.peers.split(",") if p)
-    unknown = [p for p in peers if p not in peer_defs.PEERS]
-    if unknown:
-        ap.error(f"unknown peer(s): {', '.join(unknown)}")
-    cfg = throughput.Config(
-        nodes=args.nodes,
-        pods=args.pods,
-        rate=args.rate,
-        steady_seconds=args.steady_seconds,
-        repeat=args.repeat,
-        peers=peers,
-        bind_ceiling=not args.no_bind_ceiling,
-    )
+    common = _given(args, repeat="repeat")
+    if args.peers:
+        common["peers"] = tuple(p for p in args.peers.split(",") if p)
+    scenario = {
+        "throughput": _throughput,
+        "gangs": _gangs,
+        "latency": _latency,
+        "memory": _memory,
+        "preemption": _preemption,
+    }[args.scenario]
     with reporter() as progress:
-        samples = asyncio.run(throughput.run(cfg, progress))
-    result = throughput.to_json(cfg, samples, env)
-    pngs = report.plots(samples, out, "throughput")
-    _emit(out, "throughput", result, report.markdown(result), pngs)
+        stem, result, table_of, pngs = scenario(_Run(ap, args, common, out, env, progress))
+    env["load"] = f"load average (1, 5, 15 min) {load_before} at the start, {_load()} at the end"
+    result["environment"] = env
+    _emit(out, stem, result, table_of(result), pngs)
+    profile = result["config"].get("profile")
+    if profile:
+        summary = pyspy.summarise(Path(profile))
+        Path(profile).with_suffix(".md").write_text(summary)
+        print(summary)
     return 0
+
+
+def _throughput(r: _Run) -> Outcome:
+    cfg = throughput.Config(
+        **r.common,
+        **_given(r.args, nodes="nodes", pods="pods", rate="rate"),
+        steady_seconds=r.args.steady_seconds,
+        bind_ceiling=not r.args.no_bind_ceiling,
+    )
+    _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    stem = f"throughput-{cfg.nodes}nodes"
+    if r.args.profile:
+        cfg = dataclasses.replace(cfg, profile=str(r.out / f"{stem}-pyspy.txt"))
+    samples = asyncio.run(throughput.run(cfg, r.progress))
+    pngs = report.plots(samples, r.out, stem)
+    return stem, throughput.to_json(cfg, samples, r.env), report.markdown, pngs
+
+
+def _gangs(r: _Run) -> Outcome:
+    cfg = gangs.Config(
+        sizes=tuple(int(s) for s in r.args.sizes.split(",")),
+        gangs_per_size=r.args.gangs,
+        **_given(r.args, nodes="nodes"),
+    )
+    samples = asyncio.run(gangs.run(cfg, r.progress))
+    pngs = [report.gang_plot(samples, r.out / "gangs.png")]
+    return "gangs", gangs.to_json(cfg, samples, r.env), gangs.markdown, pngs
+
+
+def _latency(r: _Run) -> Outcome:
+    cfg = latency.Config(
+        **r.common,
+        **_given(
+            r.args,
+            edge_nodes="edge_nodes",
+            cloud_nodes="cloud_nodes",
+            hard_per_region="hard",
+            soft_per_region="soft",
+        ),
+    )
+    _check_peers(r.ap, cfg.peers, ("lasched", "kube-scheduler-extender", "kube-scheduler-tuned"))
+    samples = asyncio.run(latency.run(cfg, r.progress))
+    series: dict[str, list[float]] = {}
+    for s in samples:
+        series.setdefault(peer_defs.LABELS.get(s.peer, s.peer), []).extend(s.rtts_ms)
+    series["optimum (exact)"] = latency.optimum(cfg) * cfg.repeat
+    pngs = [
+        report.cdf_plot(
+            series,
+            r.out / "latency-rtt-cdf.png",
+            title="RTT from each placed pod to its users (all repetitions)",
+            xlabel="RTT to the pod's users, ms (log scale)",
+            log=True,
+            dashed=frozenset({"optimum (exact)"}),
+        )
+    ]
+    return "latency", latency.to_json(cfg, samples, r.env), latency.markdown, pngs
+
+
+def _memory(r: _Run) -> Outcome:
+    cfg = memory.Config(**r.common, **_given(r.args, nodes="nodes", pods="pods", tail="tail"))
+    _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    samples = asyncio.run(memory.run(cfg, r.progress))
+    peaks = {
+        peer_defs.LABELS.get(p, p): v["peak_rss_mb"]["median"]
+        for p, v in memory.summarise(samples).items()
+    }
+    pngs = [
+        report.bar_plot(
+            peaks,
+            r.out / "memory-peak-rss.png",
+            title=f"Peak RSS at {cfg.nodes} nodes and {cfg.pods} pods",
+            ylabel="MB",
+        )
+    ]
+    return "memory", memory.to_json(cfg, samples, r.env), memory.markdown, pngs
+
+
+def _preemption(r: _Run) -> Outcome:
+    cfg = preemption.Config(
+        **r.common, **_given(r.args, nodes="nodes", preemptors="preemptors", rate="rate")
+    )
+    _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    samples = asyncio.run(preemption.run(cfg, r.progress))
+    pooled: dict[str, list[float]] = {}
+    for s in samples:
+        pooled.setdefault(peer_defs.LABELS.get(s.peer, s.peer), []).extend(s.latencies_ms)
+    pngs = [
+        report.cdf_plot(
+            pooled,
+            r.out / "preemption-cdf.png",
+            title="Preemptors: creation to bound (all repetitions)",
+            xlabel="ms (log scale)",
+            log=True,
+        )
+    ]
+    return "preemption", preemption.to_json(cfg, samples, r.env), preemption.markdown, pngs
+
+
+def _check_peers(
+    ap: argparse.ArgumentParser, chosen: tuple[str, ...], known: tuple[str, ...]
+) -> None:
+    unknown = [p for p in chosen if p not in known]
+    if unknown:
+        ap.error(f"unknown peer(s): {', '.join(unknown)}; this scenario knows {', '.join(known)}")
 
 
 def _emit(out: Path, stem: str, result: dict[str, Any], table: str, pngs: list[Path]) -> None:

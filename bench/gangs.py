@@ -141,4 +141,6 @@ def markdown(result: dict[str, Any]) -> str:
         f"Python {env.get('python', '?')}.",
         f"Command: `{env.get('command', '?')}`",
     ]
+    if env.get("load"):
+        lines.append(f"Load: {env['load']}")
     return "\n".join(lines) + "\n"

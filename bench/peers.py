@@ -1,4 +1,4 @@
-"""The schedulers a benchmark compares, each run as its own process.
+"""The schedulers a benchmark compares, each run as its own process(es).
 
 All of them use the cluster's admin identity (``system:masters``), so API
 Priority and Fairness puts their requests in the same (exempt) priority level.
@@ -8,6 +8,10 @@ Priority and Fairness puts their requests in the same (exempt) priority level.
 | lasched | none; at most 64 connections, 64 binds in flight |
 | kube-scheduler (defaults) | QPS 50, burst 100 (its defaults) |
 | kube-scheduler (tuned) | QPS 5000, burst 10000 (as kwok and scheduler_perf use) |
+| kube-scheduler + lasched extender | kube-scheduler tuned, asking lasched's extender API |
+
+A peer's CPU seconds and peak RSS add up all of its processes (for the
+extender peer: kube-scheduler and lasched).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from lasched.devcluster import binaries
 from lasched.devcluster.processes import Child, spawn, stop_children
@@ -29,6 +36,7 @@ class Peer:
     scheduler_name: str
     qps: int | None = None
     burst: int | None = None
+    extender: bool = False  # kube-scheduler with lasched as its extender
 
 
 LASCHED = Peer("lasched", "lasched", "lasched")
@@ -44,60 +52,169 @@ KUBE_TUNED = Peer(
 )
 PEERS = {p.key: p for p in (LASCHED, KUBE_DEFAULT, KUBE_TUNED)}
 
+# The latency scenario's peers: pods that kube-scheduler places name its default profile.
+KUBE_LATENCY_BLIND = Peer(
+    "kube-scheduler-tuned",
+    "kube-scheduler (QPS 5000/10000)",
+    "default-scheduler",
+    qps=5000,
+    burst=10000,
+)
+KUBE_EXTENDER = Peer(
+    "kube-scheduler-extender",
+    "kube-scheduler + lasched extender",
+    "default-scheduler",
+    qps=5000,
+    burst=10000,
+    extender=True,
+)
+LABELS = {
+    **{p.key: p.label for p in (*PEERS.values(), KUBE_EXTENDER)},
+    "bind-ceiling": "bind ceiling",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ProcStats:
     cpu_seconds: float
     peak_rss_bytes: int
+    rss_bytes: int = 0
 
 
 def proc_stats(pid: int) -> ProcStats:
-    """CPU time (user + system) and peak RSS of a live process, from /proc."""
+    """CPU time (user + system), peak RSS and current RSS of a live process, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak = 0
+    peak = rss = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) * 1024
-    return ProcStats(cpu_seconds=cpu, peak_rss_bytes=peak)
+        elif line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    return ProcStats(cpu_seconds=cpu, peak_rss_bytes=peak, rss_bytes=rss)
 
 
 class RunningPeer:
-    """A scheduler process started for one measurement."""
+    """The process(es) of one peer, started for one measurement."""
 
-    def __init__(self, peer: Peer, child: Child) -> None:
+    def __init__(self, peer: Peer, children: list[Child], *, http_port: int | None) -> None:
         self.peer = peer
-        self.child = child
+        self.children = children
+        self.http_port = http_port  # lasched's /metrics and agent endpoint, if it runs
+
+    @property
+    def child(self) -> Child:
+        """The process that schedules (kube-scheduler for the extender peer)."""
+        return self.children[-1]
+
+    @property
+    def lasched(self) -> Child | None:
+        return next((c for c in self.children if c.name.startswith("lasched")), None)
 
     def stats(self) -> ProcStats:
-        return proc_stats(self.child.pid)
+        parts = [proc_stats(c.pid) for c in self.children]
+        return ProcStats(
+            cpu_seconds=sum(p.cpu_seconds for p in parts),
+            peak_rss_bytes=sum(p.peak_rss_bytes for p in parts),
+            rss_bytes=sum(p.rss_bytes for p in parts),
+        )
+
+    def alive(self) -> bool:
+        return all(c.alive() for c in self.children)
 
     async def stop(self) -> None:
-        await stop_children([self.child], grace=10)
+        await stop_children(self.children, grace=10)
 
 
-async def start(peer: Peer, *, kubeconfig: Path, workdir: Path) -> RunningPeer:
+def lasched_config(
+    scheduler_name: str, *, extra: dict[str, Any] | None = None, extender: bool = False
+) -> dict[str, Any]:
+    """lasched's settings for a benchmark: one profile, 64 binds in flight, quiet logs."""
+    cfg: dict[str, Any] = {
+        "profiles": [{"schedulerName": scheduler_name}],
+        "bindConcurrency": 64,
+        "logLevel": "WARNING",
+        **(extra or {}),
+    }
+    if extender:
+        cfg["extender"] = {"enabled": True}
+    return cfg
+
+
+def _spawn_lasched(
+    *, kubeconfig: Path, workdir: Path, config: dict[str, Any], port: int, name: str
+) -> Child:
+    path = workdir / f"{name}.yaml"
+    # JSON is YAML: the settings loader reads it as such.
+    path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+    argv = [
+        sys.executable, "-m", "lasched", "run",
+        "--kubeconfig", str(kubeconfig), "--config", str(path), "--port", str(port),
+    ]  # fmt: skip
+    return spawn(name, argv, log_dir=workdir, detached=False)
+
+
+def kube_scheduler_config(peer: Peer, *, kubeconfig: Path, extender_url: str | None) -> str:
+    text = (
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"
+        "kind: KubeSchedulerConfiguration\n"
+        f"clientConnection:\n  kubeconfig: {kubeconfig}\n"
+        f"  qps: {peer.qps}\n  burst: {peer.burst}\n"
+        "leaderElection:\n  leaderElect: false\n"
+        f"profiles:\n  - schedulerName: {peer.scheduler_name}\n"
+    )
+    if extender_url:
+        # As docs/extender.md recommends.
+        text += (
+            "extenders:\n"
+            f"  - urlPrefix: {extender_url}\n"
+            "    filterVerb: filter\n"
+            "    prioritizeVerb: prioritize\n"
+            "    weight: 5\n"
+            "    nodeCacheCapable: true\n"
+            "    ignorable: false\n"
+            "    httpTimeout: 5s\n"
+        )
+    return text
+
+
+async def start(
+    peer: Peer,
+    *,
+    kubeconfig: Path,
+    workdir: Path,
+    lasched_settings: dict[str, Any] | None = None,
+    http_port: int = 0,
+) -> RunningPeer:
+    """Start ``peer``. ``lasched_settings`` are merged into lasched's benchmark settings;
+    ``http_port`` is lasched's (0: any free port, unknown to the caller)."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    if peer is LASCHED:
-        config = workdir / "lasched.yaml"
-        config.write_text(
-            "profiles:\n  - schedulerName: lasched\nbindConcurrency: 64\nlogLevel: WARNING\n"
+    if peer.key == LASCHED.key:
+        config = lasched_config(peer.scheduler_name, extra=lasched_settings)
+        child = _spawn_lasched(
+            kubeconfig=kubeconfig, workdir=workdir, config=config, port=http_port, name="lasched"
         )
-        argv = [
-            sys.executable, "-m", "lasched", "run",
-            "--kubeconfig", str(kubeconfig), "--config", str(config), "--port", "0",
-        ]  # fmt: skip
-    else:
-        exe = (await binaries.ensure(["kube-scheduler"]))["kube-scheduler"]
-        config = workdir / f"{peer.key}.yaml"
-        config.write_text(
-            "apiVersion: kubescheduler.config.k8s.io/v1\n"
-            "kind: KubeSchedulerConfiguration\n"
-            f"clientConnection:\n  kubeconfig: {kubeconfig}\n"
-            f"  qps: {peer.qps}\n  burst: {peer.burst}\n"
-            "leaderElection:\n  leaderElect: false\n"
-            f"profiles:\n  - schedulerName: {peer.scheduler_name}\n"
+        return RunningPeer(peer, [child], http_port=http_port or None)
+    children: list[Child] = []
+    extender_url = None
+    if peer.extender:
+        if not http_port:
+            raise ValueError("http_port must be set for the extender peer: kube-scheduler calls it")
+        config = lasched_config("lasched", extra=lasched_settings, extender=True)
+        children.append(
+            _spawn_lasched(
+                kubeconfig=kubeconfig,
+                workdir=workdir,
+                config=config,
+                port=http_port,
+                name="lasched-extender",
+            )
         )
-        argv = [str(exe), f"--config={config}", "--secure-port=0", "--v=0"]
-    return RunningPeer(peer, spawn(peer.key, argv, log_dir=workdir, detached=False))
+        extender_url = f"http://127.0.0.1:{http_port}/extender"
+    exe = (await binaries.ensure(["kube-scheduler"]))["kube-scheduler"]
+    path = workdir / f"{peer.key}.yaml"
+    path.write_text(kube_scheduler_config(peer, kubeconfig=kubeconfig, extender_url=extender_url))
+    argv = [str(exe), f"--config={path}", "--secure-port=0", "--v=0"]
+    children.append(spawn(peer.key, argv, log_dir=workdir, detached=False))
+    return RunningPeer(peer, children, http_port=http_port or None)

@@ -11,10 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.gangs import GangSample
-from bench.peers import PEERS
+from bench.peers import LABELS as _LABELS
 from bench.throughput import Sample
-
-_LABELS = {**{p.key: p.label for p in PEERS.values()}, "bind-ceiling": "bind ceiling"}
 
 
 def _fmt(stat: dict[str, float] | None, digits: int = 0) -> str:
@@ -56,6 +54,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Python {env.get('python', '?')}.",
         f"Command: `{env.get('command', '?')}`",
     ]
+    if env.get("load"):
+        lines.append(f"Load: {env['load']}")
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +131,58 @@ def gang_plot(samples: list[GangSample], path: Path) -> Path:
         ax.scatter([i] * len(values), values, s=12, alpha=0.6)
     ax.set_ylabel("last member created to all bound, ms")
     ax.set_title("Gangs: all-or-nothing binding time")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cdf_plot(
+    series: dict[str, list[float]],
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    log: bool = False,
+    dashed: frozenset[str] = frozenset(),
+) -> Path:
+    """One empirical CDF per labelled series."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, values in series.items():
+        if not values:
+            continue
+        xs = sorted(values)
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.step(xs, ys, where="post", label=label, linestyle="--" if label in dashed else "-")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of pods")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bar_plot(values: dict[str, float], path: Path, *, title: str, ylabel: str) -> Path:
+    """One bar per label, its value written above it."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = list(values)
+    colours = [f"C{i}" for i in range(len(labels))]
+    bars = ax.bar(labels, [values[k] for k in labels], color=colours)
+    for bar, label in zip(bars, labels, strict=True):
+        ax.annotate(
+            f"{values[label]:.0f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+        )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

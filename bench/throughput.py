@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers
+from bench import peers, pyspy
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
@@ -50,6 +50,8 @@ class Config:
     peers: tuple[str, ...] = ("lasched", "kube-scheduler", "kube-scheduler-tuned")
     bind_ceiling: bool = True
     timeout: float = 300.0
+    # Sample lasched with py-spy during its burst and steady phases (last repetition).
+    profile: str | None = None  # path of the collapsed stacks
 
 
 @dataclass(slots=True)
@@ -102,25 +104,39 @@ async def create_pods(
     label: str = "",
 ) -> None:
     """Create pods as fast as possible, or paced at ``rate`` per second."""
+    bodies = [pod_body(name, scheduler) for name in names]
+    await create_bodies(kc, namespace, bodies, rate=rate, progress=progress, label=label)
+
+
+async def create_bodies(
+    kc: KubeClient,
+    namespace: str,
+    bodies: list[dict[str, Any]],
+    *,
+    rate: float | None = None,
+    progress: Progress | None = None,
+    label: str = "",
+) -> None:
+    """Create these pods, 64 requests in flight, or paced at ``rate`` per second."""
     sem = asyncio.Semaphore(64)
     done = 0
     start = time.monotonic()
 
-    async def one(name: str) -> None:
+    async def one(body: dict[str, Any]) -> None:
         nonlocal done
         async with sem:
-            await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod_body(name, scheduler))
+            await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
         done += 1
-        if progress and (done % 50 == 0 or done == len(names)):
-            progress(label, done, len(names))
+        if progress and (done % 50 == 0 or done == len(bodies)):
+            progress(label, done, len(bodies))
 
     async with asyncio.TaskGroup() as tg:
-        for i, name in enumerate(names):
+        for i, body in enumerate(bodies):
             if rate:
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            tg.create_task(one(name))
+            tg.create_task(one(body))
 
 
 async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -> None:
@@ -158,6 +174,9 @@ async def measure_peer(
     await timeline.start()
     running = await peers.start(peer, kubeconfig=cluster.kubeconfig, workdir=cluster.workdir / ns)
     started = time.monotonic()
+    recording = None
+    if cfg.profile is not None and peer is peers.LASCHED and rep == cfg.repeat - 1:
+        recording = await pyspy.Recording.start(running.child.pid, Path(cfg.profile))
     try:
         await _wait(timeline, cfg.pods, cfg.timeout, progress, f"{label}: burst")
         times = sorted(timeline.bound.values())
@@ -186,6 +205,8 @@ async def measure_peer(
         sample.peak_rss_mb = stats.peak_rss_bytes / 2**20
         return sample
     finally:
+        if recording is not None:
+            await recording.stop()
         await running.stop()
         await timeline.stop()
         await delete_pods(kc, ns)

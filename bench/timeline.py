@@ -22,6 +22,7 @@ class Timeline:
         self.added: dict[str, float] = {}
         self.bound: dict[str, float] = {}
         self.nodes: dict[str, str] = {}
+        self.deleted: dict[str, float] = {}  # first seen terminating or gone
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
 
@@ -45,8 +46,12 @@ class Timeline:
             ):
                 obj = ev.get("object") or {}
                 rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                if ev.get("type") in ("ADDED", "MODIFIED"):
+                kind = ev.get("type")
+                if kind in ("ADDED", "MODIFIED"):
                     self._see(obj, time.monotonic())
+                elif kind == "DELETED":
+                    name = str((obj.get("metadata") or {}).get("name", ""))
+                    self.deleted.setdefault(name, time.monotonic())
 
     def _see(self, pod: dict[str, object], now: float) -> None:
         meta = pod["metadata"]
@@ -54,6 +59,8 @@ class Timeline:
         assert isinstance(meta, dict) and isinstance(spec, dict)
         name = str(meta["name"])
         self.added.setdefault(name, now)
+        if meta.get("deletionTimestamp"):
+            self.deleted.setdefault(name, now)
         node = spec.get("nodeName")
         if node and name not in self.bound:
             self.bound[name] = now
