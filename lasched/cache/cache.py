@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo, PodKey
@@ -34,10 +35,18 @@ class CacheError(RuntimeError):
 
 
 class NodeInfo:
-    """A node with the pods on it and what they request."""
+    """A node with the pods on it and what they request.
+
+    ``generation`` grows on every change to the node object or its pods.
+    ``memo`` is scratch space for plugins: a value derived from this node
+    (a score for one pod shape, say) stored with the generation it was
+    computed at stays valid while the generation is unchanged.
+    """
 
     __slots__ = (
         "generation",
+        "memo",
+        "name",
         "node",
         "nominated",
         "non_zero_cpu",
@@ -49,6 +58,8 @@ class NodeInfo:
 
     def __init__(self, node: Node | None) -> None:
         self.node = node
+        # A plain attribute, read for every node of every cycle: set_node() keeps it in step.
+        self.name = node.name if node else ""
         self.pods: dict[PodKey, PodInfo] = {}
         self.requested = Resources()
         self.non_zero_cpu = 0
@@ -57,35 +68,53 @@ class NodeInfo:
         # Pods that preempted others here and wait for the room (nominatedNodeName).
         self.nominated: dict[PodKey, PodInfo] = {}
         self.generation = 0
+        self.memo: dict[object, tuple[Any, ...]] = {}
 
-    @property
-    def name(self) -> str:
-        return self.node.name if self.node else ""
+    def set_node(self, node: Node | None) -> None:
+        """Replace the Node object (None: the node was deleted, its pods not yet)."""
+        self.node = node
+        self.name = node.name if node else ""
+        self.generation += 1
 
     def add_pod(self, pod: PodInfo) -> None:
         self.pods[pod.key] = pod
-        self.requested.add(pod.requests)
-        self.requested.pods += 1
-        self.non_zero_cpu += pod.non_zero[0]
-        self.non_zero_mem += pod.non_zero[1]
-        for port in pod.host_ports:
-            self.used_ports[port] = self.used_ports.get(port, 0) + 1
+        # Resources.add() inlined: informers and preemption's simulations call this a lot.
+        used, req = self.requested, pod.requests
+        used.milli_cpu += req.milli_cpu
+        used.memory += req.memory
+        used.ephemeral_storage += req.ephemeral_storage
+        used.pods += req.pods + 1
+        for name, amount in req.scalar.items():
+            used.scalar[name] = used.scalar.get(name, 0) + amount
+        cpu, mem = pod.non_zero
+        self.non_zero_cpu += cpu
+        self.non_zero_mem += mem
+        if pod.host_ports:
+            for port in pod.host_ports:
+                self.used_ports[port] = self.used_ports.get(port, 0) + 1
         self.generation += 1
 
     def remove_pod(self, key: PodKey) -> PodInfo | None:
         pod = self.pods.pop(key, None)
         if pod is None:
             return None
-        self.requested.sub(pod.requests)
-        self.requested.pods -= 1
-        self.non_zero_cpu -= pod.non_zero[0]
-        self.non_zero_mem -= pod.non_zero[1]
-        for port in pod.host_ports:
-            left = self.used_ports.get(port, 0) - 1
-            if left > 0:
-                self.used_ports[port] = left
-            else:
-                self.used_ports.pop(port, None)
+        used, req = self.requested, pod.requests
+        used.milli_cpu -= req.milli_cpu
+        used.memory -= req.memory
+        used.ephemeral_storage -= req.ephemeral_storage
+        used.pods -= req.pods + 1
+        for name, amount in req.scalar.items():
+            used.scalar[name] = used.scalar.get(name, 0) - amount
+        cpu, mem = pod.non_zero
+        self.non_zero_cpu -= cpu
+        self.non_zero_mem -= mem
+        if pod.host_ports:
+            for port in pod.host_ports:
+                left = self.used_ports.get(port, 0) - 1
+                if left > 0:
+                    self.used_ports[port] = left
+                else:
+                    self.used_ports.pop(port, None)
         self.generation += 1
         return pod
 
@@ -146,8 +175,7 @@ class SchedulerCache:
         if ni is None:
             self._nodes[node.name] = NodeInfo(node)
         else:
-            ni.node = node
-            ni.generation += 1
+            ni.set_node(node)
 
     update_node = add_node
 
@@ -156,8 +184,7 @@ class SchedulerCache:
         if ni is None:
             return
         if ni.pods:
-            ni.node = None  # keep the accounting until the pods' deletions arrive
-            ni.generation += 1
+            ni.set_node(None)  # keep the accounting until the pods' deletions arrive
         else:
             del self._nodes[name]
 
