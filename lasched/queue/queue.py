@@ -60,6 +60,7 @@ class QueuedPod:
     where: str = "active"  # active | backoff | unschedulable | gated | in-flight
     seq: int = 0
     cycle: int = 0  # scheduling cycle in which it was last popped
+    errored: bool = False  # the last attempt ended in an error, not a verdict
 
     @property
     def key(self) -> PodKey:
@@ -175,6 +176,8 @@ class SchedulingQueue:
                 return qp
             if self._closed:
                 raise QueueClosed()
+            if self._pop_from_backoff():
+                continue
             self._ready.clear()
             await self._ready.wait()
 
@@ -189,6 +192,7 @@ class SchedulingQueue:
         if self._pods.get(qp.key) is not qp:
             return  # deleted while in flight
         qp.reason = reason
+        qp.errored = False
         now = self._clock()
         if qp.unschedulable_since is None:
             qp.unschedulable_since = now
@@ -203,6 +207,7 @@ class SchedulingQueue:
         if self._pods.get(qp.key) is not qp:
             return
         qp.reason = reason
+        qp.errored = True
         qp.backoff_until = self._clock() + self.backoff_duration(qp)
         self._push_backoff(qp)
 
@@ -308,6 +313,32 @@ class SchedulingQueue:
         qp.where = "backoff"
         qp.seq = next(self._seq)
         heapq.heappush(self._backoff, (qp.backoff_until, qp.seq, qp))
+        self._ready.set()  # an idle scheduler takes it at once (see _pop_from_backoff)
+
+    def _pop_from_backoff(self) -> bool:
+        """activeQ is empty: move a preemptor whose backoff ends first to it.
+
+        A narrow form of kube-scheduler's SchedulerPopFromBackoffQ: a pod
+        that preempted (it has a nominated node) and whose victims are gone
+        is tried at once by an idle scheduler instead of a backoff later.
+        Other pods keep their backoff: without kube-scheduler's queueing
+        hints, every update of a pod (its own status included) moves it, and
+        skipping backoff for all of them turns waiting gangs into busy loops.
+        Pods backing off after an error always wait it out.
+        """
+        waiting = [
+            (until, seq, qp)
+            for until, seq, qp in self._backoff
+            if qp.where == "backoff"
+            and qp.seq == seq
+            and not qp.errored
+            and qp.pod.nominated_node_name
+        ]
+        if not waiting:
+            return False
+        _, _, qp = min(waiting, key=lambda e: (e[0], e[1]))
+        self._push_active(qp)  # a new seq: its backoff heap entry is now stale
+        return True
 
 
 class QueueClosed(Exception):

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
+from lasched.model.pod import PodInfo
 from lasched.plugins.queuesort import PrioritySort
 from lasched.queue.queue import QueueOptions, SchedulingQueue
-from tests.unit.factories import make_pod
+from tests.unit.factories import make_pod, pod_json
 
 
 class FakeClock:
@@ -175,3 +176,35 @@ async def test_pre_enqueue_gates_until_rechecked(clock: FakeClock) -> None:
     ready.add("member")
     q.recheck_gated()
     assert (await q.pop()).pod.name == "member"
+
+
+async def test_idle_scheduler_pops_a_preemptor_from_backoff(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """With activeQ empty a backing-off preemptor is tried at once; an active pod goes first."""
+    queue.add(make_pod("plain"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    queue.move_all_to_active_or_backoff()
+    body = pod_json("failed")
+    body["status"]["nominatedNodeName"] = "n1"  # it preempted pods there
+    queue.add(PodInfo(body))
+    qp = await queue.pop()
+    queue.move_all_to_active_or_backoff()  # the cluster changed during the attempt
+    queue.requeue_unschedulable(qp, reason="no fit")
+    assert queue.counts()["backoff"] == 2  # "plain" and the preemptor
+    queue.add(make_pod("fresh"))
+    assert (await queue.pop()).pod.name == "fresh"
+    assert queue.counts()["backoff"] == 2  # not while another pod was waiting
+    popped = await asyncio.wait_for(queue.pop(), 1)  # idle now: no need to wait 1 s
+    assert popped.pod.name == "failed"
+    with pytest.raises(TimeoutError):  # a pod that did not preempt waits out its backoff
+        await asyncio.wait_for(queue.pop(), 0.1)
+
+
+async def test_idle_scheduler_does_not_rush_errors(queue: SchedulingQueue) -> None:
+    """A pod backing off after an error is not popped early, even when idle."""
+    queue.add(make_pod("broken"))
+    queue.requeue_error(await queue.pop(), reason="plugin bug")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(queue.pop(), 0.1)
+    assert queue.counts()["backoff"] == 1
