@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steady-seconds", type=float, default=t.steady_seconds)
     run.add_argument("--no-bind-ceiling", action="store_true")
     run.add_argument(
-        "--profile", action="store_true", help="throughput: sample lasched with py-spy"
+        "--profile",
+        action="store_true",
+        help="sample lasched with py-spy (throughput: whole run; memory: start to first bind)",
     )
     run.add_argument("--sizes", default="8,50", help="gangs: comma-separated gang sizes")
     run.add_argument("--gangs", type=int, default=10, help="gangs: gangs per size")
@@ -196,6 +198,8 @@ def _latency(r: _Run) -> Outcome:
 def _memory(r: _Run) -> Outcome:
     cfg = memory.Config(**r.common, **_given(r.args, nodes="nodes", pods="pods", tail="tail"))
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    if r.args.profile:
+        cfg = dataclasses.replace(cfg, profile=str(r.out / "memory-pyspy.txt"))
     samples = asyncio.run(memory.run(cfg, r.progress))
     peaks = {
         peer_defs.LABELS.get(p, p): v["peak_rss_mb"]["median"]

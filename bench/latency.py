@@ -20,8 +20,9 @@ once lasched holds every pair's RTT, one warm-up pod is bound, then all pods
 are created at once. When every pod is bound, or nothing has bound for
 ``settle`` seconds, each pod's RTT to its users is read off the matrix by
 the node it landed on. Figures: the share of hard pods placed within their
-limit, violations (placed beyond it: must be 0), pods left pending, the RTT
-each pod gets (mean, median, p90), and pods bound per second.
+limit, violations (placed beyond it: must be 0), pods left pending, pods
+evicted (bound, then preempted: bare pods, so they are gone), the RTT each
+placed pod gets (mean, median, p90), and pods bound per second.
 
 The **optimum** is exact: a min-cost assignment of all pods to the sites'
 free slots (hard pods only to sites within their limit), minimising the
@@ -102,6 +103,7 @@ class Sample:
     bound: int
     pending_hard: int
     pending_soft: int
+    evicted: int  # bound, then deleted (preempted) during the run: not counted as placed
     hard_met: int  # hard pods placed within their limit
     hard_total: int
     violations: int  # hard pods placed beyond their limit
@@ -114,6 +116,7 @@ class Sample:
     makespan_s: float
     cpu_seconds: float | None = None
     peak_rss_mb: float | None = None
+    by_site: dict[str, int] = field(default_factory=dict)  # pods placed (not evicted) per site
     rtts_ms: list[float] = field(default_factory=list)
 
 
@@ -464,18 +467,25 @@ def _sample(
     hard_rtts, soft_rtts = [], []
     pending_hard = pending_soft = hard_met = violations = 0
     bound_times = []
+    evicted = 0
+    by_site: dict[str, int] = {}
     for body in bodies:
         name = body["metadata"]["name"]
         region = body["metadata"]["labels"]["region"]
         hard = body["metadata"]["labels"]["kind"] == "hard"
         node = timeline.nodes.get(name)
+        if node is not None:
+            bound_times.append(timeline.bound[name])
+        if name in timeline.deleted:
+            evicted += 1
+            continue
         if node is None:
             if hard:
                 pending_hard += 1
             else:
                 pending_soft += 1
             continue
-        bound_times.append(timeline.bound[name])
+        by_site[site_of[node].name] = by_site.get(site_of[node].name, 0) + 1
         rtt = rtt_to_users(site_of[node], region)
         if hard:
             hard_rtts.append(rtt)
@@ -495,6 +505,7 @@ def _sample(
         bound=len(bound_times),
         pending_hard=pending_hard,
         pending_soft=pending_soft,
+        evicted=evicted,
         hard_met=hard_met,
         hard_total=cfg.hard_per_region * len(REGIONS),
         violations=violations,
@@ -507,6 +518,7 @@ def _sample(
         makespan_s=(bound_times[-1] - created) if bound_times else float("nan"),
         cpu_seconds=cpu,
         peak_rss_mb=rss_mb,
+        by_site=by_site,
         rtts_ms=everything,
     )
 
@@ -558,8 +570,8 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
 # ---- results --------------------------------------------------------------------------
 
 FIGURES = (
-    "hard_met_share", "violations", "pending", "mean_rtt_ms", "median_rtt_ms", "p90_rtt_ms",
-    "mean_rtt_hard_ms", "mean_rtt_soft_ms", "pods_per_s", "makespan_s", "cpu_seconds",
+    "hard_met_share", "violations", "pending", "evicted", "mean_rtt_ms", "median_rtt_ms",
+    "p90_rtt_ms", "mean_rtt_hard_ms", "mean_rtt_soft_ms", "pods_per_s", "makespan_s", "cpu_seconds",
     "peak_rss_mb",
 )  # fmt: skip
 
@@ -628,9 +640,9 @@ def markdown(result: dict[str, Any]) -> str:
         "Medians, with the range over repetitions in brackets. RTT: each placed pod's RTT "
         "to its own users.",
         "",
-        "| scheduler | hard limits met | violations | pending | RTT mean ms | RTT median ms "
-        "| RTT p90 ms | mean / optimum | pods/s | makespan s | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheduler | hard limits met | violations | pending | evicted | RTT mean ms "
+        "| RTT median ms | RTT p90 ms | mean / optimum | pods/s | makespan s | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for peer, s in result["summary"].items():
         mean = s.get("mean_rtt_ms", {}).get("median")
@@ -638,12 +650,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {peers.LABELS.get(peer, peer)} | {fmt(s.get('hard_met_share'), 0, pct=True)} "
             f"| {fmt(s.get('violations'), 0)} | {fmt(s.get('pending'), 0)} "
-            f"| {fmt(s.get('mean_rtt_ms'))} | {fmt(s.get('median_rtt_ms'))} "
-            f"| {fmt(s.get('p90_rtt_ms'))} | {ratio} | {fmt(s.get('pods_per_s'), 0)} "
+            f"| {fmt(s.get('evicted'), 0)} | {fmt(s.get('mean_rtt_ms'))} "
+            f"| {fmt(s.get('median_rtt_ms'))} | {fmt(s.get('p90_rtt_ms'))} | {ratio} "
+            f"| {fmt(s.get('pods_per_s'), 0)} "
             f"| {fmt(s.get('makespan_s'), 2)} | {fmt(s.get('cpu_seconds'))} |"
         )
     lines.append(
-        f"| optimum (exact) | 100 % | 0 | {pods - opt['pods']} | {opt['mean_rtt_ms']:.1f} "
+        f"| optimum (exact) | 100 % | 0 | {pods - opt['pods']} | 0 | {opt['mean_rtt_ms']:.1f} "
         f"| {opt['median_rtt_ms']:.1f} | {opt['p90_rtt_ms']:.1f} | 1.00x | - | - | - |"
     )
     lines += [

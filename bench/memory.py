@@ -17,9 +17,10 @@ import asyncio
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from bench import peers
+from bench import peers, pyspy
 from bench.throughput import Progress, create_bodies, delete_pods, pod_body
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
@@ -40,6 +41,8 @@ class Config:
     peers: tuple[str, ...] = ("lasched", "kube-scheduler-tuned")
     idle_seconds: float = 10.0
     timeout: float = 900.0
+    # Sample lasched with py-spy from its start to its first bind (last repetition).
+    profile: str | None = None
 
 
 @dataclass(slots=True)
@@ -94,9 +97,15 @@ async def measure_peer(
     )  # fmt: skip
     running = await peers.start(peer, kubeconfig=cluster.kubeconfig, workdir=cluster.workdir / ns)
     started = time.monotonic()
+    recording = None
+    if cfg.profile is not None and peer is peers.LASCHED and rep == cfg.repeat - 1:
+        recording = await pyspy.Recording.start(running.child.pid, Path(cfg.profile))
     try:
         deadline = started + cfg.timeout
         while not await timeline.wait_bound(cfg.tail, timeout=1.0):
+            if recording is not None and timeline.bound:
+                await recording.stop()
+                recording = None
             progress(f"{label}: sync and schedule", len(timeline.bound), cfg.tail)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{label}: {len(timeline.bound)}/{cfg.tail} bound in time")
@@ -116,6 +125,8 @@ async def measure_peer(
             cpu_seconds=stats.cpu_seconds,
         )
     finally:
+        if recording is not None:
+            await recording.stop()
         await running.stop()
         await timeline.stop()
         await delete_pods(kc, ns, timeout=600)

@@ -268,6 +268,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fmt(s.get('cpu_seconds'), 1)} | {fmt(s.get('peak_rss_mb'))} |"
         )
     ours = summary.get("lasched", {})
+    lines.append("")
     for peer in (p for p in summary if p != "lasched"):
         theirs = summary[peer]
         for fig, name in (("pooled_p50_ms", "p50"), ("pooled_p99_ms", "p99")):

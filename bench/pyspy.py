@@ -28,15 +28,15 @@ _REPO = f"{Path(__file__).resolve().parents[1]}/"
 # a sample counts for an area when any frame of its stack passes the test.
 AREAS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("scheduling cycle (schedule_one)", lambda f: f.startswith("Scheduler.schedule_one ")),
-    ("  Filter", lambda f: f.startswith("Framework._find_feasible ")),
-    ("  Score", lambda f: f.startswith("Framework.score_nodes ")),
-    ("  PostFilter (preemption)", lambda f: f.startswith("Framework.run_post_filters ")),
+    ("cycle: Filter", lambda f: f.startswith("Framework._find_feasible ")),
+    ("cycle: Score", lambda f: f.startswith("Framework.score_nodes ")),
+    ("cycle: PostFilter (preemption)", lambda f: f.startswith("Framework.run_post_filters ")),
     ("binding cycle (bind request)", lambda f: f.startswith("Scheduler._binding_cycle ")),
     ("status writes and evictions", lambda f: "lasched/kube/binding.py" in f and "bind " not in f),
     ("events (events.k8s.io writes)", lambda f: "lasched/kube/events.py" in f),
     ("informers (watch, decode, handlers)", lambda f: "lasched/kube/informers.py" in f),
-    ("  decoding pods (PodInfo)", lambda f: "lasched/model/pod.py" in f),
-    ("  event handlers (cache, queue)", lambda f: "lasched/eventhandlers.py" in f),
+    ("informers: decoding pods (PodInfo)", lambda f: "lasched/model/pod.py" in f),
+    ("informers: event handlers (cache, queue)", lambda f: "lasched/eventhandlers.py" in f),
     ("metrics (prometheus_client)", lambda f: "prometheus_client/" in f),
 )
 
