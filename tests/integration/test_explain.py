@@ -88,6 +88,8 @@ async def explained(base: str, key: str, ready: Any) -> JSON:
 
     async def check() -> JSON | None:
         status, body = await get(base, "/debug/explain", pod=key)
+        if status == 404:
+            return None  # the scheduler's informer has not seen the new pod yet
         assert status == 200, body
         return body if ready(body) else None
 
