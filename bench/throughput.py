@@ -32,7 +32,7 @@ from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.binding import bind
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 
 SCENARIO = "throughput"
 VERSION = 1
@@ -140,18 +140,30 @@ async def create_bodies(
 
 
 async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -> None:
-    # Deleting thousands of pods in one collection call outlasts the default timeout.
-    await kc.request(
-        "DELETE",
-        f"/api/v1/namespaces/{namespace}/pods",
-        body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
-        timeout=timeout,
-    )
+    """Delete every pod of ``namespace`` and wait until none is left.
+
+    Deleting thousands of pods in one collection call can outlast the
+    apiserver's own request timeout (it answers 504 and goes on deleting), so
+    the call is repeated until the namespace is empty.
+    """
     deadline = time.monotonic() + timeout
-    while (await kc.get(f"/api/v1/namespaces/{namespace}/pods", limit=1))["items"]:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"pods of {namespace} not deleted within {timeout} s")
-        await asyncio.sleep(0.5)
+    while True:
+        try:
+            await kc.request(
+                "DELETE",
+                f"/api/v1/namespaces/{namespace}/pods",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+                timeout=timeout,
+            )
+        except ApiError as e:
+            if e.status != 504:
+                raise
+        for _ in range(20):
+            if not (await kc.get(f"/api/v1/namespaces/{namespace}/pods", limit=1))["items"]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pods of {namespace} not deleted within {timeout} s")
+            await asyncio.sleep(0.5)
 
 
 async def measure_peer(
