@@ -50,13 +50,19 @@ import aiohttp
 import orjson
 
 from bench import peers
-from bench.throughput import Progress, create_bodies, delete_pods, percentile
+from bench.throughput import (
+    Progress,
+    create_bodies,
+    delete_pods,
+    ensure_priority_class,
+    percentile,
+)
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.agents import agent_token
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.devcluster.processes import free_port, spawn, stop_children
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.client import KubeClient
 
 SCENARIO = "latency"
 VERSION = 1
@@ -346,23 +352,6 @@ async def wait_for_rtts(port: int, *, agents: int, pairs: int, timeout: float) -
     raise TimeoutError(f"agents did not report all RTTs within {timeout:.0f} s: {seen}")
 
 
-async def _ensure_priority_class(kc: KubeClient) -> None:
-    try:
-        await kc.post(
-            "/apis/scheduling.k8s.io/v1/priorityclasses",
-            {
-                "apiVersion": "scheduling.k8s.io/v1",
-                "kind": "PriorityClass",
-                "metadata": {"name": PRIORITY_CLASS},
-                "value": 1000,
-                "description": "bench: pods with a hard RTT limit",
-            },
-        )
-    except ApiError as e:
-        if not e.conflict:
-            raise
-
-
 async def _settle(
     timeline: Timeline, count: int, cfg: Config, progress: Progress, label: str
 ) -> None:
@@ -546,7 +535,9 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         ]
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
-        await _ensure_priority_class(kc)
+        await ensure_priority_class(
+            kc, name=PRIORITY_CLASS, value=1000, description="bench: pods with a hard RTT limit"
+        )
         tokens: dict[str, Path] = {}
         token_dir = cluster.workdir / "agent-tokens"
         token_dir.mkdir(exist_ok=True)

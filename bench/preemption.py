@@ -21,11 +21,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench import peers
-from bench.throughput import Progress, create_bodies, delete_pods, percentile
+from bench.throughput import (
+    Progress,
+    create_bodies,
+    delete_pods,
+    ensure_priority_class,
+    percentile,
+)
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.client import KubeClient
 
 SCENARIO = "preemption"
 VERSION = 1
@@ -93,23 +99,6 @@ def preemptor(i: int, scheduler: str) -> dict[str, Any]:
             ],
         },
     }
-
-
-async def _ensure_priority_class(kc: KubeClient) -> None:
-    try:
-        await kc.post(
-            "/apis/scheduling.k8s.io/v1/priorityclasses",
-            {
-                "apiVersion": "scheduling.k8s.io/v1",
-                "kind": "PriorityClass",
-                "metadata": {"name": HIGH},
-                "value": 1000,
-                "description": "bench: pods that preempt",
-            },
-        )
-    except ApiError as e:
-        if not e.conflict:
-            raise
 
 
 async def measure_peer(
@@ -195,7 +184,9 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         specs = nodes.uniform(cfg.nodes, prefix="churn", cpu="4", memory="16Gi")
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
-        await _ensure_priority_class(kc)
+        await ensure_priority_class(
+            kc, name=HIGH, value=1000, description="bench: pods that preempt"
+        )
         for rep in range(cfg.repeat):
             for key in cfg.peers:
                 sample = await measure_peer(

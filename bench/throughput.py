@@ -328,3 +328,21 @@ def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str
 
 def results_dir() -> Path:
     return Path(__file__).parent / "results"
+
+
+async def ensure_priority_class(kc: KubeClient, *, name: str, value: int, description: str) -> None:
+    """Create a PriorityClass unless one of that name exists."""
+    try:
+        await kc.post(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+                "description": description,
+            },
+        )
+    except ApiError as e:
+        if not e.conflict:
+            raise
