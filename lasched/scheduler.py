@@ -17,7 +17,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,6 +240,8 @@ class Scheduler:
         )
         self.binds = TaskSet("bind", settings.bind_concurrency)
         self.status_writes = TaskSet("status", 16)
+        # A pod's last status write in flight: its bind waits for it (see _pod_status).
+        self._pod_status_writes: dict[PodKey, asyncio.Task[None]] = {}
         self._node_list: list[NodeInfo] | None = None
         self._warned: set[tuple[str, str]] = set()
         self.pod_informer: Informer[PodInfo] = Informer(
@@ -573,7 +575,8 @@ class Scheduler:
         self.cache.nominate(pod, node)
         for other, other_node in result.nominations:
             self.cache.nominate(other, other_node)
-            self.status_writes.spawn(
+            self._pod_status(
+                other,
                 set_nominated(
                     self.client, namespace=other.namespace, name=other.name, node=other_node
                 ),
@@ -608,7 +611,8 @@ class Scheduler:
         profile.events.record(
             ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
         )
-        self.status_writes.spawn(
+        self._pod_status(
+            pod,
             set_unschedulable(
                 self.client,
                 namespace=pod.namespace,
@@ -618,6 +622,40 @@ class Scheduler:
             ),
             name=str(pod.key),
         )
+
+    def _pod_status(self, pod: PodInfo, write: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Write a pod's status beside the loop, remembered until done.
+
+        A failure's ``PodScheduled=False`` (and ``nominatedNodeName``) must
+        reach the apiserver before the pod's binding: arriving after, it
+        would mark a bound pod unschedulable, and the apiserver refuses a
+        nominated node on a bound pod. A preemptor can be bound within
+        milliseconds of its failed attempt, so the bind waits for this write.
+        """
+        previous = self._pod_status_writes.get(pod.key)
+
+        async def ordered() -> None:
+            if previous is not None:
+                try:
+                    await asyncio.wait([previous])
+                except asyncio.CancelledError:
+                    write.close()  # never started: no "never awaited" warning at shutdown
+                    raise
+            await write
+
+        task = self.status_writes.spawn(ordered(), name=name)
+        self._pod_status_writes[pod.key] = task
+
+        def forget(t: asyncio.Task[None], key: PodKey = pod.key) -> None:
+            if self._pod_status_writes.get(key) is t:
+                del self._pod_status_writes[key]
+
+        task.add_done_callback(forget)
+
+    async def _pod_status_written(self, key: PodKey) -> None:
+        task = self._pod_status_writes.get(key)
+        if task is not None:
+            await asyncio.wait([task])  # its failure is logged by the TaskSet, not raised here
 
     # ---- the binding cycle ----------------------------------------------------
 
@@ -632,6 +670,7 @@ class Scheduler:
                 if not verdict.ok:
                     self._failed_after_reserve(a, verdict)
                     return
+            await self._pod_status_written(pod.key)
             t0 = time.perf_counter()
             st = await a.profile.framework.run_bind(a.state, pod, node)
             metrics.binding_duration.observe(time.perf_counter() - t0)

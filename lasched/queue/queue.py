@@ -147,6 +147,10 @@ class SchedulingQueue:
             self._enqueue(qp)
         elif qp.where == "active" and pod.priority != old_priority:
             self._push_active(qp)  # the old heap entry is skipped lazily
+        elif qp.where == "backoff" and pod.nominated_node_name:
+            # The nominated node (written after preemption) makes it eligible
+            # for _pop_from_backoff: wake an idle scheduler to look.
+            self._ready.set()
 
     def delete(self, key: PodKey) -> None:
         """The pod was deleted or bound elsewhere: forget it everywhere."""

@@ -201,6 +201,25 @@ async def test_idle_scheduler_pops_a_preemptor_from_backoff(
         await asyncio.wait_for(queue.pop(), 0.1)
 
 
+async def test_nominated_node_arriving_in_backoff_wakes_an_idle_scheduler(
+    queue: SchedulingQueue,
+) -> None:
+    """The status with the nominated node lands after the pod went to backoff: pop it then."""
+    queue.add(make_pod("preemptor"))
+    qp = await queue.pop()
+    queue.move_all_to_active_or_backoff()  # its victims were deleted during the attempt
+    queue.requeue_unschedulable(qp, reason="preempting")
+    assert queue.counts()["backoff"] == 1
+    waiting = asyncio.create_task(queue.pop())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # no nominated node known yet: it waits out its backoff
+    body = pod_json("preemptor")
+    body["status"]["nominatedNodeName"] = "n1"
+    queue.update(PodInfo(body))
+    popped = await asyncio.wait_for(waiting, 0.5)
+    assert popped.pod.name == "preemptor"
+
+
 async def test_idle_scheduler_does_not_rush_errors(queue: SchedulingQueue) -> None:
     """A pod backing off after an error is not popped early, even when idle."""
     queue.add(make_pod("broken"))
