@@ -44,6 +44,7 @@ _PEERS = "Latency/peers"
 _GROUP = "Latency/group"
 _MODE = "LatencyScore/mode"
 _ROOM = "LatencyScore/room"
+_RTT_FLOOR_US = 1000  # see LatencyScore.normalize
 
 
 def between(cache: LatencyCache, place: str, node: str) -> Rtt | None:
@@ -281,7 +282,17 @@ class LatencyScore:
         return -1 if cost is None else round(cost * 1000)
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
-        if state.data.get(_MODE) == "cloud":
+        """Costs to 0..100: relative to the best node for RTTs, min-max for the anchor's room.
+
+        An RTT cost scores ``100 * (best + 1 ms) / (cost + 1 ms)``: twice as
+        far as the best node is worth about half, whatever the farthest node
+        of the cluster is. Rescaling between the best and the worst node
+        instead would let one distant region squeeze 9 ms against 28 ms into
+        a few points, which resource scores then outweigh. The 1 ms keeps
+        sub-millisecond differences from dominating.
+        """
+        mode = state.data.get(_MODE)
+        if mode == "cloud":
             return
         known = [s for s in scores if s >= 0]
         if not known:
@@ -291,6 +302,8 @@ class LatencyScore:
         for i, s in enumerate(scores):
             if s < 0:
                 scores[i] = 0
+            elif mode != "anchor":
+                scores[i] = MAX_NODE_SCORE * (lo + _RTT_FLOOR_US) // (s + _RTT_FLOOR_US)
             elif hi == lo:
                 scores[i] = MAX_NODE_SCORE
             else:

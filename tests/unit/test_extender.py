@@ -142,11 +142,11 @@ async def test_prioritize_scales_scores_to_max_extender_priority(client: Client)
     """Lower RTT to the preferred place scores higher, on kube-scheduler's 0..10 scale."""
     pod = a_pod(annotations={"lasched.io/prefer-low-rtt": "edge-1"})
     result = await post(client, "prioritize", by_names(pod))
-    # RTTs 0, 12, 41, 60 ms -> 100, 80, 31, 0 -> 10, 8, 3, 0
+    # RTTs 0, 12, 41, 60 ms -> 100 * (0 + 1) / (rtt + 1) = 100, 7, 2, 1 -> 10, 1, 0, 0
     assert result == [
         {"Host": "edge-1", "Score": 10},
-        {"Host": "edge-2", "Score": 8},
-        {"Host": "edge-3", "Score": 3},
+        {"Host": "edge-2", "Score": 1},
+        {"Host": "edge-3", "Score": 0},
         {"Host": "cloud-1", "Score": 0},
     ]
 

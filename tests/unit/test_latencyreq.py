@@ -202,11 +202,24 @@ def run_score(plugin: LatencyScore, pod: PodInfo, names: list[str]) -> dict[str,
 
 
 def test_score_prefers_low_rtt_and_ranks_unknown_last() -> None:
-    """Nearest node gets 100, the farthest known 0, and an unmeasured node 0."""
+    """Nearest node gets 100, others relative to it (+1 ms each), an unmeasured node 0."""
     cache = cache_with({("a", "users"): 5.0, ("b", "users"): 15.0, ("c", "users"): 25.0})
     s = LatencyScore(cache)
     scores = run_score(s, pod_with({PREFER_LOW_RTT: "users"}), ["a", "b", "c", "d"])
-    assert scores == {"a": 100, "b": 50, "c": 0, "d": 0}
+    assert scores == {"a": 100, "b": 100 * 6 // 16, "c": 100 * 6 // 26, "d": 0}
+
+
+def test_score_does_not_depend_on_the_farthest_node() -> None:
+    """A distant region does not squeeze the difference between two near nodes."""
+    near = {("edge-1", "users"): 3.0, ("edge-2", "users"): 9.0, ("cloud", "users"): 28.0}
+    far = {**near, ("other-region", "users"): 178.0}
+    s_near = run_score(LatencyScore(cache_with(near)), pod_with({PREFER_LOW_RTT: "users"}),
+                       ["edge-1", "edge-2", "cloud"])  # fmt: skip
+    s_far = run_score(LatencyScore(cache_with(far)), pod_with({PREFER_LOW_RTT: "users"}),
+                      ["edge-1", "edge-2", "cloud", "other-region"])  # fmt: skip
+    assert {n: s_far[n] for n in s_near} == s_near
+    # 9 ms against 28 ms is worth 27 points (135 after the default weight of 5).
+    assert s_near["edge-2"] - s_near["cloud"] == 27
 
 
 def test_score_skips_pods_without_preferences() -> None:
@@ -262,4 +275,4 @@ def test_later_gang_members_prefer_nodes_near_the_placed_ones() -> None:
     s = LatencyScore(cache, group_nodes=lambda pod: {"m"})
     member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
     scores = run_score(s, pod_with({GROUP_MAX_RTT: "5ms"}, member), ["near", "far"])
-    assert scores == {"near": 100, "far": 0}
+    assert scores == {"near": 100, "far": 100 * 2 // 5}
