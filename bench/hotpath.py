@@ -2,6 +2,7 @@
 
     python -m bench.hotpath [--nodes 1000] [--pods 2000] [--pods-shape mixed|uniform]
                             [--existing 3] [--priorities] [--rounds 5] [--profile]
+                            [--batching]
 
 No apiserver: a :class:`~lasched.scheduler.Scheduler` with the default
 settings gets ``--nodes`` synthetic nodes (a seeded mix of sizes, existing
@@ -14,7 +15,10 @@ It prints CPU microseconds per cycle (median and range over ``--rounds``)
 and a digest of every decision. With the framework's random tie-break
 seeded, the digest depends only on the decisions: a change that must not
 alter them (a faster Filter or Score) must leave it unchanged. ``--profile``
-prints cProfile's top functions of one round.
+prints cProfile's top functions of one round. ``--batching`` passes each
+pod's cycle, as the scheduler does, so that opportunistic batching applies
+(docs/architecture.md); its hints change the digest, and the number of pods
+placed on a hint is printed.
 """
 
 from __future__ import annotations
@@ -113,8 +117,11 @@ def pending(pods: int, *, uniform: bool, priorities: bool) -> list[PodInfo]:
     ]
 
 
-def one_round(nodes: int, existing: int, pods: list[PodInfo]) -> tuple[float, str, int]:
-    """CPU seconds per cycle, the digest of the decisions, and how many fitted nowhere.
+def one_round(
+    nodes: int, existing: int, pods: list[PodInfo], *, batching: bool = False
+) -> tuple[float, str, int, int]:
+    """CPU seconds per cycle, the digest of the decisions, how many fitted nowhere, and
+    how many were placed on a batch's hint.
 
     CPU time, not wall time: on a shared machine it is what a neighbour
     disturbs least. A pod that fits nowhere goes through PostFilter
@@ -125,12 +132,12 @@ def one_round(nodes: int, existing: int, pods: list[PodInfo]) -> tuple[float, st
     fw = sched.profiles["lasched"].framework
     fw._rng = random.Random(SEED + 2)  # the tie-break: seeded so decisions repeat
     digest = hashlib.sha256()
-    unschedulable = 0
+    unschedulable = hinted = 0
     node_list = sched.nodes()
     t0 = time.process_time()
-    for pod in pods:
+    for cycle, pod in enumerate(pods, start=1):
         state = CycleState()
-        result = fw.schedule(state, pod, node_list)
+        result = fw.schedule(state, pod, node_list, cycle=cycle if batching else None)
         if isinstance(result, FitError):
             unschedulable += 1
             nominated = fw.run_post_filters(state, pod, result)
@@ -146,8 +153,9 @@ def one_round(nodes: int, existing: int, pods: list[PodInfo]) -> tuple[float, st
             permit, _ = fw.run_permit(state, assumed, result.node)
             assert permit.ok or permit.code is Code.WAIT
         digest.update(f"{pod.key}:{result.node};".encode())
+        hinted += batching and result.evaluated == 1 and len(node_list) > 1
     elapsed = time.process_time() - t0
-    return elapsed / len(pods), digest.hexdigest()[:16], unschedulable
+    return elapsed / len(pods), digest.hexdigest()[:16], unschedulable, hinted
 
 
 def main() -> None:
@@ -169,20 +177,25 @@ def main() -> None:
         "--priorities", action="store_true", help="pending pods of priority 0 to 2 (preemption)"
     )
     ap.add_argument("--profile", action="store_true", help="cProfile one round")
+    ap.add_argument(
+        "--batching", action="store_true", help="opportunistic batching, as the scheduler does"
+    )
     args = ap.parse_args()
     pods = pending(args.pods, uniform=args.pods_shape == "uniform", priorities=args.priorities)
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        one_round(args.nodes, args.existing, pods)
+        one_round(args.nodes, args.existing, pods, batching=args.batching)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return
     per_cycle: list[float] = []
     digests = set()
-    unschedulable = 0
+    unschedulable = hinted = 0
     for _ in range(args.rounds):
-        seconds, digest, unschedulable = one_round(args.nodes, args.existing, pods)
+        seconds, digest, unschedulable, hinted = one_round(
+            args.nodes, args.existing, pods, batching=args.batching
+        )
         per_cycle.append(seconds * 1e6)
         digests.add(digest)
     assert len(digests) == 1, f"placements differ between rounds: {digests}"
@@ -192,6 +205,8 @@ def main() -> None:
         f"(range {min(per_cycle):.0f} to {max(per_cycle):.0f})"
     )
     print(f"decisions digest: {digests.pop()} ({unschedulable} fitted nowhere)")
+    if args.batching:
+        print(f"placed on a batch's hint: {hinted} of {args.pods}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,12 @@ cache_size = Gauge(
     "Objects in the scheduler cache, by type (nodes, pods, assumed_pods).",
     ["type"],
 )
+batch_attempts = Counter(
+    "lasched_batch_attempts_total",
+    "Pods that could reuse the previous pod's scored nodes (opportunistic batching), "
+    "by result: hint (placed without a full cycle) or no_hint.",
+    ["result", "profile"],
+)
 preemption_attempts = Counter(
     "lasched_preemption_attempts_total", "Preemptions that chose victims and nominated a node."
 )

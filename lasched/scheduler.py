@@ -122,6 +122,7 @@ def build_framework(
         scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
         percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
         profile=profile.scheduler_name,
+        batching=settings.opportunistic_batching,
     )
     # Preemption simulates this profile's own filters on trimmed nodes. For a
     # group member, group-wide preemption is tried before the group lets go.
@@ -507,7 +508,7 @@ class Scheduler:
         fw = profile.framework
         state = CycleState()
         try:
-            result = fw.schedule(state, pod, self.nodes())
+            result = fw.schedule(state, pod, self.nodes(), cycle=qp.cycle)
             if isinstance(result, FitError):
                 nominated = fw.run_post_filters(state, pod, result) if fw.post_filters else None
                 self._unschedulable(profile, qp, result.summary(), nominated=nominated)
@@ -521,6 +522,7 @@ class Scheduler:
             self._observe(profile, "error", started)
             return
         except CacheError as e:
+            fw.forget_batch()
             log.error("pod=%s %s; rebuilding the cache from the informers", pod.key, e)
             self.resync()
             self.queue.requeue_error(qp, reason=str(e))
@@ -539,6 +541,7 @@ class Scheduler:
             if st.ok:
                 fw.run_unreserve(state, assumed, result.node)
             self.cache.forget(assumed)
+            fw.forget_batch()
             self._unschedulable(profile, qp, permit.message)
             self._observe(profile, "unschedulable", started)
             return

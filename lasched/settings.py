@@ -104,6 +104,7 @@ class Settings:
     kubeconfig: str | None = None
     bind_concurrency: int = 64
     percentage_of_nodes_to_score: int = 0
+    opportunistic_batching: bool = True
     shutdown_grace_seconds: float = 10.0
     log_format: str = "text"
     log_level: str = "INFO"
@@ -173,6 +174,14 @@ class _Reader:
             raise ConfigError(f"{self._name(key)} must be a non-empty string, not {v!r}")
         if choices and v not in choices:
             raise ConfigError(f"{self._name(key)} must be one of {', '.join(choices)}, not {v!r}")
+        return v
+
+    def boolean(self, key: str, default: bool) -> bool:
+        v = self.raw(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise ConfigError(f"{self._name(key)} must be true or false, not {v!r}")
         return v
 
     def child(self, key: str) -> _Reader:
@@ -372,6 +381,7 @@ def parse(data: Any) -> Settings:
         percentage_of_nodes_to_score=r.integer(
             "percentageOfNodesToScore", 0, minimum=0, maximum=100
         ),
+        opportunistic_batching=r.boolean("opportunisticBatching", True),
         shutdown_grace_seconds=r.number("shutdownGraceSeconds", 10.0, strict=False),
         log_format=r.string("logFormat", "text", choices=("text", "json")),
         log_level=r.string("logLevel", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),

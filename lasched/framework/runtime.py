@@ -12,13 +12,15 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
 
 from lasched import metrics
 from lasched.cache.cache import NodeInfo
+from lasched.framework import batching
+from lasched.framework.batching import Batch
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
@@ -97,6 +99,7 @@ class Framework:
         percentage_of_nodes_to_score: int = 0,
         rng: random.Random | None = None,
         profile: str = "",
+        batching: bool = False,
     ) -> None:
         self.profile = profile
         self.pre_enqueue = list(pre_enqueue)
@@ -112,6 +115,17 @@ class Framework:
         self._next_start = 0
         self._rng = rng or random.Random()
         self._durations: dict[tuple[str, Code], Histogram] = {}
+        # Opportunistic batching (lasched/framework/batching.py) needs every plugin that
+        # filters, scores or reserves to declare what it reads (``batchable``).
+        involved = {
+            id(p): p
+            for p in (
+                *self.pre_filters, *self.filters, *self.pre_scores,
+                *(p for p, _ in self.scores), *self.reserves, *self.permits,
+            )
+        }  # fmt: skip
+        self.batching = batching and all(getattr(p, "batchable", False) for p in involved.values())
+        self._batch: Batch | None = None
 
     def num_feasible_nodes_to_find(self, num_all: int) -> int:
         """kube-scheduler's adaptive percentage: 50% at 100 nodes, 10% at 5,000."""
@@ -244,9 +258,19 @@ class Framework:
         return SUCCESS
 
     def schedule(
-        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        nodes: Sequence[NodeInfo],
+        *,
+        cycle: int | None = None,
     ) -> ScheduleResult | FitError:
-        """Filter, score and select; an error Status raises :class:`PluginError`."""
+        """Filter, score and select; an error Status raises :class:`PluginError`.
+
+        ``cycle`` is the queue's scheduling cycle: with it, and batching on, a
+        pod like the one of the previous cycle may take a hint instead of a
+        full cycle (lasched/framework/batching.py).
+        """
         num_all = len(nodes)
         if num_all == 0:
             return FitError(num_all_nodes=0, pre_filter=Status(Code.UNSCHEDULABLE, ("no nodes",)))
@@ -256,7 +280,15 @@ class Framework:
         if pre.code is Code.ERROR:
             raise PluginError(pre)
         if pre.code is not Code.SUCCESS:
+            self._batch = None
             return FitError(num_all_nodes=num_all, pre_filter=pre)
+
+        sig = batching.signature(pod) if self.batching and cycle is not None else None
+        if sig is not None and cycle is not None and self._batch is not None:
+            hinted = self._hint(state, pod, sig, cycle)
+            if hinted is not None:
+                return hinted
+        self._batch = None
 
         t0 = time.perf_counter()
         feasible, failed, evaluated = self._find_feasible(state, pod, nodes, skip)
@@ -277,9 +309,53 @@ class Framework:
             elif st.code is not Code.SUCCESS:
                 raise PluginError(st.with_plugin(p.name))
         t0 = time.perf_counter()
-        totals = self.score_nodes(state, pod, feasible, skip=skip_score)
+        static: dict[str, int] | None = {} if sig is not None else None
+        totals = self.score_nodes(state, pod, feasible, skip=skip_score, static=static)
         self._observe("Score", SUCCESS, t0)
-        return ScheduleResult(self._select(totals), evaluated, len(feasible), totals)
+        chosen = self._select(totals)
+        if sig is not None and cycle is not None and static is not None:
+            self._batch = Batch(
+                signature=sig, cycle=cycle, skip=frozenset(skip_score),
+                chosen=next(ni for ni in feasible if ni.name == chosen),
+                feasible=feasible, totals=totals, static=static, rng=self._rng,
+            )  # fmt: skip
+        return ScheduleResult(chosen, evaluated, len(feasible), totals)
+
+    def _hint(
+        self, state: CycleState, pod: PodInfo, sig: Hashable, cycle: int
+    ) -> ScheduleResult | None:
+        """The batch's best node for ``pod`` if it still fits, else None (a full cycle)."""
+        b = self._batch
+        assert b is not None
+        if not b.usable(sig, cycle, time.monotonic()):
+            metrics.batch_attempts.labels("no_hint", self.profile).inc()
+            return None
+        t0 = time.perf_counter()
+        dynamic = [
+            (p, w) for p, w in self.scores
+            if p.name not in b.skip and getattr(p, "score_reads_node_pods", False)
+        ]  # fmt: skip
+
+        def fits(ni: NodeInfo) -> bool:
+            return self.filter_node(state, pod, ni) is SUCCESS
+
+        def rescore(ni: NodeInfo) -> int:
+            try:
+                return sum(w * p.score(state, pod, ni) for p, w in dynamic)
+            except Exception as e:
+                raise PluginError.from_exception("batch rescore", e) from e
+
+        node = b.hint(cycle=cycle, fits=fits, rescore=rescore, rng=self._rng)
+        self._observe("Filter", SUCCESS if node else _UNSCHEDULABLE, t0)
+        if node is None:
+            metrics.batch_attempts.labels("no_hint", self.profile).inc()
+            return None
+        metrics.batch_attempts.labels("hint", self.profile).inc()
+        return ScheduleResult(node.name, 1, len(b) + 1, {})
+
+    def forget_batch(self) -> None:
+        """The pod of the last cycle was not placed after all: the next one starts afresh."""
+        self._batch = None
 
     def _find_feasible(
         self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo], skip: set[str]
@@ -354,14 +430,17 @@ class Framework:
         pod: PodInfo,
         nodes: Sequence[NodeInfo],
         skip: set[str] | frozenset[str] = frozenset(),
+        static: dict[str, int] | None = None,
     ) -> dict[str, int]:
         """Weighted sum of every Score plugin's normalized scores, per node name.
 
         A plugin may offer ``score_all(state, pod, nodes)``, which must return
         ``[score(state, pod, n) for n in nodes]``: one call per cycle instead
-        of one per node.
+        of one per node. ``static``, when given, receives the part of each
+        total from plugins whose scores do not read the node's pods.
         """
         totals: list[int] | None = None
+        static_totals = [0] * len(nodes) if static is not None else None
         for plugin, weight in self.scores:
             if plugin.name in skip:
                 continue
@@ -382,6 +461,10 @@ class Framework:
                 totals = [s * weight for s in raw] if weight != 1 else raw
             else:
                 totals = [t + s * weight for t, s in zip(totals, raw, strict=True)]
+            if static_totals is not None and not getattr(plugin, "score_reads_node_pods", False):
+                static_totals = [t + s * weight for t, s in zip(static_totals, raw, strict=True)]
+        if static is not None and static_totals is not None:
+            static.update((n.name, t) for n, t in zip(nodes, static_totals, strict=True))
         if totals is None:
             return {n.name: 0 for n in nodes}
         return {n.name: t for n, t in zip(nodes, totals, strict=True)}

@@ -95,6 +95,7 @@ class Coscheduling:
     """PreEnqueue, PreFilter, PostFilter, Reserve/Unreserve and Permit for pod groups."""
 
     name = "Coscheduling"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,

@@ -77,6 +77,7 @@ def _check(rtt: Rtt | None, limit: float, what: str, origin: str) -> Status | No
 
 class LatencyFilter:
     name = "LatencyFilter"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,
@@ -200,6 +201,7 @@ class LatencyScore:
     """Lower weighted RTT scores higher; see the module docstring for cloud fallback."""
 
     name = "LatencyScore"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,

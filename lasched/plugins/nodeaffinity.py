@@ -98,6 +98,7 @@ def pod_matches_node(pod: PodInfo, node: Node) -> bool:
 
 class NodeAffinity:
     name = "NodeAffinity"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         """Nothing to check without a selector or required terms: skip Filter."""

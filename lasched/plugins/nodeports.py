@@ -24,6 +24,7 @@ def conflicts(wanted: tuple[str, str, int], used: dict[tuple[str, str, int], int
 
 class NodePorts:
     name = "NodePorts"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         return SUCCESS if pod.host_ports else SKIP

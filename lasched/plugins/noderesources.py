@@ -128,6 +128,8 @@ class NodeResourcesFit:
     """Filter, and score by ``strategy``: ``LeastAllocated`` or ``MostAllocated``."""
 
     name = "NodeResourcesFit"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
+    score_reads_node_pods = True  # rescored on a node that received a pod
 
     def __init__(self, strategy: str = "LeastAllocated") -> None:
         if strategy not in ("LeastAllocated", "MostAllocated"):
@@ -200,6 +202,8 @@ class BalancedAllocation:
     """
 
     name = "NodeResourcesBalancedAllocation"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
+    score_reads_node_pods = True  # rescored on a node that received a pod
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         n = node.node

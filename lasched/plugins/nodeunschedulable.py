@@ -30,6 +30,7 @@ def _tolerates_unschedulable(pod: PodInfo) -> bool:
 
 class NodeUnschedulable:
     name = "NodeUnschedulable"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         n = node.node

@@ -46,6 +46,7 @@ def untolerated(
 
 class TaintToleration:
     name = "TaintToleration"
+    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         assert node.node is not None
