@@ -14,13 +14,17 @@ hurts all peers alike. Per peer and repetition:
 
 The **bind ceiling** is a minimal binder that binds pre-created pods round
 robin to nodes with 64 requests in flight: the most this control plane on this
-machine accepts, against which the schedulers' throughput is set.
+machine accepts, against which the schedulers' throughput is set. In the
+steady phase :mod:`bench.floor`, in its own process like the schedulers,
+binds each pod the moment its watch shows it: its creation-to-bound latency
+is the floor for any scheduler on this control plane and machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +35,7 @@ from bench import peers, pyspy
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
+from lasched.devcluster.processes import Child, spawn, stop_children
 from lasched.kube.binding import bind
 from lasched.kube.client import ApiError, KubeClient
 
@@ -203,15 +208,7 @@ async def measure_peer(
         if steady:
             await create_pods(kc, ns, steady, peer.scheduler_name, rate=cfg.rate)
             await _wait(timeline, cfg.pods + len(steady), cfg.timeout, progress, f"{label}: steady")
-            lat = [
-                (timeline.bound[n] - timeline.added[n]) * 1000
-                for n in steady
-                if n in timeline.bound and n in timeline.added
-            ]
-            sample.steady_latencies_ms = lat
-            sample.steady_p50_ms = percentile(lat, 50)
-            sample.steady_p90_ms = percentile(lat, 90)
-            sample.steady_p99_ms = percentile(lat, 99)
+            _steady_figures(sample, timeline, steady)
         stats = running.stats()
         sample.cpu_seconds = stats.cpu_seconds
         sample.peak_rss_mb = stats.peak_rss_bytes / 2**20
@@ -224,7 +221,9 @@ async def measure_peer(
         await delete_pods(kc, ns)
 
 
-async def measure_ceiling(kc: KubeClient, cfg: Config, rep: int, progress: Progress) -> Sample:
+async def measure_ceiling(
+    cluster: DevCluster, kc: KubeClient, cfg: Config, rep: int, progress: Progress
+) -> Sample:
     ns = f"bind-ceiling-{rep}"
     await ensure_namespace(kc, ns)
     names = [f"b-{i}" for i in range(cfg.pods)]
@@ -247,16 +246,54 @@ async def measure_ceiling(kc: KubeClient, cfg: Config, rep: int, progress: Progr
                 tg.create_task(one(i, name))
         await _wait(timeline, cfg.pods, cfg.timeout, progress, f"{label}: bind")
         times = sorted(timeline.bound.values())
-        return Sample(
+        sample = Sample(
             peer="bind-ceiling",
             repeat=rep,
             burst_pods_per_s=(len(times) - 1) / max(times[-1] - times[0], 1e-9),
             burst_makespan_s=times[-1] - started,
             bound_curve=[t - started for t in times],
         )
+        steady = [f"s-{i}" for i in range(int(cfg.rate * cfg.steady_seconds))]
+        if steady:
+            floor = await _start_floor(cluster, ns, cfg.nodes)
+            try:
+                await create_pods(kc, ns, steady, "nobody", rate=cfg.rate)
+                await _wait(timeline, cfg.pods + len(steady), cfg.timeout, progress,
+                            f"{label}: steady")  # fmt: skip
+            finally:
+                await stop_children([floor], grace=2)
+            _steady_figures(sample, timeline, steady)
+        return sample
     finally:
         await timeline.stop()
         await delete_pods(kc, ns)
+
+
+async def _start_floor(cluster: DevCluster, ns: str, nodes: int) -> Child:
+    """``bench.floor`` in its own process, once its watch is open."""
+    workdir = cluster.workdir / ns
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "bench.floor", str(cluster.kubeconfig), ns, str(nodes)]
+    child = spawn("floor", argv, log_dir=workdir, detached=False)
+    log = workdir / "floor.log"
+    for _ in range(200):
+        if b"watching" in log.read_bytes():
+            return child
+        await asyncio.sleep(0.05)
+    await stop_children([child], grace=2)
+    raise TimeoutError(f"bench.floor did not start watching: {log.read_text()[-2000:]}")
+
+
+def _steady_figures(sample: Sample, timeline: Timeline, steady: list[str]) -> None:
+    lat = [
+        (timeline.bound[n] - timeline.added[n]) * 1000
+        for n in steady
+        if n in timeline.bound and n in timeline.added
+    ]
+    sample.steady_latencies_ms = lat
+    sample.steady_p50_ms = percentile(lat, 50)
+    sample.steady_p90_ms = percentile(lat, 90)
+    sample.steady_p99_ms = percentile(lat, 99)
 
 
 async def _wait(
@@ -287,7 +324,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
                     )
                 )
             if cfg.bind_ceiling:
-                samples.append(await measure_ceiling(kc, cfg, rep, progress))
+                samples.append(await measure_ceiling(cluster, kc, cfg, rep, progress))
     return samples
 
 
