@@ -31,7 +31,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['rate']:.0f} pods/s steady for {cfg['steady_seconds']:.0f} s, "
         f"{cfg['repeat']} repetitions",
         "",
-        "Medians, with the range over repetitions in brackets.",
+        "Medians, with the range over repetitions in brackets. The bind ceiling's steady "
+        "figures are the latency floor: a process that binds each pod the moment its watch "
+        "shows it (bench/floor.py).",
         "",
         "| scheduler | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
         "| steady p99 ms | CPU s | peak RSS MB |",
@@ -45,6 +47,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_fmt(s.get('cpu_seconds'), 1)} | {_fmt(s.get('peak_rss_mb'))} |"
         )
     ratios = _ratios(summary)
+    floor = summary.get("bind-ceiling", {}).get("steady_p99_ms")
+    ours_p99 = summary.get("lasched", {}).get("steady_p99_ms")
+    if floor and ours_p99:
+        ratios.append(
+            f"- steady p99: lasched {ours_p99['median']:.0f} ms, the floor "
+            f"{floor['median']:.0f} ms (target: at most 100 ms)"
+        )
     if ratios:
         lines += ["", *ratios]
     lines += [
