@@ -115,7 +115,8 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
             continue
         xs = sorted(lat)
         ys = [(i + 1) / len(xs) for i in range(len(xs))]
-        ax.plot(xs, ys, label=_LABELS.get(peer, peer))
+        label = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
+        ax.plot(xs, ys, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("creation to bound, ms (log scale)")
     ax.set_ylabel("fraction of pods")
