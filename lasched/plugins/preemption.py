@@ -148,8 +148,9 @@ class DefaultPreemption:
             return None
         sim = NodeInfo(ni.node)
         sim.nominated = ni.nominated
+        lower_keys = {v.key for v in lower}
         for p in ni.pods.values():
-            if p.key not in {v.key for v in lower}:
+            if p.key not in lower_keys:
                 sim.add_pod(p)
         if self._filter_node(state, pod, sim).code is not Code.SUCCESS:
             return None
