@@ -46,6 +46,8 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Node stages with a kubelet's status-report rhythm (the file says why).
+KWOK_NODE_STAGES = Path(__file__).with_name("kwok") / "node-stages.yaml"
 CRDS_DIR = Path(__file__).parent / "crds"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.64.0.0/10"
@@ -249,11 +251,13 @@ class DevCluster:
     async def _start_kwok(self, kwok: Path, logs: Path, timeout: float) -> None:
         p = self.pki
         port = free_port()
-        # An explicit, empty config keeps a user's ~/.kwok/kwok.yaml out of the
-        # lab; kwok then runs its built-in node and pod stages.
+        # An explicit config keeps a user's ~/.kwok/kwok.yaml out of the lab. It
+        # names the node stages (KWOK_NODE_STAGES says why); kwok runs its
+        # built-in pod stages.
         config = self.workdir / "kwok.yaml"
         config.write_text(
             "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+            "---\n" + KWOK_NODE_STAGES.read_text()
         )
         child = self._spawn(
             "kwok",

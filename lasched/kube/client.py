@@ -160,6 +160,18 @@ class KubeClient:
             decoded: JSON = orjson.loads(raw)
             return decoded
 
+    async def text(self, path: str, *, timeout: float | None = 30.0) -> str:
+        """A GET whose answer is text, not JSON (``/metrics``, ``/version`` of some servers)."""
+        headers = await self._headers(None)
+        headers["Accept"] = "text/plain, */*"
+        async with self._session.get(
+            self._url(path, None), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 300:
+                raise _api_error(resp.status, raw)
+            return raw.decode()
+
     async def get(self, path: str, **params: str | int | bool) -> JSON:
         return await self.request("GET", path, params=params)
 

@@ -30,6 +30,48 @@ async def test_kwok_nodes_become_ready(kc: KubeClient) -> None:
     assert n["status"]["allocatable"]["cpu"] == "8"
 
 
+async def test_kwok_nodes_renew_leases_and_report_status_as_kubelets_do(kc: KubeClient) -> None:
+    """Nodes renew their Lease every 10 s and leave an unchanged status alone for minutes.
+
+    kwok v0.7.0's own default would patch every node's status every 20 to 25 s
+    on top of the Lease; the cluster gives it the heartbeat-with-lease stage.
+    """
+    specs = nodes.uniform(3, prefix="beat")
+    await nodes.create_nodes(kc, specs)
+    names = [s.name for s in specs]
+    await nodes.wait_ready(kc, names, timeout=30)
+
+    async def heartbeats() -> dict[str, str]:
+        out = {}
+        for name in names:
+            n = await kc.get(f"/api/v1/nodes/{name}")
+            ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+            out[name] = ready["lastHeartbeatTime"]
+        return out
+
+    async def renewals() -> dict[str, str]:
+        return {
+            name: (
+                await kc.get(
+                    f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+                )
+            )["spec"]["renewTime"]
+            for name in names
+        }
+
+    first_beats, first_renewals = await heartbeats(), await renewals()
+    await asyncio.sleep(27)  # past kwok's 20 to 25 s status heartbeat, and two Lease renewals
+    assert await heartbeats() == first_beats
+    later = await renewals()
+    assert all(later[n] != first_renewals[n] for n in names)
+
+
+async def test_text_answers_read_as_text(kc: KubeClient) -> None:
+    """KubeClient.text reads a non-JSON endpoint such as the apiserver's /metrics."""
+    metrics = await kc.text("/metrics")
+    assert "# TYPE apiserver_request_duration_seconds histogram" in metrics
+
+
 async def test_pods_bound_to_kwok_nodes_run(kc: KubeClient, namespace: str) -> None:
     """kwok plays the kubelet: a pod bound to its node reaches Running."""
     await nodes.create_nodes(kc, [nodes.NodeSpec(name="runner-0")])
