@@ -25,10 +25,13 @@ async def run(
     *,
     stop: asyncio.Event | None = None,
     serving: asyncio.Future[int] | None = None,
+    own_process: bool = False,
 ) -> None:
     """Run until ``stop`` is set or a termination signal arrives.
 
     ``serving``, if given, receives the HTTP port once the server listens.
+    ``own_process``: nothing else runs in this process (``lasched run``), so the
+    scheduler may manage the garbage collector.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,7 +39,7 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
-        sched = Scheduler(client, settings)
+        sched = Scheduler(client, settings, tune_gc=own_process)
         debug = debugapi.DebugApi(sched, authorize=debugapi.DelegatedAuthorizer(client))
         routes = [sched.hub.add_routes, debug.add_routes]
         if settings.extender.enabled:

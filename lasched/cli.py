@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
@@ -105,7 +106,10 @@ def _run(args: argparse.Namespace) -> int:
 
     code = 1
     try:
-        code = _loop(app.run(cfg))
+        # The modules just imported live as long as the process: frozen, they are
+        # out of the cyclic collector's full passes (docs/architecture.md).
+        gc.freeze()
+        code = _loop(app.run(cfg, own_process=True))
     except* LeadershipLost as eg:
         # Exit rather than risk scheduling beside a new leader; the Deployment
         # restarts this replica as a follower.

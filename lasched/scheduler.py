@@ -13,6 +13,8 @@ forgets the assumed pod and returns it to the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import socket
 import time
@@ -66,6 +68,9 @@ from lasched.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 PODGROUP_API = "scheduling.x-k8s.io/v1alpha1"
+
+# The longest the cyclic collector waits for the informers' first lists (Scheduler._first_sync).
+FIRST_SYNC_GC_PAUSE = 120.0
 
 # kube-scheduler's field selector: terminal pods hold no resources.
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
@@ -144,9 +149,13 @@ def build_framework(
 class Scheduler:
     """Everything that schedules: cache, queue, profiles, informers, binder."""
 
-    def __init__(self, client: KubeClient, settings: Settings) -> None:
+    def __init__(self, client: KubeClient, settings: Settings, *, tune_gc: bool = False) -> None:
+        """``tune_gc``: the process is this scheduler's alone, so it may manage the
+        garbage collector (see :meth:`_first_sync`); a program that embeds the
+        scheduler keeps its collector as it is."""
         self.client = client
         self.settings = settings
+        self.tune_gc = tune_gc
         self.cache = SchedulerCache()
         self.waiting = WaitingRoom(time.monotonic)
         self.latency = LatencyCache(ttl_seconds=settings.latency.ttl_seconds)
@@ -342,13 +351,36 @@ class Scheduler:
                 tg.create_task(p.events.run(), name=f"events-{p.name}")
             if self.elector is not None:
                 tg.create_task(self.elector.run(), name="leader-election")
-            await self.wait_synced()
+            await self._first_sync()
             log.info(
                 "informers synced nodes=%d pods=%d pending=%d",
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
             await self.wait_leading()
             await self.scheduling_loop()
+
+    async def _first_sync(self) -> None:
+        """Wait for the informers' first lists; with ``tune_gc``, the cyclic collector rests.
+
+        The cluster arrives as hundreds of thousands of long-lived objects, and
+        every full collection on the way would traverse all of them again; once
+        synced, what exists is frozen, out of the collector's full passes
+        (docs/architecture.md, "The cyclic garbage collector"). An apiserver
+        that never answers cannot keep the collector off for longer than
+        :data:`FIRST_SYNC_GC_PAUSE`.
+        """
+        if not self.tune_gc:
+            await self.wait_synced()
+            return
+        gc.disable()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIRST_SYNC_GC_PAUSE):
+                    await self.wait_synced()
+        finally:
+            gc.freeze()
+            gc.enable()
+        await self.wait_synced()
 
     async def _load_snapshot(self, path: str) -> None:
         """A restarted scheduler starts with what it knew (entries keep their age)."""
