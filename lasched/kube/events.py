@@ -7,6 +7,12 @@ broadcaster does. Repeats of the same event for the same object (same reason
 and note) within :data:`SERIES_WINDOW` update the first event's ``series``
 instead of creating new objects, like kube-scheduler's repeated
 FailedScheduling events.
+
+One worker writes events in order, as kube-scheduler's broadcaster does:
+every Event is an apiserver write that competes with the next pods'
+bindings, and concurrent Event writes lengthen those bindings when the
+apiserver is busy. More workers join only while a backlog builds (a burst of
+thousands of pods), one per :data:`BACKLOG_PER_WORKER` queued events.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 SERIES_WINDOW = 30 * 60.0
+BACKLOG_PER_WORKER = 256
 _MAX_NOTE = 1024  # the apiserver rejects longer notes
 
 
@@ -78,6 +85,7 @@ class EventRecorder:
         self.instance = instance or f"{controller}-{socket.gethostname()}"
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size)
         self._workers = workers
+        self._backlog = asyncio.Event()  # set while more than BACKLOG_PER_WORKER wait
         self._series: dict[tuple[str, str, str], _Series] = {}
         self.dropped = 0
         self.written = 0
@@ -90,20 +98,26 @@ class EventRecorder:
             self._queue.put_nowait(_Pending(regarding, type, reason, action, note[:_MAX_NOTE]))
         except asyncio.QueueFull:
             self.dropped += 1
+        if self._queue.qsize() > BACKLOG_PER_WORKER:
+            self._backlog.set()
 
     async def run(self) -> None:
         """Drain the queue until cancelled."""
         async with asyncio.TaskGroup() as tg:
             for i in range(self._workers):
-                tg.create_task(self._worker(), name=f"events-{self.controller}-{i}")
+                tg.create_task(self._worker(i), name=f"events-{self.controller}-{i}")
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait (bounded) until every queued event has been written."""
         async with asyncio.timeout(timeout):
             await self._queue.join()
 
-    async def _worker(self) -> None:
+    async def _worker(self, index: int) -> None:
         while True:
+            # Worker 0 always writes; worker i only while more than i backlogs wait.
+            while index and self._queue.qsize() <= index * BACKLOG_PER_WORKER:
+                self._backlog.clear()
+                await self._backlog.wait()
             ev = await self._queue.get()
             try:
                 await self._write(ev)
