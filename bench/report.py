@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
     if ratios:
         lines += ["", *ratios]
+    lines += _control_plane_table(summary)
     lines += [
         "",
         f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
@@ -66,6 +68,40 @@ def markdown(result: dict[str, Any]) -> str:
     if env.get("load"):
         lines.append(f"Load: {env['load']}")
     return "\n".join(lines) + "\n"
+
+
+_PROCESSES = ("kube-apiserver", "etcd", "kwok", "scheduler")
+_REQUESTS = ("binding", "pod create", "Event create", "Lease renew")
+
+
+def _control_plane_table(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Where the cores went in the steady phase, and the apiserver's own time per request."""
+    if not any(f"cpu_percent:{p}" in s for s in summary.values() for p in _PROCESSES):
+        return []
+    lines = [
+        "",
+        "Steady phase: each process's CPU as a share of one core (the machine has "
+        f"{os.cpu_count()}), and the apiserver's own mean time per request (from its "
+        "`apiserver_request_duration_seconds`); medians over repetitions. The floor's "
+        "scheduler column is bench/floor.py.",
+        "",
+        "| scheduler | "
+        + " | ".join(f"{p} %" for p in _PROCESSES)
+        + " | "
+        + " | ".join(f"{r} ms" for r in _REQUESTS)
+        + " |",
+        "|---|" + "---|" * (len(_PROCESSES) + len(_REQUESTS)),
+    ]
+    for peer, s in summary.items():
+        cpu = [s.get(f"cpu_percent:{p}") for p in _PROCESSES]
+        api = [s.get(f"apiserver_ms:{r}") for r in _REQUESTS]
+        label = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu) + " | "
+            + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api) + " |"
+        )  # fmt: skip
+    return lines
 
 
 def _ratios(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:

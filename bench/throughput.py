@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers, pyspy
+from bench import controlplane, peers, pyspy
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
@@ -72,6 +72,10 @@ class Sample:
     peak_rss_mb: float | None = None
     bound_curve: list[float] = field(default_factory=list)  # seconds since start, per bind
     steady_latencies_ms: list[float] = field(default_factory=list)
+    # The steady phase: each process's share of one core (%), "scheduler" the peer's own,
+    # and the apiserver's mean time per request kind (ms) with the number of requests.
+    steady_cpu_percent: dict[str, float] = field(default_factory=dict)
+    steady_apiserver: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,9 +210,14 @@ async def measure_peer(
         )
         steady = [f"s-{i}" for i in range(int(cfg.rate * cfg.steady_seconds))]
         if steady:
+            meter = controlplane.Meter(cluster, kc)
+            await meter.start()
+            cpu0 = running.stats().cpu_seconds
             await create_pods(kc, ns, steady, peer.scheduler_name, rate=cfg.rate)
             await _wait(timeline, cfg.pods + len(steady), cfg.timeout, progress, f"{label}: steady")
+            window = await meter.stop()
             _steady_figures(sample, timeline, steady)
+            _control_plane(sample, window, running.stats().cpu_seconds - cpu0)
         stats = running.stats()
         sample.cpu_seconds = stats.cpu_seconds
         sample.peak_rss_mb = stats.peak_rss_bytes / 2**20
@@ -257,12 +266,18 @@ async def measure_ceiling(
         if steady:
             floor = await _start_floor(cluster, ns, cfg.nodes)
             try:
+                meter = controlplane.Meter(cluster, kc)
+                await meter.start()
+                cpu0 = peers.proc_stats(floor.pid).cpu_seconds
                 await create_pods(kc, ns, steady, "nobody", rate=cfg.rate)
                 await _wait(timeline, cfg.pods + len(steady), cfg.timeout, progress,
                             f"{label}: steady")  # fmt: skip
+                window = await meter.stop()
+                floor_cpu = peers.proc_stats(floor.pid).cpu_seconds - cpu0
             finally:
                 await stop_children([floor], grace=2)
             _steady_figures(sample, timeline, steady)
+            _control_plane(sample, window, floor_cpu)
         return sample
     finally:
         await timeline.stop()
@@ -294,6 +309,16 @@ def _steady_figures(sample: Sample, timeline: Timeline, steady: list[str]) -> No
     sample.steady_p50_ms = percentile(lat, 50)
     sample.steady_p90_ms = percentile(lat, 90)
     sample.steady_p99_ms = percentile(lat, 99)
+
+
+def _control_plane(sample: Sample, window: controlplane.Window, scheduler_cpu: float) -> None:
+    sample.steady_cpu_percent = {
+        **window.cpu_percent,
+        "scheduler": 100 * scheduler_cpu / max(window.seconds, 1e-9),
+    }
+    sample.steady_apiserver = {
+        kind: {"requests": n, "mean_ms": ms} for kind, (n, ms) in window.requests.items()
+    }
 
 
 async def _wait(
@@ -341,12 +366,18 @@ def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
         for f in figures:
             vals = [v for s in rows if (v := getattr(s, f)) is not None]
             if vals:
-                out[peer][f] = {
-                    "median": statistics.median(vals),
-                    "min": min(vals),
-                    "max": max(vals),
-                }
+                out[peer][f] = _stat(vals)
+        for name in dict.fromkeys(k for s in rows for k in s.steady_cpu_percent):
+            vals = [s.steady_cpu_percent[name] for s in rows if name in s.steady_cpu_percent]
+            out[peer][f"cpu_percent:{name}"] = _stat(vals)
+        for kind in dict.fromkeys(k for s in rows for k in s.steady_apiserver):
+            vals = [s.steady_apiserver[kind]["mean_ms"] for s in rows if kind in s.steady_apiserver]
+            out[peer][f"apiserver_ms:{kind}"] = _stat(vals)
     return out
+
+
+def _stat(vals: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
 
 
 def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str, Any]:
