@@ -144,33 +144,43 @@ class KubeClient:
     ) -> JSON:
         """One request; the decoded JSON answer (``{}`` for an empty body)."""
         data = orjson.dumps(body) if body is not None else None
-        headers = await self._headers(content_type if data is not None else None)
-        async with self._session.request(
-            method,
-            self._url(path, params),
-            data=data,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            raw = await resp.read()
-            if resp.status >= 300:
-                raise _api_error(resp.status, raw)
-            if not raw:
-                return {}
-            decoded: JSON = orjson.loads(raw)
-            return decoded
+        raw = await self._send(
+            method, self._url(path, params), data=data,
+            content_type=content_type if data is not None else None, timeout=timeout,
+        )  # fmt: skip
+        if not raw:
+            return {}
+        decoded: JSON = orjson.loads(raw)
+        return decoded
 
     async def text(self, path: str, *, timeout: float | None = 30.0) -> str:
         """A GET whose answer is text, not JSON (``/metrics``, ``/version`` of some servers)."""
-        headers = await self._headers(None)
-        headers["Accept"] = "text/plain, */*"
-        async with self._session.get(
-            self._url(path, None), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        raw = await self._send(
+            "GET", self._url(path, None), timeout=timeout, accept="text/plain, */*"
+        )
+        return raw.decode()
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None,
+        accept: str | None = None,
+    ) -> bytes:
+        """The raw body of a 2xx answer; any other status raises :class:`ApiError`."""
+        headers = await self._headers(content_type)
+        if accept:
+            headers["Accept"] = accept
+        async with self._session.request(
+            method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
             raw = await resp.read()
             if resp.status >= 300:
                 raise _api_error(resp.status, raw)
-            return raw.decode()
+            return raw
 
     async def get(self, path: str, **params: str | int | bool) -> JSON:
         return await self.request("GET", path, params=params)
