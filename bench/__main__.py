@@ -1,7 +1,7 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
-Scenarios: ``throughput``, ``gangs``, ``latency``, ``memory``, ``preemption``
-(docs/benchmarks.md). Each writes ``bench/results/<stem>.json``, ``<stem>.md``
+Scenarios: ``throughput``, ``gangs``, ``latency``, ``memory``, ``preemption``,
+``chaos`` (docs/benchmarks.md). Each writes ``bench/results/<stem>.json``, ``<stem>.md``
 and PNG plots next to them (``--out`` elsewhere), shows progress on stderr,
 and prints the Markdown table. The machine's load average at the start and
 the end of the run is part of the results: these machines are shared.
@@ -23,13 +23,13 @@ from typing import Any
 
 import orjson
 
-from bench import gangs, latency, memory, preemption, pyspy, report, throughput
+from bench import chaos, gangs, latency, memory, preemption, pyspy, report, throughput
 from bench import peers as peer_defs
 from bench.throughput import Progress
 from lasched.devcluster import binaries
 from lasched.devcluster.progress import reporter
 
-SCENARIOS = ("throughput", "gangs", "latency", "memory", "preemption")
+SCENARIOS = ("throughput", "gangs", "latency", "memory", "preemption", "chaos")
 
 
 def _machine() -> str:
@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preemptors", type=int, help="preemption: high-priority pods")
     run.add_argument("--edge-nodes", type=int, help="latency: nodes per edge site")
     run.add_argument("--cloud-nodes", type=int, help="latency: nodes per cloud site")
+    run.add_argument("--rounds", type=int, help="chaos: apiserver restarts per peer")
+    run.add_argument("--down-seconds", type=float, help="chaos: how long the apiserver is down")
     run.add_argument("--hard", type=int, help="latency: pods with max-rtt, per region")
     run.add_argument("--soft", type=int, help="latency: pods with prefer-low-rtt, per region")
     return ap
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": _latency,
         "memory": _memory,
         "preemption": _preemption,
+        "chaos": _chaos,
     }[args.scenario]
     with reporter() as progress:
         stem, result, table_of, pngs = scenario(_Run(ap, args, common, out, env, progress))
@@ -235,6 +238,29 @@ def _preemption(r: _Run) -> Outcome:
         )
     ]
     return "preemption", preemption.to_json(cfg, samples, r.env), preemption.markdown, pngs
+
+
+def _chaos(r: _Run) -> Outcome:
+    cfg = chaos.Config(
+        **{k: v for k, v in r.common.items() if k != "repeat"},
+        **_given(r.args, nodes="nodes", pods="pods", rounds="rounds", down_seconds="down_seconds"),
+    )
+    _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    samples = asyncio.run(chaos.run(cfg, r.progress))
+    recoveries = {
+        peer_defs.LABELS.get(k, k): v["recovery_s"]["median"]
+        for k, v in chaos.summarise(samples).items()
+        if v["recovery_s"]
+    }
+    pngs = [
+        report.bar_plot(
+            recoveries,
+            r.out / "chaos-recovery.png",
+            title="After an apiserver restart: until every pod is bound (median)",
+            ylabel="s",
+        )
+    ]
+    return "chaos", chaos.to_json(cfg, samples, r.env), chaos.markdown, pngs
 
 
 def _check_peers(

@@ -47,9 +47,10 @@ async def run(
             routes.append(ext.add_routes)
             log.info("serving kube-scheduler's extender API at %s/{filter,prioritize}", ext.prefix)
         runner = await server.start(
-            server.build_app(synced=lambda: sched.synced, extra_routes=routes),
+            server.build_app(problems=sched.health, extra_routes=routes),
             host=settings.server.bind_address,
             port=settings.server.port,
+            limits=settings.server,
         )
         port = server.bound_port(runner)
         log.info(

@@ -102,19 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.log_level:
         cfg = dataclasses.replace(cfg, log_level=args.log_level)
     logs.setup(level=cfg.log_level, fmt=cfg.log_format)
-    from lasched.kube.election import LeadershipLost
-
-    code = 1
-    try:
-        # The modules just imported live as long as the process: frozen, they are
-        # out of the cyclic collector's full passes (docs/architecture.md).
-        gc.freeze()
-        code = _loop(app.run(cfg, own_process=True))
-    except* LeadershipLost as eg:
-        # Exit rather than risk scheduling beside a new leader; the Deployment
-        # restarts this replica as a follower.
-        logging.getLogger("lasched").error("stopping: %s", eg.exceptions[0])
-    return code
+    # The modules just imported live as long as the process: frozen, they are
+    # out of the cyclic collector's full passes (docs/architecture.md).
+    gc.freeze()
+    return _loop(app.run(cfg, own_process=True))
 
 
 def _dev(args: argparse.Namespace) -> int:

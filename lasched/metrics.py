@@ -68,8 +68,33 @@ preemption_victims = Histogram(
 )
 informer_relists = Counter(
     "lasched_informer_relists_total",
-    "Relists after the watched resourceVersion expired (410 Gone).",
+    "Relists after the watched resourceVersion expired (410 Gone) or the watch went silent.",
     ["resource"],
+)
+informer_restarts = Counter(
+    "lasched_informer_watch_restarts_total",
+    "Watches given up and relisted, by reason: expired (410 Gone) or silent (nothing, not "
+    "even a bookmark, within the idle timeout).",
+    ["resource", "reason"],
+)
+task_restarts = Counter(
+    "lasched_task_restarts_total",
+    "Long-lived tasks restarted after an unexpected error (logged with its traceback).",
+    ["task"],
+)
+event_loop_lag = Gauge(
+    "lasched_event_loop_lag_seconds",
+    "How late the event loop last ran a timer: a measure of how long it was blocked.",
+)
+events_failed = Counter(
+    "lasched_events_failed_total",
+    "Events not written because the apiserver failed or could not be reached (logged).",
+)
+informer_errors = Counter(
+    "lasched_informer_errors_total",
+    "Objects an informer could not decode (stage=decode) or whose handler failed "
+    "(stage=handler); each is logged with its traceback and the stream goes on.",
+    ["resource", "stage"],
 )
 
 
@@ -118,4 +143,21 @@ extender_requests = Counter(
     "kube-scheduler extender requests answered, by verb (filter, prioritize) and outcome "
     "(success, bad_request, not_ready, error).",
     ["verb", "outcome"],
+)
+agent_token_reviews = Counter(
+    "lasched_agent_token_reviews_total",
+    "Agent tokens checked, by result: cached_hit and cached_negative (answered from the "
+    "cache), reviewed (a TokenReview sent to the apiserver), shared (waited for an identical "
+    "review in flight), rate_limited (answered 429 without a review).",
+    ["result"],
+)
+http_connections = Gauge(
+    "lasched_http_connections", "Connections open on the scheduler's HTTP port."
+)
+http_connections_refused = Counter(
+    "lasched_http_connections_refused_total",
+    "Connections on the HTTP port refused or closed early, by reason: total_cap or "
+    "per_source_cap (refused at once), header_timeout (no complete request head in time), "
+    "idle_timeout (idle between requests).",
+    ["reason"],
 )

@@ -23,6 +23,8 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
 import lasched_protocol as proto
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
@@ -41,7 +43,7 @@ from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.kube.informers import Informer, StoreOnly
-from lasched.kube.tokenreview import TokenReviewAuthenticator
+from lasched.kube.tokenreview import agent_authenticator
 from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
@@ -63,7 +65,7 @@ from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
 from lasched.settings import ConfigError, ProfileSettings, Settings
-from lasched.tasks import TaskSet
+from lasched.tasks import TaskSet, supervised
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,9 @@ PODGROUP_API = "scheduling.x-k8s.io/v1alpha1"
 
 # The longest the cyclic collector waits for the informers' first lists (Scheduler._first_sync).
 FIRST_SYNC_GC_PAUSE = 120.0
+
+# How often the loop monitor looks at the clock (readiness: "the loop was blocked").
+LOOP_MONITOR_INTERVAL = 0.25
 
 # kube-scheduler's field selector: terminal pods hold no resources.
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
@@ -177,9 +182,7 @@ class Scheduler:
         lat = settings.latency
         self.hub = AgentHub(
             self.latency,
-            authenticator=TokenReviewAuthenticator(
-                client, service_accounts=lat.agent_service_accounts
-            ),
+            authenticator=agent_authenticator(client, lat),
             peers=self._node_addresses,
             endpoints=[
                 proto.Target(id=e.name, address=e.address, kind="endpoint", port=e.port)
@@ -254,6 +257,7 @@ class Scheduler:
         self._pod_status_writes: dict[PodKey, asyncio.Task[None]] = {}
         self._node_list: list[NodeInfo] | None = None
         self._warned: set[tuple[str, str]] = set()
+        idle = settings.health.watch_idle_timeout_seconds
         self.pod_informer: Informer[PodInfo] = Informer(
             client,
             path="/api/v1/pods",
@@ -261,20 +265,20 @@ class Scheduler:
             handler=PodEvents(self),
             field_selector=NON_TERMINAL_PODS,
             name="pods",
+            idle_timeout=idle,
+            on_error=self._pod_unreadable,
         )
         self.node_informer: Informer[Node] = Informer(
-            client,
-            path="/api/v1/nodes",
-            decode=Node,
-            handler=NodeEvents(self),
-            name="nodes",
-        )
+            client, path="/api/v1/nodes", decode=Node, handler=NodeEvents(self), name="nodes",
+            idle_timeout=idle,
+        )  # fmt: skip
         self.pdb_informer: Informer[PDB] = Informer(
             client,
             path="/apis/policy/v1/poddisruptionbudgets",
             decode=PDB,
             handler=StoreOnly(),
             name="poddisruptionbudgets",
+            idle_timeout=idle,
         )
         self.podgroup_informer: Informer[PodGroup] = Informer(
             client,
@@ -282,7 +286,11 @@ class Scheduler:
             decode=PodGroup,
             handler=PodGroupEvents(self),
             name="podgroups",
+            idle_timeout=idle,
         )
+        self._podgroups_served = False
+        self._loop_blocked_until = 0.0
+        self._loop_blocked_for = 0.0
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
 
@@ -294,7 +302,29 @@ class Scheduler:
 
     @property
     def leading(self) -> bool:
-        return self.elector is None or self.elector.leading.is_set()
+        return self.elector is None or self.elector.is_leading()
+
+    def health(self) -> list[str]:
+        """Why this replica is not ready (empty when it is): what ``/readyz`` reports.
+
+        Informers that have heard nothing from the apiserver (no event, no
+        bookmark) within their idle timeout, an event loop that was recently
+        blocked, and a leader whose Lease renewals fail.
+        """
+        problems = []
+        informers: list[Informer[Any]] = [self.pod_informer, self.node_informer]
+        informers.append(self.pdb_informer)
+        if self._podgroups_served:
+            informers.append(self.podgroup_informer)
+        for inf in informers:
+            if (why := inf.health()) is not None:
+                problems.append(why)
+        if time.monotonic() < self._loop_blocked_until:
+            problems.append(f"event loop blocked for {self._loop_blocked_for:.1f} s recently")
+        el = self.elector
+        if el is not None and el.leading.is_set() and not el.is_leading():
+            problems.append(f"leader cannot renew lease {el.config.namespace}/{el.config.name}")
+        return problems
 
     async def wait_leading(self) -> None:
         """Followers stay warm (informers, cache, queue, agents) and wait here."""
@@ -317,47 +347,60 @@ class Scheduler:
         if snapshot_file:
             await self._load_snapshot(snapshot_file)
         async with asyncio.TaskGroup() as tg:
+
+            def guarded(name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+                """A named long-lived task whose unexpected failure is logged and restarted."""
+                tg.create_task(supervised(name, body), name=name)
+
             if snapshot_file:
-                tg.create_task(
-                    snapshot.run_periodic(
+                guarded(
+                    "latency-snapshot",
+                    lambda: snapshot.run_periodic(
                         self.latency, snapshot_file, self.settings.latency.snapshot_interval_seconds
                     ),
-                    name="latency-snapshot",
                 )
             if self.settings.latency.goldpinger_url:
-                tg.create_task(
-                    goldpinger.poll(
+                gp_url = self.settings.latency.goldpinger_url
+                guarded(
+                    "goldpinger",
+                    lambda: goldpinger.poll(
                         self.latency,
-                        url=self.settings.latency.goldpinger_url,
+                        url=gp_url,
                         interval_seconds=self.settings.latency.goldpinger_interval_seconds,
                         node_of_ip=lambda: {ip: n for n, ip in self._node_addresses().items()},
                         on_change=self._latency_changed,
                     ),
-                    name="goldpinger",
                 )
-            tg.create_task(self.node_informer.run(), name="informer-nodes")
-            tg.create_task(self.pod_informer.run(), name="informer-pods")
-            tg.create_task(self.pdb_informer.run(), name="informer-pdbs")
-            if await self._serves(PODGROUP_API):
-                tg.create_task(self.podgroup_informer.run(), name="informer-podgroups")
-            else:
-                log.info(
-                    "no PodGroup API (%s) in this cluster; its pod groups are off", PODGROUP_API
-                )
-            tg.create_task(self.queue.run_flushes(), name="queue-flush")
-            tg.create_task(self._expire_waiting(), name="permit-expiry")
-            tg.create_task(self._latency_upkeep(), name="latency-upkeep")
+            guarded("loop-monitor", self._monitor_loop)
+            guarded("informer-nodes", self.node_informer.run)
+            guarded("informer-pods", self.pod_informer.run)
+            guarded("informer-pdbs", self.pdb_informer.run)
+            guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
+            guarded("queue-flush", self.queue.run_flushes)
+            guarded("permit-expiry", self._expire_waiting)
+            guarded("latency-upkeep", self._latency_upkeep)
             for p in self.profiles.values():
-                tg.create_task(p.events.run(), name=f"events-{p.name}")
+                guarded(f"events-{p.name}", p.events.run)
             if self.elector is not None:
-                tg.create_task(self.elector.run(), name="leader-election")
+                guarded("leader-election", self.elector.run)
             await self._first_sync()
             log.info(
                 "informers synced nodes=%d pods=%d pending=%d",
                 self.cache.node_count(), self.cache.pod_count(), len(self.queue),
             )  # fmt: skip
-            await self.wait_leading()
-            await self.scheduling_loop()
+            while True:
+                await self.wait_leading()
+                try:
+                    await self.scheduling_loop()
+                except Exception:
+                    # A bug outside any one pod's cycle (the queue itself): say so, go on.
+                    log.exception("the scheduling loop failed; restarting it in 1 s")
+                    metrics.task_restarts.labels("scheduling-loop").inc()
+                    await asyncio.sleep(1.0)
+                    continue
+                if self.queue.closed:
+                    return
+                await self._step_down()
 
     async def _first_sync(self) -> None:
         """Wait for the informers' first lists; with ``tune_gc``, the cyclic collector rests.
@@ -390,6 +433,68 @@ class Scheduler:
             log.warning("%s; starting without the latency snapshot", e)
             return
         log.info("restored %d RTTs from the latency snapshot %s", n, path)
+
+    async def _podgroups_if_served(self, tg: asyncio.TaskGroup) -> None:
+        """Watch PodGroups when the cluster serves their API (asked until it answers)."""
+        if not await self._serves(PODGROUP_API):
+            log.info("no PodGroup API (%s) in this cluster; its pod groups are off", PODGROUP_API)
+            return
+        self._podgroups_served = True
+        tg.create_task(
+            supervised("informer-podgroups", self.podgroup_informer.run),
+            name="informer-podgroups",
+        )
+
+    async def _monitor_loop(self) -> None:
+        """Measure how late the loop runs a timer; a long block makes readiness fail a while."""
+        loop = asyncio.get_running_loop()
+        threshold = self.settings.health.loop_blocked_seconds
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LOOP_MONITOR_INTERVAL)
+            lag = loop.time() - before - LOOP_MONITOR_INTERVAL
+            metrics.event_loop_lag.set(lag)
+            if lag >= threshold:
+                log.warning("the event loop was blocked for %.1f s", lag)
+                self._loop_blocked_for = lag
+                self._loop_blocked_until = time.monotonic() + threshold
+
+    async def _step_down(self) -> None:
+        """Leadership was lost: stop everything that writes decisions, stay warm."""
+        assert self.elector is not None
+        metrics.leader_election_master_status.labels(self.elector.config.name).set(0)
+        for wp in list(self.waiting):
+            wp.reject("leadership", "this scheduler stopped leading")
+        # A bind not yet written must not race the next leader's decisions.
+        await self.binds.cancel_all()
+        log.warning(
+            "stopped scheduling (%s); following, informers and agents stay warm",
+            self.elector.lost_because or "not leading",
+        )  # fmt: skip
+        # Wait until the election task has seen the loss, so that wait_leading blocks.
+        # A clock condition, not an event: the renewal may still succeed late.
+        while self.elector.leading.is_set() and not self.elector.is_leading():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    def _pod_unreadable(self, raw: Mapping[str, Any], error: BaseException) -> None:
+        """A pod the informer could not read: tell its owner where they look (an Event)."""
+        meta = raw.get("metadata") or {}
+        spec = raw.get("spec") or {}
+        profile = self.profiles.get(str(spec.get("schedulerName", "")))
+        if profile is None and spec:
+            return  # another scheduler's pod
+        name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+        if not name or not uid:
+            return
+        profile = profile or next(iter(self.profiles.values()))
+        profile.events.record(
+            ObjectRef(kind="Pod", namespace=str(meta.get("namespace", "")), name=name, uid=uid),
+            type="Warning",
+            reason="FailedScheduling",
+            action="Scheduling",
+            note=f"lasched could not process this pod ({type(error).__name__}: {error}); "
+            "it is retried when the pod changes. The scheduler's log has the details.",
+        )
 
     async def _serves(self, group_version: str) -> bool:
         try:
@@ -485,14 +590,26 @@ class Scheduler:
             self.waiting.expire()
 
     async def scheduling_loop(self) -> None:
+        """Schedule one pod after another while leading; returns when not (or closed)."""
         while True:
             if not self.leading:
-                return  # the election task raises LeadershipLost beside us
+                return
             try:
                 qp = await self.queue.pop()
             except QueueClosed:
                 return
-            self.schedule_one(qp)
+            if not self.leading:  # lost while waiting for a pod: leave it for the next leader
+                self.queue.unpop(qp)
+                return
+            try:
+                self.schedule_one(qp)
+            except Exception as e:
+                # A bug, in a plugin or here: this pod's attempt is an error, the loop goes on.
+                log.exception("pod=%s scheduling cycle failed", qp.pod.key)
+                if self.queue.get(qp.key) is qp and qp.where == "in-flight":
+                    # Not handed to a binding cycle: nothing may stay assumed.
+                    self.cache.forget(qp.pod)
+                    self.queue.requeue_error(qp, reason=f"internal error: {type(e).__name__}: {e}")
             # pop() does not suspend while activeQ has pods: let informers,
             # binds and events run between cycles.
             await asyncio.sleep(0)
@@ -527,7 +644,12 @@ class Scheduler:
         profile = self.profiles.get(pod.scheduler_name)
         if profile is None:
             return None
-        st = profile.framework.run_pre_enqueue(pod)
+        try:
+            st = profile.framework.run_pre_enqueue(pod)
+        except Exception as e:
+            # kube-scheduler keeps a pod whose PreEnqueue failed gated; a later event retries it.
+            log.exception("pod=%s PreEnqueue failed", pod.key)
+            return f"PreEnqueue failed: {type(e).__name__}: {e}"
         return None if st.ok else st.message
 
     def schedule_one(self, qp: QueuedPod) -> None:
@@ -676,7 +798,11 @@ class Scheduler:
                 except asyncio.CancelledError:
                     write.close()  # never started: no "never awaited" warning at shutdown
                     raise
-            await write
+            try:
+                await write
+            except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
+                # The apiserver went away or refused: the next attempt writes the status again.
+                log.warning("pod=%s status not written: %s: %s", pod.key, type(e).__name__, e)
 
         task = self.status_writes.spawn(ordered(), name=name)
         self._pod_status_writes[pod.key] = task
@@ -706,6 +832,10 @@ class Scheduler:
                     self._failed_after_reserve(a, verdict)
                     return
             await self._pod_status_written(pod.key)
+            if not self.leading:
+                # Paused or cut off past the renew deadline: the next leader decides.
+                self._requeue(pod, "this scheduler stopped leading before the bind", error=True)
+                return
             t0 = time.perf_counter()
             st = await a.profile.framework.run_bind(a.state, pod, node)
             metrics.binding_duration.observe(time.perf_counter() - t0)

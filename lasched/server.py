@@ -1,7 +1,11 @@
 """The scheduler's HTTP server: health, readiness, Prometheus metrics, agents.
 
-``/readyz`` means "informers synced", not "is leader": a warm follower is
-ready to take over and should receive agent streams.
+``/readyz`` means "able to take over or to go on", not "is leader": a warm
+follower is ready and should receive agent streams. It fails (503, with one
+line per reason) while an informer has not synced or has heard nothing from
+the apiserver, not even a bookmark, within its idle timeout; for a while after
+the event loop was blocked; and while the leader cannot renew its Lease
+(docs/operations.md, "Readiness"). ``/healthz`` answers as long as the loop runs.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 from prometheus_async.aio.web import server_stats
 
+from lasched import connguard
+from lasched.settings import ServerSettings
+
 
 def build_app(
     *,
-    synced: Callable[[], bool],
+    problems: Callable[[], list[str]],
     extra_routes: Iterable[Callable[[web.Application], None]] = (),
 ) -> web.Application:
     """Health, readiness and metrics, plus what ``extra_routes`` add (agents, extender)."""
@@ -23,9 +30,10 @@ def build_app(
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        if synced():
+        why = problems()
+        if not why:
             return web.Response(text="ok")
-        return web.Response(status=503, text="informers not synced")
+        return web.Response(status=503, text="\n".join(why) + "\n")
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -37,11 +45,21 @@ def build_app(
     return app
 
 
-async def start(app: web.Application, *, host: str, port: int) -> web.AppRunner:
-    """Start serving; returns the runner, whose ``cleanup()`` stops it."""
-    runner = web.AppRunner(app, access_log=None)
+async def start(
+    app: web.Application, *, host: str, port: int, limits: ServerSettings | None = None
+) -> web.AppRunner:
+    """Start serving; returns the runner, whose ``cleanup()`` stops it.
+
+    Every connection passes through a :class:`~lasched.connguard.ConnectionGuard` with
+    ``limits``' caps and timeouts (the defaults if None).
+    """
+    guard = connguard.ConnectionGuard(connguard.plan(limits or ServerSettings()))
+    app.middlewares.append(guard.middleware)
+    # aiohttp's own keep-alive timer only backs the guard's up; the guard closes first.
+    backstop = guard.limits.idle_timeout + guard.limits.header_timeout + 1
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=backstop)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = connguard.GuardedSite(runner, host, port, guard=guard)
     await site.start()
     return runner
 

@@ -8,6 +8,7 @@ fields are errors too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,22 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenReviewSettings:
+    """How agents' tokens are checked: results cached, apiserver calls rate-limited."""
+
+    cache_seconds: float = 300.0
+    """A valid token's identity is reused this long (never past the token's own expiry)."""
+    negative_cache_seconds: float = 10.0
+    misses_per_second: float = 20.0
+    """TokenReviews sent to the apiserver, all clients together; beyond it 429."""
+    miss_burst: int = 50
+    misses_per_source_per_second: float = 2.0
+    miss_burst_per_source: int = 5
+    max_connections: int = 4
+    """The reviews' own connection pool, apart from the scheduler's apiserver connections."""
+
+
+@dataclass(frozen=True, slots=True)
 class LatencySettings:
     ttl_seconds: float = 30.0
     static_file: str | None = None
@@ -70,6 +87,7 @@ class LatencySettings:
     cloud_fallback: bool = False
     goldpinger_url: str | None = None
     goldpinger_interval_seconds: float = 30.0
+    token_review: TokenReviewSettings = field(default_factory=TokenReviewSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,25 @@ class ExtenderSettings:
 class ServerSettings:
     bind_address: str = "0.0.0.0"
     port: int = 10271
+    max_connections: int = 2048
+    """Open connections on the port from all clients together; lowered at start so that a
+    quarter of the open-file limit (at least 256) stays for the scheduler's own use."""
+    max_connections_per_source: int = 32
+    header_timeout_seconds: float = 10.0
+    """A connection whose request head is not complete this long after it opened is closed."""
+    idle_timeout_seconds: float = 90.0
+    """A keep-alive connection idle this long between requests is closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """What readiness (``/readyz``) and the informers' liveness hold lasched to."""
+
+    watch_idle_timeout_seconds: float = 150.0
+    """A watch that delivers nothing, not even a bookmark (the apiserver sends one about
+    once a minute), for this long is given up and relisted; readiness fails meanwhile."""
+    loop_blocked_seconds: float = 5.0
+    """Readiness fails for a while after the event loop was blocked this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +151,7 @@ class Settings:
     extender: ExtenderSettings = field(default_factory=ExtenderSettings)
     preemption_enabled: bool = True
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @property
     def scheduler_names(self) -> tuple[str, ...]:
@@ -145,8 +183,8 @@ class _Reader:
         v = self.raw(key)
         if v is None:
             return default
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ConfigError(f"{self._name(key)} must be a number, not {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ConfigError(f"{self._name(key)} must be a finite number, not {v!r}")
         if v < minimum or (strict and v == minimum):
             what = "positive" if strict and minimum == 0 else f">= {minimum}"
             raise ConfigError(f"{self._name(key)} must be {what}, not {v!r}")
@@ -264,9 +302,24 @@ def _latency(lat: _Reader) -> LatencySettings:
         snapshot_file=_path(lat, "snapshotFile"),
         snapshot_interval_seconds=lat.number("snapshotIntervalSeconds", 60.0),
         cloud_fallback=bool(cloud),
+        token_review=_token_review(lat.child("tokenReview")),
     )
     lat.finish()
     return settings
+
+
+def _token_review(tr: _Reader) -> TokenReviewSettings:
+    out = TokenReviewSettings(
+        cache_seconds=tr.number("cacheSeconds", 300.0, strict=False),
+        negative_cache_seconds=tr.number("negativeCacheSeconds", 10.0, strict=False),
+        misses_per_second=tr.number("missesPerSecond", 20.0),
+        miss_burst=tr.integer("missBurst", 50, minimum=1),
+        misses_per_source_per_second=tr.number("missesPerSourcePerSecond", 2.0),
+        miss_burst_per_source=tr.integer("missBurstPerSource", 5, minimum=1),
+        max_connections=tr.integer("maxConnections", 4, minimum=1, maximum=64),
+    )
+    tr.finish()
+    return out
 
 
 def _leader_election(le: _Reader) -> LeaderElectionSettings:
@@ -359,8 +412,17 @@ def parse(data: Any) -> Settings:
     server = ServerSettings(
         bind_address=s.string("bindAddress", "0.0.0.0"),
         port=s.integer("port", 10271, minimum=0, maximum=65535),
+        max_connections=s.integer("maxConnections", 2048, minimum=1),
+        max_connections_per_source=s.integer("maxConnectionsPerSource", 32, minimum=1),
+        header_timeout_seconds=s.number("headerTimeoutSeconds", 10.0),
+        idle_timeout_seconds=s.number("idleTimeoutSeconds", 90.0),
     )
     s.finish()
+    if server.max_connections_per_source > server.max_connections:
+        raise ConfigError(
+            f"server.maxConnectionsPerSource ({server.max_connections_per_source}) must not "
+            f"exceed server.maxConnections ({server.max_connections})"
+        )
 
     latency = _latency(r.child("latency"))
     extender = _extender(r.child("extender"))
@@ -370,6 +432,12 @@ def parse(data: Any) -> Settings:
         raise ConfigError(f"preemption.enabled must be true or false, not {preemption_enabled!r}")
     pre.finish()
     leader_election = _leader_election(r.child("leaderElection"))
+    hr = r.child("health")
+    health = HealthSettings(
+        watch_idle_timeout_seconds=hr.number("watchIdleTimeoutSeconds", 150.0),
+        loop_blocked_seconds=hr.number("loopBlockedSeconds", 5.0),
+    )
+    hr.finish()
 
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
@@ -391,6 +459,7 @@ def parse(data: Any) -> Settings:
         extender=extender,
         preemption_enabled=preemption_enabled is not False,
         leader_election=leader_election,
+        health=health,
     )
     r.finish()
     return settings

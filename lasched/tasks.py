@@ -9,10 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from lasched import metrics
+
 log = logging.getLogger(__name__)
+
+
+async def supervised(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    initial_delay: float = 1.0,
+    max_delay: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run a long-lived task's body again whenever it fails, until cancelled.
+
+    A bug in one object's handling must never end the process: the failure is
+    logged with its traceback and counted, and the body restarts after a
+    delay that doubles with each consecutive failure (reset after a body that
+    ran for longer than ``max_delay``). A body that returns normally is done.
+    """
+    delay = initial_delay
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.task_restarts.labels(name).inc()
+            if loop.time() - started > max_delay:
+                delay = initial_delay
+            log.exception("task=%s failed; restarting in %.1f s", name, delay)
+            await sleep(delay)
+            delay = min(max_delay, delay * 2)
 
 
 class TaskSet:

@@ -19,8 +19,12 @@ absent, and the admission that depends on them is adjusted (docs/devcluster.md):
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import ssl
 import tempfile
 import time
@@ -132,6 +136,7 @@ class DevCluster:
         self.etcd_url = ""
         self._pki: pki.Pki | None = None
         self._state_path = self.workdir / "state.json"
+        self._apiserver_port = 0
 
     @property
     def pki(self) -> pki.Pki:
@@ -206,7 +211,7 @@ class DevCluster:
 
     async def _start_apiserver(self, apiserver: Path, logs: Path, timeout: float) -> None:
         p = self.pki
-        port = free_port()
+        port = self._apiserver_port = self._apiserver_port or free_port()
         self.api_url = f"https://127.0.0.1:{port}"
         child = self._spawn(
             "kube-apiserver",
@@ -279,6 +284,53 @@ class DevCluster:
         )
         ctx = ssl.create_default_context(cafile=str(p.ca_cert))
         await _wait_http(f"https://127.0.0.1:{port}/healthz", child, timeout=timeout, ssl_ctx=ctx)
+
+    # ---- faults, for chaos tests and soaks ---------------------------------------
+
+    def _child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise ClusterError(f"no {name} process in this cluster")
+
+    async def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL with ``kill``); etcd and kwok stay."""
+        child = self._child("kube-apiserver")
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+        await stop_children([child])
+        self.children.remove(child)
+
+    async def start_apiserver(self, *, timeout: float = 120.0) -> None:
+        """Start kube-apiserver again on the same port, with the same PKI and etcd."""
+        bins = await binaries.ensure(["kube-apiserver"], progress=self._progress)
+        await self._start_apiserver(bins["kube-apiserver"], self.workdir / "logs", timeout)
+        self._save_state()
+
+    async def restart_apiserver(self, *, down_seconds: float = 0.0, kill: bool = False) -> None:
+        """Stop kube-apiserver, keep it down ``down_seconds``, start it again."""
+        await self.stop_apiserver(kill=kill)
+        await asyncio.sleep(down_seconds)
+        await self.start_apiserver()
+
+    async def compact_etcd(self) -> int:
+        """Compact etcd's history up to now (as the apiserver does every 5 minutes).
+
+        Watches resumed from an older resourceVersion then get 410 Gone.
+        Returns the revision compacted to.
+        """
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{self.etcd_url}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()}
+            ) as resp:
+                resp.raise_for_status()
+                revision = int((await resp.json())["header"]["revision"])
+            async with http.post(
+                f"{self.etcd_url}/v3/kv/compaction", json={"revision": revision, "physical": True}
+            ) as resp:
+                resp.raise_for_status()
+        return revision
 
     async def client(self) -> KubeClient:
         """An admin client for this cluster; close it (or use ``async with``)."""

@@ -100,6 +100,7 @@ class KubeClient:
             read_bufsize=_READ_BUFSIZE,
             headers={"User-Agent": self.options.user_agent, "Accept": "application/json"},
         )
+        self._companions: list[KubeClient] = []
 
     @classmethod
     async def from_kubeconfig(
@@ -107,7 +108,19 @@ class KubeClient:
     ) -> Self:
         return cls(await load_configuration(kubeconfig), options)
 
+    def companion(self, options: ClientOptions) -> KubeClient:
+        """A client for the same apiserver and credentials with a connection pool of its own.
+
+        For requests that others can cause (token reviews on behalf of agents): they then
+        cannot take the connections the scheduler's own requests need. Closed with this one.
+        """
+        other = KubeClient(self._cfg, options)
+        self._companions.append(other)
+        return other
+
     async def close(self) -> None:
+        for other in self._companions:
+            await other.close()
         await self._session.close()
 
     async def __aenter__(self) -> Self:
@@ -200,17 +213,24 @@ class KubeClient:
         return await self.request("PATCH", path, body=body, content_type=content_type)
 
     async def stream(
-        self, path: str, *, params: Mapping[str, str | int | bool], timeout: float | None = None
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool],
+        timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[JSON]:
         """Yield each JSON line of a watch stream as it arrives.
 
-        Cancelling the consumer closes the connection.
+        ``read_timeout``: the longest silence between two reads before the
+        stream fails with a :class:`TimeoutError` (a connection that stays
+        open but delivers nothing). Cancelling the consumer closes the connection.
         """
         headers = await self._headers(None)
         async with self._session.get(
             self._url(path, params),
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10),
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10, sock_read=read_timeout),
         ) as resp:
             if resp.status >= 300:
                 raise _api_error(resp.status, await resp.read())

@@ -12,12 +12,29 @@ only the holder of the Lease schedules. The rules are client-go's
 - Writes are optimistic (the Lease's resourceVersion), so of two candidates
   racing for an expired Lease exactly one wins.
 - The leader renews every ``retry_period``; if it cannot renew for
-  ``renew_deadline`` (which is shorter than ``lease_duration``), it raises
-  :class:`LeadershipLost` *before* another replica may take over, and the
-  process exits rather than risk scheduling beside a new leader.
+  ``renew_deadline`` (which is shorter than ``lease_duration``), it stops
+  leading *before* another replica may take over.
 - On cancellation (graceful shutdown) the leader releases the Lease (empty
   holder, one-second duration), so a follower takes over at its next retry
   instead of waiting for expiry.
+
+Where lasched departs from client-go:
+
+- **Leading is judged on the clock, not only by a flag.**
+  :meth:`LeaderElector.is_leading` is false as soon as ``renew_deadline``
+  has passed since the last successful renewal, even if the renewing task
+  has not run yet: a process resumed after a pause (SIGSTOP, a frozen VM, a
+  blocked loop) stops scheduling at its first look at the clock, not when
+  its timers catch up.
+- **Seeing another holder ends leadership at once.** A renewal that reads a
+  Lease held by another identity, still valid, does not wait for the
+  deadline.
+- **A lost leader steps down instead of exiting.** kube-scheduler exits and
+  relies on a restart; lasched stops scheduling (see
+  :meth:`lasched.scheduler.Scheduler.run`), keeps its informers and agent
+  streams warm, and campaigns again. An apiserver that is away longer than
+  ``renew_deadline`` (a rolling upgrade) then costs a hand-over, not a
+  process.
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ JITTER = 1.2  # client-go's JitterFactor for the candidate's retries
 
 
 class LeadershipLost(RuntimeError):
-    """The leader could not renew its Lease in time; it must stop scheduling now."""
+    """Why a leader stopped leading (kept in :attr:`LeaderElector.lost_because`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,10 @@ class LeaderElector:
         self._sleep = sleep
         self.leading = asyncio.Event()
         self.holder: str | None = None  # the last holder seen
+        self._renewed_at = float("-inf")  # our clock at the last successful acquire or renew
+        self._usurper: str | None = None  # another holder of a valid Lease, seen while leading
+        self.terms = 0
+        self.lost_because: LeadershipLost | None = None
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
@@ -98,30 +119,48 @@ class LeaderElector:
         c = self.config
         return f"/apis/coordination.k8s.io/v1/namespaces/{c.namespace}/leases/{c.name}"
 
-    async def run(self) -> None:
-        """Acquire, then renew until cancelled (releases) or the Lease is lost (raises)."""
-        c = self.config
-        log.info(
-            "leader election: campaigning for lease %s/%s as %s", c.namespace, c.name, c.identity
+    def is_leading(self) -> bool:
+        """Leading, and renewed within ``renew_deadline`` by our own clock."""
+        return (
+            self.leading.is_set() and self._clock() - self._renewed_at < self.config.renew_deadline
         )
-        while not await self._try():
-            await self._sleep(c.retry_period * random.uniform(1.0, JITTER))
-        log.info("leader election: acquired lease %s/%s", c.namespace, c.name)
-        self.leading.set()
-        try:
-            await self._renew_until_lost()
-        except asyncio.CancelledError:
-            await asyncio.shield(self.release())
-            raise
 
-    async def _renew_until_lost(self) -> None:
+    async def run(self) -> None:
+        """Campaign, lead, step down when the Lease is lost, campaign again; until cancelled.
+
+        Cancelling is safe: a leader releases its Lease first.
+        """
         c = self.config
         while True:
-            deadline = self._clock() + c.renew_deadline
+            log.info(
+                "leader election: campaigning for lease %s/%s as %s",
+                c.namespace, c.name, c.identity,
+            )  # fmt: skip
             while not await self._try():
-                if self._clock() >= deadline:
-                    self.leading.clear()
-                    raise LeadershipLost(
+                await self._sleep(c.retry_period * random.uniform(1.0, JITTER))
+            log.info("leader election: acquired lease %s/%s", c.namespace, c.name)
+            self.terms += 1
+            self.lost_because = None
+            self.leading.set()
+            try:
+                lost = await self._renew_until_lost()
+            except asyncio.CancelledError:
+                await asyncio.shield(self.release())
+                raise
+            self.leading.clear()
+            self.lost_because = lost
+            log.error("leader election: stopped leading: %s", lost)
+
+    async def _renew_until_lost(self) -> LeadershipLost:
+        c = self.config
+        while True:
+            while not await self._try():
+                if self._usurper is not None:
+                    return LeadershipLost(
+                        f"lease {c.namespace}/{c.name} is held by {self._usurper}"
+                    )
+                if self._clock() - self._renewed_at >= c.renew_deadline:
+                    return LeadershipLost(
                         f"could not renew lease {c.namespace}/{c.name} for {c.renew_deadline:g} s"
                     )
                 await self._sleep(c.retry_period)
@@ -138,10 +177,21 @@ class LeaderElector:
                         continue
                     return await self._try_acquire_or_renew()
             except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
-                log.warning("leader election: %s", e)
+                log.warning("leader election: %s: %s", type(e).__name__, e)
+                return False
+            except Exception:  # a Lease we cannot read: a failed attempt, not the end
+                log.exception("leader election: attempt failed")
                 return False
 
     async def _try_acquire_or_renew(self) -> bool:
+        self._usurper = None
+        started = self._clock()  # a renewal counts from when it was asked for
+        if await self._acquire_or_renew():
+            self._renewed_at = started
+            return True
+        return False
+
+    async def _acquire_or_renew(self) -> bool:
         c = self.config
         now = self._wall()
         timeout = c.renew_deadline / 2
@@ -167,6 +217,8 @@ class LeaderElector:
         self._saw(lease, holder)
         duration = float(spec.get("leaseDurationSeconds") or c.lease_duration)
         if holder and holder != c.identity and self._clock() < self._observed_at + duration:
+            if self.leading.is_set():
+                self._usurper = holder
             return False
         body = self._record(lease, now)
         try:

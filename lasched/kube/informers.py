@@ -10,6 +10,21 @@ changed ones as updates, so the handler never misses a transition. Any other
 stream failure reconnects from the last seen resourceVersion with jittered
 exponential backoff.
 
+**Liveness.** A watch can die silently: a proxy or a NAT that keeps the TCP
+connection open but forwards nothing delivers no error, only silence. A
+healthy apiserver sends a bookmark about once a minute on every watch that
+asked for them, so a watch that has delivered nothing (no event, no
+bookmark) for ``idle_timeout`` is treated as dead: the informer says so in
+the log and a metric, and lists again (what happened meanwhile is unknown).
+:meth:`Informer.health` tells readiness the same.
+
+**Error boundary.** One object must never stop an informer. An object that
+``decode`` cannot read, or a handler that raises, is reported to
+``on_error`` (the scheduler turns it into a Warning Event on the pod), logged
+with its traceback and counted; the stream goes on with the next event.
+Only the stream itself (the connection, the apiserver's answers) can make the
+informer reconnect or relist, and nothing but cancellation ends :meth:`run`.
+
 Handlers are plain functions called on the event loop; they must not block.
 """
 
@@ -18,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -78,12 +94,31 @@ class ListWatchClient(Protocol):
     ) -> JSON: ...
 
     def stream(
-        self, path: str, *, params: Mapping[str, str | int | bool], timeout: float | None = None
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool],
+        timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[JSON]: ...
 
 
 class _Gone(Exception):
     """The resourceVersion we watch from is too old: relist."""
+
+
+class _Silent(Exception):
+    """The watch delivered nothing, not even a bookmark, for the idle timeout: relist."""
+
+
+# What a broken connection or a refusing apiserver raises (orjson: ValueError).
+_STREAM_ERRORS = (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError)
+
+ErrorHook = Callable[[JSON, BaseException], None]
+"""Told of an object the informer could not decode or hand over: (its JSON, the error)."""
+
+# A healthy apiserver sends a bookmark about once a minute on each watch.
+DEFAULT_IDLE_TIMEOUT = 150.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +152,9 @@ class Informer(Generic[T]):
         page_size: int = 500,
         backoff: Backoff | None = None,
         name: str = "",
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        on_error: ErrorHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._path = path
@@ -130,13 +168,32 @@ class Informer(Generic[T]):
         self._page_size = page_size
         self._backoff = backoff or Backoff()
         self.name = name or path
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout!r}")
+        self.idle_timeout = idle_timeout
+        self._on_error = on_error
+        self._clock = clock
         self.store: dict[str, T] = {}
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.relists = 0
+        self.errors = 0
+        # When the stream last showed life (an event, a bookmark, a list page).
+        self.last_heard = clock()
+        self.connected = False
+
+    def health(self) -> str | None:
+        """None while the informer hears from the apiserver in time, else why not."""
+        if not self.synced.is_set():
+            return f"informer {self.name}: not synced"
+        silent = self._clock() - self.last_heard
+        if silent > self.idle_timeout:
+            state = "watching" if self.connected else "not connected"
+            return f"informer {self.name}: nothing heard for {silent:.0f} s ({state})"
+        return None
 
     async def run(self) -> None:
-        """Run until cancelled. Cancelling is safe at any point."""
+        """Run until cancelled. Cancelling is safe at any point; nothing else ends it."""
         failures = 0
         need_list = True
         while True:
@@ -149,18 +206,40 @@ class Informer(Generic[T]):
                 await self._watch()
             except _Gone:
                 log.info("informer=%s resourceVersion expired; relisting", self.name)
-                self.relists += 1
-                metrics.informer_relists.labels(self.name).inc()
+                self._relisting("expired")
                 need_list = True
-            except (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+            except _Silent:
+                log.warning(
+                    "informer=%s watch silent for %.0f s (no event, no bookmark); relisting",
+                    self.name, self.idle_timeout,
+                )  # fmt: skip
+                self._relisting("silent")
+                need_list = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
                 delay = self._backoff.delay(failures)
                 failures += 1
-                log.warning(
-                    "informer=%s stream failed (%s); retrying in %.1f s", self.name, e, delay
-                )
+                if isinstance(e, _STREAM_ERRORS):
+                    log.warning(
+                        "informer=%s stream failed (%s: %s); retrying in %.1f s",
+                        self.name, type(e).__name__, e, delay,
+                    )  # fmt: skip
+                else:  # a bug: say where, and carry on from a fresh list
+                    log.error(
+                        "informer=%s failed; relisting in %.1f s", self.name, delay, exc_info=e
+                    )
+                    need_list = True
                 if isinstance(e, ApiError) and e.gone:
                     need_list = True
                 await asyncio.sleep(delay)
+            finally:
+                self.connected = False
+
+    def _relisting(self, why: str) -> None:
+        self.relists += 1
+        metrics.informer_relists.labels(self.name).inc()
+        metrics.informer_restarts.labels(self.name, why).inc()
 
     async def _list(self) -> None:
         fresh: dict[str, T] = {}
@@ -174,9 +253,11 @@ class Informer(Generic[T]):
                     fresh.clear()
                     continue
                 raise
+            self.last_heard = self._clock()
             for item in page.get("items") or ():
-                obj = self._decode(item)
-                fresh[obj.key] = obj
+                obj = self._decoded(item)
+                if obj is not None:
+                    fresh[obj.key] = obj
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -190,13 +271,41 @@ class Informer(Generic[T]):
         self.store = fresh
         for k, old in old_store.items():
             if k not in fresh:
-                self._handler.on_delete(old)
+                self._deliver(self._handler.on_delete, old)
         for k, new in fresh.items():
             prev = old_store.get(k)
             if prev is None:
-                self._handler.on_add(new)
+                self._deliver(self._handler.on_add, new)
             elif prev.resource_version != new.resource_version:
-                self._handler.on_update(prev, new)
+                self._deliver(self._handler.on_update, prev, new)
+
+    def _decoded(self, raw: JSON) -> T | None:
+        """``decode(raw)``, or None (reported) when the object cannot be read."""
+        try:
+            return self._decode(raw)
+        except Exception as e:
+            self._failed(raw, e, "decode")
+            return None
+
+    def _deliver(self, call: Callable[..., None], *objs: T) -> None:
+        """Hand objects to the handler; its exception is reported, never raised."""
+        try:
+            call(*objs)
+        except Exception as e:
+            self._failed(_raw_of(objs[-1]), e, "handler")
+
+    def _failed(self, raw: JSON, error: BaseException, stage: str) -> None:
+        self.errors += 1
+        metrics.informer_errors.labels(self.name, stage).inc()
+        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
+        what = f"{meta.get('namespace', '')}/{meta.get('name', '?')}".lstrip("/")
+        log.error("informer=%s object=%s %s failed", self.name, what, stage, exc_info=error)
+        if self._on_error is not None:
+            try:
+                self._on_error(raw, error)
+            except Exception:
+                log.exception("informer=%s error hook failed for %s", self.name, what)
 
     async def _watch(self) -> None:
         params: dict[str, str | int | bool] = {
@@ -207,8 +316,16 @@ class Informer(Generic[T]):
             # client-go spreads watch renewals between 5 and 10 minutes.
             "timeoutSeconds": random.randint(300, 600),
         }
-        async for event in self._client.stream(self._path, params=params):
-            self._apply(event)
+        stream = self._client.stream(self._path, params=params, read_timeout=self.idle_timeout)
+        self.connected = True
+        try:
+            async for event in stream:
+                self.last_heard = self._clock()
+                self._apply(event)
+        except TimeoutError as e:  # aiohttp's read timeout is a TimeoutError
+            if self._clock() - self.last_heard >= self.idle_timeout * 0.99:
+                raise _Silent() from e
+            raise
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -225,18 +342,32 @@ class Informer(Generic[T]):
         if kind == "BOOKMARK":
             self.resource_version = raw["metadata"]["resourceVersion"]
             return
-        obj = self._decode(raw)
+        obj = self._decoded(raw)
+        if obj is None:
+            # Move past it: replaying the same event would fail the same way forever.
+            rv = (raw.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_version = rv
+            return
         k = obj.key
         self.resource_version = obj.resource_version
         if kind in ("ADDED", "MODIFIED"):
             prev = self.store.get(k)
             self.store[k] = obj
             if prev is None:
-                self._handler.on_add(obj)
+                self._deliver(self._handler.on_add, obj)
             else:
-                self._handler.on_update(prev, obj)
+                self._deliver(self._handler.on_update, prev, obj)
         elif kind == "DELETED":
             prev = self.store.pop(k, None)
-            self._handler.on_delete(prev if prev is not None else obj)
+            self._deliver(self._handler.on_delete, prev if prev is not None else obj)
         else:
             log.warning("informer=%s ignoring watch event of type %r", self.name, kind)
+
+
+def _raw_of(obj: object) -> JSON:
+    """Enough of an object's identity for an error report."""
+    key = str(getattr(obj, "key", ""))
+    namespace, _, name = key.rpartition("/")
+    uid = str(getattr(obj, "uid", ""))
+    return {"metadata": {"namespace": namespace, "name": name, "uid": uid}}

@@ -17,6 +17,12 @@ A malformed frame closes that one connection with 1007 and the reason, an
 oversized one with 1009; the reason is logged and nothing else is harmed.
 A newer connection for the same node replaces the older one.
 
+Error boundaries: an unexpected exception while serving one connection (a
+frame, its targets, its writer) is logged with the node and the traceback and
+closes that connection alone with 1011. An exception in ``on_change`` is logged
+and changes nothing else; one agent's failing target list never stops the
+others' from being pushed. Other connections never see any of it.
+
 A *significant* change of a pair's estimate (or a new pair) calls
 ``on_change``, which the scheduler uses to move unschedulable pods back to
 the queue, the way any other cluster event does.
@@ -36,6 +42,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 import lasched_protocol as proto
 from lasched import metrics
 from lasched.latency.cache import LatencyCache
+from lasched.logs import Throttled
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +50,16 @@ PATH = "/agents/v1"
 
 
 class AuthError(Exception):
-    """The token was refused. ``status`` is the HTTP status to answer with."""
+    """The token was refused. ``status`` is the HTTP status to answer with.
 
-    def __init__(self, status: int, reason: str) -> None:
+    ``retry_after``: seconds the client should wait (sent as ``Retry-After``), if any.
+    """
+
+    def __init__(self, status: int, reason: str, *, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +69,11 @@ class Identity:
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, token: str) -> Identity:
-        """The token's identity; raises :class:`AuthError` if refused."""
+    async def authenticate(self, token: str, *, source: str) -> Identity:
+        """The token's identity; raises :class:`AuthError` if refused.
+
+        ``source`` is the client's address, for per-client rate limits.
+        """
         ...
 
 
@@ -83,7 +97,8 @@ class _Conn:
         self.hello = hello
         self.node = hello.node
         self.identity = identity
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        # Frames for the writer; None asks it to close the connection (1011).
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.targets: tuple[proto.Target, ...] = ()
         self.last_seq = -1
 
@@ -110,6 +125,7 @@ class AgentHub:
         self.options = options or HubOptions()
         self._conns: dict[str, _Conn] = {}
         self._seq = 0
+        self._log = Throttled(log)
 
     @property
     def nodes(self) -> list[str]:
@@ -130,9 +146,15 @@ class AgentHub:
         return nodes + self._endpoints
 
     def peers_changed(self) -> None:
-        """Push the new target list to every agent whose list changed."""
-        for conn in self._conns.values():
-            self._push_targets(conn)
+        """Push the new target list to every agent whose list changed; never raises."""
+        for conn in list(self._conns.values()):
+            try:
+                self._push_targets(conn)
+            except Exception:
+                # This agent's list failed; the others still get theirs.
+                metrics.agent_refusals.labels("internal_error").inc()
+                log.exception("agent node=%s: cannot send its targets; closing", conn.node)
+                conn.outbox.put_nowait(None)
 
     def _push_targets(self, conn: _Conn) -> None:
         targets = self.targets_for(conn.node)
@@ -156,25 +178,44 @@ class AgentHub:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or not header[7:].strip():
             metrics.agent_refusals.labels("no_token").inc()
-            log.warning("agent from %s refused: no bearer token", peer)
+            self._log.warning("no_token", "agent from %s refused: no bearer token", peer)
             return web.Response(status=401, text="a bearer token is required\n")
         try:
-            identity = await self._auth.authenticate(header[7:].strip())
+            identity = await self._auth.authenticate(header[7:].strip(), source=peer)
         except AuthError as e:
-            metrics.agent_refusals.labels("unauthorized").inc()
-            log.warning("agent from %s refused: %s", peer, e.reason)
-            return web.Response(status=e.status, text=e.reason + "\n")
+            return self._refused(peer, e)
+        except Exception:
+            metrics.agent_refusals.labels("internal_error").inc()
+            log.exception("agent from %s: checking its token failed", peer)
+            return web.Response(status=500, text="internal error while checking the token\n")
 
         ws = web.WebSocketResponse(max_msg_size=proto.MAX_FRAME_BYTES, heartbeat=None)
         await ws.prepare(request)
+        try:
+            await self._serve(ws, identity, peer)
+        except Exception:
+            # The per-connection boundary: whatever failed was this connection's alone.
+            metrics.agent_refusals.labels("internal_error").inc()
+            log.exception("agent from %s: closing after an unexpected error", peer)
+            await _close(ws, WSCloseCode.INTERNAL_ERROR, "internal error")
+        return ws
+
+    def _refused(self, peer: str, e: AuthError) -> web.Response:
+        kind = {429: "rate_limited", 503: "review_failed"}.get(e.status, "unauthorized")
+        metrics.agent_refusals.labels(kind).inc()
+        self._log.warning(kind, "agent from %s refused: %s", peer, e.reason)
+        headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
+        return web.Response(status=e.status, text=e.reason + "\n", headers=headers)
+
+    async def _serve(self, ws: web.WebSocketResponse, identity: Identity, peer: str) -> None:
         hello = await self._hello(ws, identity, peer)
         if hello is None:
-            return ws
+            return
         node = hello.node
         conn = _Conn(ws, hello, identity)
         old = self._conns.get(node)
         if old is not None:
-            await old.ws.close(code=WSCloseCode.OK, message=b"replaced by a newer connection")
+            await _close(old.ws, WSCloseCode.OK, "replaced by a newer connection")
         self._conns[node] = conn
         metrics.agent_connections.set(len(self._conns))
         log.info("agent connected node=%s from=%s", node, peer)
@@ -182,6 +223,10 @@ class AgentHub:
         try:
             self._push_targets(conn)
             await self._read(conn)
+        except Exception:
+            metrics.agent_refusals.labels("internal_error").inc()
+            log.exception("agent node=%s: closing after an unexpected error", node)
+            await _close(ws, WSCloseCode.INTERNAL_ERROR, "internal error")
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,9 +235,8 @@ class AgentHub:
                 del self._conns[node]
             metrics.agent_connections.set(len(self._conns))
             if not ws.closed:
-                await ws.close()
+                await _close(ws, WSCloseCode.OK, "")
             log.info("agent disconnected node=%s code=%s", node, ws.close_code)
-        return ws
 
     async def _hello(
         self, ws: web.WebSocketResponse, identity: Identity, peer: str
@@ -226,10 +270,9 @@ class AgentHub:
 
     async def _refuse(self, ws: web.WebSocketResponse, peer: str, kind: str, reason: str) -> None:
         metrics.agent_refusals.labels(kind).inc()
-        log.warning("agent from %s closed: %s", peer, reason)
+        self._log.warning(kind, "agent from %s closed: %s", peer, reason)
         code = WSCloseCode.INVALID_TEXT if kind == "protocol" else WSCloseCode.POLICY_VIOLATION
-        # A close reason must fit in one control frame (125 bytes).
-        await ws.close(code=code, message=reason.encode()[:120])
+        await _close(ws, code, reason)
 
     async def _decode(
         self, ws: web.WebSocketResponse, msg: WSMessage, peer: str
@@ -243,7 +286,7 @@ class AgentHub:
         if msg.type == WSMsgType.ERROR:
             # aiohttp has already closed with 1009 for an oversized frame.
             metrics.agent_refusals.labels("frame_error").inc()
-            log.warning("agent from %s closed: %s", peer, ws.exception())
+            self._log.warning("frame_error", "agent from %s closed: %s", peer, ws.exception())
         return None
 
     async def _read(self, conn: _Conn) -> None:
@@ -269,13 +312,22 @@ class AgentHub:
                 return
 
     async def _write(self, conn: _Conn) -> None:
+        """Send the outbox's frames until the connection ends; never raises."""
         while True:
             frame = await conn.outbox.get()
+            if frame is None:
+                await _close(conn.ws, WSCloseCode.INTERNAL_ERROR, "internal error")
+                return
             try:
                 await conn.ws.send_bytes(frame)
             except (ConnectionError, RuntimeError) as e:
                 # The reader sees the closed socket and ends the connection.
                 log.info("agent node=%s: cannot send targets: %s", conn.node, e)
+                return
+            except Exception:
+                metrics.agent_refusals.labels("internal_error").inc()
+                log.exception("agent node=%s: sending targets failed; closing", conn.node)
+                await _close(conn.ws, WSCloseCode.INTERNAL_ERROR, "internal error")
                 return
 
     # ---- samples ----------------------------------------------------------------
@@ -308,10 +360,23 @@ class AgentHub:
             ):
                 significant = True
         if significant:
-            self._on_change()
+            try:
+                self._on_change()
+            except Exception:
+                # The scheduler's reaction failed, not the agent: its connection stays.
+                log.exception("on_change failed after samples from node=%s", node)
         return significant
 
     async def close(self) -> None:
         """Close every agent connection (agents reconnect to the next leader or restart)."""
         for conn in list(self._conns.values()):
-            await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"scheduler stopping")
+            await _close(conn.ws, WSCloseCode.GOING_AWAY, "scheduler stopping")
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Close ``ws``; a connection that is already gone is not an error."""
+    try:
+        # A close reason must fit in one control frame (125 bytes).
+        await ws.close(code=code, message=reason.encode()[:120])
+    except (ConnectionError, RuntimeError) as e:
+        log.debug("closing an agent connection: %s", e)

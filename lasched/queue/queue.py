@@ -185,6 +185,13 @@ class SchedulingQueue:
             self._ready.clear()
             await self._ready.wait()
 
+    def unpop(self, qp: QueuedPod) -> None:
+        """An attempt not made (the scheduler stopped leading): back to activeQ as it was."""
+        if self._pods.get(qp.key) is not qp or qp.where != "in-flight":
+            return
+        qp.attempts -= 1
+        self._push_active(qp)
+
     def done(self, key: PodKey) -> None:
         """The attempt succeeded (the pod is assumed): it leaves the queue."""
         qp = self._pods.get(key)
@@ -266,6 +273,10 @@ class SchedulingQueue:
             if self._clock() - last_reheap >= self.options.reheap_interval:
                 self.reheap()
                 last_reheap = self._clock()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Wake and end every :meth:`pop` (graceful shutdown)."""

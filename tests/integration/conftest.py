@@ -18,7 +18,7 @@ import pytest
 from lasched import app
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import KubeClient
-from lasched.settings import ServerSettings, Settings
+from lasched.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ async def run_scheduler(cluster: DevCluster) -> AsyncIterator[SchedulerFactory]:
     async def start(settings: Settings | None = None) -> RunningScheduler:
         base = settings or Settings()
         kubeconfig = base.kubeconfig or str(cluster.kubeconfig)
-        cfg = replace(base, kubeconfig=kubeconfig, server=ServerSettings(port=0))
+        cfg = replace(base, kubeconfig=kubeconfig, server=replace(base.server, port=0))
         stop = asyncio.Event()
         serving: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(

@@ -80,7 +80,7 @@ class FixedTokens:
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self._nodes = {token: node for node, token in tokens.items()}
 
-    async def authenticate(self, token: str) -> Identity:
+    async def authenticate(self, token: str, *, source: str) -> Identity:
         node = self._nodes.get(token)
         if node is None:
             raise AuthError(401, "unknown token")

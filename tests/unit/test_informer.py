@@ -34,13 +34,22 @@ class FakeListWatch:
         return {"items": items, "metadata": {"resourceVersion": str(rv)}}
 
     async def stream(
-        self, path: str, *, params: Mapping[str, str | int | bool], timeout: float | None = None
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool],
+        timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[JSON]:
         self.watch_params.append(dict(params))
         if not self.watches:
             self.exhausted.set()
             await asyncio.Event().wait()
         for event in self.watches.pop(0):
+            if event.get("type") == "SILENCE":
+                # What aiohttp does when nothing arrives within sock_read.
+                await asyncio.sleep(read_timeout or 0)
+                raise TimeoutError("timeout on reading data from socket")
             yield event
 
 
@@ -134,3 +143,93 @@ async def test_deleted_and_modified_events() -> None:
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a"), ("update", "a"), ("delete", "a")]
     assert inf.store == {}
+
+
+class Exploding(Recorder):
+    """A handler with a bug for one pod's updates."""
+
+    def on_update(self, old: PodInfo, new: PodInfo) -> None:
+        if new.name == "bad":
+            raise ValueError("a bug in a handler")
+        super().on_update(old, new)
+
+
+async def test_an_object_that_cannot_be_decoded_is_reported_and_skipped() -> None:
+    """A decode failure reaches on_error once; later events of other objects still arrive."""
+    broken = {"metadata": {"namespace": "default", "name": "weird", "resourceVersion": "7"}}
+    client = FakeListWatch(
+        lists=[[pod_json("a", rv="5")]],
+        watches=[
+            [
+                {"type": "ADDED", "object": broken},  # no spec/status/uid: PodInfo refuses
+                {"type": "ADDED", "object": pod_json("b", rv="8")},
+            ]
+        ],
+    )
+    rec = Recorder()
+    reported: list[tuple[str, str]] = []
+    inf = informer(client, rec)
+    inf._decode = lambda raw: PodInfo(raw) if "spec" in raw else _boom()
+    inf._on_error = lambda raw, e: reported.append((raw["metadata"]["name"], type(e).__name__))
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a"), ("add", "b")]
+    assert reported == [("weird", "KeyError")]
+    assert inf.errors == 1
+    # The stream moved past the broken object instead of replaying it.
+    assert client.watch_params[1]["resourceVersion"] == "8"
+
+
+def _boom() -> PodInfo:
+    raise KeyError("spec")
+
+
+async def test_a_handler_bug_is_reported_and_the_stream_goes_on() -> None:
+    """A handler that raises does not end run(); the store keeps the new object."""
+    client = FakeListWatch(
+        lists=[[pod_json("bad", rv="1"), pod_json("good", rv="2")]],
+        watches=[
+            [
+                {"type": "MODIFIED", "object": pod_json("bad", rv="3")},
+                {"type": "MODIFIED", "object": pod_json("good", rv="4")},
+            ]
+        ],
+    )
+    rec = Exploding()
+    reported: list[str] = []
+    inf = informer(client, rec)
+    inf._on_error = lambda raw, e: reported.append(raw["metadata"]["name"])
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "bad"), ("add", "good"), ("update", "good")]
+    assert reported == ["bad"]
+    assert inf.store["default/bad"].resource_version == "3"
+
+
+async def test_a_silent_watch_is_given_up_and_relisted() -> None:
+    """Nothing for idle_timeout (no event, no bookmark): the informer lists again."""
+    client = FakeListWatch(
+        lists=[[pod_json("a", rv="5")], [pod_json("a", rv="5"), pod_json("missed", rv="9")]],
+        watches=[[{"type": "SILENCE"}]],
+    )
+    rec = Recorder()
+    inf = Informer(
+        client, path="/api/v1/pods", decode=PodInfo, handler=rec,
+        backoff=Backoff(initial=0.001, maximum=0.001), idle_timeout=0.05,
+    )  # fmt: skip
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a"), ("add", "missed")]
+    assert inf.relists == 1
+
+
+async def test_health_reports_silence_past_the_idle_timeout() -> None:
+    """health() is None while heard from in time, and names the silence after."""
+    now = [100.0]
+    inf: Informer[PodInfo] = Informer(
+        FakeListWatch([], []), path="/api/v1/pods", decode=PodInfo, handler=Recorder(),
+        name="pods", idle_timeout=60, clock=lambda: now[0],
+    )  # fmt: skip
+    assert inf.health() == "informer pods: not synced"
+    inf.synced.set()
+    now[0] += 59
+    assert inf.health() is None
+    now[0] += 2
+    assert inf.health() == "informer pods: nothing heard for 61 s (not connected)"

@@ -84,3 +84,50 @@ def test_preemption_can_be_turned_off() -> None:
     assert settings.parse({"preemption": {"enabled": False}}).preemption_enabled is False
     with pytest.raises(settings.ConfigError, match=r"preemption\.enabled must be true or false"):
         settings.parse({"preemption": {"enabled": "no"}})
+
+
+def test_connection_limits_and_token_reviews_are_read() -> None:
+    """server.* limits and latency.tokenReview.* reach their dataclasses."""
+    s = settings.parse(
+        {
+            "server": {
+                "maxConnections": 512,
+                "maxConnectionsPerSource": 8,
+                "headerTimeoutSeconds": 2.5,
+                "idleTimeoutSeconds": 30,
+            },
+            "latency": {"tokenReview": {"cacheSeconds": 60, "missesPerSecond": 5, "missBurst": 9}},
+        }
+    )
+    assert (s.server.max_connections, s.server.max_connections_per_source) == (512, 8)
+    assert (s.server.header_timeout_seconds, s.server.idle_timeout_seconds) == (2.5, 30.0)
+    tr = s.latency.token_review
+    assert (tr.cache_seconds, tr.misses_per_second, tr.miss_burst) == (60.0, 5.0, 9)
+    assert tr.negative_cache_seconds == 10.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"server": {"maxConnections": 0}}, "server.maxConnections must be an integer >= 1"),
+        ({"server": {"headerTimeoutSeconds": 0}}, "server.headerTimeoutSeconds must be positive"),
+        (
+            {"server": {"maxConnections": 10, "maxConnectionsPerSource": 20}},
+            "server.maxConnectionsPerSource (20) must not exceed server.maxConnections (10)",
+        ),
+        (
+            {"latency": {"tokenReview": {"missesPerSecond": 0}}},
+            "latency.tokenReview.missesPerSecond must be positive",
+        ),
+        (
+            {"latency": {"tokenReview": {"cacheSecs": 1}}},
+            "unknown field latency.tokenReview.cacheSecs",
+        ),
+    ],
+    ids=["no-connections", "zero-header-timeout", "per-source-over-total", "zero-rate", "typo"],
+)
+def test_limit_errors_name_the_field(data: dict[str, Any], message: str) -> None:
+    """Invalid limits are reported with their YAML path."""
+    with pytest.raises(ConfigError) as err:
+        settings.parse(data)
+    assert message in str(err.value)
