@@ -68,13 +68,13 @@ preemption_victims = Histogram(
 )
 informer_relists = Counter(
     "lasched_informer_relists_total",
-    "Relists after the watched resourceVersion expired (410 Gone) or the watch went silent.",
+    "Relists after the watched resourceVersion expired (410 Gone).",
     ["resource"],
 )
 informer_restarts = Counter(
     "lasched_informer_watch_restarts_total",
-    "Watches given up and relisted, by reason: expired (410 Gone) or silent (nothing, not "
-    "even a bookmark, within the idle timeout).",
+    "Watches given up, by reason: expired (410 Gone: relisted) or silent (nothing, not even "
+    "a bookmark, within the idle timeout: watched again from the last resourceVersion).",
     ["resource", "reason"],
 )
 task_restarts = Counter(

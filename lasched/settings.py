@@ -128,9 +128,10 @@ class ServerSettings:
 class HealthSettings:
     """What readiness (``/readyz``) and the informers' liveness hold lasched to."""
 
-    watch_idle_timeout_seconds: float = 150.0
-    """A watch that delivers nothing, not even a bookmark (the apiserver sends one about
-    once a minute), for this long is given up and relisted; readiness fails meanwhile."""
+    watch_idle_timeout_seconds: float = 180.0
+    """A watch that delivers nothing, not even a bookmark (the apiserver sends one every one
+    to two minutes), for this long is watched anew from its last resourceVersion; readiness
+    fails meanwhile."""
     loop_blocked_seconds: float = 5.0
     """Readiness fails for a while after the event loop was blocked this long."""
 
@@ -434,7 +435,7 @@ def parse(data: Any) -> Settings:
     leader_election = _leader_election(r.child("leaderElection"))
     hr = r.child("health")
     health = HealthSettings(
-        watch_idle_timeout_seconds=hr.number("watchIdleTimeoutSeconds", 150.0),
+        watch_idle_timeout_seconds=hr.number("watchIdleTimeoutSeconds", 180.0),
         loop_blocked_seconds=hr.number("loopBlockedSeconds", 5.0),
     )
     hr.finish()

@@ -162,7 +162,7 @@ async def _at_least(kc: KubeClient, namespace: str, n: int) -> bool:
     return await bound(kc, namespace) >= n
 
 
-async def test_silent_watch_is_noticed_and_relisted(
+async def test_silent_watch_is_noticed_and_restarted(
     cluster: DevCluster,
     kc: KubeClient,
     namespace: str,

@@ -204,11 +204,12 @@ async def test_a_handler_bug_is_reported_and_the_stream_goes_on() -> None:
     assert inf.store["default/bad"].resource_version == "3"
 
 
-async def test_a_silent_watch_is_given_up_and_relisted() -> None:
-    """Nothing for idle_timeout (no event, no bookmark): the informer lists again."""
+async def test_a_silent_watch_is_watched_again_from_its_version() -> None:
+    """Nothing for idle_timeout (no event, no bookmark): a new watch from the last version
+    gets what the dead one missed, without a relist."""
     client = FakeListWatch(
-        lists=[[pod_json("a", rv="5")], [pod_json("a", rv="5"), pod_json("missed", rv="9")]],
-        watches=[[{"type": "SILENCE"}]],
+        lists=[[pod_json("a", rv="5")]],
+        watches=[[{"type": "SILENCE"}], [{"type": "ADDED", "object": pod_json("missed", rv="9")}]],
     )
     rec = Recorder()
     inf = Informer(
@@ -217,7 +218,8 @@ async def test_a_silent_watch_is_given_up_and_relisted() -> None:
     )  # fmt: skip
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a"), ("add", "missed")]
-    assert inf.relists == 1
+    assert inf.relists == 0
+    assert [w["resourceVersion"] for w in client.watch_params] == ["5", "5", "9"]
 
 
 async def test_health_reports_silence_past_the_idle_timeout() -> None:
