@@ -179,7 +179,13 @@ class _Reader:
         return self.data.get(key)
 
     def number(
-        self, key: str, default: float, *, minimum: float = 0.0, strict: bool = True
+        self,
+        key: str,
+        default: float,
+        *,
+        minimum: float = 0.0,
+        strict: bool = True,
+        maximum: float | None = None,
     ) -> float:
         v = self.raw(key)
         if v is None:
@@ -189,6 +195,8 @@ class _Reader:
         if v < minimum or (strict and v == minimum):
             what = "positive" if strict and minimum == 0 else f">= {minimum}"
             raise ConfigError(f"{self._name(key)} must be {what}, not {v!r}")
+        if maximum is not None and v > maximum:
+            raise ConfigError(f"{self._name(key)} must be at most {maximum:g}, not {v!r}")
         return float(v)
 
     def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
@@ -297,7 +305,8 @@ def _latency(lat: _Reader) -> LatencySettings:
         goldpinger_interval_seconds=gp_interval,
         ttl_seconds=lat.number("ttlSeconds", 30.0),
         static_file=_path(lat, "staticFile"),
-        report_interval_seconds=lat.number("reportIntervalSeconds", 10.0),
+        # Sent to agents in Targets, whose codec takes at most a day.
+        report_interval_seconds=lat.number("reportIntervalSeconds", 10.0, maximum=86_400),
         agent_service_accounts=accounts,
         endpoints=tuple(endpoints),
         snapshot_file=_path(lat, "snapshotFile"),

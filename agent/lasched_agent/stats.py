@@ -23,7 +23,10 @@ milliseconds or ``None`` when no answer came in time. From those:
     two answers.
 
 Every statistic other than ``count`` and ``loss`` is ``None`` when no probe
-was answered.
+was answered. An answer that is not an RTT the wire format carries (not
+finite, negative, or above :data:`lasched_protocol.MAX_RTT_MS`) counts as
+lost: the scheduler refuses such a sample, and a round trip that long is no
+answer.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lasched_protocol import Method, Sample
+from lasched_protocol import MAX_RTT_MS, Method, Sample
 
 _DECIMALS = 3  # microseconds: finer than any RTT a userspace probe can measure
 
@@ -66,7 +69,8 @@ class RttStats:
 def summarize(rtts_ms: Sequence[float | None]) -> RttStats:
     """Statistics of probes in send order; ``None`` marks a lost probe."""
     count = len(rtts_ms)
-    answered = [r for r in rtts_ms if r is not None]
+    # The comparison is false for nan too.
+    answered = [r for r in rtts_ms if r is not None and 0 <= r <= MAX_RTT_MS]
     loss = (count - len(answered)) / count if count else 0.0
     if not answered:
         return RttStats(count, loss, None, None, None, None)

@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from lasched import metrics
 from lasched.kube.binding import now_micro
 from lasched.kube.client import ApiError, KubeClient
 
@@ -31,7 +32,18 @@ log = logging.getLogger(__name__)
 
 SERIES_WINDOW = 30 * 60.0
 BACKLOG_PER_WORKER = 256
-_MAX_NOTE = 1024  # the apiserver rejects longer notes
+_MAX_NOTE = 1024  # in UTF-8 bytes: the apiserver rejects longer notes (422)
+
+
+def fit_note(note: str) -> str:
+    """``note`` in at most :data:`_MAX_NOTE` UTF-8 bytes, cut on a character boundary
+    and ending in ``…`` when cut. A lone surrogate, which JSON cannot carry, becomes ``?``."""
+    # A character takes at least one byte: past _MAX_NOTE characters nothing is kept.
+    data = note[: _MAX_NOTE + 1].encode("utf-8", "replace")
+    if len(data) <= _MAX_NOTE:
+        return data.decode("utf-8")
+    # Dropping the bytes of a character cut in half leaves whole characters only.
+    return data[: _MAX_NOTE - len("…".encode())].decode("utf-8", "ignore") + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +107,7 @@ class EventRecorder:
     ) -> None:
         """Queue an event; returns at once."""
         try:
-            self._queue.put_nowait(_Pending(regarding, type, reason, action, note[:_MAX_NOTE]))
+            self._queue.put_nowait(_Pending(regarding, type, reason, action, fit_note(note)))
         except asyncio.QueueFull:
             self.dropped += 1
         if self._queue.qsize() > BACKLOG_PER_WORKER:
@@ -126,8 +138,16 @@ class EventRecorder:
                 # A pod deleted meanwhile, or its namespace terminating: nothing to tell.
                 if not (e.not_found or (e.status == 403 and "terminated" in e.message)):
                     log.warning("event %s for %s not written: %s", ev.reason, ev.regarding.name, e)
-            except (OSError, TimeoutError) as e:
-                log.warning("event %s for %s not written: %s", ev.reason, ev.regarding.name, e)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                # The apiserver restarting (aiohttp's ServerDisconnectedError), a refused
+                # connection, a timeout, or a bug: this event is lost, the writer is not.
+                log.warning(
+                    "event %s for %s not written: %s: %s",
+                    ev.reason, ev.regarding.name, type(e).__name__, e,
+                )  # fmt: skip
+                metrics.events_failed.inc()
             finally:
                 self._queue.task_done()
 

@@ -13,6 +13,13 @@ coordinates (see ``coordinates.py``). ``estimate`` answers from those
 coordinates alone, and ``lookup`` answers with the fresh measurement or else
 the estimate; both are for soft preferences only. ``get`` never estimates:
 hard constraints see measured data or nothing.
+
+Whatever a source reports, the cache holds only finite numbers in range: a
+median that is not a finite, non-negative number is dropped (the report is
+ignored), RTTs above :data:`~lasched.model.strict.MAX_RTT_MS` count as that
+much, and loss is kept within 0..1. Sources check their input and name the
+bad field (the agent codec, the static file, Goldpinger, the snapshot); this
+is the last line, so that no sample can make a later one fail.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lasched.latency.coordinates import Coordinate, Coordinates
+from lasched.model.strict import MAX_RTT_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,17 @@ class LatencyCache:
         source: str = "agent",
         pinned: bool = False,
     ) -> float:
-        """Fold one report into the pair and the coordinates; returns the EWMA's change in ms."""
+        """Fold one report into the pair and the coordinates; returns the EWMA's change in ms.
+
+        A report whose median is not a finite, non-negative number changes
+        nothing and returns 0.0.
+        """
+        if not (math.isfinite(median_ms) and median_ms >= 0):
+            return 0.0
+        median_ms = min(median_ms, MAX_RTT_MS)
+        p90_ms = _clamped_ms(p90_ms)
+        loss = min(max(loss, 0.0), 1.0) if math.isfinite(loss) else 1.0
+        samples = max(samples, 0)
         now = self._clock()
         self._feed(src, dst, median_ms, now)
         e = self._pairs.get((src, dst))
@@ -230,11 +248,13 @@ class LatencyCache:
         now = self._clock()
         n = 0
         for p in pairs:
-            if (p.src, p.dst) in self._pairs:
+            ewma = _clamped_ms(p.ewma_ms)
+            if (p.src, p.dst) in self._pairs or ewma is None or not math.isfinite(p.age_s):
                 continue
             updated = now - max(p.age_s, 0.0)
+            loss = min(max(p.loss, 0.0), 1.0) if math.isfinite(p.loss) else 1.0
             self._pairs[(p.src, p.dst)] = _Entry(
-                p.ewma_ms, p.p90_ms, p.loss, p.samples, updated, p.source, False
+                ewma, _clamped_ms(p.p90_ms), loss, p.samples, updated, p.source, False
             )
             n += 1
         return n
@@ -268,3 +288,10 @@ class LatencyCache:
     def _feed(self, src: str, dst: str, ms: float, now: float) -> None:
         if src != dst and math.isfinite(ms) and ms >= 0:
             self.coordinates.update(src, dst, ms, now=now)
+
+
+def _clamped_ms(ms: float | None) -> float | None:
+    """An RTT within 0..MAX_RTT_MS, or None when it is not a finite, non-negative number."""
+    if ms is None or not (math.isfinite(ms) and ms >= 0):
+        return None
+    return min(ms, MAX_RTT_MS)

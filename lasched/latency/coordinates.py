@@ -17,6 +17,13 @@ is only ever a target (an endpoint without an agent) still gets a position.
 Estimates are for soft preferences only. A hard constraint must never be met
 by a guess; ``LatencyCache.get`` stays measured-only for that reason.
 
+Every coordinate stays finite and bounded, whatever it is fed: an RTT is
+clamped to ``max_rtt_ms`` (60 s) before it moves anything, a position is
+scaled back to at most ``bound_ms`` from the origin and a height capped at
+it, and an update whose result would still not be finite is skipped. One
+wrong sample (a 1e150 ms report) can therefore move two places by at most a
+bounded step, never into overflow for every later sample touching them.
+
 Nothing here reads a clock or a global random generator: times are passed in
 by the caller, and the one random choice (a direction when two points
 coincide) comes from a generator seeded at construction, so the same samples
@@ -30,7 +37,11 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lasched.model.strict import MAX_RTT_MS
+
 DIMENSION = 8
+MAX_COORDINATE_MS = 10 * MAX_RTT_MS
+"""No position lies further from the origin, and no height is larger (ms)."""
 _ZERO = 1.0e-6  # below this two points coincide, or an RTT counts as zero
 
 
@@ -76,6 +87,8 @@ class Coordinates:
         gravity_rho_ms: float = 150_000.0,
         min_updates: int = 8,
         min_relative_error: float = 0.1,
+        max_rtt_ms: float = MAX_RTT_MS,
+        bound_ms: float = MAX_COORDINATE_MS,
         seed: int = 0,
     ) -> None:
         if dimension < 1:
@@ -94,6 +107,10 @@ class Coordinates:
             raise ValueError(f"min_updates must be at least 1, not {min_updates}")
         if not min_relative_error >= 0:
             raise ValueError(f"min_relative_error must not be negative, not {min_relative_error}")
+        if not (0 < max_rtt_ms < math.inf):
+            raise ValueError(f"max_rtt_ms must be positive and finite, not {max_rtt_ms}")
+        if not (max_rtt_ms <= bound_ms < math.inf):
+            raise ValueError(f"bound_ms must be finite and at least max_rtt_ms, not {bound_ms}")
         self.dimension = dimension
         self.cc = cc
         self.ce = ce
@@ -102,6 +119,8 @@ class Coordinates:
         self.gravity_rho_ms = gravity_rho_ms
         self.min_updates = min_updates
         self.min_relative_error = min_relative_error
+        self.max_rtt_ms = max_rtt_ms
+        self.bound_ms = bound_ms
         self._random = random.Random(seed)
         self._places: dict[str, Coordinate] = {}
 
@@ -116,25 +135,44 @@ class Coordinates:
         return sorted(self._places.items())
 
     def replace(self, places: Iterable[tuple[str, Coordinate]]) -> None:
-        """Drop every coordinate and take these (one embedding: never mix two)."""
-        new = dict(places)
-        for place, c in new.items():
+        """Drop every coordinate and take these (one embedding: never mix two).
+
+        Each is brought within bounds (position, height, error); a coordinate
+        with a number that is not finite is refused with ValueError.
+        """
+        new: dict[str, Coordinate] = {}
+        for place, c in places:
             if len(c.vec) != self.dimension:
                 raise ValueError(
                     f"coordinate of {place!r} has dimension {len(c.vec)}, not {self.dimension}"
                 )
+            if not all(math.isfinite(x) for x in (*c.vec, c.height, c.error)):
+                raise ValueError(f"coordinate of {place!r} is not finite: {c}")
+            vec, height = self._bounded(c.vec, c.height)
+            error = min(max(c.error, 0.0), self.max_error)
+            new[place] = Coordinate(vec, height, error, c.updates, c.updated)
         self._places = new
 
     def update(self, src: str, dst: str, rtt_ms: float, *, now: float) -> None:
-        """Fold one measured RTT into both places' coordinates."""
+        """Fold one measured RTT into both places' coordinates.
+
+        An RTT above ``max_rtt_ms`` counts as ``max_rtt_ms``. Raises
+        ValueError for a place against itself or an RTT that is negative or
+        not finite.
+        """
         if src == dst:
             raise ValueError(f"a place cannot be measured against itself ({src!r})")
         if not math.isfinite(rtt_ms) or rtt_ms < 0:
             raise ValueError(f"rtt_ms must be a finite, non-negative number, not {rtt_ms}")
+        rtt_ms = min(rtt_ms, self.max_rtt_ms)
         a = self._places.get(src) or self._new(now)
         b = self._places.get(dst) or self._new(now)
-        self._places[src] = self._step(a, b, rtt_ms, now)
-        self._places[dst] = self._step(b, a, rtt_ms, now)
+        new_a = self._step(a, b, rtt_ms, now)
+        new_b = self._step(b, a, rtt_ms, now)
+        if not (_finite(new_a) and _finite(new_b)):
+            return  # cannot happen within the bounds; never store what cannot be used
+        self._places[src] = new_a
+        self._places[dst] = new_b
 
     def estimate(self, src: str, dst: str) -> Estimate | None:
         """The predicted RTT, or None while either place has too few samples."""
@@ -164,9 +202,18 @@ class Coordinates:
         # the whole system cannot drift without bound.
         origin = (0.0,) * self.dimension
         from_origin = math.dist(vec, origin) + height + self.height_min_ms
-        pull = -((from_origin / self.gravity_rho_ms) ** 2)
-        vec, height = self._push(vec, height, pull, origin, self.height_min_ms)
+        scaled = from_origin / self.gravity_rho_ms
+        # x * x, not x ** 2: a float power raises OverflowError where a product gives inf.
+        vec, height = self._push(vec, height, -(scaled * scaled), origin, self.height_min_ms)
+        vec, height = self._bounded(vec, height)
         return Coordinate(vec, height, error, c.updates + 1, now)
+
+    def _bounded(self, vec: tuple[float, ...], height: float) -> tuple[tuple[float, ...], float]:
+        """The position scaled back to at most ``bound_ms`` from the origin, the height capped."""
+        norm = math.hypot(*vec)
+        if norm > self.bound_ms:
+            vec = tuple(x * (self.bound_ms / norm) for x in vec)
+        return vec, min(max(height, self.height_min_ms), self.bound_ms)
 
     def _push(
         self,
@@ -191,6 +238,10 @@ class Coordinates:
         if mag > _ZERO:
             return tuple(x / mag for x in v)
         return (1.0,) + (0.0,) * (self.dimension - 1)
+
+
+def _finite(c: Coordinate) -> bool:
+    return all(math.isfinite(x) for x in (*c.vec, c.height, c.error))
 
 
 def _distance(a: Coordinate, b: Coordinate) -> float:

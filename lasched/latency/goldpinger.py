@@ -10,6 +10,10 @@ A Goldpinger call is an HTTP request between pods, so its time includes a
 TCP handshake and the HTTP exchange on top of the network round trip: it
 reads higher than an ICMP RTT, and agents' measurements of the same pair
 should be preferred where both exist (run one or the other).
+
+A response time must be a finite number of milliseconds within 0..60000;
+any other shape or value raises :class:`GoldpingerError`, naming the callee
+and the value.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import aiohttp
 import orjson
 
 from lasched.latency.cache import LatencyCache
+from lasched.model.strict import MAX_RTT_MS, shown
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +43,37 @@ def parse_check_all(body: Any, node_of_ip: Mapping[str, str]) -> list[tuple[str,
     out: list[tuple[str, str, float]] = []
     for caller, result in body["responses"].items():
         if not isinstance(result, dict):
-            raise GoldpingerError(f"responses[{caller!r}] is not an object")
-        src = node_of_ip.get(str(result.get("HostIP", "")))
-        pods = (result.get("response") or {}).get("podResults") or {}
+            raise GoldpingerError(f"responses[{_shown(caller)}] is not an object")
+        src = node_of_ip.get(_text(result.get("HostIP")))
+        response = result.get("response")
+        pods = response.get("podResults") if isinstance(response, dict) else None
         if src is None or not isinstance(pods, dict):
             continue
         for callee, call in pods.items():
             if not isinstance(call, dict) or not call.get("OK"):
                 continue
-            dst = node_of_ip.get(str(call.get("HostIP", "")))
+            dst = node_of_ip.get(_text(call.get("HostIP")))
             ms = call.get("response-time-ms")
             if dst is None or dst == src or isinstance(ms, bool) or not isinstance(ms, int | float):
                 continue
             if ms < 0:
-                raise GoldpingerError(f"podResults[{callee!r}] has a negative response time")
+                raise GoldpingerError(f"podResults[{_shown(callee)}] has a negative response time")
+            if not ms <= MAX_RTT_MS:
+                raise GoldpingerError(
+                    f"podResults[{_shown(callee)}] has a response time of {ms!r} ms;"
+                    f" at most {MAX_RTT_MS:g} ms is a round trip"
+                )
             out.append((src, dst, float(ms)))
     return out
+
+
+def _shown(key: str) -> str:
+    return shown(key, quote="'")
+
+
+def _text(value: object) -> str:
+    # Host IPs are short strings; anything else matches no node.
+    return value if isinstance(value, str) else ""
 
 
 async def poll(

@@ -20,7 +20,10 @@ snapshot, the old one or the new one. Cancelling ``save`` is safe for the
 same reason (the temporary file is removed).
 
 Errors: a missing file loads nothing; every other problem with the file
-raises ``SnapshotError``, naming the path and what was wrong. ``save`` lets
+raises ``SnapshotError``, naming the path, the field and the value. Every
+number must be finite and in range: RTTs within 0..60000 ms, loss within
+0..1, coordinates and heights within
+:data:`~lasched.latency.coordinates.MAX_COORDINATE_MS`. ``save`` lets
 ``OSError`` through; ``run_periodic`` logs it and carries on.
 """
 
@@ -30,6 +33,7 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -41,6 +45,8 @@ import aiofiles.os
 import orjson
 
 from lasched.latency.cache import LatencyCache, SavedPair, SavedPlace
+from lasched.latency.coordinates import MAX_COORDINATE_MS
+from lasched.model.strict import MAX_RTT_MS, shown_json
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,12 @@ def decode(
         SavedPair(
             src=_text(raw, "src", where),
             dst=_text(raw, "dst", where),
-            ewma_ms=_number(raw, "ewmaMs", where),
-            p90_ms=None if raw.get("p90Ms") is None else _number(raw, "p90Ms", where),
+            ewma_ms=_number(raw, "ewmaMs", where, maximum=MAX_RTT_MS),
+            p90_ms=(
+                None
+                if raw.get("p90Ms") is None
+                else _number(raw, "p90Ms", where, maximum=MAX_RTT_MS)
+            ),
             loss=_number(raw, "loss", where, maximum=1.0),
             samples=_count(raw, "samples", where),
             source=_text(raw, "source", where),
@@ -116,7 +126,7 @@ def decode(
         SavedPlace(
             place=_text(raw, "place", where),
             vec=_vector(raw, "vec", where, dimension),
-            height=_number(raw, "height", where),
+            height=_number(raw, "height", where, maximum=MAX_COORDINATE_MS),
             error=_number(raw, "error", where),
             updates=_count(raw, "updates", where),
             age_s=max(now - _number(raw, "updatedAt", where), 0.0),
@@ -229,7 +239,7 @@ def _objects(doc: dict[str, Any], key: str, name: str) -> list[tuple[str, dict[s
     for i, raw in enumerate(items):
         where = f"latency snapshot {name}: {key}[{i}]"
         if not isinstance(raw, dict):
-            raise SnapshotError(f"{where} must be an object, not {raw!r}")
+            raise SnapshotError(f"{where} must be an object, not {shown_json(raw)}")
         out.append((where, raw))
     return out
 
@@ -237,24 +247,29 @@ def _objects(doc: dict[str, Any], key: str, name: str) -> list[tuple[str, dict[s
 def _text(raw: dict[str, Any], key: str, where: str) -> str:
     v = raw.get(key)
     if not isinstance(v, str) or not v:
-        raise SnapshotError(f"{where}.{key} must be a non-empty string, not {v!r}")
+        raise SnapshotError(f"{where}.{key} must be a non-empty string, not {shown_json(v)}")
     return v
 
 
 def _number(raw: dict[str, Any], key: str, where: str, *, maximum: float = math.inf) -> float:
     v = raw.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= maximum:
-        bound = "non-negative" if maximum == math.inf else f"within 0..{maximum:g}"
-        raise SnapshotError(f"{where}.{key} must be a {bound} number, not {v!r}")
-    if not math.isfinite(v):
-        raise SnapshotError(f"{where}.{key} must be finite, not {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise SnapshotError(f"{where}.{key} must be finite, not {shown_json(v)}")
+    # An integer beyond the largest float would overflow float().
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or not 0 <= v <= min(maximum, sys.float_info.max)
+    ):
+        what = "a non-negative number" if maximum == math.inf else f"a number within 0..{maximum:g}"
+        raise SnapshotError(f"{where}.{key} must be {what}, not {shown_json(v)}")
     return float(v)
 
 
 def _count(raw: dict[str, Any], key: str, where: str) -> int:
     v = raw.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise SnapshotError(f"{where}.{key} must be a non-negative integer, not {v!r}")
+        raise SnapshotError(f"{where}.{key} must be a non-negative integer, not {shown_json(v)}")
     return v
 
 
@@ -264,8 +279,13 @@ def _vector(raw: dict[str, Any], key: str, where: str, dimension: int) -> tuple[
         not isinstance(v, list)
         or len(v) != dimension
         or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v
+            # abs(x) <= bound also refuses inf and nan.
+            isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= MAX_COORDINATE_MS
+            for x in v
         )
     ):
-        raise SnapshotError(f"{where}.{key} must be a list of {dimension} numbers, not {v!r}")
+        raise SnapshotError(
+            f"{where}.{key} must be a list of {dimension} numbers within"
+            f" ±{MAX_COORDINATE_MS:g}, not {shown_json(v)}"
+        )
     return tuple(float(x) for x in v)

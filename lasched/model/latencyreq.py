@@ -18,18 +18,25 @@ Soft preferences (scored; a missing measurement falls back to an estimate):
 
 A malformed value never crashes anything: parsing returns an error text
 naming the key and the value, the pod stays pending with it as its reason,
-and a Warning Event carries it.
+and a Warning Event carries it. Parsing is linear in the size of the
+annotations (no backtracking pattern, no pairwise comparison), and values
+are bounded before they are read: a duration at most
+:data:`~lasched.model.strict.MAX_NUMBER_CHARS` characters, a list of places
+or a selector at most :data:`MAX_LIST_CHARS`, a place name at most
+:data:`~lasched.model.strict.MAX_NAME_CHARS`. Every limit is a positive,
+finite number of milliseconds of at most
+:data:`~lasched.model.strict.MAX_RTT_MS`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lasched.model.delay import DelayConstraint, delay_constraints
+from lasched.model.strict import MAX_NAME_CHARS, MAX_RTT_MS, decimal, integer, shown, too_long
 
 MAX_RTT = "lasched.io/max-rtt"
 PREFER_LOW_RTT = "lasched.io/prefer-low-rtt"
@@ -38,6 +45,8 @@ PEER_MAX_RTT = "lasched.io/peer-max-rtt"
 GROUP_MAX_RTT = "lasched.io/group-max-rtt"
 
 MAX_PREFERENCE_WEIGHT = 10
+MAX_LIST_CHARS = 4096
+"""A list of places or a selector longer than this is an error."""
 
 
 class RequirementError(ValueError):
@@ -101,21 +110,24 @@ def parse_requirements(
 
 
 def _parse(delays: tuple[DelayConstraint, ...], ann: Mapping[str, str]) -> LatencyRequirements:
+    for key in (MAX_RTT, PREFER_LOW_RTT, PEER_SELECTOR):
+        if key in ann and (problem := too_long(ann[key], MAX_LIST_CHARS)):
+            raise RequirementError(f"annotation {key}={shown(ann[key], length=False)}: {problem}")
     limits = [RttLimit(d.source, d.max_ms, d.label) for d in delays]
     if MAX_RTT in ann:
         for place, value in _pairs(MAX_RTT, ann[MAX_RTT], need_value=True):
             limits.append(RttLimit(place, parse_ms(MAX_RTT, value or ""), MAX_RTT))
     preferences = []
     if PREFER_LOW_RTT in ann:
-        for place, value in _pairs(PREFER_LOW_RTT, ann[PREFER_LOW_RTT], need_value=False):
-            weight = 1
-            if value is not None:
-                if not value.isdigit() or not 1 <= int(value) <= MAX_PREFERENCE_WEIGHT:
-                    raise RequirementError(
-                        f'annotation {PREFER_LOW_RTT}="{ann[PREFER_LOW_RTT]}": weight of {place} '
-                        f"must be an integer from 1 to {MAX_PREFERENCE_WEIGHT}, not {value!r}"
-                    )
-                weight = int(value)
+        text = ann[PREFER_LOW_RTT]
+        for place, value in _pairs(PREFER_LOW_RTT, text, need_value=False):
+            weight = 1 if value is None else _weight(value)
+            if weight is None:
+                raise RequirementError(
+                    f"annotation {PREFER_LOW_RTT}={shown(text)}: weight of {shown(place, quote='')}"
+                    f" must be an integer from 1 to {MAX_PREFERENCE_WEIGHT},"
+                    f" not {_quoted(value or '')}"
+                )
             preferences.append(Preference(place, weight))
     peers = None
     if PEER_SELECTOR in ann:
@@ -128,27 +140,52 @@ def _parse(delays: tuple[DelayConstraint, ...], ann: Mapping[str, str]) -> Laten
     return LatencyRequirements(tuple(limits), tuple(preferences), peers, group_max)
 
 
-_MS = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*$")
+def _weight(value: str) -> int | None:
+    # isdigit() alone admits '²', which int() refuses: ASCII digits only, no sign.
+    if not (value.isascii() and value.isdigit()):
+        return None
+    weight = integer(value)
+    return weight if weight is not None and 1 <= weight <= MAX_PREFERENCE_WEIGHT else None
+
+
+# Longest first: "ms" and "us" end in "s" too.
+_UNITS = (("ms", 1.0), ("us", 0.001), ("µs", 0.001), ("s", 1000.0))
 
 
 def parse_ms(key: str, value: str) -> float:
-    """``"5"``, ``"5ms"``, ``"0.5s"`` or ``"800us"`` as milliseconds (positive, finite)."""
-    m = _MS.match(value)
-    if not m:
+    """``"5"``, ``"5ms"``, ``"0.5s"`` or ``"800us"`` as milliseconds (within (0, 60 s]).
+
+    Read by hand, not by a pattern: the number, then an optional unit, with
+    blanks allowed around both.
+    """
+    if problem := too_long(value):
+        raise RequirementError(f"annotation {key}={shown(value, length=False)}: {problem}")
+    text = value.strip()
+    factor = 1.0
+    for unit, unit_factor in _UNITS:
+        if text.endswith(unit):
+            text, factor = text[: -len(unit)], unit_factor
+            break
+    number = decimal(text) if text.strip() else None
+    if number is None:
         raise RequirementError(
-            f'annotation {key}="{value}" is not a duration such as "5ms", "0.5s" or "5"'
+            f'annotation {key}={shown(value)} is not a duration such as "5ms", "0.5s" or "5"'
         )
-    number = float(m.group(1))
-    unit = m.group(2) or "ms"
-    ms = number * {"ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}[unit]
-    if not (ms > 0 and math.isfinite(ms)):
-        raise RequirementError(f'annotation {key}="{value}" must be a positive duration')
+    ms = number * factor
+    if not ms > 0:
+        raise RequirementError(f"annotation {key}={shown(value)} must be a positive duration")
+    if not ms <= MAX_RTT_MS:
+        raise RequirementError(
+            f"annotation {key}={shown(value)} must be at most {MAX_RTT_MS / 1000:g} s"
+            f" ({MAX_RTT_MS:g} ms)"
+        )
     return ms
 
 
 def _pairs(key: str, text: str, *, need_value: bool) -> list[tuple[str, str | None]]:
     """``"a=1, b=2"`` (or ``"a, b=2"`` when values are optional) as pairs."""
     out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
     for raw in text.split(","):
         item = raw.strip()
         if not item:
@@ -156,21 +193,35 @@ def _pairs(key: str, text: str, *, need_value: bool) -> list[tuple[str, str | No
         place, sep, value = item.partition("=")
         place = place.strip()
         if not place or (sep and not value.strip()):
-            raise RequirementError(f'annotation {key}="{text}": cannot read {item!r}')
+            raise RequirementError(f"annotation {key}={shown(text)}: cannot read {_quoted(item)}")
+        if len(place) > MAX_NAME_CHARS:
+            raise RequirementError(
+                f"annotation {key}={shown(text, length=False)}: place name"
+                f" {_quoted(place)} is too long (at most {MAX_NAME_CHARS} characters)"
+            )
         if need_value and not sep:
             raise RequirementError(
-                f'annotation {key}="{text}": {place!r} needs a limit, as in "{place}=10ms"'
+                f"annotation {key}={shown(text)}: {_quoted(place)} needs a limit,"
+                f' as in "{place}=10ms"'
             )
-        if any(p == place for p, _ in out):
-            raise RequirementError(f'annotation {key}="{text}" names {place} twice')
+        if place in seen:
+            raise RequirementError(f"annotation {key}={shown(text)} names {place} twice")
+        seen.add(place)
         out.append((place, value.strip() if sep else None))
     if not out:
-        raise RequirementError(f'annotation {key}="{text}" names no place')
+        raise RequirementError(f"annotation {key}={shown(text)} names no place")
     return out
 
 
-_SET_EXPR = re.compile(r"^([A-Za-z0-9./_-]+)\s+(in|notin)\s+\(([^()]*)\)$")
-_KEY = re.compile(r"^[A-Za-z0-9./_-]+$")
+def _quoted(text: str) -> str:
+    return shown(text, quote="'")
+
+
+# Used with fullmatch on one term. Neighbouring quantifiers never share a
+# character (key characters, blanks, a keyword, a parenthesis), so a failing
+# match backtracks at most once per character: linear time.
+_SET_EXPR = re.compile(r"([A-Za-z0-9./_-]+)\s+(in|notin)\s+\(([^()]*)\)")
+_KEY = re.compile(r"[A-Za-z0-9./_-]+")
 
 
 def parse_selector(key: str, text: str) -> dict[str, Any]:
@@ -179,7 +230,7 @@ def parse_selector(key: str, text: str) -> dict[str, Any]:
     labels: dict[str, str] = {}
     for term in _split_terms(text):
         t = term.strip()
-        if m := _SET_EXPR.match(t):
+        if m := _SET_EXPR.fullmatch(t):
             values = [v.strip() for v in m.group(3).split(",") if v.strip()]
             op = "In" if m.group(2) == "in" else "NotIn"
             exprs.append({"key": m.group(1), "operator": op, "values": values})
@@ -194,14 +245,14 @@ def parse_selector(key: str, text: str) -> dict[str, Any]:
         else:
             exprs.append({"key": _key(key, text, t), "operator": "Exists"})
     if not labels and not exprs:
-        raise RequirementError(f'annotation {key}="{text}" is an empty selector')
+        raise RequirementError(f"annotation {key}={shown(text)} is an empty selector")
     return {"matchLabels": labels, "matchExpressions": exprs}
 
 
 def _key(key: str, text: str, k: str) -> str:
     k = k.strip()
-    if not _KEY.match(k):
-        raise RequirementError(f'annotation {key}="{text}": {k!r} is not a label key')
+    if not _KEY.fullmatch(k):
+        raise RequirementError(f"annotation {key}={shown(text)}: {_quoted(k)} is not a label key")
     return k
 
 

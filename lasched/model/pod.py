@@ -3,6 +3,12 @@
 Only what scheduling needs is kept: the full object of 30,000 pods would cost
 several times the memory (see bench/). Sub-structures that plugins interpret
 (affinity, tolerations) stay as the apiserver's JSON, which is already small.
+
+Labels and annotations are free text, so decoding never fails on their
+values: a malformed one becomes an error text (``latency_error``,
+``group_error``, ``priority_error``) that the scheduler turns into a Warning
+Event. Only a structure the apiserver would never send (a pod without
+``metadata.name``) raises.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_r
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
+from lasched.model.strict import integer
 
 PodKey = NewType("PodKey", str)
 """``namespace/name``."""
@@ -120,11 +127,17 @@ class PodInfo:
 
 
 def _host_ports(spec: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:
-    """(hostIP, protocol, hostPort) of every container port that claims a host port."""
+    """(hostIP, protocol, hostPort) of every container port that claims a host port.
+
+    A hostPort that is not a port number (1..65535) claims nothing: the
+    apiserver never stores one, and decoding must not fail on it.
+    """
     ports = []
     for c in (*(spec.get("initContainers") or ()), *(spec.get("containers") or ())):
         for p in c.get("ports") or ():
             hp = p.get("hostPort")
-            if hp:
-                ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(hp)))
+            if isinstance(hp, str):
+                hp = integer(hp)
+            if isinstance(hp, int) and not isinstance(hp, bool) and 0 < hp < 65536:
+                ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", hp))
     return tuple(ports)

@@ -21,12 +21,28 @@ all-or-nothing over the members that exist: min-available is the number of
 members seen once no new member has arrived for
 :data:`ANNOTATION_SETTLE_SECONDS`, so a group created pod by pod is not
 mistaken for a group of one.
+
+Values are read strictly (ASCII digits, no ``inf``): min-available and the
+group size are integers from 1 to :data:`MAX_MEMBERS`, the timeout a number
+of seconds within (0, :data:`MAX_TIMEOUT_SECONDS`], a group name at most
+:data:`~lasched.model.strict.MAX_NAME_CHARS` characters. Anything else is a
+:class:`GroupError` naming the label or annotation and showing the value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from lasched.model.strict import (
+    MAX_NAME_CHARS,
+    decimal,
+    integer,
+    shown,
+    spells_non_finite,
+    too_long,
+)
 
 LASCHED_GROUP = "lasched.io/pod-group"
 LASCHED_MIN = "lasched.io/min-available"
@@ -39,6 +55,8 @@ ANNOTATION_SIZE = "pod-group-size"
 
 ANNOTATION_SETTLE_SECONDS = 2.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
+MAX_TIMEOUT_SECONDS = 86_400.0
+MAX_MEMBERS = 2**31 - 1  # PodGroup's minMember is an int32
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,25 +74,36 @@ class GroupError(ValueError):
 
 
 def _positive_int(value: str, what: str) -> int:
-    try:
-        n = int(value.strip())
-    except ValueError:
-        raise GroupError(f'{what}="{value}" is not a positive integer') from None
-    if n < 1:
-        raise GroupError(f'{what}="{value}" is not a positive integer')
+    if problem := too_long(value):
+        raise GroupError(f"{what}={shown(value, length=False)}: {problem}")
+    n = integer(value)
+    if n is None or n < 1:
+        raise GroupError(f"{what}={shown(value)} is not a positive integer")
+    if n > MAX_MEMBERS:
+        raise GroupError(f"{what}={shown(value)} must be at most {MAX_MEMBERS}")
     return n
 
 
 def _timeout(value: str | None) -> float | None:
     if value is None:
         return None
-    try:
-        t = float(value)
-    except ValueError:
-        raise GroupError(f'{LASCHED_TIMEOUT}="{value}" is not a number of seconds') from None
-    if not t > 0:
-        raise GroupError(f'{LASCHED_TIMEOUT}="{value}" must be positive')
+    what = f"label {LASCHED_TIMEOUT}"
+    if problem := too_long(value):
+        raise GroupError(f"{what}={shown(value, length=False)}: {problem}")
+    t = decimal(value, signed=True, exponent=True)
+    if t is None and not spells_non_finite(value):
+        raise GroupError(f"{what}={shown(value)} is not a number of seconds")
+    if t is None or not math.isfinite(t):
+        raise GroupError(f"{what}={shown(value)} is not a finite number of seconds")
+    if not 0 < t <= MAX_TIMEOUT_SECONDS:
+        raise GroupError(f"{what}={shown(value)} must be within (0, {MAX_TIMEOUT_SECONDS:g}]")
     return t
+
+
+def _name(value: str, what: str) -> str:
+    if len(value) > MAX_NAME_CHARS:
+        raise GroupError(f"{what}={shown(value, length=False)}: {too_long(value, MAX_NAME_CHARS)}")
+    return value
 
 
 def declared_group(
@@ -85,7 +114,7 @@ def declared_group(
         if LASCHED_MIN not in labels:
             raise GroupError(f"label {LASCHED_GROUP} needs {LASCHED_MIN} beside it")
         return GroupDecl(
-            key=f"{namespace}/{labels[LASCHED_GROUP]}",
+            key=f"{namespace}/{_name(labels[LASCHED_GROUP], 'label ' + LASCHED_GROUP)}",
             min_available=_positive_int(labels[LASCHED_MIN], f"label {LASCHED_MIN}"),
             timeout_seconds=_timeout(labels.get(LASCHED_TIMEOUT)),
             source="lasched",
@@ -93,7 +122,7 @@ def declared_group(
     if PODGROUP_LABEL in labels:
         # min-available and timeout come from the PodGroup object.
         return GroupDecl(
-            key=f"{namespace}/{labels[PODGROUP_LABEL]}",
+            key=f"{namespace}/{_name(labels[PODGROUP_LABEL], 'label ' + PODGROUP_LABEL)}",
             min_available=None,
             timeout_seconds=None,
             source="podgroup",
@@ -102,13 +131,13 @@ def declared_group(
         if KUBENEXUS_MIN not in labels:
             raise GroupError(f"label {KUBENEXUS_GROUP} needs {KUBENEXUS_MIN} beside it")
         return GroupDecl(
-            key=f"{namespace}/{labels[KUBENEXUS_GROUP]}",
+            key=f"{namespace}/{_name(labels[KUBENEXUS_GROUP], 'label ' + KUBENEXUS_GROUP)}",
             min_available=_positive_int(labels[KUBENEXUS_MIN], f"label {KUBENEXUS_MIN}"),
             timeout_seconds=None,
             source="kubenexus",
         )
     if ANNOTATION_GROUP in annotations:
-        name = annotations[ANNOTATION_GROUP].strip()
+        name = _name(annotations[ANNOTATION_GROUP].strip(), f"annotation {ANNOTATION_GROUP}")
         if not name:
             raise GroupError(f'annotation {ANNOTATION_GROUP}="" names no group')
         size = annotations.get(ANNOTATION_SIZE)

@@ -2,6 +2,12 @@
 
 CPU is kept in millicores and everything else in base units, both rounded up,
 as kube-scheduler does with ``MilliValue()`` and ``Value()``.
+
+The apiserver writes every quantity in canonical form: at most 2^63-1 and
+three decimal places, so a short string. A text longer than
+:data:`MAX_CHARS` or with an exponent beyond :data:`MAX_EXPONENT` is refused
+(``QuantityError``) before any arithmetic, so that no input costs more than
+a few microseconds.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import functools
 import math
 import re
 from fractions import Fraction
+
+from lasched.model.strict import shown
 
 _SUFFIX: dict[str, Fraction] = {
     "n": Fraction(1, 10**9),
@@ -30,9 +38,16 @@ _SUFFIX: dict[str, Fraction] = {
     "Ei": Fraction(2**60),
 }
 
+MAX_CHARS = 64
+MAX_EXPONENT = 64
+
+# Used with fullmatch. The integer digits are followed by a mandatory "." or
+# by something that is not a digit, so a failing match backtracks at most
+# once per character (the old ``\d+\.?\d*`` split a run of digits in every
+# possible way: quadratic).
 _QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))"
-    r"(?:(?P<exp>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
+    r"(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(?P<exp>[eE][+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)"
 )
 
 
@@ -42,14 +57,24 @@ class QuantityError(ValueError):
 
 def parse(text: str | int | float) -> Fraction:
     """The exact value of a quantity."""
-    if isinstance(text, int | float):
+    if isinstance(text, int):
         return Fraction(text)
-    m = _QUANTITY.match(text.strip())
+    if isinstance(text, float):
+        if not math.isfinite(text):
+            raise QuantityError(f"{text!r} is not a finite quantity")
+        return Fraction(text)
+    if len(text) > MAX_CHARS:
+        quoted = shown(text, quote="'")
+        raise QuantityError(f"{quoted} is not a Kubernetes quantity (longer than {MAX_CHARS})")
+    m = _QUANTITY.fullmatch(text.strip())
     if not m:
         raise QuantityError(f"{text!r} is not a Kubernetes quantity")
     value = Fraction(m["num"])
     if m["exp"]:
-        return value * Fraction(10) ** int(m["exp"][1:])
+        exponent = int(m["exp"][1:])
+        if abs(exponent) > MAX_EXPONENT:
+            raise QuantityError(f"{text!r} has an exponent beyond {MAX_EXPONENT}")
+        return value * Fraction(10) ** exponent
     return value * _SUFFIX[m["suffix"] or ""]
 
 

@@ -11,6 +11,13 @@ Every frame is one binary WebSocket message holding an orjson-encoded object
 and per sender, so a receiver can count what it missed. A frame that is too
 large, not JSON, of an unknown version or type, or missing a field raises
 :class:`ProtocolError`, whose message says which.
+
+Every number is checked, so a decoded message holds only finite values in
+range: RTT statistics within 0..:data:`MAX_RTT_MS` (or null), loss within
+0..1, times within 0..:data:`MAX_TIME`, intervals within
+0.001..:data:`MAX_INTERVAL_SECONDS`, counts and sequence numbers below their
+maxima. A value outside raises :class:`ProtocolError` naming the field and
+the value. ``decode`` never raises anything else, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +30,17 @@ import orjson
 VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
 """A receiver closes a connection that sends a larger frame."""
+
+MAX_RTT_MS = 60_000.0
+"""RTT statistics (min, median, p90, jitter) are within 0..60 s."""
+MAX_TIME = 1e11
+"""Unix seconds (the year 5138): a time beyond is not a clock reading."""
+MAX_INTERVAL_SECONDS = 86_400.0
+MAX_COUNT = 1_000_000
+"""Probes per target per interval, and targets per round."""
+MAX_SEQ = 2**63 - 1
+MAX_TEXT_CHARS = 1024
+_SHOWN_CHARS = 64
 
 Method = Literal["icmp", "tcp"]
 TargetKind = Literal["node", "endpoint"]
@@ -151,8 +169,11 @@ def encode(msg: Message) -> bytes:
 
 def decode(frame: bytes | str) -> Message:
     """Parse and validate one frame."""
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    size = len(frame)
+    if isinstance(frame, str) and size <= MAX_FRAME_BYTES:
+        size = len(frame.encode("utf-8", "surrogatepass"))  # the bytes it takes on the wire
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
     try:
         body = orjson.loads(frame)
     except orjson.JSONDecodeError as e:
@@ -160,17 +181,19 @@ def decode(frame: bytes | str) -> Message:
     if not isinstance(body, dict):
         raise ProtocolError("frame is not a JSON object")
     if body.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {body.get('v')!r} (want {VERSION})")
+        raise ProtocolError(
+            f"unsupported protocol version {_shown(body.get('v'))} (want {VERSION})"
+        )
     kind = body.get("type")
-    seq = _int(body, "seq", minimum=0)
+    seq = _int(body, "seq", minimum=0, maximum=MAX_SEQ)
     if kind == "hello":
         methods = _list(body, "methods")
         for m in methods:
             if m not in ("icmp", "tcp"):
-                raise ProtocolError(f"hello.methods has unknown method {m!r}")
+                raise ProtocolError(f"hello.methods has unknown method {_shown(m)}")
         per_round = None
         if body.get("targetsPerRound") is not None:
-            per_round = _int(body, "targetsPerRound", minimum=1)
+            per_round = _int(body, "targetsPerRound", minimum=1, maximum=MAX_COUNT)
         return Hello(
             seq=seq,
             node=_str(body, "node"),
@@ -181,18 +204,20 @@ def decode(frame: bytes | str) -> Message:
     if kind == "targets":
         return Targets(
             seq=seq,
-            interval_seconds=_num(body, "intervalSeconds", minimum=0.001),
+            interval_seconds=_num(
+                body, "intervalSeconds", minimum=0.001, maximum=MAX_INTERVAL_SECONDS
+            ),
             targets=tuple(_target(t) for t in _list(body, "targets")),
         )
     if kind == "samples":
         return Samples(
             seq=seq,
-            time=_num(body, "time", minimum=0),
+            time=_num(body, "time", minimum=0, maximum=MAX_TIME),
             samples=tuple(_sample(s) for s in _list(body, "samples")),
         )
     if kind == "heartbeat":
-        return Heartbeat(seq=seq, time=_num(body, "time", minimum=0))
-    raise ProtocolError(f"unknown message type {kind!r}")
+        return Heartbeat(seq=seq, time=_num(body, "time", minimum=0, maximum=MAX_TIME))
+    raise ProtocolError(f"unknown message type {_shown(kind)}")
 
 
 def _target(raw: Any) -> Target:
@@ -200,10 +225,12 @@ def _target(raw: Any) -> Target:
         raise ProtocolError("targets[] entries must be objects")
     kind = raw.get("kind")
     if kind not in ("node", "endpoint"):
-        raise ProtocolError(f"target.kind must be 'node' or 'endpoint', not {kind!r}")
+        raise ProtocolError(f"target.kind must be 'node' or 'endpoint', not {_shown(kind)}")
     port = raw.get("port")
-    if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-        raise ProtocolError(f"target.port must be 1..65535, not {port!r}")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+    ):
+        raise ProtocolError(f"target.port must be 1..65535, not {_shown(port)}")
     return Target(id=_str(raw, "id"), address=_str(raw, "address"), kind=kind, port=port)
 
 
@@ -212,15 +239,12 @@ def _sample(raw: Any) -> Sample:
         raise ProtocolError("samples[] entries must be objects")
     method = raw.get("method")
     if method not in ("icmp", "tcp"):
-        raise ProtocolError(f"sample.method must be 'icmp' or 'tcp', not {method!r}")
-    loss = _num(raw, "loss", minimum=0)
-    if loss > 1:
-        raise ProtocolError(f"sample.loss must be within 0..1, not {loss!r}")
+        raise ProtocolError(f"sample.method must be 'icmp' or 'tcp', not {_shown(method)}")
     return Sample(
         target=_str(raw, "target"),
         method=method,
-        count=_int(raw, "count", minimum=0),
-        loss=loss,
+        count=_int(raw, "count", minimum=0, maximum=MAX_COUNT),
+        loss=_num(raw, "loss", minimum=0, maximum=1),
         min_ms=_opt_ms(raw, "min"),
         median_ms=_opt_ms(raw, "median"),
         p90_ms=_opt_ms(raw, "p90"),
@@ -228,31 +252,62 @@ def _sample(raw: Any) -> Sample:
     )
 
 
+def _shown(v: object) -> str:
+    """A decoded value for a message, cut so that a huge one never makes a huge message.
+
+    Strings and numbers as ``repr`` writes them, lists and objects as compact
+    JSON: ``repr`` of a list nested a thousand deep raises RecursionError.
+    """
+    if isinstance(v, str):
+        if len(v) <= _SHOWN_CHARS:
+            return repr(v)
+        return f"{v[:_SHOWN_CHARS]!r}… ({len(v)} characters)"
+    if isinstance(v, list | dict):
+        try:
+            text = orjson.dumps(v).decode()
+        except orjson.JSONEncodeError:
+            return f"a {type(v).__name__} nested too deeply to show"
+    else:
+        text = repr(v)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}… ({len(text)} characters)"
+
+
 def _str(d: dict[str, Any], key: str) -> str:
     v = d.get(key)
     if not isinstance(v, str) or not v:
-        raise ProtocolError(f"field {key!r} must be a non-empty string, not {v!r}")
+        raise ProtocolError(f"field {key!r} must be a non-empty string, not {_shown(v)}")
+    if len(v) > MAX_TEXT_CHARS:
+        raise ProtocolError(
+            f"field {key!r} is too long ({len(v)} characters; at most {MAX_TEXT_CHARS})"
+        )
     return v
 
 
-def _int(d: dict[str, Any], key: str, *, minimum: int) -> int:
+def _int(d: dict[str, Any], key: str, *, minimum: int, maximum: int) -> int:
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ProtocolError(f"field {key!r} must be an integer >= {minimum}, not {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+        raise ProtocolError(
+            f"field {key!r} must be an integer within {minimum}..{maximum}, not {_shown(v)}"
+        )
     return v
 
 
-def _num(d: dict[str, Any], key: str, *, minimum: float) -> float:
+def _num(d: dict[str, Any], key: str, *, minimum: float, maximum: float) -> float:
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
-        raise ProtocolError(f"field {key!r} must be a number >= {minimum}, not {v!r}")
+    # The range check also refuses nan and infinities (every comparison with nan is false).
+    if isinstance(v, bool) or not isinstance(v, int | float) or not minimum <= v <= maximum:
+        raise ProtocolError(
+            f"field {key!r} must be a number within {minimum:g}..{maximum:g}, not {_shown(v)}"
+        )
     return float(v)
 
 
 def _opt_ms(d: dict[str, Any], key: str) -> float | None:
     if d.get(key) is None:
         return None
-    return _num(d, key, minimum=0)
+    return _num(d, key, minimum=0, maximum=MAX_RTT_MS)
 
 
 def _list(d: dict[str, Any], key: str) -> list[Any]:

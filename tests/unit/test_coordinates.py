@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import sys
 from dataclasses import dataclass
 
 import pytest
 
 from lasched.latency.cache import LatencyCache
-from lasched.latency.coordinates import Coordinates
+from lasched.latency.coordinates import DIMENSION, MAX_COORDINATE_MS, Coordinate, Coordinates
 
 
 class Clock:
@@ -234,3 +235,46 @@ def test_static_pins_feed_the_coordinates_too() -> None:
     assert cache.coordinates.get("b") is not None
     cache.observe("a", "a", median_ms=0)  # a place to itself moves nothing
     assert cache.coordinates.get("a").updates == 1  # type: ignore[union-attr]
+
+
+def test_a_1e150_sample_cannot_poison_later_reports() -> None:
+    """One wild sample moves two places a bounded step; honest reports after it still work."""
+    cache = LatencyCache(coordinates=Coordinates(min_updates=1))
+    for i, j in WORLD.measured[:200]:
+        cache.observe(f"p{i}", f"p{j}", median_ms=WORLD.rtt(i, j))
+    cache.observe("p0", "p1", median_ms=1e150)
+    for i, j in WORLD.measured:
+        cache.observe(f"p{i}", f"p{j}", median_ms=WORLD.rtt(i, j))  # raised OverflowError
+    for _, coord in cache.coordinates.items():
+        assert all(math.isfinite(x) for x in (*coord.vec, coord.height, coord.error))
+        assert math.hypot(*coord.vec) <= MAX_COORDINATE_MS
+    est = cache.estimate("p0", "p1")
+    assert est is not None and est.error_ms is not None
+    assert math.isfinite(est.ms) and math.isfinite(est.error_ms)
+
+
+@pytest.mark.parametrize("rtt", [60_000.0, 1e150, 1e308, sys.float_info.max])
+def test_rtts_above_a_minute_count_as_a_minute(rtt: float) -> None:
+    """Coordinates.update clamps an RTT to max_rtt_ms before it moves anything."""
+    clamped, wild = Coordinates(seed=1), Coordinates(seed=1)
+    for _ in range(50):
+        clamped.update("a", "b", 60_000.0, now=0)
+        wild.update("a", "b", rtt, now=0)
+    assert clamped.items() == wild.items()
+    est = wild.estimate("a", "b")
+    assert est is not None and est.ms <= 2 * MAX_COORDINATE_MS
+
+
+def test_restored_coordinates_are_brought_within_bounds() -> None:
+    """replace() scales a far position back, caps height and error; refuses non-finite ones."""
+    c = Coordinates()
+    far = Coordinate((1e287,) * DIMENSION, 1e300, 99.0, 10, 0.0)
+    c.replace([("far", far)])
+    restored = c.get("far")
+    assert restored is not None
+    assert math.hypot(*restored.vec) == pytest.approx(MAX_COORDINATE_MS)
+    assert (restored.height, restored.error) == (MAX_COORDINATE_MS, c.max_error)
+    c.update("far", "near", 5.0, now=1)  # gravity used to raise OverflowError here
+    assert all(math.isfinite(x) for _, k in c.items() for x in (*k.vec, k.height))
+    with pytest.raises(ValueError, match="is not finite"):
+        c.replace([("nan", Coordinate((math.nan,) * DIMENSION, 1.0, 1.0, 1, 0.0))])

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from typing import Any, cast
 
+import pytest
+
 from lasched.kube.client import KubeClient
-from lasched.kube.events import BACKLOG_PER_WORKER, EventRecorder, ObjectRef
+from lasched.kube.events import BACKLOG_PER_WORKER, EventRecorder, ObjectRef, fit_note
 
 
 class BlockingClient:
@@ -73,6 +75,45 @@ async def test_helpers_join_while_a_backlog_builds() -> None:
         await rec.flush(timeout=5)
         assert sorted(client.notes) == sorted(f"n{i}" for i in range(2 * BACKLOG_PER_WORKER + 10))
         assert rec.written == 2 * BACKLOG_PER_WORKER + 10
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize(
+    ("note", "kept"),
+    [
+        pytest.param("a" * 1024, "a" * 1024, id="ascii-at-the-limit"),
+        pytest.param("a" * 2000, "a" * 1021 + "…", id="ascii-over"),
+        pytest.param("é" * 600, "é" * 510 + "…", id="two-byte-characters"),
+        pytest.param("a" + "😀" * 300, "a" + "😀" * 255 + "…", id="four-byte-cut-inside"),
+        pytest.param("€" * 341, "€" * 341, id="three-byte-exactly-under"),
+        pytest.param("x\ud800y", "x?y", id="lone-surrogate"),
+    ],
+)
+def test_fit_note_counts_utf8_bytes_and_cuts_on_a_character(note: str, kept: str) -> None:
+    """The apiserver limits notes to 1024 bytes: non-ASCII text is cut by bytes, whole."""
+    fitted = fit_note(note)
+    assert fitted == kept
+    assert len(fitted.encode()) <= 1024
+
+
+async def test_record_writes_a_non_ascii_note_within_1024_bytes() -> None:
+    """A Warning of 700 two-byte characters (1,400 bytes) is written cut to 1,024 bytes."""
+    client = BlockingClient()
+    client.release.set()
+    rec = EventRecorder(cast(KubeClient, client), controller="lasched")
+    task = asyncio.create_task(rec.run())
+    try:
+        note = "annotation lasched.io/max-rtt=" + "é" * 700
+        rec.record(pod(0), type="Warning", reason="InvalidLatencyRequirement", action="Scheduling",
+                   note=note)  # fmt: skip
+        await rec.flush(timeout=5)
+        (written,) = client.notes
+        assert len(written.encode()) <= 1024
+        assert written.endswith("é…")
+        assert note.startswith(written[:-1])
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

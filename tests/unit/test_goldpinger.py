@@ -65,12 +65,38 @@ def test_parse_keeps_successful_calls_between_known_nodes() -> None:
                 "q": call("10.0.0.2", -1)}}}}},
             "negative response time",
         ),
+        (
+            {"responses": {"p": {"HostIP": "10.0.0.1", "response": {"podResults": {
+                "q": call("10.0.0.2", 1e308)}}}}},
+            "podResults['q'] has a response time of 1e+308 ms; at most 60000 ms is a round trip",
+        ),
+        (
+            {"responses": {"p" * 1000: 3}},
+            f"responses['{'p' * 64}…' (1000 characters)] is not an object",
+        ),
     ],
+    ids=["not-an-object", "caller-not-an-object", "negative", "huge", "long-caller"],
 )  # fmt: skip
 def test_parse_rejects_what_is_not_a_check_all_answer(body: Any, error: str) -> None:
     """A malformed answer raises GoldpingerError naming what was wrong."""
     with pytest.raises(GoldpingerError, match=re.escape(error)):
         parse_check_all(body, NODES)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"HostIP": "10.0.0.1", "response": "down"},
+        {"HostIP": "10.0.0.1", "response": [1, 2]},
+        {"HostIP": ["10.0.0.1"], "response": {"podResults": {"q": call("10.0.0.2", 3)}}},
+        {"HostIP": "10.0.0.1", "response": {"podResults": {"q": {**call("10.0.0.2", 3),
+                                                                "HostIP": {"a": 1}}}}},
+    ],
+    ids=["response-text", "response-list", "host-ip-list", "callee-host-ip-object"],
+)  # fmt: skip
+def test_parse_skips_odd_shapes_without_raising(result: dict[str, Any]) -> None:
+    """A caller whose response or host IP has an odd shape contributes nothing."""
+    assert parse_check_all({"responses": {"p": result}}, NODES) == []
 
 
 async def test_poll_feeds_the_cache_and_survives_garbage() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,20 @@ def test_static_file_formats(text: str) -> None:
         ("a,b\n", ":1: want source,target,rtt_ms"),
         ("a,b,x\n", ":1: RTT 'x' is not a number"),
         ("{not json", "is not valid JSON"),
+        ('{"a": {"b": "inf"}}', "a -> b: RTT 'inf' is not a number"),
+        ('{"a": {"b": "1e999"}}', "a -> b: RTT '1e999' is not a finite number"),
+        ('{"a": {"b": 1e308}}', "a -> b: RTT 1e+308 must be at most 60000 ms"),
+        ('{"a": {"b": 18446744073709551615}}', "must be at most 60000 ms"),
+        ("a,b,١٢\n", ":1: RTT '١٢' is not a number"),
+        ("a,b,nan\n", ":1: RTT 'nan' is not a number"),
+        ("a,,5\n", ":1: source and target must be non-empty names"),
+        ("a,b,\x005\n", "rtt.json:1: RTT '\x005' is not a number"),
+        ("a,b," + "1" * 200_000 + "\n", "rtt.json:1: field larger than field limit"),
     ],
-    ids=["word", "negative", "not-a-map", "short-row", "csv-word", "broken-json"],
-)
+    ids=["word", "negative", "not-a-map", "short-row", "csv-word", "broken-json", "inf-text",
+         "overflow-text", "huge-number", "huge-integer", "arabic-indic", "nan", "empty-name",
+         "nul", "huge-field"],
+)  # fmt: skip
 def test_static_file_errors_name_the_place(text: str, message: str) -> None:
     """Every problem says where it is."""
     with pytest.raises(static.StaticFileError) as err:
@@ -95,6 +107,37 @@ def test_static_load_reports_unreadable_files(tmp_path: Path) -> None:
         static.load(tmp_path / "missing.json", LatencyCache())
 
 
+def test_static_load_reports_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are a StaticFileError, not a UnicodeDecodeError."""
+    path = tmp_path / "rtt.csv"
+    path.write_bytes(b"a,b,\xff\n")
+    with pytest.raises(static.StaticFileError, match="is not UTF-8 text"):
+        static.load(path, LatencyCache())
+
+
+def test_static_rtt_of_sixty_seconds_is_accepted() -> None:
+    """0 and 60000 ms are the ends of the range."""
+    assert static.parse("a,b,0\na,c,60000\n") == [("a", "b", 0.0), ("a", "c", 60_000.0)]
+
+
+@pytest.mark.parametrize(
+    ("median", "stored"),
+    [(math.inf, None), (math.nan, None), (-1.0, None), (1e150, 60_000.0), (1e308, 60_000.0)],
+    ids=["inf", "nan", "negative", "1e150", "1e308"],
+)
+def test_cache_never_stores_what_is_not_an_rtt(median: float, stored: float | None) -> None:
+    """A report that is not finite is ignored; one above 60 s counts as 60 s."""
+    c = LatencyCache(clock=Clock())
+    c.observe("a", "b", median_ms=median, p90_ms=median, loss=math.nan)
+    rtt = c.get("a", "b")
+    if stored is None:
+        assert rtt is None
+        assert c.coordinates.get("a") is None
+    else:
+        assert rtt is not None
+        assert (rtt.ms, rtt.p90_ms, rtt.loss) == (stored, stored, 1.0)
+
+
 @pytest.mark.parametrize(
     ("labels", "error"),
     [
@@ -102,9 +145,22 @@ def test_static_load_reports_unreadable_files(tmp_path: Path) -> None:
         ({"delay_edge-1": "fast"}, 'label delay_edge-1="fast" is not a number of milliseconds'),
         ({"delay_edge-1": "0"}, "must be a positive number"),
         ({"delay_": "5"}, "names no node"),
+        ({"delay_edge-1": "inf"}, 'delay_edge-1="inf" is not a finite number of milliseconds'),
+        ({"delay_edge-1": "-Infinity"}, "is not a finite number of milliseconds"),
+        ({"delay_edge-1": "NaN"}, 'label delay_edge-1="NaN" is not a finite number'),
+        ({"delay_edge-1": "1e999"}, 'label delay_edge-1="1e999" is not a finite number'),
+        ({"delay_edge-1": "-5"}, "must be a positive number of milliseconds"),
+        ({"delay_edge-1": "60001"}, "must be at most 60000 milliseconds (60 s)"),
+        ({"delay_edge-1": "٢٥"}, 'label delay_edge-1="٢٥" is not a number of milliseconds'),
+        ({"delay_edge-1": "\uff12\uff15"}, "is not a number of milliseconds"),
+        ({"delay_edge-1": "2_5"}, "is not a number of milliseconds"),
+        ({"delay_edge-1": "1" * 100}, "value too long (100 characters; at most 64)"),
+        ({"delay_edge-1": "2.5e1"}, None),
     ],
-    ids=["valid", "word", "zero", "no-node"],
-)
+    ids=["valid", "word", "zero", "no-node", "inf", "minus-infinity", "nan", "overflow",
+         "negative", "over-a-minute", "arabic-indic", "fullwidth", "underscore", "too-long",
+         "exponent"],
+)  # fmt: skip
 def test_delay_labels(labels: dict[str, str], error: str | None) -> None:
     """delay_<node> labels parse, and bad ones say what was wrong."""
     constraints, problem = delay_constraints(labels)

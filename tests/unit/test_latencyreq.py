@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lasched.cache.cache import NodeInfo
@@ -9,6 +11,7 @@ from lasched.framework.interface import Code, CycleState
 from lasched.latency.cache import LatencyCache
 from lasched.model.latencyreq import (
     GROUP_MAX_RTT,
+    MAX_LIST_CHARS,
     MAX_RTT,
     PEER_MAX_RTT,
     PEER_SELECTOR,
@@ -276,3 +279,126 @@ def test_later_gang_members_prefer_nodes_near_the_placed_ones() -> None:
     member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
     scores = run_score(s, pod_with({GROUP_MAX_RTT: "5ms"}, member), ["near", "far"])
     assert scores == {"near": 100, "far": 100 * 2 // 5}
+
+
+@pytest.mark.parametrize(
+    "weight",
+    ["²", "\u0661", "٣", "\uff15", "1_0", "+3", "3.0", "1" * 4000],
+    ids=["superscript", "arabic-indic-1", "arabic-indic-3", "fullwidth", "underscore", "sign",
+         "decimal", "huge"],
+)  # fmt: skip
+def test_preference_weight_is_ascii_digits_only(weight: str) -> None:
+    """A weight that str.isdigit() admits but is not 1..10 in ASCII is an error text."""
+    req, err = parse_requirements({}, {PREFER_LOW_RTT: f"users-eu={weight}"})
+    assert req is None
+    assert err is not None and "weight of users-eu must be an integer from 1 to 10" in err, err
+    assert len(err) < 400
+
+
+def test_superscript_weight_gives_a_pod_error_not_an_exception() -> None:
+    """prefer-low-rtt "users-eu=²" decodes into a PodInfo carrying latency_error."""
+    pod = pod_with({PREFER_LOW_RTT: "users-eu=²"})
+    assert pod.latency is None
+    assert pod.latency_error == (
+        f'annotation {PREFER_LOW_RTT}="users-eu=²": weight of users-eu must be an integer '
+        "from 1 to 10, not '²'"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1" * 29_999 + "x",
+        "1" * 262_144,
+        "1." * 131_072,
+        " " * 262_144 + "x",
+        "5" + " " * 262_143 + "x",
+    ],
+    ids=["digits-then-x", "digits", "dots", "blanks", "number-blanks"],
+)
+def test_huge_duration_is_refused_in_linear_time(value: str) -> None:
+    """A 30,000-character or 256 KiB duration is "value too long", fast, in a short message."""
+    start = time.perf_counter()
+    req, err = parse_requirements({}, {GROUP_MAX_RTT: value})
+    assert time.perf_counter() - start < 0.5
+    assert req is None
+    assert err is not None
+    assert f"value too long ({len(value)} characters; at most 64)" in err
+    assert err.startswith(f'annotation {GROUP_MAX_RTT}="{value[:64]}…"')
+    assert len(err) < 250
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("90s", "must be at most 60 s (60000 ms)"),
+        ("60001", "must be at most 60 s"),
+        ("1e3", "is not a duration"),
+        ("inf", "is not a duration"),
+        ("nan ms", "is not a duration"),
+        ("٣ms", "is not a duration"),
+        ("5..5ms", "is not a duration"),
+        ("ms", "is not a duration"),
+        ("0.0000s", "must be a positive duration"),
+    ],
+)
+def test_durations_are_finite_and_at_most_a_minute(text: str, error: str) -> None:
+    """A duration is ASCII, positive and at most 60 s; anything else names the value."""
+    req, err = parse_requirements({}, {MAX_RTT: f"users-eu={text}"})
+    assert req is None
+    assert err is not None and error in err and f'"{text}"' in err, err
+
+
+def test_sixty_seconds_is_the_largest_limit() -> None:
+    """60 s itself is a valid limit, in any unit."""
+    assert parse_ms("k", "60s") == 60_000.0
+    assert parse_ms("k", "60000") == 60_000.0
+    assert parse_ms("k", "60000000us") == pytest.approx(60_000.0)
+
+
+def test_lists_of_places_are_bounded() -> None:
+    """max-rtt, prefer-low-rtt and peer-selector over 4096 characters are refused."""
+    for key in (MAX_RTT, PREFER_LOW_RTT, PEER_SELECTOR):
+        value = ",".join(f"p{i}=5" for i in range(1000))
+        req, err = parse_requirements({}, {key: value})
+        assert req is None
+        assert err is not None
+        assert f"value too long ({len(value)} characters; at most {MAX_LIST_CHARS})" in err
+
+
+def test_place_names_are_bounded() -> None:
+    """A place name longer than an object name can be is an error, shown cut."""
+    place = "é" * 300
+    req, err = parse_requirements({}, {MAX_RTT: f"{place}=5ms"})
+    assert req is None
+    assert err is not None and "is too long (at most 253 characters)" in err, err
+    assert len(err) < 300
+
+
+def test_many_places_parse_in_linear_time() -> None:
+    """Duplicate detection does not compare every pair of places."""
+    value = ",".join(f"{i}" for i in range(800))[:MAX_LIST_CHARS]
+    start = time.perf_counter()
+    req, err = parse_requirements({}, {PREFER_LOW_RTT: value})
+    assert time.perf_counter() - start < 0.5
+    assert err is None and req is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 4000, "a " + " " * 4000 + "x", "a in (" + "b" * 4000, "a in " + "(" * 4000],
+    ids=["key", "blanks", "open-set", "parentheses"],
+)
+def test_selector_patterns_do_not_backtrack(text: str) -> None:
+    """Adversarial selectors are read (or refused) quickly."""
+    start = time.perf_counter()
+    parse_requirements({}, {PEER_SELECTOR: text})
+    assert time.perf_counter() - start < 0.5
+
+
+def test_selector_key_with_a_trailing_newline_is_not_a_key() -> None:
+    """Keys are matched whole: "$" would let "app\\n" through."""
+    req, err = parse_requirements({}, {PEER_SELECTOR: "app\n"})
+    assert req is not None and err is None  # stripped: "app"
+    req, err = parse_requirements({}, {PEER_SELECTOR: "a\nb"})
+    assert req is None and err is not None and "is not a label key" in err

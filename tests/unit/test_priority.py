@@ -38,3 +38,25 @@ def test_malformed_annotation_means_zero_and_an_error(bad: str) -> None:
     assert prio == 0
     assert err is not None
     assert f'priority="{bad}"' in err
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["²", "١٢", "\uff15", "1_000", "inf", "NaN", "- 5"],
+    ids=["superscript", "arabic-indic", "fullwidth", "underscore", "inf", "nan", "split-sign"],
+)
+def test_only_ascii_integers_are_priorities(bad: str) -> None:
+    """Unicode digits that int() would take, and 'inf', are not priorities."""
+    prio, err = effective_priority({"priority": 0}, {"priority": bad})
+    assert prio == 0
+    assert err == f'annotation priority="{bad}" is not an integer; using priority 0'
+
+
+def test_huge_annotation_is_too_long_and_shown_cut() -> None:
+    """A 256 KiB priority is refused by its length, in a short message."""
+    prio, err = effective_priority({"priority": 7}, {"priority": "9" * 262_144})
+    assert prio == 7
+    assert err == (
+        f'annotation priority="{"9" * 64}…": value too long (262144 characters; at most 64); '
+        "using priority 7"
+    )

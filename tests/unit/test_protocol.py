@@ -5,8 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from lasched.model import strict
 from lasched_protocol import (
     MAX_FRAME_BYTES,
+    MAX_RTT_MS,
     Heartbeat,
     Hello,
     Message,
@@ -82,3 +84,75 @@ def test_bad_frames_are_rejected_with_a_reason(frame: bytes, reason: str) -> Non
     """Malformed input raises ProtocolError that says what was wrong."""
     with pytest.raises(ProtocolError, match=reason):
         decode(frame)
+
+
+def samples_frame(**sample: object) -> bytes:
+    fields: dict[str, object] = {"target": "a", "method": "icmp", "count": 1, "loss": 0.0}
+    fields.update(sample)
+    return orjson.dumps({"v": 1, "type": "samples", "seq": 0, "time": 1, "samples": [fields]})
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (samples_frame(median=1e150), "'median' must be a number within 0..60000, not 1e+150"),
+        (samples_frame(median=1e308), "'median' must be a number within 0..60000, not 1e+308"),
+        (samples_frame(min=-0.5), "field 'min' must be a number within 0..60000, not -0.5"),
+        (samples_frame(p90=60_000.5), "field 'p90' must be a number within 0..60000"),
+        (samples_frame(jitter=2**64 - 1), "field 'jitter' must be a number within 0..60000"),
+        (samples_frame(median=True), "field 'median' must be a number within 0..60000, not True"),
+        (samples_frame(loss=-0.1), "field 'loss' must be a number within 0..1, not -0.1"),
+        (samples_frame(count=2**63 - 1), "field 'count' must be an integer within 0..1000000"),
+        (b'{"v":1,"type":"heartbeat","seq":1,"time":1e300}', "field 'time' must be a number"),
+        (b'{"v":1,"type":"heartbeat","seq":1,"time":1e400}', "not JSON"),
+        (b'{"v":1,"type":"heartbeat","seq":18446744073709551616,"time":1}', "field 'seq'"),
+        (
+            orjson.dumps({"v": 1, "type": "targets", "seq": 0, "intervalSeconds": 1e9,
+                          "targets": []}),
+            "field 'intervalSeconds' must be a number within 0.001..86400, not 1000000000.0",
+        ),
+        (
+            orjson.dumps({"v": 1, "type": "targets", "seq": 0, "intervalSeconds": 5,
+                          "targets": [{"id": "a", "address": "b", "kind": "node", "port": True}]}),
+            "target.port must be 1..65535, not True",
+        ),
+        (
+            orjson.dumps({"v": 1, "type": "hello", "seq": 0, "node": "n" * 2000,
+                          "agentVersion": "1", "methods": []}),
+            "field 'node' is too long (2000 characters; at most 1024)",
+        ),
+        (
+            b'{"v":1,"type":"heartbeat","seq":' + b"[" * 1000 + b"]" * 1000 + b',"time":1}',
+            "field 'seq' must be an integer within 0..9223372036854775807, not a list nested",
+        ),
+        (
+            orjson.dumps({"v": 1, "type": "x" * 10_000, "seq": 0}),
+            f"unknown message type '{'x' * 64}'… (10000 characters)",
+        ),
+        (("é" * (MAX_FRAME_BYTES // 2 + 1)), "exceeds"),
+    ],
+    ids=["median-1e150", "median-1e308", "min-negative", "p90-over-a-minute", "jitter-huge-int",
+         "median-bool", "loss-negative", "count-huge", "time-huge", "time-overflow",
+         "seq-beyond-u64", "interval-huge", "port-bool", "node-too-long", "deeply-nested",
+         "long-type", "text-frame-counted-in-bytes"],
+)  # fmt: skip
+def test_numbers_out_of_range_are_rejected_with_field_and_value(
+    frame: bytes | str, reason: str
+) -> None:
+    """RTTs outside 0..60000 ms and any other number out of its range name field and value."""
+    with pytest.raises(ProtocolError) as err:
+        decode(frame)
+    assert reason in str(err.value)
+    assert len(str(err.value)) < 250
+
+
+@pytest.mark.parametrize("ms", [0.0, 60_000.0])
+def test_rtts_of_zero_and_sixty_seconds_are_accepted(ms: float) -> None:
+    """The ends of the RTT range are valid."""
+    msg = Samples(seq=1, time=1.0, samples=(Sample("a", "icmp", 1, 0.0, ms, ms, ms, ms),))
+    assert decode(encode(msg)) == msg
+
+
+def test_scheduler_and_protocol_agree_on_the_largest_rtt() -> None:
+    """The wire format's RTT range is the one the scheduler's parsers use."""
+    assert MAX_RTT_MS == strict.MAX_RTT_MS

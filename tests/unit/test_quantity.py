@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import pytest
 
 from lasched.model import quantity
@@ -46,3 +49,25 @@ def test_rejects_garbage(bad: str) -> None:
     """Anything that is not a quantity is an error naming the text."""
     with pytest.raises(quantity.QuantityError, match="not a Kubernetes quantity"):
         quantity.value(bad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1" * 262_144 + "x", "1" * 65, "\u0661", "\uff15Gi", "1e65", "1e-65"],
+    ids=["huge-adversarial", "too-long", "arabic-indic", "fullwidth", "exponent-high",
+         "exponent-low"],
+)  # fmt: skip
+def test_refuses_what_the_apiserver_never_writes_quickly(text: str) -> None:
+    """Long texts, non-ASCII digits and wild exponents are QuantityErrors, found fast."""
+    start = time.perf_counter()
+    with pytest.raises(quantity.QuantityError) as err:
+        quantity.parse(text)
+    assert time.perf_counter() - start < 0.5
+    assert len(str(err.value)) < 200
+
+
+@pytest.mark.parametrize("number", [math.inf, -math.inf, math.nan])
+def test_refuses_numbers_that_are_not_finite(number: float) -> None:
+    """A float quantity must be finite."""
+    with pytest.raises(quantity.QuantityError, match="not a finite quantity"):
+        quantity.parse(number)

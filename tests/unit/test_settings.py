@@ -131,3 +131,16 @@ def test_limit_errors_name_the_field(data: dict[str, Any], message: str) -> None
     with pytest.raises(ConfigError) as err:
         settings.parse(data)
     assert message in str(err.value)
+
+
+def test_report_interval_is_at_most_what_agents_accept() -> None:
+    """latency.reportIntervalSeconds above a day is refused, naming the field."""
+    with pytest.raises(ConfigError, match=r"latency.reportIntervalSeconds must be at most 86400"):
+        settings.parse({"latency": {"reportIntervalSeconds": 100_000}})
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")], ids=["inf", "nan"])
+def test_numbers_must_be_finite(value: float) -> None:
+    """A YAML .inf or .nan for a number is a configuration error naming the field."""
+    with pytest.raises(ConfigError, match=r"queue.initialBackoffSeconds must be a finite number"):
+        settings.parse({"queue": {"initialBackoffSeconds": value}})

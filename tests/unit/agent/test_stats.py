@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from lasched_agent.stats import RttStats, jitter, nearest_rank, summarize
-from lasched_protocol import Sample
+from lasched_protocol import Sample, Samples, decode, encode
 
 
 def test_statistics_of_answered_probes() -> None:
@@ -72,3 +74,14 @@ def test_to_sample_carries_target_and_method() -> None:
     assert summarize([2.0]).to_sample("edge-2", "tcp") == Sample(
         "edge-2", "tcp", 1, 0.0, 2.0, 2.0, 2.0, None
     )
+
+
+def test_answers_the_wire_format_cannot_carry_count_as_lost() -> None:
+    """An RTT above 60 s, negative, or not finite is no answer: the scheduler would refuse it."""
+    stats = summarize([2.0, 60_000.0, 60_000.5, -1.0, math.inf, math.nan, 4.0])
+    assert stats.count == 7
+    assert stats.loss == pytest.approx(4 / 7)
+    assert (stats.min_ms, stats.median_ms, stats.p90_ms) == (2.0, 4.0, 60_000.0)
+    sample = stats.to_sample("edge-2", "icmp")
+    decoded = decode(encode(Samples(seq=0, time=1.0, samples=(sample,))))
+    assert isinstance(decoded, Samples) and decoded.samples == (sample,)
