@@ -273,6 +273,10 @@ async def test_an_agent_flooding_bad_frames_never_affects_an_honest_one(
         (b'{"v":1,"type":"samples","seq":1,"time":1,"samples":[{"median":NaN}]}', 1007),
         (b'{"v":1,"type":"samples","seq":1,"time":1,"samples":[{"median":Infinity}]}', 1007),
         (b'{"v":1,"type":"heartbeat","seq":1,"time":1e999}', 1007),
+        # A well-formed report of a finite but absurd RTT: once it drove the network
+        # coordinates to overflow, and every later report touching them (the honest
+        # agent's) failed.
+        (samples(1, {"edge-0": 2.0}).replace(b"2.0", b"1e150"), 1007),
         (b"x" * (proto.MAX_FRAME_BYTES + 1), 1009),
     ] * 3
     stored = metric("lasched_agent_samples_total", outcome="stored")
