@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steady-seconds", type=float, default=t.steady_seconds)
     run.add_argument("--no-bind-ceiling", action="store_true")
     run.add_argument(
+        "--no-controller-manager",
+        action="store_true",
+        help="run the dev cluster without kube-controller-manager (its CPU goes to the peers); "
+        "the results say so",
+    )
+    run.add_argument(
         "--profile",
         action="store_true",
         help="sample lasched with py-spy (throughput: whole run; memory: start to first bind)",
@@ -118,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out or throughput.results_dir()
     out.mkdir(parents=True, exist_ok=True)
     common = _given(args, repeat="repeat")
+    common["controller_manager"] = not args.no_controller_manager
+    env["control_plane"] = "etcd, kube-apiserver, " + (
+        "kube-controller-manager, kwok"
+        if common["controller_manager"]
+        else "kwok (without kube-controller-manager)"
+    )
     if args.peers:
         common["peers"] = tuple(p for p in args.peers.split(",") if p)
     scenario = {
@@ -132,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         stem, result, table_of, pngs = scenario(_Run(ap, args, common, out, env, progress))
     env["load"] = f"load average (1, 5, 15 min) {load_before} at the start, {_load()} at the end"
     result["environment"] = env
-    _emit(out, stem, result, table_of(result), pngs)
+    table = table_of(result) + f"\nControl plane: {env['control_plane']}.\n"
+    _emit(out, stem, result, table, pngs)
     profile = result["config"].get("profile")
     if profile:
         summary = pyspy.summarise(Path(profile))
@@ -159,6 +172,7 @@ def _throughput(r: _Run) -> Outcome:
 
 def _gangs(r: _Run) -> Outcome:
     cfg = gangs.Config(
+        controller_manager=r.common["controller_manager"],
         sizes=tuple(int(s) for s in r.args.sizes.split(",")),
         gangs_per_size=r.args.gangs,
         **_given(r.args, nodes="nodes"),

@@ -46,6 +46,7 @@ class Config:
     down_seconds: float = 12.0
     peers: tuple[str, ...] = ("lasched", "kube-scheduler-tuned")
     timeout: float = 180.0
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -156,7 +157,10 @@ async def one_round(
 
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = nodes.uniform(cfg.nodes, prefix="chaos", cpu=NODE_CPU, memory="16Gi")
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)

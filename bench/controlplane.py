@@ -1,6 +1,7 @@
 """What the control plane did during a measured window: its CPU and its own request latencies.
 
-On a small machine the control plane (etcd, kube-apiserver, kwok) shares the
+On a small machine the control plane (etcd, kube-apiserver, kube-controller-manager,
+kwok) shares the
 cores with the scheduler under test, so a scheduler's creation-to-bound
 latency is partly the apiserver's queueing. A :class:`Meter` reads, at the
 start and the end of a window:

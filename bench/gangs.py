@@ -33,6 +33,7 @@ class Config:
     sizes: tuple[int, ...] = (8, 50)
     gangs_per_size: int = 10
     timeout: float = 120.0
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -76,7 +77,10 @@ async def one_gang(kc: KubeClient, size: int, index: int, timeout: float) -> Gan
 
 async def run(cfg: Config, progress: Progress) -> list[GangSample]:
     samples: list[GangSample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)

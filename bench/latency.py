@@ -105,6 +105,7 @@ class Config:
     report_interval_seconds: float = 5.0
     settle_seconds: float = 15.0
     timeout: float = 300.0
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -559,7 +560,10 @@ def _mean(values: Iterable[float]) -> float:
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     all_sites = sites(cfg)
     samples: list[Sample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = [
             nodes.NodeSpec(
                 name=n,

@@ -43,6 +43,7 @@ class Config:
     timeout: float = 900.0
     # Sample lasched with py-spy from its start to its first bind (last repetition).
     profile: str | None = None
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -134,7 +135,10 @@ async def measure_peer(
 
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = nodes.uniform(cfg.nodes, prefix="mem", regions=["r1", "r2", "r3"])
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=900)

@@ -47,6 +47,7 @@ class Config:
     repeat: int = 3
     peers: tuple[str, ...] = ("lasched", "kube-scheduler-tuned")
     timeout: float = 300.0
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -180,7 +181,10 @@ def _named(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = nodes.uniform(cfg.nodes, prefix="churn", cpu="4", memory="16Gi")
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)

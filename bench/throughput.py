@@ -57,6 +57,7 @@ class Config:
     timeout: float = 300.0
     # Sample lasched with py-spy during its burst and steady phases (last repetition).
     profile: str | None = None  # path of the collapsed stacks
+    controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
 
 @dataclass(slots=True)
@@ -336,7 +337,10 @@ async def _wait(
 
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
-    async with DevCluster() as cluster, await cluster.client() as kc:
+    async with (
+        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        await cluster.client() as kc,
+    ):
         specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
         await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)

@@ -46,13 +46,20 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_explain.add_parsers(sub)
 
-    dev = sub.add_parser("dev", help="the local control plane (etcd, kube-apiserver, kwok)")
+    dev = sub.add_parser(
+        "dev", help="the local control plane (etcd, kube-apiserver, kube-controller-manager, kwok)"
+    )
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
     up = dev_sub.add_parser("up", help="start a local cluster in the background")
     up.add_argument("--nodes", type=int, default=10, help="kwok nodes to create (default 10)")
     up.add_argument("--cpu", default="8", help="CPU per node (default 8)")
     up.add_argument("--memory", default="32Gi", help="memory per node (default 32Gi)")
     up.add_argument("--name", default="default", help="cluster name (default 'default')")
+    up.add_argument(
+        "--no-controller-manager",
+        action="store_true",
+        help="leave kube-controller-manager out: no workload controllers (saves its CPU)",
+    )
     down = dev_sub.add_parser("down", help="stop a cluster started with 'dev up'")
     down.add_argument("--name", default="default")
     dev_sub.add_parser("build", help="build (or find) the control-plane binaries")
@@ -136,7 +143,12 @@ async def _dev_up(args: argparse.Namespace, workdir: Path) -> int:
 
     stop_detached(workdir)  # a stale cluster of the same name
     with reporter() as progress:
-        cluster = DevCluster(workdir=workdir, detached=True, progress=progress)
+        cluster = DevCluster(
+            workdir=workdir,
+            detached=True,
+            controller_manager=not args.no_controller_manager,
+            progress=progress,
+        )
         await cluster.start()
         specs = nodes.uniform(args.nodes, cpu=args.cpu, memory=args.memory)
         async with await cluster.client() as kc:
@@ -144,7 +156,10 @@ async def _dev_up(args: argparse.Namespace, workdir: Path) -> int:
                 kc, specs, progress=lambda d, t: progress("creating kwok nodes", d, t)
             )
             await nodes.wait_ready(kc, [s.name for s in specs])
-    print(f"cluster {args.name!r} is up with {args.nodes} kwok nodes")
+    kcm = "without" if args.no_controller_manager else "with"
+    print(
+        f"cluster {args.name!r} is up with {args.nodes} kwok nodes, {kcm} kube-controller-manager"
+    )
     print(f"  kubeconfig: {cluster.kubeconfig}")
     print(f"  try:        kubectl --kubeconfig {cluster.kubeconfig} get nodes")
     print(f"  schedule:   lasched run --kubeconfig {cluster.kubeconfig}")

@@ -1,4 +1,5 @@
-"""The dev cluster's binaries (etcd, kube-apiserver, kube-scheduler, kwok) and
+"""The dev cluster's binaries (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kwok) and
 helm, which lints and renders the chart: found, or built once per machine with Go.
 
 Each binary is looked up in this order, and the first hit wins:
@@ -98,6 +99,13 @@ TOOLS: dict[str, Tool] = {
             module="kubernetes",
             version=KUBERNETES_VERSION,
             package="k8s.io/kubernetes/cmd/kube-apiserver",
+            ldflags=_K8S_LDFLAGS,
+        ),
+        Tool(
+            name="kube-controller-manager",
+            module="kubernetes",
+            version=KUBERNETES_VERSION,
+            package="k8s.io/kubernetes/cmd/kube-controller-manager",
             ldflags=_K8S_LDFLAGS,
         ),
         Tool(

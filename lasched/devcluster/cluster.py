@@ -1,19 +1,23 @@
-"""A real local control plane: etcd, kube-apiserver and kwok on loopback.
+"""A real local control plane: etcd, kube-apiserver, kube-controller-manager and kwok.
 
 Everything listens on 127.0.0.1 on free ports, keeps its data in one work
 directory, and is authenticated and authorised as a real cluster is: client
 certificates, RBAC, API Priority and Fairness, service-account tokens.
 
-No kube-controller-manager runs, so what only its controllers provide is
-absent, and the admission that depends on them is adjusted (docs/devcluster.md):
+kube-controller-manager runs the controllers a real cluster has (its
+defaults: deployment, replicaset, job, statefulset, daemonset, garbage
+collector, namespace, serviceaccount and token, node lifecycle, disruption,
+endpoints and endpointslices, ...), as ``system:kube-controller-manager``
+with one ServiceAccount per controller and leader election on, so
+workloads create, own and recreate their pods, namespaces are finalised, and
+new nodes carry ``node.kubernetes.io/not-ready`` until the node lifecycle
+controller sees kwok report them Ready. What is still not real is kwok's
+part: no kubelet, no container runtime, no network (docs/devcluster.md).
 
-* ``TaintNodesByCondition`` is disabled: it taints every new node
-  ``node.kubernetes.io/not-ready`` and only the node-lifecycle controller
-  removes that taint. kwok keeps the Ready condition itself.
-* No ServiceAccount controller creates ``default`` service accounts, which the
-  ``ServiceAccount`` admission plugin requires; :func:`ensure_namespace` does.
-* Namespaces are not finalised after deletion and nothing garbage-collects
-  owned objects; tests use fresh namespaces and delete pods directly.
+``controller_manager=False`` leaves it out (a benchmark that wants its CPU);
+then ``TaintNodesByCondition`` is switched off, since nothing would remove
+the taint, and :func:`ensure_namespace` creates the ``default``
+ServiceAccount itself.
 """
 
 from __future__ import annotations
@@ -123,12 +127,17 @@ class DevCluster:
         workdir: Path | None = None,
         detached: bool = False,
         node_lease_seconds: int = 40,
+        controller_manager: bool = True,
         progress: binaries.ProgressFn | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lasched-dev-"))
         self.detached = detached
         self.node_lease_seconds = node_lease_seconds
+        self.controller_manager = controller_manager
+        self._kcm_argv: list[str] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self.controller_manager_restarts = 0
         self._progress = progress
         self.children: list[Child] = []
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -152,8 +161,12 @@ class DevCluster:
         await self.stop()
 
     async def start(self, *, timeout: float = 120.0) -> None:
-        """Build binaries if needed, then start etcd, kube-apiserver and kwok."""
-        bins = await binaries.ensure(["etcd", "kube-apiserver", "kwok"], progress=self._progress)
+        """Build binaries if needed, then start etcd, kube-apiserver,
+        kube-controller-manager (unless left out) and kwok."""
+        names = ["etcd", "kube-apiserver", "kwok"]
+        if self.controller_manager:
+            names.insert(2, "kube-controller-manager")
+        bins = await binaries.ensure(names, progress=self._progress)
         self.workdir.mkdir(parents=True, exist_ok=True)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
@@ -163,7 +176,12 @@ class DevCluster:
             await self._start_etcd(bins["etcd"], logs, timeout)
             await self._start_apiserver(bins["kube-apiserver"], logs, timeout)
             await self._bootstrap()
-            await self._start_kwok(bins["kwok"], logs, timeout)
+            # Both take a moment to come up and need nothing of each other.
+            starting = [self._start_kwok(bins["kwok"], logs, timeout)]
+            if self.controller_manager:
+                kcm = bins["kube-controller-manager"]
+                starting.insert(0, self._start_controller_manager(kcm, logs, timeout))
+            await asyncio.gather(*starting)
         except BaseException:
             await self.stop()
             raise
@@ -230,7 +248,11 @@ class DevCluster:
                 "--authorization-mode=Node,RBAC",
                 "--enable-priority-and-fairness=true",
                 "--enable-admission-plugins=NodeRestriction",
-                "--disable-admission-plugins=TaintNodesByCondition",
+                *(
+                    ()
+                    if self.controller_manager
+                    else ("--disable-admission-plugins=TaintNodesByCondition",)
+                ),
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -243,6 +265,69 @@ class DevCluster:
         ctx.load_cert_chain(str(p.admin_cert), str(p.admin_key))
         await _wait_http(f"{self.api_url}/readyz", child, timeout=timeout, ssl_ctx=ctx)
         self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server=self.api_url, p=p)))
+
+    async def _start_controller_manager(self, kcm: Path, logs: Path, timeout: float) -> None:
+        p = self.pki
+        port = free_port()
+        kubeconfig = self.workdir / "controller-manager.kubeconfig"
+        config = _kubeconfig(server=self.api_url, p=p)
+        config["users"][0]["user"] = {
+            "client-certificate": str(p.controller_manager_cert),
+            "client-key": str(p.controller_manager_key),
+        }
+        kubeconfig.write_text(yaml.safe_dump(config))
+        self._kcm_argv = [
+                str(kcm),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                # Every controller a cluster runs by default, each with its own
+                # ServiceAccount and RBAC, as kubeadm configures it.
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={p.sa_key}",
+                f"--root-ca-file={p.ca_cert}",
+                f"--cluster-signing-cert-file={p.ca_cert}",
+                f"--cluster-signing-key-file={p.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--leader-elect=true",
+                "--profiling=false",
+                "--v=1",
+        ]  # fmt: skip
+        child = self._spawn("kube-controller-manager", self._kcm_argv, logs)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # its serving certificate is self-signed
+        await _wait_http(f"https://127.0.0.1:{port}/healthz", child, timeout=timeout, ssl_ctx=ctx)
+        if not self.detached:
+            self._watchdog = asyncio.create_task(
+                self._keep_controller_manager(logs), name="kube-controller-manager-watchdog"
+            )
+
+    async def _keep_controller_manager(self, logs: Path) -> None:
+        """Start kube-controller-manager again when it exits, as kubelet restarts its pod.
+
+        It exits by design when it cannot renew its Lease (an apiserver away for
+        longer than its renew deadline, 10 s).
+        """
+        while True:
+            await asyncio.sleep(1.0)
+            child = next((c for c in self.children if c.name == "kube-controller-manager"), None)
+            if child is None or child.alive():
+                continue
+            log.warning(
+                "kube-controller-manager exited; starting it again (last lines:\n%s)",
+                child.log_tail(5),
+            )
+            self.children.remove(child)
+            if child.popen is not None:
+                await asyncio.to_thread(child.popen.wait)
+            self._spawn("kube-controller-manager", self._kcm_argv, logs)
+            self.controller_manager_restarts += 1
 
     async def _bootstrap(self) -> None:
         from lasched.devcluster.apply import apply, load_manifests
@@ -338,6 +423,11 @@ class DevCluster:
 
     async def stop(self) -> None:
         """Stop every process; remove the work directory if this object made it."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         await stop_children(self.children)
         self.children.clear()
         self._state_path.unlink(missing_ok=True)
@@ -359,21 +449,52 @@ def stop_detached(workdir: Path) -> bool:
     return True
 
 
-async def ensure_namespace(kc: KubeClient, name: str) -> None:
-    """Create ``name`` and its ``default`` ServiceAccount if they are missing.
+CONTROLLER_MANAGER_LEASE = (
+    "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
+)
 
-    Without kube-controller-manager nothing else creates that ServiceAccount,
-    and the ServiceAccount admission plugin rejects pods until it exists.
+
+async def ensure_namespace(kc: KubeClient, name: str, *, timeout: float = 30.0) -> None:
+    """Create ``name`` if missing, and return once pods can be created in it.
+
+    The ServiceAccount admission plugin refuses pods until the namespace's
+    ``default`` ServiceAccount exists. In a real cluster, and here, the
+    serviceaccount controller creates it within moments: this waits for it,
+    as a script applying a namespace and then its pods must. Where no
+    kube-controller-manager leads (a cluster started without it), nothing
+    would, so it is created here.
     """
-    for path, body in (
-        ("/api/v1/namespaces", {"metadata": {"name": name}}),
-        (f"/api/v1/namespaces/{name}/serviceaccounts", {"metadata": {"name": "default"}}),
-    ):
+    try:
+        await kc.post("/api/v1/namespaces", {"metadata": {"name": name}})
+    except ApiError as e:
+        if not e.conflict:
+            raise
+    sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+    try:
+        await kc.get(CONTROLLER_MANAGER_LEASE)
+    except ApiError as e:
+        if not e.not_found:
+            raise
         try:
-            await kc.post(path, body)
-        except ApiError as e:
-            if not e.conflict:
+            await kc.post(sa.rsplit("/", 1)[0], {"metadata": {"name": "default"}})
+        except ApiError as e2:
+            if not e2.conflict:
                 raise
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await kc.get(sa)
+            return
+        except ApiError as e:
+            if not e.not_found:
+                raise
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"no ServiceAccount {name}/default after {timeout:.0f} s: "
+                "is kube-controller-manager's serviceaccount controller running?"
+            )
+        await asyncio.sleep(0.05)
 
 
 async def _wait_established(kc: KubeClient, names: list[str], timeout: float = 30.0) -> None:

@@ -129,7 +129,14 @@ async def create_nodes(
             tg.create_task(one(spec), name=f"create-node-{spec.name}")
 
 
+# Taints the node lifecycle controller keeps on a node until it is Ready and reachable.
+CONDITION_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+
+
 def _ready(node: Mapping[str, Any]) -> bool:
+    taints = (node.get("spec") or {}).get("taints") or []
+    if any(t.get("key") in CONDITION_TAINTS for t in taints):
+        return False
     for cond in node.get("status", {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
@@ -137,7 +144,8 @@ def _ready(node: Mapping[str, Any]) -> bool:
 
 
 async def wait_ready(kc: KubeClient, names: Sequence[str], *, timeout: float = 60.0) -> None:
-    """Return once every named node reports Ready; raise TimeoutError otherwise."""
+    """Return once every named node reports Ready and carries no not-ready or unreachable
+    taint (the node lifecycle controller removes them); raise TimeoutError otherwise."""
     wanted = set(names)
     deadline = time.monotonic() + timeout
     while True:

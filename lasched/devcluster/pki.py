@@ -1,9 +1,11 @@
 """A throwaway PKI for the local control plane.
 
 One CA signs the apiserver's serving certificate and the client certificates;
-the admin client is in ``system:masters``, as kubeadm's admin.conf is. A
-separate key signs service-account tokens, so TokenRequest and TokenReview
-work as in a real cluster. ECDSA P-256 keeps generation instant.
+the admin client is in ``system:masters``, as kubeadm's admin.conf is, and
+kube-controller-manager is the user ``system:kube-controller-manager``, whom
+the apiserver's bootstrap RBAC grants what a real one has. A separate key
+signs service-account tokens, so TokenRequest and TokenReview work as in a
+real cluster. ECDSA P-256 keeps generation instant.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Pki:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    ca_key: Path
+    controller_manager_cert: Path
+    controller_manager_key: Path
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -113,6 +118,9 @@ def create(directory: Path) -> Pki:
         admin_key=directory / "admin.key",
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
+        ca_key=directory / "ca.key",
+        controller_manager_cert=directory / "controller-manager.crt",
+        controller_manager_key=directory / "controller-manager.key",
     )
     ca_key = _key()
     ca_name = _name("lasched-dev-ca")
@@ -126,6 +134,7 @@ def create(directory: Path) -> Pki:
         sans=[],
     )
     _write_cert(pki.ca_cert, ca)
+    _write_key(pki.ca_key, ca_key)  # kube-controller-manager signs approved CSRs with it
 
     serving_key = _key()
     serving = _sign(
@@ -158,6 +167,19 @@ def create(directory: Path) -> Pki:
     )
     _write_cert(pki.admin_cert, admin)
     _write_key(pki.admin_key, admin_key)
+
+    kcm_key = _key()
+    kcm = _sign(
+        subject=_name("system:kube-controller-manager"),
+        public_key=kcm_key.public_key(),
+        issuer=ca_name,
+        issuer_key=ca_key,
+        ca=False,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        sans=[],
+    )
+    _write_cert(pki.controller_manager_cert, kcm)
+    _write_key(pki.controller_manager_key, kcm_key)
 
     sa_key = _key()
     _write_key(pki.sa_key, sa_key)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
 from lasched.devcluster import nodes
 from lasched.devcluster.binaries import KUBERNETES_VERSION
-from lasched.devcluster.cluster import DevCluster
+from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.devcluster.processes import pid_alive
 from lasched.kube.client import ApiError, KubeClient
 from tests.integration.helpers import eventually, pod
@@ -117,20 +119,51 @@ async def test_priority_and_fairness_is_on(kc: KubeClient) -> None:
 
 
 async def test_pods_need_a_service_account(kc: KubeClient) -> None:
-    """ServiceAccount admission is on: a namespace without 'default' SA rejects pods."""
-    await kc.post("/api/v1/namespaces", {"metadata": {"name": "no-sa"}})
+    """ServiceAccount admission is on: a pod naming a ServiceAccount that does not exist
+    is refused."""
+    await ensure_namespace(kc, "no-sa")
     with pytest.raises(ApiError) as err:
-        await kc.post("/api/v1/namespaces/no-sa/pods", pod("p"))
+        await kc.post("/api/v1/namespaces/no-sa/pods", pod("p", serviceAccountName="nobody"))
     assert err.value.status == 403
     assert "serviceaccount" in err.value.message.lower()
 
 
 async def test_stop_leaves_no_process_behind() -> None:
-    """Stopping a cluster ends etcd, kube-apiserver and kwok."""
+    """Stopping a cluster ends etcd, kube-apiserver, kube-controller-manager and kwok."""
     c = DevCluster()
     await c.start()
+    names = [child.name for child in c.children]
+    assert names == ["etcd", "kube-apiserver", "kube-controller-manager", "kwok"]
     pids = [child.pid for child in c.children]
     assert all(pid_alive(p) for p in pids)
     await c.stop()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)  # past the watchdog's period: nothing is started again
     assert not any(pid_alive(p) for p in pids)
+    assert c.children == []
+
+
+async def test_a_cluster_without_the_controller_manager_still_schedules_pods() -> None:
+    """controller_manager=False: no kube-controller-manager, nodes become Ready untainted,
+    and ensure_namespace() creates the default ServiceAccount itself."""
+    async with DevCluster(controller_manager=False) as c, await c.client() as kc:
+        assert [child.name for child in c.children] == ["etcd", "kube-apiserver", "kwok"]
+        spec = nodes.NodeSpec(name="bare-0")
+        created = await kc.post("/api/v1/nodes", spec.manifest())
+        assert not (created.get("spec") or {}).get("taints")
+        await nodes.wait_ready(kc, [spec.name])
+        await ensure_namespace(kc, "bare")
+        await kc.post("/api/v1/namespaces/bare/pods", pod("p"))
+
+
+async def test_controller_manager_is_started_again_when_it_exits(cluster: DevCluster) -> None:
+    """kube-controller-manager exits when it loses its Lease; the cluster restarts it, as
+    kubelet restarts a static pod."""
+    (kcm,) = [c for c in cluster.children if c.name == "kube-controller-manager"]
+    os.kill(kcm.pid, signal.SIGKILL)
+
+    async def restarted() -> bool:
+        now = [c for c in cluster.children if c.name == "kube-controller-manager"]
+        return bool(now) and now[0].pid != kcm.pid and now[0].alive()
+
+    await eventually(restarted, timeout=10)
+    assert cluster.controller_manager_restarts >= 1
