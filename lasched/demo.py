@@ -1,26 +1,33 @@
-"""The demo: an edge cluster, live RTTs, and lasched placing a small story's pods.
+"""The demo: an edge cluster, live RTTs, and lasched placing a small story's workloads.
 
-Everything is real but the network: etcd, kube-apiserver and kwok on
-127.0.0.1, lasched talking HTTPS to them, and one **lasched-agent process**
-per node streaming RTTs over the agent protocol with a ServiceAccount token
-bound to a pod on its node (checked with a TokenReview). kwok's nodes have no
-network between them, so each agent answers its probes from a matrix derived
-from the sites' geography (``lasched-agent --simulate-rtt-file``).
+Everything is real but the network: etcd, kube-apiserver,
+kube-controller-manager and kwok on 127.0.0.1, lasched talking HTTPS to them,
+and one **lasched-agent process** per node streaming RTTs over the agent
+protocol with a ServiceAccount token bound to a pod on its node (checked with
+a TokenReview). kwok's nodes have no network between them, so each agent
+answers its probes from a matrix derived from the sites' geography
+(``lasched-agent --simulate-rtt-file``).
 
-The story, in five scenes, each narrated as it happens:
+The story creates what users write: Deployments for the services, a
+StatefulSet for the database and a Job for the gang; their controllers create
+the pods, so pods have generated names and the story finds a role's pods by
+the ``demo.lasched.io/role`` label on every pod template. In five scenes, each
+narrated as it happens:
 
 1. **Near its users**: ``lasched.io/max-rtt`` to a user endpoint, and the
    earlier edge scheduler's ``delay_<node>`` label.
 2. **Near its database**: ``lasched.io/peer-selector`` + ``peer-max-rtt``;
-   the service is submitted first and waits for its database.
-3. **A gang** of four that waits while only three members exist, then binds
-   all at once.
-4. **Preemption**: a high-priority pod near the users evicts a low one.
+   the service is created first and waits for its database.
+3. **A gang** of four that waits while the Job runs three members, then
+   binds all at once when the Job is scaled up to four.
+4. **Preemption**: a high-priority pod near the users evicts a low one, whose
+   ReplicaSet replaces it with a pod that has nowhere to go (the real cost).
 5. **A limit no node meets**, and ``lasched explain`` saying why, per node.
 
-It ends with a placement table (the RTT that decided each pod, from its
-``Scheduled`` event), a topology picture and an RTT heatmap (PNG), and exits
-non-zero if any outcome is not the story's, so CI can run it as a check.
+It ends with a placement table (one row per pod, with the RTT that decided
+it, from its ``Scheduled`` event), a topology picture and an RTT heatmap
+(PNG), and exits non-zero if any outcome is not the story's, so CI can run it
+as a check.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from lasched.model.pod import parse_time
 log = logging.getLogger(__name__)
 
 NAMESPACE = "demo"
+CONTROL_PLANE = "etcd, kube-apiserver, kube-controller-manager and kwok"
 ZONE = nodes.ZONE_LABEL
 T = TypeVar("T")
 
@@ -160,7 +168,7 @@ def rtt_matrix() -> dict[str, dict[str, float]]:
     return {src: {dst: rtt_ms(src, dst) for dst in targets if dst != src} for src in names}
 
 
-# ---- the story's pods -------------------------------------------------------------------
+# ---- the story's workloads ----------------------------------------------------------------
 
 
 SCENE_COLORS = {
@@ -170,81 +178,138 @@ SCENE_COLORS = {
     "preemption": "tab:red",
 }
 
+# On every pod template: pods have generated names, so the story finds a role's
+# pods by this label, as a user finds a workload's pods by its selector.
+ROLE_LABEL = "demo.lasched.io/role"
+PART_OF = {"app.kubernetes.io/part-of": "lasched-demo"}
+API_GROUPS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
+GANG_SIZE = 4
 
-@dataclass(slots=True)
-class StoryPod:
-    name: str
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """One workload of the story, as a user would write it.
+
+    Everything lasched reads (annotations, labels, ``schedulerName``) is on the
+    pod template, since the pods, not the workload, are what it schedules.
+    """
+
+    name: str  # the workload's name and its pods' ROLE_LABEL
+    kind: str  # Deployment, StatefulSet or Job
     scene: str
-    wants: str  # what the pod asks for, in a few words
+    wants: str  # what its pods ask for, in a few words
+    replicas: int = 1  # a Job's parallelism
+    completions: int | None = None  # Jobs only
     cpu: str = "250m"
     memory: str = "256Mi"
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     node_selector: dict[str, str] = field(default_factory=dict)
-    expect_site: str | None = None  # None: must stay pending (or be preempted)
+    expect_site: str | None = None
+
+    @property
+    def collection(self) -> str:
+        return f"/apis/{API_GROUPS[self.kind]}/namespaces/{NAMESPACE}/{self.kind.lower()}s"
+
+    def template(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "schedulerName": "lasched",
+            "terminationGracePeriodSeconds": 0,
+            "nodeSelector": self.node_selector,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}},
+                }
+            ],
+        }
+        if self.kind == "Job":
+            spec["restartPolicy"] = "Never"
+        labels = PART_OF | {ROLE_LABEL: self.name}
+        return {
+            "metadata": {"labels": labels | self.labels, "annotations": self.annotations},
+            "spec": spec,
+        }
 
     def manifest(self) -> dict[str, Any]:
+        spec: dict[str, Any]
+        if self.kind == "Job":  # the job controller writes its own selector
+            spec = {"parallelism": self.replicas, "completions": self.completions}
+        else:
+            spec = {"replicas": self.replicas, "selector": {"matchLabels": {ROLE_LABEL: self.name}}}
+        if self.kind == "StatefulSet":
+            spec["serviceName"] = self.name
         return {
-            "metadata": {
-                "name": self.name,
-                "labels": {"app.kubernetes.io/part-of": "lasched-demo", **self.labels},
-                "annotations": self.annotations,
-            },
-            "spec": {
-                "schedulerName": "lasched",
-                "terminationGracePeriodSeconds": 0,
-                "nodeSelector": self.node_selector,
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "registry.k8s.io/pause:3.10",
-                        "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}},
-                    }
-                ],
-            },
+            "apiVersion": API_GROUPS[self.kind],
+            "kind": self.kind,
+            "metadata": {"name": self.name, "labels": dict(PART_OF)},
+            "spec": spec | {"template": self.template()},
         }
 
 
-def _gang_member(i: int) -> StoryPod:
-    return StoryPod(
-        f"train-{i}", "gang", "gang train, min-available 4", cpu="6", memory="8Gi",
-        labels={"lasched.io/pod-group": "train", "lasched.io/min-available": "4"},
-        expect_site="cloud-fra",
-    )  # fmt: skip
-
-
-def _low(i: int) -> StoryPod:
-    return StoryPod(
-        f"batch-low-{i}", "preemption", "priority 10, 3 cpu in eu-berlin", cpu="3",
-        annotations={"priority": "10"}, node_selector={ZONE: "eu-berlin"},
-        expect_site="eu-berlin",
-    )  # fmt: skip
-
-
-PODS = {
-    p.name: p
-    for p in (
-        StoryPod("frontend", "near its users", "max-rtt users-berlin=8ms, priority 100",
-                 annotations={"lasched.io/max-rtt": "users-berlin=8ms", "priority": "100"},
-                 expect_site="eu-berlin"),
-        StoryPod("edge-cache", "near its users", 'label delay_eu-paris-0: "3"',
-                 labels={"delay_eu-paris-0": "3"}, expect_site="eu-paris"),
-        StoryPod("api", "near its database", "within 5 ms of app=db",
-                 annotations={"lasched.io/peer-selector": "app=db",
-                              "lasched.io/peer-max-rtt": "5ms"},
-                 expect_site="us-nyc"),
-        StoryPod("db", "near its database", "nodeSelector zone=us-nyc", labels={"app": "db"},
-                 node_selector={ZONE: "us-nyc"}, expect_site="us-nyc"),
-        *(_gang_member(i) for i in range(4)),
-        *(_low(i) for i in range(2)),
-        StoryPod("checkout", "preemption", "max-rtt users-berlin=8ms, priority 1000, 2 cpu",
-                 cpu="2", annotations={"lasched.io/max-rtt": "users-berlin=8ms",
-                                       "priority": "1000"},
-                 expect_site="eu-berlin"),
-        StoryPod("too-far", "a limit no node meets", "max-rtt users-berlin=2ms",
-                 annotations={"lasched.io/max-rtt": "users-berlin=2ms"}),
+ROLES = {
+    r.name: r
+    for r in (
+        Role("frontend", "Deployment", "near its users", "max-rtt users-berlin=8ms, priority 100",
+             annotations={"lasched.io/max-rtt": "users-berlin=8ms", "priority": "100"},
+             expect_site="eu-berlin"),
+        Role("edge-cache", "Deployment", "near its users", 'label delay_eu-paris-0: "3"',
+             labels={"delay_eu-paris-0": "3"}, expect_site="eu-paris"),
+        Role("api", "Deployment", "near its database", "within 5 ms of app=db",
+             annotations={"lasched.io/peer-selector": "app=db", "lasched.io/peer-max-rtt": "5ms"},
+             expect_site="us-nyc"),
+        Role("db", "StatefulSet", "near its database", "nodeSelector zone=us-nyc",
+             labels={"app": "db"}, node_selector={ZONE: "us-nyc"}, expect_site="us-nyc"),
+        # Parallelism 3 first: the gang of 4 waits until the job is scaled up.
+        Role("train", "Job", "gang", f"gang train, min-available {GANG_SIZE}, 6 cpu",
+             replicas=3, completions=GANG_SIZE, cpu="6", memory="8Gi",
+             labels={"lasched.io/pod-group": "train",
+                     "lasched.io/min-available": str(GANG_SIZE)},
+             expect_site="cloud-fra"),
+        # Priority 10 is the lowest of any pod that can run in eu-berlin, so the
+        # replacement of a preempted replica has no one to preempt in turn.
+        Role("batch-low", "Deployment", "preemption", "priority 10, 3 cpu in eu-berlin",
+             replicas=2, cpu="3", annotations={"priority": "10"},
+             node_selector={ZONE: "eu-berlin"}, expect_site="eu-berlin"),
+        Role("checkout", "Deployment", "preemption",
+             "max-rtt users-berlin=8ms, priority 1000, 2 cpu", cpu="2",
+             annotations={"lasched.io/max-rtt": "users-berlin=8ms", "priority": "1000"},
+             expect_site="eu-berlin"),
+        Role("too-far", "Deployment", "a limit no node meets", "max-rtt users-berlin=2ms",
+             annotations={"lasched.io/max-rtt": "users-berlin=2ms"}),
     )
 }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LivePod:
+    """A pod of the story as the apiserver lists it."""
+
+    name: str
+    role: str
+    node: str  # "" while pending
+    created: str  # creationTimestamp (RFC 3339, so it sorts as text)
+    deleting: bool
+    phase: str
+
+    @classmethod
+    def of(cls, pod: dict[str, Any]) -> LivePod:
+        meta = pod["metadata"]
+        return cls(
+            name=meta["name"],
+            role=meta.get("labels", {}).get(ROLE_LABEL, ""),
+            node=pod["spec"].get("nodeName", ""),
+            created=meta.get("creationTimestamp", ""),
+            deleting=bool(meta.get("deletionTimestamp")),
+            phase=(pod.get("status") or {}).get("phase", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    pod: LivePod  # as it was before it was preempted
+    note: str  # the note of its Preempted event
 
 
 # ---- running it -----------------------------------------------------------------
@@ -283,7 +348,9 @@ class Demo:
         self.sched = sched
         self.started = started  # the demo's start: times are printed from there
         self.outcomes: list[Outcome] = []
-        self.preempted: dict[str, str] = {}  # victim -> note
+        self.preempted: dict[str, Victim] = {}  # by the deleted pod's name
+        self.replacement = ""  # the pod that took a victim's place
+        self.too_far = ""  # the pod of scene 5, for `lasched explain`
         self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Demo:
@@ -307,14 +374,20 @@ class Demo:
     async def explain(self, pod: str) -> dict[str, Any]:
         return await self.debug("/debug/explain", pod=f"{NAMESPACE}/{pod}")
 
-    async def placements(self) -> dict[str, str]:
-        listing = await self.kc.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
-        return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in listing["items"]}
+    async def pods(self, role: str | None = None) -> list[LivePod]:
+        """The story's pods (of one role), oldest first."""
+        selector = f"{ROLE_LABEL}={role}" if role else ROLE_LABEL
+        listing = await self.kc.get(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=selector)
+        return sorted((LivePod.of(p) for p in listing["items"]), key=lambda p: (p.created, p.name))
 
-    async def events(self, pod: str, reason: str) -> list[dict[str, Any]]:
+    async def live(self, role: str) -> list[LivePod]:
+        """A role's pods that are not being deleted."""
+        return [p for p in await self.pods(role) if not p.deleting]
+
+    async def events(self, pod: str | None, reason: str) -> list[dict[str, Any]]:
+        selector = f"reason={reason}" + (f",regarding.name={pod}" if pod else "")
         listing = await self.kc.get(
-            f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events",
-            fieldSelector=f"regarding.name={pod},reason={reason}",
+            f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events", fieldSelector=selector
         )
         return sorted(listing["items"], key=lambda e: e.get("eventTime") or "")
 
@@ -322,9 +395,10 @@ class Demo:
         items = await self.events(pod, reason)
         return str(items[-1].get("note", "")) if items else ""
 
-    async def submit(self, *names: str) -> None:
-        for name in names:
-            await self.kc.post(f"/api/v1/namespaces/{NAMESPACE}/pods", PODS[name].manifest())
+    async def create(self, *roles: str) -> None:
+        for name in roles:
+            role = ROLES[name]
+            await self.kc.post(role.collection, role.manifest())
 
     async def until(
         self, what: str, check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0
@@ -342,12 +416,24 @@ class Demo:
                 await asyncio.sleep(0.15)
         raise StoryError(f"{what}: not within {timeout:.0f} s")
 
-    async def bound(self, *names: str, timeout: float = 20.0) -> dict[str, str]:
-        async def check() -> dict[str, str] | None:
-            placed = await self.placements()
-            return {n: placed[n] for n in names} if all(placed.get(n) for n in names) else None
+    async def created(self, role: str, *, count: int = 1) -> list[LivePod]:
+        """Wait for the role's controller to create ``count`` pods."""
 
-        return await self.until(f"waiting for {', '.join(names)} to bind", check, timeout=timeout)
+        async def check() -> list[LivePod] | None:
+            live = await self.live(role)
+            return live if len(live) == count else None
+
+        return await self.until(f"waiting for {role}'s {_pods(count)}", check)
+
+    async def bound(self, role: str, *, count: int = 1, timeout: float = 20.0) -> list[LivePod]:
+        """Wait for the role's ``count`` pods to exist and be bound."""
+
+        async def check() -> list[LivePod] | None:
+            live = await self.live(role)
+            return live if len(live) == count and all(p.node for p in live) else None
+
+        what = f"waiting for {role}'s {_pods(count)} to bind"
+        return await self.until(what, check, timeout=timeout)
 
     # ---- telling it -------------------------------------------------------------------
 
@@ -362,119 +448,156 @@ class Demo:
         mark = "[green]✓[/]" if ok else "[red]✗[/]"
         self.console.print(f"{self.elapsed()}  {mark} {check}" + (f": {detail}" if detail else ""))
 
-    async def placed_line(self, name: str) -> str:
-        node = (await self.placements()).get(name, "")
-        why = await self.decided_by(name)
-        return f"[bold]{name}[/] → {node} ({SITE_OF[node].name})" + (f": {why}" if why else "")
+    async def placed_line(self, pod: LivePod) -> str:
+        why = await self.decided_by(pod.name)
+        where = f"{pod.node} ({SITE_OF[pod.node].name})"
+        return f"[bold]{pod.name}[/] → {where}" + (f": {why}" if why else "")
 
-    async def decided_by(self, name: str) -> str:
+    async def decided_by(self, pod: str) -> str:
         """The RTTs in the pod's Scheduled event (what follows 'to <node>: ')."""
-        note = await self.note(name, "Scheduled")
+        note = await self.note(pod, "Scheduled")
         _, sep, why = note.partition(": ")
         return why if sep else ""
 
 
+def _pods(count: int) -> str:
+    return "pod" if count == 1 else f"{count} pods"
+
+
 async def _scene_users(d: Demo) -> None:
     d.console.rule("[bold]1. Near its users", align="left")
-    d.say('frontend asks for max-rtt users-berlin=8ms; edge-cache for delay_eu-paris-0: "3"')
-    await d.submit("frontend", "edge-cache")
-    placed = await d.bound("frontend", "edge-cache")
-    for name in ("frontend", "edge-cache"):
-        d.say(await d.placed_line(name))
-        want = PODS[name].expect_site
-        d.check(f"{name} in {want}", SITE_OF[placed[name]].name == want)
+    d.say('Deployments frontend (max-rtt users-berlin=8ms) and edge-cache (delay_eu-paris-0: "3")')
+    await d.create("frontend", "edge-cache")
+    for role in ("frontend", "edge-cache"):
+        (pod,) = await d.bound(role)
+        d.say(await d.placed_line(pod))
+        want = ROLES[role].expect_site
+        d.check(f"{role} in {want}", SITE_OF[pod.node].name == want)
 
 
 async def _scene_database(d: Demo) -> None:
     d.console.rule("[bold]2. Near its database", align="left")
-    d.say("api (within 5 ms of pods labelled app=db) is submitted before its database")
-    await d.submit("api")
+    d.say("Deployment api (within 5 ms of pods labelled app=db) is created before its database")
+    await d.create("api")
+    (api,) = await d.created("api")
 
     async def waiting() -> str | None:
-        note = await d.note("api", "FailedScheduling")
+        note = await d.note(api.name, "FailedScheduling")
         return note if "no pod matching app=db is placed yet" in note else None
 
     note = await d.until("api waits for its database", waiting)
-    d.say(f"api waits: [yellow]{escape(note)}")
+    d.say(f"{api.name} waits: [yellow]{escape(note)}")
     d.check("api waited for db", True)
-    d.say("db is created, pinned to us-nyc (nodeSelector)")
-    await d.submit("db")
-    placed = await d.bound("db", "api")
-    d.say(await d.placed_line("db"))
-    d.say(await d.placed_line("api"))
-    d.check("api in the database's site", SITE_OF[placed["api"]] == SITE_OF[placed["db"]])
+    d.say("StatefulSet db is created, pinned to us-nyc (nodeSelector)")
+    await d.create("db")
+    (db,) = await d.bound("db")
+    (api,) = await d.bound("api")
+    d.say(await d.placed_line(db))
+    d.say(await d.placed_line(api))
+    d.check("api in the database's site", SITE_OF[api.node] == SITE_OF[db.node])
 
 
 async def _scene_gang(d: Demo) -> None:
     d.console.rule("[bold]3. A gang that waits, then binds all at once", align="left")
-    d.say("train-0, train-1, train-2 of a gang with min-available 4 (6 cpu each)")
-    await d.submit("train-0", "train-1", "train-2")
+    train = ROLES["train"]
+    d.say(f"Job train, parallelism {train.replicas} of {train.completions} completions: "
+          f"pods of a gang with min-available {GANG_SIZE} (6 cpu each)")  # fmt: skip
+    await d.create("train")
+    first = await d.created("train", count=train.replicas)
 
     async def gated() -> dict[str, Any] | None:
         try:
-            answer = await d.explain("train-0")
+            answer = await d.explain(first[0].name)
         except StoryError:
             return None  # not seen by the scheduler yet
         gang = answer.get("gang")
-        return answer if gang and len(gang["members"]) == 3 else None
+        return answer if gang and len(gang["members"]) == train.replicas else None
 
     answer = await d.until("the scheduler sees the three members", gated)
     await asyncio.sleep(1.5)
-    placed = await d.placements()
-    early = [n for n in ("train-0", "train-1", "train-2") if placed.get(n)]
+    early = [p.name for p in await d.live("train") if p.node]
     pe = answer["preEnqueue"]
-    d.say(f"lasched explain demo/train-0: [yellow]{escape(pe['plugin'] or '')}: "
+    d.say(f"lasched explain {NAMESPACE}/{first[0].name}: [yellow]{escape(pe['plugin'] or '')}: "
           f"{escape(pe['reason'] or '')}")  # fmt: skip
-    d.check("no member bound while 3 of 4 exist", not early, ", ".join(early))
-    d.say("train-3 is created")
-    created = time.monotonic()
-    await d.submit("train-3")
-    members = [f"train-{i}" for i in range(4)]
-    placed_now = await d.bound(*members)
-    took = time.monotonic() - created
+    waiting = f"no member bound while {train.replicas} of {GANG_SIZE} exist"
+    d.check(waiting, not early, ", ".join(early))
+    scale_up = {"spec": {"parallelism": GANG_SIZE}}
+    d.say("the user scales the job up: kubectl patch job train -p "
+          f"'{orjson.dumps(scale_up).decode()}'")  # fmt: skip
+    raised = time.monotonic()
+    await d.kc.patch(f"{train.collection}/{train.name}", scale_up)
+    members = await d.bound("train", count=GANG_SIZE)
+    took = time.monotonic() - raised
 
     async def bind_times() -> list[float] | None:
-        found = [await d.events(m, "Scheduled") for m in members]
+        found = [await d.events(m.name, "Scheduled") for m in members]
         return [parse_time(e[-1].get("eventTime")) for e in found] if all(found) else None
 
     times = await d.until("the members' Scheduled events", bind_times)
     spread = max(times) - min(times)
-    where = ", ".join(sorted(set(placed_now.values())))
-    d.say(f"all 4 bound {took:.1f} s after train-3 arrived, within {spread:.2f} s, on {where}")
-    in_cloud = all(SITE_OF[n].name == "cloud-fra" for n in placed_now.values())
+    where = ", ".join(sorted({m.node for m in members}))
+    d.say(f"all {GANG_SIZE} bound {took:.1f} s after the scale-up, within {spread:.2f} s, "
+          f"on {where}")  # fmt: skip
+    in_cloud = all(SITE_OF[m.node].name == "cloud-fra" for m in members)
     d.check("gang bound all at once in cloud-fra", in_cloud and spread < 2.0)
 
 
 async def _scene_preemption(d: Demo) -> None:
     d.console.rule("[bold]4. Priority preemption", align="left")
-    d.say("batch-low-0 and batch-low-1 (priority 10, 3 cpu each) fill eu-berlin's 4-cpu nodes")
-    await d.submit("batch-low-0", "batch-low-1")
-    await d.bound("batch-low-0", "batch-low-1")
-    d.say("checkout (priority 1000, 2 cpu, max-rtt users-berlin=8ms) fits nowhere near Berlin")
-    await d.submit("checkout")
-    node = (await d.bound("checkout", timeout=30))["checkout"]
-    placed = await d.placements()
-    gone = [v for v in ("batch-low-0", "batch-low-1") if v not in placed]
-    for victim in gone:
+    d.say("Deployment batch-low, 2 replicas (priority 10, 3 cpu each), fills eu-berlin's "
+          "4-cpu nodes")  # fmt: skip
+    await d.create("batch-low")
+    before = {p.name: p for p in await d.bound("batch-low", count=2)}
+    d.say("Deployment checkout (priority 1000, 2 cpu, max-rtt users-berlin=8ms) fits nowhere "
+          "near Berlin")  # fmt: skip
+    await d.create("checkout")
+    (checkout,) = await d.bound("checkout", timeout=30)
 
-        async def preempted(victim: str = victim) -> str | None:
-            return await d.note(victim, "Preempted") or None
+    async def preempted() -> dict[str, str] | None:
+        seen = {e["regarding"]["name"]: str(e.get("note", "")) for e in
+                await d.events(None, "Preempted")}  # fmt: skip
+        return seen or None
 
-        d.preempted[victim] = await d.until(f"{victim}'s Preempted event", preempted)
-        d.say(f"[red]{victim}[/] deleted: {escape(d.preempted[victim])}")
-    d.say(await d.placed_line("checkout"))
-    d.check("checkout in eu-berlin", SITE_OF[node].name == "eu-berlin")
-    d.check("exactly one low-priority pod preempted", len(gone) == 1, ", ".join(gone))
+    notes = await d.until("the Preempted event", preempted)
+    live = {p.name for p in await d.live("batch-low")}
+    gone = sorted(n for n in before if n not in live)
+    for name in sorted(notes.keys() | gone):
+        note = notes.get(name, "")
+        if name in before:
+            d.preempted[name] = Victim(before[name], note)
+        d.say(f"[red]{name}[/] deleted: {escape(note or 'no Preempted event')}")
+    d.say(await d.placed_line(checkout))
+    d.check("checkout in eu-berlin", SITE_OF[checkout.node].name == "eu-berlin")
+    one = len(gone) == 1 and set(notes) == set(gone)
+    d.check("exactly one low-priority pod preempted", one, ", ".join(sorted(notes.keys() | gone)))
+    d.say("its ReplicaSet replaces it; the replacement finds no 3 cpu near Berlin and outranks "
+          "no pod there:")  # fmt: skip
+
+    async def replaced() -> tuple[LivePod, str] | None:
+        for p in await d.live("batch-low"):
+            if p.name not in before:
+                note = await d.note(p.name, "FailedScheduling")
+                return (p, note) if note else None
+        return None
+
+    pod, note = await d.until("batch-low's replacement is tried", replaced)
+    d.replacement = pod.name
+    d.say(f"[yellow]{pod.name}[/] waits: [yellow]{escape(note)}")
+    d.check("batch-low's replacement pending: the cost of preemption", not pod.node)
 
 
 async def _scene_too_far(d: Demo) -> None:
     d.console.rule("[bold]5. A limit no node meets", align="left")
-    d.say("too-far asks for max-rtt users-berlin=2ms; lasched explain says why it waits:")
-    await d.submit("too-far")
+    d.say(
+        "Deployment too-far asks for max-rtt users-berlin=2ms; lasched explain says why it waits:"
+    )
+    await d.create("too-far")
+    (pod,) = await d.created("too-far")
+    d.too_far = pod.name
 
     async def tried() -> dict[str, Any] | None:
         try:
-            answer = await d.explain("too-far")
+            answer = await d.explain(pod.name)
         except StoryError:
             return None
         q = answer.get("queue")
@@ -486,30 +609,61 @@ async def _scene_too_far(d: Demo) -> None:
     by_latency = all(v["rejections"][0]["plugin"] == "LatencyFilter" for v in rejected)
     pending = answer["state"] == "pending" and answer["filter"]["feasible"] == 0
     d.check("too-far pending, every node rejected by LatencyFilter", by_latency and pending)
+    await _nothing_else_preempted(d)
+
+
+async def _nothing_else_preempted(d: Demo) -> None:
+    """The replacement waited all along: it took no room and preempted no one."""
+    if not d.replacement:
+        return
+    waiting = any(p.name == d.replacement and not p.node for p in await d.live("batch-low"))
+    victims = {e["regarding"]["name"] for e in await d.events(None, "Preempted")}
+    others = sorted(victims - set(d.preempted))
+    detail = ("" if waiting else f"{d.replacement} is bound or gone; ") + ", ".join(others)
+    d.check(
+        "the replacement still pending, no other pod preempted",
+        waiting and not others,
+        detail.removesuffix("; "),
+    )
 
 
 # ---- report ------------------------------------------------------------------------
 
 
 async def _report(d: Demo, out: Path) -> None:
-    placed = await d.placements()
+    pods = [p for p in await d.pods() if p.name not in d.preempted and not p.deleting]
+    rows = pods + [v.pod for v in d.preempted.values()]
+    order = {name: i for i, name in enumerate(ROLES)}
+
+    def row_order(p: LivePod) -> tuple[int, int, str, str]:
+        # Within a role: bound, then preempted, then pending (batch-low's story
+        # in order); creationTimestamp has whole seconds, so state comes first.
+        state = 1 if p.name in d.preempted else 0 if p.node else 2
+        return (order.get(p.role, len(order)), state, p.created, p.name)
+
+    rows.sort(key=row_order)
     table = Table(title="Where each pod landed, and the RTT that decided it", title_justify="left")
-    for col in ("pod", "asks for", "node", "site", "decided by (Scheduled event)"):
+    table.add_column("role / pod", overflow="fold")
+    # Narrow enough that the last column holds a generated pod name (a Preempted note's).
+    table.add_column("asks for", overflow="fold", max_width=26)
+    for col in ("node", "site", "decided by (Scheduled event)"):
         table.add_column(col, overflow="fold")
-    for name, p in PODS.items():
-        node = placed.get(name, "")
-        if name in d.preempted:
-            where, site, why = "[red]preempted", "", d.preempted[name]
-        elif node:
-            where, site, why = node, SITE_OF[node].name, await d.decided_by(name)
+    for p in rows:
+        if p.name in d.preempted:
+            where, site, why = "[red]preempted", "", d.preempted[p.name].note
+        elif p.node:
+            where, site, why = p.node, SITE_OF[p.node].name, await d.decided_by(p.name)
+            if p.phase == "Succeeded":  # kwok completes a Job's pods once they run
+                where += "\n[dim]completed"
         else:
-            where, site, why = "[yellow]pending", "", (await d.note(name, "FailedScheduling"))
-        table.add_row(name, p.wants, where, site, escape(why) or "[dim]-")
+            where, site, why = "[yellow]pending", "", await d.note(p.name, "FailedScheduling")
+        wants = ROLES[p.role].wants if p.role in ROLES else ""
+        table.add_row(f"{p.role}\n[dim]{p.name}", wants, where, site, escape(why) or "[dim]-")
     d.console.print(table)
-    await _pictures(d, out, placed)
+    await _pictures(d, out, pods)
 
 
-async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
+async def _pictures(d: Demo, out: Path, pods: list[LivePod]) -> None:
     try:
         from lasched import plots
 
@@ -520,9 +674,9 @@ async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
             for s in SITES
         ]  # fmt: skip
         marks = [
-            plots.PodMark(n, node, SCENE_COLORS.get(PODS[n].scene, "0.4"))
-            for n, node in placed.items()
-            if node and n in PODS
+            plots.PodMark(p.name, p.node, SCENE_COLORS.get(ROLES[p.role].scene, "0.4"))
+            for p in pods
+            if p.node and p.role in ROLES
         ]
         site0 = {s.name: s.node_names[0] for s in SITES}
 
@@ -541,7 +695,8 @@ async def _pictures(d: Demo, out: Path, placed: dict[str, str]) -> None:
             places=[plots.Place(e.name, *e.star) for e in ENDPOINTS],
             pods=marks, links=links, legend=legend,
             title="lasched demo: pods by site (lines: RTT between sites)"
-            + (f"; preempted: {', '.join(d.preempted)}" if d.preempted else ""),
+            + (f"; preempted: {', '.join(d.preempted)}" if d.preempted else "")
+            + (", its replacement pending" if d.replacement else ""),
         )  # fmt: skip
         heat = out / "rtt.png"
         await asyncio.to_thread(
@@ -642,9 +797,9 @@ async def _run(console: Console, out: Path, *, keep: bool) -> int:
     started = time.monotonic()
     with reporter() as progress:
         cluster = DevCluster(progress=progress)
-        with console.status("[dim]starting etcd, kube-apiserver and kwok on 127.0.0.1"):
+        with console.status(f"[dim]starting {CONTROL_PLANE} on 127.0.0.1"):
             await cluster.start()
-    console.print(f"cluster   etcd, kube-apiserver and kwok on 127.0.0.1 "
+    console.print(f"cluster   {CONTROL_PLANE} on 127.0.0.1 "
                   f"({time.monotonic() - started:.1f} s)")  # fmt: skip
     children: list[Child] = []
     try:
@@ -670,7 +825,7 @@ async def _run(console: Console, out: Path, *, keep: bool) -> int:
                 async with Demo(console, kc, base=base, sched=sched, started=started) as d:
                     ok = await _story(d, out, children)
                     if keep:
-                        _keep_hint(console, base)
+                        _keep_hint(console, base, too_far=d.too_far)
                         await stop.wait()
             except Interrupted:
                 console.print("[yellow]interrupted")
@@ -710,6 +865,8 @@ def _settings(kubeconfig: str) -> settings.Settings:
         "leaderElection": {"leaderElect": False},
         "latency": {
             "reportIntervalSeconds": 1, "cloudFallback": True,
+            # Every agent here connects from 127.0.0.1: let all of them in at once.
+            "tokenReview": {"missBurstPerSource": len(SITE_OF)},
             "endpoints": [{"name": e.name, "address": e.address} for e in ENDPOINTS],
         },
     })  # fmt: skip
@@ -734,10 +891,10 @@ async def _story(d: Demo, out: Path, agents: list[Child]) -> bool:
     return not failed
 
 
-def _keep_hint(console: Console, base: str) -> None:
+def _keep_hint(console: Console, base: str, *, too_far: str) -> None:
     flag = "" if base.endswith(":10271") else f" --url {base}"
     console.print("\nlasched keeps running (Ctrl-C stops everything); in another terminal:")
-    console.print(f"  lasched explain {NAMESPACE}/too-far{flag}")
+    console.print(f"  lasched explain {NAMESPACE}/{too_far or '<pod>'}{flag}")
     console.print(f"  lasched latency{flag} --png rtt.png")
 
 
