@@ -77,6 +77,12 @@ informer_restarts = Counter(
     "a bookmark, within the idle timeout: watched again from the last resourceVersion).",
     ["resource", "reason"],
 )
+plugin_errors = Counter(
+    "lasched_plugin_errors_total",
+    "Exceptions raised by plugins, by plugin and extension point; each is logged with its "
+    "traceback and the pod's attempt ends as an error (it is retried with backoff).",
+    ["plugin", "extension_point"],
+)
 task_restarts = Counter(
     "lasched_task_restarts_total",
     "Long-lived tasks restarted after an unexpected error (logged with its traceback).",

@@ -646,10 +646,9 @@ class Scheduler:
             return None
         try:
             st = profile.framework.run_pre_enqueue(pod)
-        except Exception as e:
+        except PluginError as e:  # logged and counted where it was raised
             # kube-scheduler keeps a pod whose PreEnqueue failed gated; a later event retries it.
-            log.exception("pod=%s PreEnqueue failed", pod.key)
-            return f"PreEnqueue failed: {type(e).__name__}: {e}"
+            return f"PreEnqueue failed: {e}"
         return None if st.ok else st.message
 
     def schedule_one(self, qp: QueuedPod) -> None:
@@ -690,14 +689,13 @@ class Scheduler:
             try:
                 permit, waits = fw.run_permit(state, assumed, result.node)
             except PluginError as e:
-                permit = e.status
+                permit = e.as_status()
         if not (permit.ok or permit.code is Code.WAIT):
             if st.ok:
                 fw.run_unreserve(state, assumed, result.node)
             self.cache.forget(assumed)
             fw.forget_batch()
-            self._unschedulable(profile, qp, permit.message)
-            self._observe(profile, "unschedulable", started)
+            self._not_permitted(profile, qp, permit, started)
             return
         if permit.code is Code.WAIT:
             attempt.waiting = self.waiting.add(assumed, result.node, waits)
@@ -709,6 +707,19 @@ class Scheduler:
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         self.binds.spawn(self._binding_cycle(attempt), name=str(pod.key))
+
+    def _not_permitted(
+        self, profile: Profile, qp: QueuedPod, status: Status, started: float
+    ) -> None:
+        """Reserve or Permit refused the pod, or a plugin there failed."""
+        if status.code is Code.ERROR:
+            # A plugin's bug, not a verdict on the pod: retry with backoff.
+            self._record_failure(profile, qp.pod, status.message)
+            self.queue.requeue_error(qp, reason=status.message)
+            self._observe(profile, "error", started)
+        else:
+            self._unschedulable(profile, qp, status.message)
+            self._observe(profile, "unschedulable", started)
 
     def _unschedulable(
         self,

@@ -29,6 +29,7 @@ from lasched.framework.interface import (
     CycleState,
     FilterPlugin,
     PermitPlugin,
+    Plugin,
     PostFilterPlugin,
     PostFilterResult,
     PreEnqueuePlugin,
@@ -143,7 +144,7 @@ class Framework:
             try:
                 st = p.pre_enqueue(pod)
             except Exception as e:
-                raise PluginError.from_exception(p.name, e) from e
+                raise PluginError.from_exception(p.name, e, point="PreEnqueue") from e
             if not st.ok:
                 return st.with_plugin(p.name)
         return SUCCESS
@@ -157,7 +158,7 @@ class Framework:
             try:
                 result, st = p.post_filter(state, pod, fit.node_statuses)
             except Exception as e:
-                raise PluginError.from_exception(p.name, e) from e
+                raise PluginError.from_exception(p.name, e, point="PostFilter") from e
             if st.code is Code.ERROR:
                 raise PluginError(st.with_plugin(p.name))
             if st.ok and result is not None:
@@ -176,8 +177,7 @@ class Framework:
             try:
                 st = p.reserve(state, pod, node)
             except Exception as e:
-                st = Status(Code.ERROR, (f"{type(e).__name__}: {e}",))
-                log.error("plugin=%s reserve raised", p.name, exc_info=e)
+                st = PluginError.from_exception(p.name, e, point="Reserve").as_status()
             if not st.ok:
                 self._unreserve(self.reserves[:i], state, pod, node)
                 return st.with_plugin(p.name)
@@ -195,7 +195,7 @@ class Framework:
             try:
                 p.unreserve(state, pod, node)
             except Exception as e:  # one plugin's bug must not skip the others
-                log.error("plugin=%s unreserve raised", p.name, exc_info=e)
+                PluginError.from_exception(p.name, e, point="Unreserve")
 
     def run_permit(
         self, state: CycleState, pod: PodInfo, node: str
@@ -206,7 +206,7 @@ class Framework:
             try:
                 st = p.permit(state, pod, node)
             except Exception as e:
-                raise PluginError.from_exception(p.name, e) from e
+                raise PluginError.from_exception(p.name, e, point="Permit") from e
             if st.code is Code.WAIT:
                 waits[p.name] = st.timeout
             elif st.code is Code.ERROR:
@@ -224,8 +224,7 @@ class Framework:
             try:
                 st = await p.bind(state, pod, node)
             except Exception as e:
-                log.error("plugin=%s bind raised", p.name, exc_info=e)
-                st = Status(Code.ERROR, (f"{type(e).__name__}: {e}",))
+                st = PluginError.from_exception(p.name, e, point="Bind").as_status()
             if st.code is not Code.SKIP:
                 self._observe("Bind", st, t0)
                 return st.with_plugin(p.name)
@@ -238,7 +237,7 @@ class Framework:
             try:
                 st = p.pre_filter(state, pod)
             except Exception as e:
-                raise PluginError.from_exception(p.name, e) from e
+                raise PluginError.from_exception(p.name, e, point="PreFilter") from e
             if st.code is Code.SKIP:
                 skip.add(p.name)
             elif st.code is not Code.SUCCESS:
@@ -254,7 +253,7 @@ class Framework:
                 if st is not SUCCESS and st.code is not Code.SUCCESS:
                     return st.with_plugin(p.name)
         except Exception as e:
-            raise PluginError.from_exception(p.name if p else "?", e) from e
+            raise PluginError.from_exception(p.name if p else "?", e, point="Filter") from e
         return SUCCESS
 
     def schedule(
@@ -303,7 +302,7 @@ class Framework:
             try:
                 st = p.pre_score(state, pod, feasible)
             except Exception as e:
-                raise PluginError.from_exception(p.name, e) from e
+                raise PluginError.from_exception(p.name, e, point="PreScore") from e
             if st.code is Code.SKIP:
                 skip_score.add(p.name)
             elif st.code is not Code.SUCCESS:
@@ -343,7 +342,7 @@ class Framework:
             try:
                 return sum(w * p.score(state, pod, ni) for p, w in dynamic)
             except Exception as e:
-                raise PluginError.from_exception("batch rescore", e) from e
+                raise PluginError.from_exception("batch rescore", e, point="Score") from e
 
         node = b.hint(cycle=cycle, fits=fits, rescore=rescore, rng=self._rng)
         self._observe("Filter", SUCCESS if node else _UNSCHEDULABLE, t0)
@@ -420,7 +419,7 @@ class Framework:
         except PluginError:
             raise
         except Exception as e:
-            raise PluginError.from_exception(plugin.name if plugin else "?", e) from e
+            raise PluginError.from_exception(_name(plugin), e, point="Filter") from e
         self._next_start = (start + evaluated) % num_all
         return feasible, failed, evaluated
 
@@ -453,7 +452,7 @@ class Framework:
                     raw = [score(state, pod, n) for n in nodes]
                 plugin.normalize(state, pod, raw)
             except Exception as e:
-                raise PluginError.from_exception(plugin.name, e) from e
+                raise PluginError.from_exception(plugin.name, e, point="Score") from e
             if raw and (min(raw) < 0 or max(raw) > MAX_NODE_SCORE):
                 bad = next(s for s in raw if not 0 <= s <= MAX_NODE_SCORE)
                 raise PluginError(error(f"{plugin.name} scored {bad}, outside 0..100"))
@@ -485,6 +484,10 @@ class Framework:
         return self._rng.choice([name for name, score in totals.items() if score == best])
 
 
+def _name(plugin: Plugin | None) -> str:
+    return plugin.name if plugin is not None else "?"
+
+
 class PluginError(RuntimeError):
     """A plugin raised or returned an Error status: a bug, reported with its name."""
 
@@ -493,6 +496,13 @@ class PluginError(RuntimeError):
         self.status = status
 
     @classmethod
-    def from_exception(cls, plugin: str, exc: Exception) -> PluginError:
-        log.error("plugin=%s raised %s", plugin, type(exc).__name__, exc_info=exc)
+    def from_exception(cls, plugin: str, exc: Exception, *, point: str) -> PluginError:
+        """The one policy for a plugin's exception at any extension point: logged with its
+        traceback, counted, and turned into an error Status that names the plugin."""
+        log.error("plugin=%s raised %s at %s", plugin, type(exc).__name__, point, exc_info=exc)
+        metrics.plugin_errors.labels(plugin, point).inc()
         return cls(Status(Code.ERROR, (f"{type(exc).__name__}: {exc}",), plugin))
+
+    def as_status(self) -> Status:
+        """An error Status whose message names the plugin (for points that return one)."""
+        return Status(Code.ERROR, (str(self),), self.status.plugin)
