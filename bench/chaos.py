@@ -1,14 +1,16 @@
 """Scenario ``chaos``: the apiserver dies again and again mid-burst; who recovers, how fast.
 
 A soak of what tests/integration/test_chaos.py checks once. Per peer and
-round: a burst of ``pods`` pods (100m each) is created on ``nodes`` kwok
-nodes of 4 CPU; once a third is bound, kube-apiserver is stopped (SIGKILL on
-odd rounds, SIGTERM on even ones), etcd is compacted, and after
-``down_seconds`` (longer than lasched's renew deadline of 10 s, so a leading
-lasched must step down and take its Lease again) the apiserver starts again
-and the rest of the burst is created. Measured per round: **recovery**, from
-the apiserver answering again to the last pod bound; whether the peer's
-process survived; pods bound over a node's capacity (must be 0).
+round: the first half of ``pods`` pods (100m each) is created on ``nodes``
+kwok nodes of 4 CPU; once a third of it is bound, kube-apiserver is stopped
+(SIGKILL and SIGTERM in alternate rounds) while creations, bindings and
+Events are in flight, etcd is compacted, and after ``down_seconds`` (longer
+than lasched's renew deadline of 10 s, so a leading lasched must step down
+and take its Lease again) the apiserver starts again; then the second half
+is created. Measured per round: **recovery**, from the apiserver answering
+again to the last pod of both halves bound; whether the peer's process
+survived; pods bound over a node's capacity (must be 0). A round that does
+not recover keeps the last lines of the peer's log in its sample.
 
 Peers run as their own processes (bench/peers.py): lasched with leader
 election on, kube-scheduler (tuned) with it off, alternating in order.
@@ -58,6 +60,7 @@ class Sample:
     bound: int
     survived: bool
     over_capacity: int
+    log_tail: str = ""  # the peer's last log lines, when the round did not recover
 
 
 def _pod(name: str, scheduler: str) -> dict[str, Any]:
@@ -117,13 +120,14 @@ async def one_round(
         async with sem:
             await _create(kc, ns, _pod(f"p{i}", peer.scheduler_name))
 
-    async def create_all() -> None:
-        await asyncio.gather(*(create(i) for i in range(cfg.pods)))
+    async def create_all(first: int, last: int) -> None:
+        await asyncio.gather(*(create(i) for i in range(first, last)))
 
+    half = cfg.pods // 2
     try:
-        creating = asyncio.create_task(create_all(), name=f"create-{ns}")
+        creating = asyncio.create_task(create_all(0, half), name=f"create-{ns}")
         deadline = time.monotonic() + cfg.timeout
-        while (await _placement(kc, ns))[0] < cfg.pods // 3:
+        while (await _placement(kc, ns))[0] < half // 3:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{label}: a third of the pods not bound before the fault")
             await asyncio.sleep(0.05)
@@ -135,6 +139,7 @@ async def one_round(
         back = time.monotonic()
         progress(f"{label}: apiserver down ({how})", 1, 1)
         await creating
+        await create_all(half, cfg.pods)
         recovery: float | None = None
         bound, per_node = 0, Counter[str]()
         while time.monotonic() < back + cfg.timeout:
@@ -146,9 +151,10 @@ async def one_round(
             await asyncio.sleep(0.25)
         capacity = milli(NODE_CPU) // milli(POD_CPU)
         over = sum(max(0, n - capacity) for n in per_node.values())
+        tail = "" if recovery is not None else running.child.log_tail(30)
         return Sample(
             peer=peer.key, round=rnd, how=how, recovery_s=recovery, bound=bound,
-            survived=running.alive(), over_capacity=over,
+            survived=running.alive(), over_capacity=over, log_tail=tail,
         )  # fmt: skip
     finally:
         await running.stop()

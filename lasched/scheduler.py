@@ -59,7 +59,7 @@ from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
-from lasched.plugins.preemption import DefaultPreemption, GangPreemption
+from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
@@ -112,8 +112,12 @@ def build_framework(
     pdbs: Callable[[], Iterable[PDB]],
     latency: LatencyFilter,
     latency_score: LatencyScore,
+    evictions: Evictions,
 ) -> Framework:
-    """A profile's plugins in kube-scheduler's order, scores weighted by config."""
+    """A profile's plugins in kube-scheduler's order, scores weighted by config.
+
+    ``evictions`` is shared by every profile: a victim being evicted for one
+    profile's pod is terminating for all of them."""
     fit = NodeResourcesFit(profile.scoring_strategy)
     taints = TaintToleration()
     affinity = NodeAffinity()
@@ -141,6 +145,7 @@ def build_framework(
         filter_node=fw.filter_node,
         pdbs=pdbs,
         nominated_node=cache.nominated_node,
+        evictions=evictions,
     )
     gang_preemption = GangPreemption(
         gang=gang, preemption=preemption, nodes=lambda: list(cache.node_infos())
@@ -221,6 +226,8 @@ class Scheduler:
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
         )
+        # Preemption victims from the decision until the informer shows them gone.
+        self.evictions = Evictions(self.cache.node_info)
         self.profiles = {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
@@ -233,6 +240,7 @@ class Scheduler:
                     pdbs=self.pdbs,
                     latency=self.latency_filter,
                     latency_score=self.latency_score,
+                    evictions=self.evictions,
                 ),
                 events=EventRecorder(client, controller=p.scheduler_name),
             )
@@ -247,6 +255,7 @@ class Scheduler:
                 initial_backoff=q.initial_backoff_seconds,
                 max_backoff=q.max_backoff_seconds,
                 max_unschedulable=q.max_unschedulable_seconds,
+                starvation_seconds=q.aging_starvation_seconds or None,
             ),
             sort_key=self.queue_sort.sort_key,
             pre_enqueue=self._pre_enqueue,
@@ -738,7 +747,12 @@ class Scheduler:
         self.queue.requeue_unschedulable(qp, reason=message)
 
     def _preempt(self, profile: Profile, pod: PodInfo, result: PostFilterResult) -> None:
-        """Nominate the node (holding its room) and evict the victims beside the loop."""
+        """Nominate the node (holding its room) and evict the victims beside the loop.
+
+        The victims are terminating from here on (:class:`Evictions`), so
+        attempts before the informer shows them gone wait instead of
+        preempting again: each victim is evicted, and told, once.
+        """
         node = result.nominated_node
         self.cache.nominate(pod, node)
         for other, other_node in result.nominations:
@@ -750,21 +764,41 @@ class Scheduler:
                 ),
                 name=f"nominate-{other.key}",
             )
+        victims = self.evictions.begin(result.victims)
         metrics.preemption_attempts.inc()
-        metrics.preemption_victims.observe(len(result.victims))
+        metrics.preemption_victims.observe(len(victims))
         log.info(
             "pod=%s preempting node=%s victims=%s",
-            pod.key, node, ",".join(v.key for v in result.victims),
+            pod.key, node, ",".join(v.key for v in victims),
         )  # fmt: skip
-        for victim in result.victims:
-            profile.events.record(
-                ref(victim), type="Normal", reason="Preempted", action="Preempting",
-                note=f"Preempted by pod {pod.key} on node {node}",
+        for victim in victims:
+            self.status_writes.spawn(self._evict(profile, pod, victim), name=f"evict-{victim.key}")
+
+    async def _evict(self, profile: Profile, preemptor: PodInfo, victim: PodInfo) -> None:
+        """Delete one victim; its Preempted event names its own node (a group's victims
+        are on several).
+
+        Cancelling is safe: the victim then counts as terminating only once the
+        informer shows it so, and may otherwise be chosen again.
+        """
+        try:
+            await evict(self.client, namespace=victim.namespace, name=victim.name, uid=victim.uid)
+        except asyncio.CancelledError:
+            self.evictions.failed(victim)
+            raise
+        except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
+            # Not evicted: the victim runs on, and the preemptor may choose again.
+            log.warning(
+                "pod=%s not evicted for pod=%s: %s: %s",
+                victim.key, preemptor.key, type(e).__name__, e,
             )  # fmt: skip
-            self.status_writes.spawn(
-                evict(self.client, namespace=victim.namespace, name=victim.name, uid=victim.uid),
-                name=f"evict-{victim.key}",
-            )
+            self.evictions.failed(victim)
+            self.queue.move_all_to_active_or_backoff(lambda p: p.key == preemptor.key)
+            return
+        profile.events.record(
+            ref(victim), type="Normal", reason="Preempted", action="Preempting",
+            note=f"Preempted by pod {preemptor.key} on node {victim.node_name}",
+        )  # fmt: skip
 
     @staticmethod
     def _observe(profile: Profile, result: str, started: float) -> None:
@@ -862,6 +896,12 @@ class Scheduler:
                     note=st.message,
                 )  # fmt: skip
                 self._requeue(pod, st.message, error=True)
+        except asyncio.CancelledError:
+            # Abandoned (the scheduler stepped down or is stopping): the pod left the
+            # queue when it was assumed, so it goes back, or it would never be tried again.
+            # A binding already written is seen by the informer; a second one conflicts.
+            self._requeue(pod, "its binding was abandoned", error=True)
+            raise
         finally:
             if not bound:
                 a.profile.framework.run_unreserve(a.state, pod, node)

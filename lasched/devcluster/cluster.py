@@ -314,19 +314,27 @@ class DevCluster:
         It exits by design when it cannot renew its Lease (an apiserver away for
         longer than its renew deadline, 10 s).
         """
+        delay = 1.0
+        started = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             child = next((c for c in self.children if c.name == "kube-controller-manager"), None)
             if child is None or child.alive():
                 continue
-            log.warning(
-                "kube-controller-manager exited; starting it again (last lines:\n%s)",
-                child.log_tail(5),
-            )
             self.children.remove(child)
-            if child.popen is not None:
-                await asyncio.to_thread(child.popen.wait)
+            code = await asyncio.to_thread(child.popen.wait) if child.popen else None
+            # Just after an apiserver restart it is refused until RBAC has loaded: back off
+            # as kubelet does (CrashLoopBackOff), from scratch after a long run.
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            log.warning(
+                "kube-controller-manager exited (code %s); starting it again in %.0f s (log: %s)",
+                code, delay, child.log_path,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
             self._spawn("kube-controller-manager", self._kcm_argv, logs)
+            started = time.monotonic()
             self.controller_manager_restarts += 1
 
     async def _bootstrap(self) -> None:

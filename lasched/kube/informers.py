@@ -182,6 +182,9 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()
         self.relists = 0
         self.errors = 0
+        # Consecutive failures to list or to watch; the backoff grows with them, and a
+        # list or a watch event resets it (an apiserver that refuses is not hammered).
+        self._failures = 0
         # When the stream last showed life (an event, a bookmark, a list page).
         self.last_heard = clock()
         self.connected = False
@@ -198,7 +201,6 @@ class Informer(Generic[T]):
 
     async def run(self) -> None:
         """Run until cancelled. Cancelling is safe at any point; nothing else ends it."""
-        failures = 0
         need_list = True
         while True:
             try:
@@ -206,7 +208,7 @@ class Informer(Generic[T]):
                     await self._list()
                     need_list = False
                     self.synced.set()
-                failures = 0
+                    self._failures = 0
                 await self._watch()
             except _Gone:
                 log.info("informer=%s resourceVersion expired; relisting", self.name)
@@ -224,8 +226,8 @@ class Informer(Generic[T]):
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                delay = self._backoff.delay(failures)
-                failures += 1
+                delay = self._backoff.delay(self._failures)
+                self._failures += 1
                 if isinstance(e, _STREAM_ERRORS):
                     log.warning(
                         "informer=%s stream failed (%s: %s); retrying in %.1f s",
@@ -322,6 +324,7 @@ class Informer(Generic[T]):
         try:
             async for event in stream:
                 self.last_heard = self._clock()
+                self._failures = 0
                 self._apply(event)
         except TimeoutError as e:  # aiohttp's read timeout is a TimeoutError
             if self._clock() - self.last_heard >= self.idle_timeout * 0.99:

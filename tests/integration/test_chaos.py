@@ -129,8 +129,8 @@ async def test_apiserver_restart_mid_burst(
     """
     how, elect = case
     pool = f"restart-{how}"
-    await make_nodes(kc, pool, 10)
-    total = 300
+    await make_nodes(kc, pool, 20)
+    total = 600
     settings = Settings(
         leader_election=LeaderElectionSettings(
             leader_elect=elect, resource_name=f"chaos-{how}", resource_namespace="default",
