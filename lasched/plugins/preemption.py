@@ -4,8 +4,12 @@ kube-scheduler's rules, in order:
 
 * Only pods with ``preemptionPolicy: PreemptLowerPriority`` (the default)
   preempt, and only pods of **strictly lower** priority are victims.
-* A pod whose nominated node still has a lower-priority pod terminating waits
-  for it rather than preempting again.
+* ``PodEligibleToPreemptOthers``: a pod whose nominated node still has a
+  lower-priority pod terminating waits for it rather than preempting again,
+  unless Filter now finds that node unresolvable. A victim counts as
+  terminating from the moment its eviction is decided (:class:`Evictions`),
+  not only once the informer shows its deletionTimestamp, and a terminating
+  pod is never chosen as a victim again.
 * Candidate nodes are those that failed Filter with a resolvable reason. On
   each, every lower-priority pod is removed; if the pod then fits, victims are
   *reprieved* one by one, most important first (PDB-protected ones before the
@@ -15,9 +19,10 @@ kube-scheduler's rules, in order:
   priorities, then the fewest victims, then the latest start among the
   highest-priority victims.
 
-The plugin decides and returns the victims; the scheduler deletes them (with
-their grace period and a ``Preempted`` event) and nominates the node, whose
-freed room is then held for the preemptor.
+The plugin decides and returns the victims; the scheduler records them in
+:class:`Evictions`, deletes them (with their grace period and one
+``Preempted`` event each, naming the preemptor and the victim's node) and
+nominates the node, whose freed room is then held for the preemptor.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from lasched.framework.interface import (
     unschedulable,
 )
 from lasched.model.pdb import PDB
-from lasched.model.pod import PodInfo, PodKey
+from lasched.model.pod import UID, PodInfo, PodKey
 from lasched.plugins.coscheduling import Coscheduling
 
 FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
@@ -43,6 +48,61 @@ FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
 # kube-scheduler's wording, so FailedScheduling events read the same.
 _NO_VICTIMS = "No preemption victims found for incoming pod"
 _NOT_HELPFUL = "Preemption is not helpful for scheduling"
+
+
+class Evictions:
+    """Preemption victims from the decision to evict them until the informer shows them gone.
+
+    The eviction is sent beside the scheduling loop, and the victim's
+    deletionTimestamp reaches the cache only later, through the informer. A
+    preemptor tried again in between (an idle scheduler retries a nominated
+    pod at once), or another member of its pod group, would otherwise see its
+    victims running, find itself eligible and evict them a second time. Here
+    a victim is terminating from the decision on, so kube-scheduler's
+    PodEligibleToPreemptOthers makes those attempts wait, and no victim is
+    chosen twice.
+
+    An entry ends when the cache no longer holds that pod (same UID) on its
+    node, or when its eviction failed (the pod runs on and may be chosen
+    again). One instance serves every profile: victims are cluster-wide.
+    """
+
+    def __init__(self, node_info: Callable[[str], NodeInfo | None]) -> None:
+        self._node_info = node_info
+        self._victims: dict[PodKey, tuple[UID, str]] = {}  # key -> (uid, node)
+
+    def __len__(self) -> int:
+        return len(self._victims)
+
+    def begin(self, victims: Iterable[PodInfo]) -> list[PodInfo]:
+        """Track ``victims``; returns those not already terminating, each to evict once."""
+        self._forget_gone()
+        fresh = []
+        for v in victims:
+            if not self.terminating(v):
+                self._victims[v.key] = (v.uid, v.node_name)
+                fresh.append(v)
+        return fresh
+
+    def failed(self, victim: PodInfo) -> None:
+        """The eviction was refused or lost: the victim runs on."""
+        if self._tracked(victim):
+            del self._victims[victim.key]
+
+    def terminating(self, pod: PodInfo) -> bool:
+        """Deleted (deletionTimestamp set) or being evicted by a preemption."""
+        return pod.deleting or self._tracked(pod)
+
+    def _tracked(self, pod: PodInfo) -> bool:
+        entry = self._victims.get(pod.key)
+        return entry is not None and entry[0] == pod.uid
+
+    def _forget_gone(self) -> None:
+        for key, (uid, node) in list(self._victims.items()):
+            ni = self._node_info(node)
+            held = ni.pods.get(key) if ni is not None else None
+            if held is None or held.uid != uid:
+                del self._victims[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +137,10 @@ class DefaultPreemption:
         filter_node: FilterNode,
         pdbs: Callable[[], Iterable[PDB]],
         nominated_node: Callable[[PodKey], str | None] = lambda key: None,
+        evictions: Evictions | None = None,
     ) -> None:
         self._node_info = node_info
+        self.evictions = evictions if evictions is not None else Evictions(node_info)
         self._nominated_node = nominated_node
         self._filter_node = filter_node
         self._pdbs = pdbs
@@ -92,7 +154,7 @@ class DefaultPreemption:
             return None, unschedulable(
                 "preemption: members of a pod group preempt only as a whole group."
             )
-        if self._waiting_for_victims(pod):
+        if not self._eligible(pod, statuses):
             return None, unschedulable(
                 "preemption: not eligible due to a terminating pod on the nominated node."
             )
@@ -122,16 +184,23 @@ class DefaultPreemption:
         best = min(candidates, key=Candidate.sort_key)
         return PostFilterResult(best.node, best.victims), Status()
 
-    def _waiting_for_victims(self, pod: PodInfo) -> bool:
-        return self.victims_terminating(pod, pod.priority)
+    def _eligible(self, pod: PodInfo, statuses: dict[str, Status]) -> bool:
+        """kube-scheduler's PodEligibleToPreemptOthers (preemptionPolicy aside)."""
+        node = self._nominated_node(pod.key) or pod.nominated_node_name
+        st = statuses.get(node) if node else None
+        if st is not None and st.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
+            return True  # its victims' room can no longer help: preempt elsewhere
+        return not self.victims_terminating(pod, pod.priority)
 
     def victims_terminating(self, pod: PodInfo, below: int) -> bool:
-        """Is a lower-priority pod still terminating on the pod's nominated node?"""
+        """Is a pod of priority < ``below`` still terminating on the pod's nominated node?"""
         node = self._nominated_node(pod.key) or pod.nominated_node_name
         if not node:
             return False
         ni = self._node_info(node)
-        return ni is not None and any(p.deleting and p.priority < below for p in ni.pods.values())
+        return ni is not None and any(
+            p.priority < below and self.evictions.terminating(p) for p in ni.pods.values()
+        )
 
     def _victims_on(
         self,
@@ -143,7 +212,9 @@ class DefaultPreemption:
     ) -> Candidate | None:
         """The fewest victims (priority < ``below``, default the pod's) that let ``pod`` fit."""
         below = pod.priority if below is None else below
-        lower = [p for p in ni.pods.values() if p.priority < below and not p.deleting]
+        lower = [
+            p for p in ni.pods.values() if p.priority < below and not self.evictions.terminating(p)
+        ]
         if not lower:
             return None
         sim = NodeInfo(ni.node)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, pod, pods
+from tests.integration.test_preemption import preempted_notes, slow_evictions
 
 
 def gang_member(name: str, group: str, minimum: int, *, cpu: str, pool: str) -> dict[str, Any]:
@@ -246,3 +249,43 @@ async def test_gang_preempts_for_the_whole_group_or_not_at_all(
     await eventually(both_bound, timeout=30)
     fillers = {n for n in await pods(kc, namespace) if n.startswith("filler-")}
     assert len(fillers) == 1
+
+
+async def test_gang_preemption_tells_each_victim_once_with_its_own_node(
+    kc: KubeClient,
+    namespace: str,
+    run_scheduler: SchedulerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two members free two nodes: each victim is evicted once and gets one Preempted
+    event naming the member that preempted it and the node it ran on."""
+    names = [f"gpe-{i}" for i in range(3)]
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=n, cpu="2", labels={"pool": "gpe"}) for n in names]
+    )
+    await nodes.wait_ready(kc, names)
+    for i, node in enumerate(names):
+        filler = pod(f"filler-{i}", cpu="2", nodeName=node, scheduler="elsewhere")
+        filler["metadata"]["annotations"] = {"priority": "1"}
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", filler)
+    sent = slow_evictions(monkeypatch, 1.0)
+    await run_scheduler()
+    for i in range(2):
+        body = gang_member(f"m-{i}", "pair", 2, cpu="2", pool="gpe")
+        body["metadata"]["annotations"] = {"priority": "100"}
+        body["metadata"]["labels"]["lasched.io/timeout-seconds"] = "20"
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+
+    async def both_bound() -> bool:
+        return len(await bound_names(kc, namespace, "m-")) == 2
+
+    await eventually(both_bound, timeout=30)
+    await asyncio.sleep(1.0)  # any late duplicate event reaches the apiserver
+    victims = sorted({f"filler-{i}" for i in range(3)} - set(await pods(kc, namespace)))
+    assert len(victims) == 2
+    assert sorted(sent) == victims
+    for victim in victims:
+        (note,) = await preempted_notes(kc, namespace, victim)
+        node = names[int(victim.removeprefix("filler-"))]
+        assert note.startswith(f"Preempted by pod {namespace}/m-"), note
+        assert note.endswith(f" on node {node}"), note

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
+
+from lasched import scheduler as scheduler_module
 from lasched.devcluster import nodes
+from lasched.kube.binding import evict
 from lasched.kube.client import KubeClient
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
@@ -14,6 +20,33 @@ def prioritised(name: str, priority: int, *, cpu: str, **spec: Any) -> dict[str,
     body = pod(name, cpu=cpu, memory="256Mi", nodeSelector={"pool": "preempt"}, **spec)
     body["metadata"]["annotations"] = {"priority": str(priority)}
     return body
+
+
+def slow_evictions(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[str]:
+    """Evictions that reach the apiserver ``delay`` s late (a busy apiserver), counted.
+
+    The late deletion keeps the window between a preemption and the informer's
+    view of its victims open long enough for the preemptor to be tried again.
+    """
+    sent: list[str] = []
+
+    async def late(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+        sent.append(name)
+        await asyncio.sleep(delay)
+        await evict(kc, namespace=namespace, name=name, uid=uid)
+
+    monkeypatch.setattr(scheduler_module, "evict", late)
+    return sent
+
+
+async def preempted_notes(kc: KubeClient, namespace: str, name: str) -> list[str]:
+    """Every Preempted event of pod ``name``, a note once per occurrence (series included)."""
+    return [
+        str(e["note"])
+        for e in await events_for(kc, namespace, name)
+        if e["reason"] == "Preempted"
+        for _ in range(int((e.get("series") or {}).get("count", 1)))
+    ]
 
 
 async def test_high_priority_pod_preempts_the_cheapest_victims(
@@ -79,3 +112,36 @@ async def test_preemption_policy_never_waits(
     (note, *_) = await eventually(failed)
     assert "preemptionPolicy=Never" in note
     assert "low" in await pods(kc, namespace)
+
+
+async def test_one_preemptor_evicts_the_victims_of_one_decision_once(
+    kc: KubeClient,
+    namespace: str,
+    run_scheduler: SchedulerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Retried before its victims' deletions arrive, the preemptor waits: one eviction and
+    one Preempted event per victim, and the preemption metric counts one."""
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name="once-0", cpu="2", labels={"pool": "preempt-once"})]
+    )
+    await nodes.wait_ready(kc, ["once-0"])
+    for name in ("low-0", "low-1"):
+        body = prioritised(name, 10, cpu="1", nodeName="once-0", scheduler="elsewhere")
+        body["spec"]["nodeSelector"] = {"pool": "preempt-once"}
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+    sent = slow_evictions(monkeypatch, 1.0)
+    await run_scheduler()
+    before = REGISTRY.get_sample_value("lasched_preemption_attempts_total") or 0.0
+    vip = prioritised("vip", 1000, cpu="2")
+    vip["spec"]["nodeSelector"] = {"pool": "preempt-once"}
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", vip)
+
+    assert await eventually(lambda: node_of(kc, namespace, "vip"), timeout=30) == "once-0"
+    await asyncio.sleep(1.0)  # any late duplicate event reaches the apiserver
+    assert sorted(sent) == ["low-0", "low-1"]
+    for victim in ("low-0", "low-1"):
+        notes = await preempted_notes(kc, namespace, victim)
+        assert notes == [f"Preempted by pod {namespace}/vip on node once-0"], victim
+    after = REGISTRY.get_sample_value("lasched_preemption_attempts_total") or 0.0
+    assert after - before == 1

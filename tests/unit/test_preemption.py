@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+from kubernetes_asyncio.client import Configuration
+from prometheus_client import REGISTRY
+
+from lasched import scheduler as scheduler_module
 from lasched.cache.cache import SchedulerCache
-from lasched.framework.interface import CycleState, PostFilterResult, Status
+from lasched.eventhandlers import PodEvents
+from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
 from lasched.framework.runtime import Framework
+from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.model.pdb import PDB
-from lasched.model.pod import PodInfo
+from lasched.model.pod import PodInfo, pod_key
 from lasched.plugins.noderesources import NodeResourcesFit
 from lasched.plugins.preemption import DefaultPreemption
-from tests.unit.factories import make_node, make_pod
+from lasched.scheduler import Scheduler
+from lasched.settings import Settings
+from tests.unit.factories import make_node, make_pod, pod_json
 
 
 class World:
@@ -20,7 +35,10 @@ class World:
         self.fw = Framework(pre_filters=[], filters=[NodeResourcesFit()], scores=[])
         self.pdbs: list[PDB] = []
         self.plugin = DefaultPreemption(
-            node_info=self.cache.node_info, filter_node=self.fw.filter_node, pdbs=lambda: self.pdbs
+            node_info=self.cache.node_info,
+            filter_node=self.fw.filter_node,
+            pdbs=lambda: self.pdbs,
+            nominated_node=self.cache.nominated_node,
         )
 
     def place(
@@ -142,3 +160,226 @@ def test_group_plan_preempts_nothing_if_one_member_cannot_fit() -> None:
     w.place("high", "n2", cpu="2", priority=99)
     members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(2)]
     assert w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50) is None
+
+
+def test_a_victim_being_evicted_is_never_chosen_again() -> None:
+    """Until the informer shows it gone, a victim is terminating: others preempt elsewhere."""
+    w = World(n1="2", n2="2")
+    w.place("low", "n1", cpu="2", priority=1)
+    w.place("mid", "n2", cpu="2", priority=5)
+    first = make_pod("first", cpu="2", priority=100)
+    result, _ = w.preempt(first)
+    assert result is not None
+    assert w.plugin.evictions.begin(result.victims) == list(result.victims)
+    w.cache.nominate(first, result.nominated_node)
+    result, _ = w.preempt(make_pod("second", cpu="2", priority=100))
+    assert result is not None
+    assert (result.nominated_node, [v.name for v in result.victims]) == ("n2", ["mid"])
+
+
+def test_a_preemptor_waits_while_its_victims_are_being_evicted() -> None:
+    """PodEligibleToPreemptOthers: a victim on the nominated node is terminating, so it waits."""
+    w = World(n1="2", n2="2")
+    w.place("low", "n1", cpu="2", priority=1)
+    w.place("mid", "n2", cpu="2", priority=5)
+    vip = make_pod("vip", cpu="2", priority=100)
+    result, _ = w.preempt(vip)
+    assert result is not None
+    w.plugin.evictions.begin(result.victims)
+    w.cache.nominate(vip, result.nominated_node)
+    again, st = w.preempt(vip)
+    assert again is None
+    assert st.message == "preemption: not eligible due to a terminating pod on the nominated node."
+
+
+def test_an_unresolvable_nominated_node_lets_the_preemptor_choose_again() -> None:
+    """A nominated node that Filter now rejects for good no longer makes the preemptor wait."""
+    w = World(n1="2", n2="2")
+    w.place("low", "n1", cpu="2", priority=1)
+    w.place("mid", "n2", cpu="2", priority=5)
+    vip = make_pod("vip", cpu="2", priority=100)
+    result, _ = w.preempt(vip)
+    assert result is not None
+    w.plugin.evictions.begin(result.victims)
+    w.cache.nominate(vip, "n1")
+    statuses = {
+        "n1": Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, ("node(s) were unschedulable",)),
+        "n2": Status(Code.UNSCHEDULABLE, ("Insufficient cpu",)),
+    }
+    again, _ = w.plugin.post_filter(CycleState(), vip, statuses)
+    assert again is not None
+    assert (again.nominated_node, [v.name for v in again.victims]) == ("n2", ["mid"])
+
+
+def test_tracking_ends_when_the_victim_is_gone_or_its_eviction_failed() -> None:
+    """A victim the cache no longer holds, or whose eviction failed, is not terminating."""
+    w = World(n1="4")
+    gone = w.place("gone", "n1", cpu="1", priority=1)
+    refused = w.place("refused", "n1", cpu="1", priority=1)
+    assert w.plugin.evictions.begin([gone, refused]) == [gone, refused]
+    assert w.plugin.evictions.begin([gone]) == []  # already being evicted: not twice
+    w.plugin.evictions.failed(refused)
+    assert not w.plugin.evictions.terminating(refused)
+    w.cache.remove_pod(gone.key)  # the informer's deletion
+    assert w.plugin.evictions.begin([]) == []
+    assert len(w.plugin.evictions) == 0
+    recreated = make_pod("gone", cpu="1", node="n1", priority=1, uid="uid-new")
+    w.cache.add_pod(recreated)
+    assert not w.plugin.evictions.terminating(recreated)
+
+
+# ---- the scheduler's preempt path, with fake API writes ------------------------
+
+
+class FakeEvents:
+    """The profile's event recorder: keeps what would be written."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, str]] = []  # (object, reason, note)
+
+    def record(
+        self, regarding: ObjectRef, *, type: str, reason: str, action: str, note: str
+    ) -> None:
+        self.recorded.append((regarding.name, reason, note))
+
+    def preempted(self) -> list[tuple[str, str]]:
+        return sorted((name, note) for name, reason, note in self.recorded if reason == "Preempted")
+
+    def failures(self, name: str) -> list[str]:
+        return [n for o, r, n in self.recorded if o == name and r == "FailedScheduling"]
+
+
+class Cluster:
+    """A Scheduler whose API writes are fakes; pods arrive through its informer handler."""
+
+    def __init__(self, client: KubeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sched = Scheduler(client, Settings())
+        self.events = FakeEvents()
+        self.sched.profiles["lasched"].events = cast(EventRecorder, self.events)
+        self.informer = PodEvents(self.sched)
+        self.evicted: list[str] = []
+        self.refuse: set[str] = set()  # names whose next eviction the apiserver refuses
+
+        async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+            self.evicted.append(name)
+            if name in self.refuse:
+                self.refuse.discard(name)
+                raise ApiError(status=500, reason="InternalError", message="etcd", body=None)
+
+        async def written(kc: KubeClient, **fields: object) -> None:
+            return None
+
+        monkeypatch.setattr(scheduler_module, "evict", evict)
+        monkeypatch.setattr(scheduler_module, "set_unschedulable", written)
+        monkeypatch.setattr(scheduler_module, "set_nominated", written)
+
+    def add(
+        self, name: str, *, node: str = "", labels: dict[str, str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        body = pod_json(name, node=node, **kwargs)
+        body["metadata"]["labels"] = labels or {}
+        if node:
+            body["status"]["phase"] = "Running"
+        self.informer.on_add(PodInfo(body))
+        return body
+
+    async def attempt(self, name: str) -> None:
+        """Pop ``name`` from activeQ and run its scheduling cycle; wait for its API writes."""
+        qp = await asyncio.wait_for(self.sched.queue.pop(), 1)
+        assert qp.pod.name == name
+        self.sched.schedule_one(qp)
+        assert await self.sched.status_writes.drain(1)
+
+    def retry_now(self, body: dict[str, Any]) -> None:
+        """The preemptor's own status update (its nominated node) arrives and it is retried
+        at once, as an idle scheduler does with a nominated pod in backoff."""
+        body = copy.deepcopy(body)
+        node = self.sched.cache.nominated_node(pod_key("default", body["metadata"]["name"]))
+        assert node is not None
+        body["status"]["nominatedNodeName"] = node
+        self.sched.queue.delete(PodInfo(body).key)
+        self.informer.on_add(PodInfo(body))
+
+
+def preemptions() -> float:
+    return REGISTRY.get_sample_value("lasched_preemption_attempts_total") or 0.0
+
+
+@pytest.fixture
+async def cluster(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        yield Cluster(client, monkeypatch)
+    finally:
+        await client.close()
+
+
+async def test_a_preemptor_retried_before_its_victims_go_preempts_nothing_more(
+    cluster: Cluster,
+) -> None:
+    """One decision: each victim evicted and told once, the metric counts one preemption."""
+    cluster.sched.cache.add_node(make_node("n1", cpu="2"))
+    cluster.add("low-0", node="n1", cpu="1", priority=10)
+    cluster.add("low-1", node="n1", cpu="1", priority=10)
+    before = preemptions()
+    vip = cluster.add("vip", cpu="2", priority=1000)
+    await cluster.attempt("vip")
+    # The evictions are sent; the informer has not shown the victims terminating yet.
+    cluster.retry_now(vip)
+    await cluster.attempt("vip")
+
+    assert sorted(cluster.evicted) == ["low-0", "low-1"]
+    assert cluster.events.preempted() == [
+        ("low-0", "Preempted by pod default/vip on node n1"),
+        ("low-1", "Preempted by pod default/vip on node n1"),
+    ]
+    assert preemptions() - before == 1
+    assert cluster.events.failures("vip")[-1].endswith(
+        "preemption: not eligible due to a terminating pod on the nominated node."
+    )
+
+
+async def test_gang_preemption_tells_each_victim_once_naming_its_own_node(
+    cluster: Cluster,
+) -> None:
+    """Two members free two nodes: one Preempted event per victim, with the victim's node."""
+    for i in range(2):
+        cluster.sched.cache.add_node(make_node(f"n{i}", cpu="2"))
+        cluster.add(f"filler-{i}", node=f"n{i}", cpu="2", priority=1)
+    before = preemptions()
+    gang = {"lasched.io/pod-group": "g", "lasched.io/min-available": "2"}
+    for i in range(2):
+        cluster.add(f"m-{i}", cpu="2", priority=100, labels=gang)
+    await cluster.attempt("m-0")
+    await cluster.attempt("m-1")  # nominated by m-0's preemption, before the victims go
+
+    assert sorted(cluster.evicted) == ["filler-0", "filler-1"]
+    assert cluster.events.preempted() == [
+        ("filler-0", "Preempted by pod default/m-0 on node n0"),
+        ("filler-1", "Preempted by pod default/m-0 on node n1"),
+    ]
+    assert preemptions() - before == 1
+
+
+async def test_a_refused_eviction_lets_the_preemptor_choose_that_victim_again(
+    cluster: Cluster,
+) -> None:
+    """A victim whose eviction failed runs on: no Preempted event, and it may be chosen again."""
+    cluster.sched.cache.add_node(make_node("n1", cpu="2"))
+    cluster.add("low-0", node="n1", cpu="1", priority=10)
+    cluster.add("low-1", node="n1", cpu="1", priority=10)
+    cluster.refuse.add("low-0")
+    vip = cluster.add("vip", cpu="2", priority=1000)
+    await cluster.attempt("vip")
+    assert cluster.events.preempted() == [("low-1", "Preempted by pod default/vip on node n1")]
+    qp = cluster.sched.queue.get(pod_key("default", "vip"))
+    assert qp is not None and qp.where in ("active", "backoff")  # tried again, not parked
+    # low-1 is gone; low-0 still runs and is no longer being evicted.
+    cluster.informer.on_delete(make_pod("low-1", cpu="1", node="n1", priority=10))
+    cluster.retry_now(vip)
+    await cluster.attempt("vip")
+    assert cluster.evicted == ["low-0", "low-1", "low-0"]
+    assert cluster.events.preempted() == [
+        ("low-0", "Preempted by pod default/vip on node n1"),
+        ("low-1", "Preempted by pod default/vip on node n1"),
+    ]
