@@ -46,6 +46,10 @@ SEED = 20251123
 class _NoClient:
     """Stands in for the API client: the cycle itself never does I/O."""
 
+    def companion(self, options: object) -> _NoClient:
+        """The token reviews' own client (never used here)."""
+        return self
+
 
 def node_json(i: int, rng: random.Random) -> dict[str, Any]:
     cpu, mem = rng.choice([("8", "32Gi"), ("16", "64Gi"), ("4", "16Gi"), ("32", "128Gi")])
