@@ -3,6 +3,9 @@
 Bound pods (by anyone) go to the cache; pending pods of our profiles go to
 the queue. A change that may make waiting pods fit (a node added or changed
 in what filters read, a bound pod deleted) moves the unschedulable pool back.
+A pending pod's own update moves only that pod, and only when it changed
+something the scheduler reads (``SchedulingQueue.update``): the status lasched
+writes after a failed attempt comes back here and must not retry the pod.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class PodEvents:
             cache.nominate(pod, pod.nominated_node_name)
 
     def on_delete(self, pod: PodInfo) -> None:
+        held_room = not pod.bound and self.s.cache.nominated_node(pod.key) is not None
         self.s.cache.clear_nomination(pod.key)
         self.s.gang.pod_deleted(pod)
         self.s.retried_now.discard(pod.key)
@@ -91,6 +95,8 @@ class PodEvents:
             self.s.forget_warnings(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)
+            self.s.queue.move_all_to_active_or_backoff()
+        elif held_room:  # a pending preemptor: the room held for it on its node is free
             self.s.queue.move_all_to_active_or_backoff()
 
 

@@ -537,8 +537,26 @@ class Scheduler:
         )
 
     def _gang_released(self) -> None:
-        """A group gave up its reservations or finished: waiting groups may go."""
+        """A group gave up its reservations or finished: waiting groups may go.
+
+        A group that failed backs off. Its members tried meanwhile fail
+        PreFilter and are parked, and no cluster event marks the end of the
+        backoff: the queue moves them when it ends.
+        """
         self.queue.move_all_to_active_or_backoff()
+        now = time.monotonic()
+        for g in self.gang.groups.values():
+            if g.backoff_until > now:
+                self.queue.move_at(
+                    g.backoff_until, self._members_of(g.key), key=f"podgroup-backoff/{g.key}"
+                )
+
+    def _members_of(self, group: str) -> Callable[[PodInfo], bool]:
+        def member(pod: PodInfo) -> bool:
+            g = self.gang.group_of(pod)
+            return g is not None and g.key == group
+
+        return member
 
     def _peer_nodes(self, namespace: str, sel: Mapping[str, Any]) -> set[str]:
         """Nodes of placed (bound or assumed) pods in ``namespace`` matching ``sel``."""
@@ -906,6 +924,9 @@ class Scheduler:
             if not bound:
                 a.profile.framework.run_unreserve(a.state, pod, node)
                 self.cache.forget(pod)
+                # The room it held is free again, and pods parked meanwhile may fit: no
+                # informer event says so (kube-scheduler moves them as for a deleted pod).
+                self.queue.move_all_to_active_or_backoff()
 
     def _member_bind_failed(self, pod: PodInfo, g: Group, reason: str) -> None:
         placed, need = self.gang.placed(g), self.gang.required(g) or len(g.members)

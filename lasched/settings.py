@@ -48,6 +48,9 @@ class QueueSettings:
     max_unschedulable_seconds: float = 300.0
     aging_points_per_minute: float = 10.0
     aging_max_boost: int = 100
+    aging_starvation_seconds: float = 600.0
+    """A pod pending this long is starving: ordered before every pod that is not, whatever
+    the priorities, oldest first (docs/concepts.md, "The queue"); 0: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +418,7 @@ def parse(data: Any) -> Settings:
         max_unschedulable_seconds=q.number("maxUnschedulableSeconds", 300.0),
         aging_points_per_minute=q.number("agingPointsPerMinute", 10.0, strict=False),
         aging_max_boost=q.integer("agingMaxBoost", 100, minimum=0),
+        aging_starvation_seconds=q.number("agingStarvationSeconds", 600.0, strict=False),
     )
     q.finish()
 

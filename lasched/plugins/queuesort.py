@@ -1,10 +1,16 @@
-"""PrioritySort with starvation aging.
+"""PrioritySort with a bounded aging boost.
 
-Order: higher effective priority first, then first come. The effective
-priority is the pod's priority plus ``points_per_minute`` for every minute since
-it first entered the queue, capped at ``max_boost``, so a low-priority pod
-cannot wait forever behind a stream of higher ones. Aging changes the order
-only: what a pod may preempt is decided by its real priority.
+Order: higher effective priority first, then the pod that entered the queue
+first (it keeps that place across retries). The effective priority is the
+pod's priority plus ``points_per_minute`` for every minute since it first
+entered the queue, capped at ``max_boost``: a mild preference for pods that
+have waited, which can only reorder pods whose priorities differ by less
+than the cap. It cannot lift a pod over a stream of pods whose priority is
+higher by more than that; what ends such starvation, whatever the gap, is
+the queue's starving tier (lasched.queue.queue, ``agingStarvationSeconds``),
+which orders a pod that has waited long enough before this plugin's order
+applies. Aging changes the order only: what a pod may preempt is decided by
+its real priority.
 """
 
 from __future__ import annotations
@@ -28,4 +34,4 @@ class PrioritySort:
         return qp.pod.priority + max(0, min(self.max_boost, boost))
 
     def sort_key(self, qp: QueuedPod, now: float) -> tuple[float, ...]:
-        return (-self.effective_priority(qp, now), qp.timestamp)
+        return (-self.effective_priority(qp, now), qp.first_seen, qp.arrival)

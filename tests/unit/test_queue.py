@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lasched.model.pod import PodInfo
 from lasched.plugins.queuesort import PrioritySort
-from lasched.queue.queue import QueueOptions, SchedulingQueue
+from lasched.queue.queue import (
+    NOT_SCHEDULING_FIELDS,
+    SCHEDULING_FIELDS,
+    QueueOptions,
+    SchedulingQueue,
+)
 from tests.unit.factories import make_pod, pod_json
 
 
@@ -135,9 +142,12 @@ async def test_update_reorders_by_new_priority(queue: SchedulingQueue, clock: Fa
     assert len(queue) == 2  # both in flight until done()
 
 
-def aging_queue(clock: FakeClock, *, per_minute: float, cap: int) -> SchedulingQueue:
+def aging_queue(
+    clock: FakeClock, *, per_minute: float, cap: int, starvation: float | None = None
+) -> SchedulingQueue:
     sort = PrioritySort(points_per_minute=per_minute, max_boost=cap)
-    return SchedulingQueue(QueueOptions(), clock=clock, sort_key=sort.sort_key)
+    options = QueueOptions(backoff_jitter=0.0, starvation_seconds=starvation)
+    return SchedulingQueue(options, clock=clock, sort_key=sort.sort_key)
 
 
 async def test_aging_lifts_a_starving_pod_over_newer_higher_ones(clock: FakeClock) -> None:
@@ -151,7 +161,7 @@ async def test_aging_lifts_a_starving_pod_over_newer_higher_ones(clock: FakeCloc
 
 
 async def test_aging_is_capped(clock: FakeClock) -> None:
-    """The boost never exceeds aging_max_boost, however long the wait."""
+    """The boost never exceeds aging_max_boost, however long the wait (no starving tier)."""
     q = aging_queue(clock, per_minute=10, cap=50)
     q.add(make_pod("ancient", priority=0))
     clock.t += 3600
@@ -227,3 +237,205 @@ async def test_idle_scheduler_does_not_rush_errors(queue: SchedulingQueue) -> No
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(queue.pop(), 0.1)
     assert queue.counts()["backoff"] == 1
+
+
+# ---- updates: only what the scheduler reads gives a parked pod another try ----------
+
+
+def own_status_write(name: str, *, rv: str, nominated: str = "") -> PodInfo:
+    """The pod as the informer shows it after lasched wrote PodScheduled=False."""
+    body = pod_json(name, rv=rv)
+    body["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient cpu.",
+        }
+    ]
+    if nominated:
+        body["status"]["nominatedNodeName"] = nominated
+    return PodInfo(body)
+
+
+@pytest.mark.parametrize("nominated", ["", "n1"], ids=["condition", "nominated-node"])
+async def test_own_status_write_leaves_an_unschedulable_pod_parked(
+    queue: SchedulingQueue, clock: FakeClock, nominated: str
+) -> None:
+    """The status lasched writes after a failure comes back as updates: the pod stays parked."""
+    queue.add(make_pod("p"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 60  # long past its backoff
+    for rv in ("2", "3", "4"):
+        queue.update(own_status_write("p", rv=rv, nominated=nominated))
+    assert queue.counts()["unschedulable"] == 1
+    qp = queue.get(make_pod("p").key)
+    assert qp is not None
+    assert qp.pod.resource_version == "4"  # the info is replaced all the same
+
+
+SPEC_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "label": lambda b: b["metadata"].update(labels={"tier": "web"}),
+    "annotation": lambda b: b["metadata"].update(annotations={"lasched.io/max-rtt": "x=5"}),
+    "toleration": lambda b: b["spec"].update(tolerations=[{"operator": "Exists"}]),
+    "node-selector": lambda b: b["spec"].update(nodeSelector={"pool": "b"}),
+    "requests": lambda b: b["spec"]["containers"][0]["resources"].update(requests={"cpu": "50m"}),
+    "priority": lambda b: b["spec"].update(priority=7),
+}
+
+
+@pytest.mark.parametrize("change", list(SPEC_CHANGES), ids=list(SPEC_CHANGES))
+async def test_a_real_change_gives_a_parked_pod_another_try(
+    queue: SchedulingQueue, clock: FakeClock, change: str
+) -> None:
+    """A change of spec, labels or annotations moves an unschedulable pod back to activeQ."""
+    queue.add(make_pod("p"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 60
+    body = pod_json("p", rv="2")
+    SPEC_CHANGES[change](body)
+    queue.update(PodInfo(body))
+    assert queue.counts()["active"] == 1
+
+
+async def test_a_real_change_during_backoff_waits_for_it(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """As in kube-scheduler, an updated pod still backing off goes to backoffQ."""
+    queue.add(make_pod("p"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 0.5
+    queue.update(make_pod("p", rv="2", cpu="50m"))
+    assert queue.counts()["backoff"] == 1
+
+
+def test_every_pod_field_is_declared_read_or_not() -> None:
+    """Each PodInfo attribute is either compared by scheduling_changed or declared ignored."""
+    read, ignored = set(SCHEDULING_FIELDS), set(NOT_SCHEDULING_FIELDS)
+    assert not read & ignored
+    assert read | ignored == set(PodInfo.__slots__)
+
+
+@pytest.mark.parametrize(
+    ("update", "part"),
+    [
+        (lambda: make_pod("p", rv="2", cpu="50m"), "backoff"),
+        (lambda: own_status_write("p", rv="2"), "unschedulable"),
+    ],
+    ids=["real-change-is-kept", "status-is-ignored"],
+)
+async def test_an_update_during_the_attempt(
+    queue: SchedulingQueue, update: Callable[[], PodInfo], part: str
+) -> None:
+    """A change made while the pod was tried is not lost: it fails into backoff, not parked."""
+    queue.add(make_pod("p"))
+    qp = await queue.pop()
+    queue.update(update())
+    queue.requeue_unschedulable(qp, reason="no fit")
+    assert queue.counts()[part] == 1
+
+
+async def test_status_write_does_not_rerun_pre_enqueue(clock: FakeClock) -> None:
+    """A gated pod's status update is not a reason to ask PreEnqueue again; a label is."""
+    asked: list[str] = []
+
+    def gate(pod: PodInfo) -> str | None:
+        asked.append(pod.resource_version)
+        return "group incomplete"
+
+    q = SchedulingQueue(QueueOptions(), clock=clock, pre_enqueue=gate)
+    q.add(make_pod("member"))
+    q.update(own_status_write("member", rv="2"))
+    body = pod_json("member", rv="3")
+    body["metadata"]["labels"] = {"pod-group.scheduling.sigs.k8s.io": "g"}
+    q.update(PodInfo(body))
+    assert asked == ["1", "3"]
+
+
+# ---- FIFO within a priority, across retries --------------------------------------
+
+
+async def fail_all(q: SchedulingQueue) -> list[str]:
+    """Try every pod in activeQ once; each fails for lack of room. Returns the order."""
+    names = []
+    while q.counts()["active"]:
+        qp = await q.pop()
+        names.append(qp.pod.name)
+        q.requeue_unschedulable(qp, reason="0/3 nodes are available: 3 Insufficient cpu.")
+    return names
+
+
+async def test_same_priority_pods_bind_in_arrival_order_across_retries(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """q1, q2, q3 failed several times, some alone and later: room goes to q1, then q2, q3."""
+    for name in ("q1", "q2", "q3"):
+        queue.add(make_pod(name))
+        clock.t += 1
+    assert await fail_all(queue) == ["q1", "q2", "q3"]
+    for rv in ("2", "3"):  # lasched's own status writes come back
+        for name in ("q1", "q2", "q3"):
+            queue.update(own_status_write(name, rv=rv))
+    assert await fail_all(queue) == []
+    clock.t += 30
+    queue.move_all_to_active_or_backoff()  # a node changed; still no room
+    assert await fail_all(queue) == ["q1", "q2", "q3"]
+    clock.t += 30
+    queue.update(make_pod("q1", rv="9", cpu="10m"))  # q1 alone tried again, last
+    assert await fail_all(queue) == ["q1"]
+    clock.t += 30
+    queue.move_all_to_active_or_backoff(lambda p: p.name != "q2")  # q2 left out
+    assert await fail_all(queue) == ["q1", "q3"]
+
+    bound = []
+    for _ in range(3):  # room for one pod frees, and again
+        clock.t += 30
+        queue.move_all_to_active_or_backoff()
+        first = await queue.pop()
+        queue.done(first.key)
+        queue.delete(first.key)  # the bind is seen
+        bound.append(first.pod.name)
+        await fail_all(queue)
+    assert bound == ["q1", "q2", "q3"]
+
+
+async def test_a_pod_back_from_a_failed_bind_keeps_its_place(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """Its bind failed: it comes back ahead of pods of its priority that came after it."""
+    queue.add(make_pod("a"))
+    clock.t += 1
+    queue.add(make_pod("b"))
+    first = await queue.pop()
+    queue.done(first.key)  # assumed; binding
+    clock.t += 5
+    queue.add(make_pod("a", rv="2"))  # the bind failed
+    assert await pop_names(queue, 2) == ["a", "b"]
+
+
+async def test_a_recreated_pod_starts_anew(queue: SchedulingQueue, clock: FakeClock) -> None:
+    """A pod of the same name but another uid is a new pod: it queues behind."""
+    queue.add(make_pod("a"))
+    clock.t += 1
+    queue.add(make_pod("b"))
+    queue.done((await queue.pop()).key)
+    clock.t += 5
+    queue.add(make_pod("a", uid="another"))
+    assert await pop_names(queue, 2) == ["b", "a"]
+
+
+async def test_periodic_flush_counts_from_the_last_failure(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """A pod tried again and parked anew waits a full max_unschedulable before the flush."""
+    queue.add(make_pod("p"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 200
+    queue.move_all_to_active_or_backoff()
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 299
+    queue.flush_unschedulable()
+    assert queue.counts()["unschedulable"] == 1
+    clock.t += 2
+    queue.flush_unschedulable()
+    assert queue.counts()["active"] == 1

@@ -1,0 +1,190 @@
+"""The queue as the scheduler builds and feeds it: settings, informer updates, and the
+moves no informer event marks (a pod group's backoff ending, a preemptor's room freed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from kubernetes_asyncio.client import Configuration
+
+from lasched import scheduler as scheduler_module
+from lasched.eventhandlers import PodEvents
+from lasched.framework.interface import Code, CycleState, Status
+from lasched.kube.client import KubeClient
+from lasched.model.pod import PodInfo
+from lasched.queue.queue import QueueOptions, QueueState, SchedulingQueue
+from lasched.scheduler import Scheduler
+from lasched.settings import ConfigError, Settings, parse
+from tests.unit.factories import make_node, make_pod, pod_json
+from tests.unit.test_queue import own_status_write
+
+
+def member(name: str, *, group: str, minimum: int) -> PodInfo:
+    body = pod_json(name)
+    body["metadata"]["labels"] = {
+        "lasched.io/pod-group": group,
+        "lasched.io/min-available": str(minimum),
+    }
+    return PodInfo(body)
+
+
+class FakeClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize(
+    ("yaml_value", "expected"),
+    [(None, 600.0), (30, 30.0), (0, None)],
+    ids=["default", "set", "zero-is-off"],
+)
+async def test_starvation_setting_reaches_the_queue(
+    yaml_value: float | None, expected: float | None
+) -> None:
+    """queue.agingStarvationSeconds becomes the queue's starvation age; 0 turns it off."""
+    queue = {} if yaml_value is None else {"agingStarvationSeconds": yaml_value}
+    settings = parse({"queue": queue})
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, settings)
+        assert sched.queue.options.starvation_seconds == expected
+    finally:
+        await client.close()
+
+
+def test_a_negative_starvation_age_is_refused_by_name() -> None:
+    """The error names the field and the value."""
+    with pytest.raises(ConfigError, match=r"queue.agingStarvationSeconds must be >= 0.0, not -1"):
+        parse({"queue": {"agingStarvationSeconds": -1}})
+
+
+@pytest.fixture
+async def sched() -> AsyncIterator[Scheduler]:
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        yield Scheduler(client, Settings())
+    finally:
+        await client.close()
+
+
+async def test_the_informer_bringing_back_our_status_write_does_not_retry_the_pod(
+    sched: Scheduler,
+) -> None:
+    """PodEvents.on_update with lasched's own PodScheduled=False leaves the pod parked."""
+    handler = PodEvents(sched)
+    pending = make_pod("q1")
+    handler.on_add(pending)
+    qp = await sched.queue.pop()
+    sched.queue.requeue_unschedulable(qp, reason="0/3 nodes are available: 3 Insufficient cpu.")
+    written = own_status_write("q1", rv="2")
+    handler.on_update(pending, written)
+    handler.on_update(written, own_status_write("q1", rv="3", nominated="n1"))
+    assert qp.where is QueueState.UNSCHEDULABLE
+    handler.on_update(written, make_pod("q1", rv="4", cpu="10m"))  # its requests lowered
+    assert qp.where in (QueueState.ACTIVE, QueueState.BACKOFF)
+
+
+async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends(
+    sched: Scheduler,
+) -> None:
+    """Members parked while their failed group backs off are tried again when it ends."""
+    clock = FakeClock(time.monotonic())
+    sched.queue = SchedulingQueue(
+        QueueOptions(backoff_jitter=0.0), clock=clock, pre_enqueue=sched._pre_enqueue
+    )
+    handler = PodEvents(sched)
+    members = [member(f"m{i}", group="train", minimum=2) for i in range(2)]
+    for m in members:
+        handler.on_add(m)
+    group = sched.gang.group_of(members[0])
+    assert group is not None
+    group.backoff_until = clock.t + 5.0  # a round of the group has just failed
+    sched._gang_released()
+    for _ in members:
+        qp = await sched.queue.pop()
+        sched.queue.requeue_unschedulable(qp, reason=f"pod group {group.key} backs off")
+    assert sched.queue.counts()["unschedulable"] == 2
+    clock.t += 4.9
+    sched.queue.fire_timers()
+    assert sched.queue.counts()["unschedulable"] == 2
+    clock.t += 0.2
+    sched.queue.fire_timers()
+    assert sched.queue.counts()["active"] == 2
+
+
+async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
+    """move_at moves the selected parked pods when due; the same key moves the deadline."""
+    clock = FakeClock(1000.0)
+    q = SchedulingQueue(QueueOptions(backoff_jitter=0.0), clock=clock)
+    for name in ("a", "b"):
+        q.add(make_pod(name))
+        q.requeue_unschedulable(await q.pop(), reason="no fit")
+    q.move_at(1010.0, lambda p: p.name == "a", key="k")
+    q.move_at(1020.0, lambda p: p.name == "a", key="k")
+    clock.t = 1015.0
+    q.fire_timers()
+    assert q.counts()["unschedulable"] == 2
+    clock.t = 1020.0
+    q.fire_timers()
+    counts = q.counts()
+    assert (counts["active"], counts["unschedulable"]) == (1, 1)
+
+
+async def test_deleting_a_pending_preemptor_frees_the_room_held_for_it(sched: Scheduler) -> None:
+    """The room held on its nominated node frees when it is deleted: parked pods try again."""
+    handler = PodEvents(sched)
+    handler.on_add(make_pod("waiting"))
+    sched.queue.requeue_unschedulable(await sched.queue.pop(), reason="held for a preemptor")
+    body = pod_json("preemptor", priority=100)
+    body["status"]["nominatedNodeName"] = "n1"
+    preemptor = PodInfo(body)
+    handler.on_add(preemptor)
+    assert sched.cache.nominated_node(preemptor.key) == "n1"
+    handler.on_delete(preemptor)
+    waiting = sched.queue.get(make_pod("waiting").key)
+    assert waiting is not None
+    assert waiting.where in (QueueState.ACTIVE, QueueState.BACKOFF)
+
+
+class RefusingBinder:
+    """The apiserver refuses the binding, once ``go`` is set."""
+
+    name = "RefusingBinder"
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+
+    async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        await self.go.wait()
+        return Status(Code.ERROR, ("etcdserver: request timed out",))
+
+
+async def test_a_failed_bind_frees_its_room_for_the_pods_parked_meanwhile(
+    sched: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assumed pod is forgotten: a pod that found no room because of it tries again."""
+
+    async def written(kc: KubeClient, **fields: object) -> None:
+        return None
+
+    monkeypatch.setattr(scheduler_module, "set_unschedulable", written)
+    binder = RefusingBinder()
+    sched.profiles["lasched"].framework.binders = [binder]
+    sched.cache.add_node(make_node("n1", cpu="1"))
+    sched.invalidate_nodes()
+    handler = PodEvents(sched)
+    for name in ("first", "second"):
+        handler.on_add(make_pod(name, cpu="1"))
+        sched.schedule_one(await sched.queue.pop())  # "first" assumed; "second" finds no room
+    second = sched.queue.get(make_pod("second").key)
+    assert second is not None
+    assert second.where is QueueState.UNSCHEDULABLE
+    binder.go.set()
+    assert await sched.binds.drain(1)
+    assert second.where in (QueueState.ACTIVE, QueueState.BACKOFF)
