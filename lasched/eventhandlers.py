@@ -10,18 +10,43 @@ writes after a failed attempt comes back here and must not retry the pod.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Container
+from typing import Protocol
 
+from lasched.cache.cache import SchedulerCache
+from lasched.framework.waiting import WaitingRoom
 from lasched.model.node import Node
-from lasched.model.pod import PodInfo
+from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
+from lasched.plugins.coscheduling import Coscheduling
+from lasched.queue.queue import SchedulingQueue
 
-if TYPE_CHECKING:
-    from lasched.scheduler import Scheduler
+
+class Parts(Protocol):
+    """What the handlers touch of the scheduler, and nothing more (no import of it)."""
+
+    @property
+    def profiles(self) -> Container[str]: ...
+    @property
+    def cache(self) -> SchedulerCache: ...
+    @property
+    def queue(self) -> SchedulingQueue: ...
+    @property
+    def gang(self) -> Coscheduling: ...
+    @property
+    def waiting(self) -> WaitingRoom: ...
+    @property
+    def retried_now(self) -> set[PodKey]: ...
+
+    def warn_invalid(self, pod: PodInfo, reason: str, message: str) -> None: ...
+    def forget_warnings(self, pod: PodInfo) -> None: ...
+    def pod_placed(self) -> None: ...
+    def invalidate_nodes(self) -> None: ...
+    def peers_changed(self) -> None: ...
 
 
 class PodEvents:
-    def __init__(self, s: Scheduler) -> None:
+    def __init__(self, s: Parts) -> None:
         self.s = s
 
     def _ours(self, pod: PodInfo) -> bool:
@@ -101,7 +126,7 @@ class PodEvents:
 
 
 class NodeEvents:
-    def __init__(self, s: Scheduler) -> None:
+    def __init__(self, s: Parts) -> None:
         self.s = s
 
     def on_add(self, node: Node) -> None:
@@ -137,7 +162,7 @@ def schedulable_change(old: Node, new: Node) -> bool:
 class PodGroupEvents:
     """A PodGroup object appearing or changing may open its members' gates."""
 
-    def __init__(self, s: Scheduler) -> None:
+    def __init__(self, s: Parts) -> None:
         self.s = s
 
     def _changed(self, group: PodGroup) -> None:
