@@ -61,6 +61,7 @@ class Sample:
     survived: bool
     over_capacity: int
     log_tail: str = ""  # the peer's last log lines, when the round did not recover
+    exit_code: int | None = None  # the peer's, if it exited (negative: the signal)
 
 
 def _pod(name: str, scheduler: str) -> dict[str, Any]:
@@ -152,9 +153,11 @@ async def one_round(
         capacity = milli(NODE_CPU) // milli(POD_CPU)
         over = sum(max(0, n - capacity) for n in per_node.values())
         tail = "" if recovery is not None else running.child.log_tail(30)
+        popen = running.child.popen
+        code = popen.poll() if popen is not None else None
         return Sample(
             peer=peer.key, round=rnd, how=how, recovery_s=recovery, bound=bound,
-            survived=running.alive(), over_capacity=over, log_tail=tail,
+            survived=running.alive(), over_capacity=over, log_tail=tail, exit_code=code,
         )  # fmt: skip
     finally:
         await running.stop()
@@ -216,8 +219,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{cfg['nodes']} kwok nodes, bursts of {cfg['pods']} pods, apiserver down "
         f"{cfg['down_seconds']:g} s per round with etcd compacted meanwhile (SIGKILL and "
-        "SIGTERM alternating). Recovery: from the apiserver answering again to the last pod "
-        "bound; median (min to max) over the rounds.",
+        "SIGTERM alternating), half of each burst created before the fault and half after. "
+        "Recovery: from the apiserver answering again to the last pod bound; median (min to "
+        "max) over the rounds.",
         "",
         "| peer | rounds recovered | process survived | pods over capacity | recovery, s |",
         "|---|---|---|---|---|",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import gc
 import logging
 import sys
@@ -112,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     # The modules just imported live as long as the process: frozen, they are
     # out of the cyclic collector's full passes (docs/architecture.md).
     gc.freeze()
+    # A crash below Python (a C extension's fault) then still leaves a traceback in the log.
+    faulthandler.enable()
     return _loop(app.run(cfg, own_process=True))
 
 

@@ -332,7 +332,7 @@ class DevCluster:
                 code, delay, child.log_path,
             )  # fmt: skip
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, 8.0)
             self._spawn("kube-controller-manager", self._kcm_argv, logs)
             started = time.monotonic()
             self.controller_manager_restarts += 1
@@ -462,7 +462,7 @@ CONTROLLER_MANAGER_LEASE = (
 )
 
 
-async def ensure_namespace(kc: KubeClient, name: str, *, timeout: float = 30.0) -> None:
+async def ensure_namespace(kc: KubeClient, name: str, *, timeout: float = 60.0) -> None:
     """Create ``name`` if missing, and return once pods can be created in it.
 
     The ServiceAccount admission plugin refuses pods until the namespace's
