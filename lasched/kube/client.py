@@ -4,7 +4,7 @@ kubernetes_asyncio is used for what it does well and rarely: reading a
 kubeconfig or the in-cluster service account (including exec plugins and token
 rotation). Requests themselves go through one aiohttp session and are decoded
 with orjson, because the generated models cost far more CPU per object than the
-scheduler can afford on its hot paths (see docs/design.md, "Decoding").
+scheduler can afford on its hot paths (see docs/architecture.md, "Decoding").
 
 Errors: every non-2xx answer raises :class:`ApiError` carrying the HTTP status
 and the apiserver's ``Status`` reason and message.

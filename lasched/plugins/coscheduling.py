@@ -1,6 +1,6 @@
 """Coscheduling: pod groups bind all-or-nothing.
 
-How a group moves (docs/gangs.md has the user's view):
+How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's view):
 
 1. **PreEnqueue** gates members until at least min-available members exist,
    so a half-created group holds nothing; invalid declarations gate too.
