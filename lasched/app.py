@@ -14,6 +14,7 @@ import signal
 
 from lasched import debugapi, extender, server
 from lasched.kube.client import KubeClient
+from lasched.kube.delegated import DelegatedAuthorizer
 from lasched.scheduler import Scheduler
 from lasched.settings import Settings
 
@@ -40,7 +41,7 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
         sched = Scheduler(client, settings, tune_gc=own_process)
-        debug = debugapi.DebugApi(sched, authorize=debugapi.DelegatedAuthorizer(client))
+        debug = debugapi.DebugApi(sched, authorize=DelegatedAuthorizer(client))
         routes = [sched.hub.add_routes, debug.add_routes]
         if settings.extender.enabled:
             ext = extender.for_scheduler(sched, prefix=settings.extender.url_prefix)

@@ -31,7 +31,6 @@ import orjson
 from aiohttp import web
 
 from lasched import explain
-from lasched.kube.client import ApiError, KubeClient
 from lasched.model.pod import pod_key
 
 if TYPE_CHECKING:
@@ -43,48 +42,8 @@ EXPLAIN_PATH = "/debug/explain"
 LATENCY_PATH = "/debug/latency"
 
 Authorizer = Callable[[str, str], Awaitable[str | None]]
-"""(bearer token, path) -> None when allowed, else the reason it is not."""
-
-
-class DelegatedAuthorizer:
-    """TokenReview, then SubjectAccessReview for ``get`` on the path (kube-scheduler's way)."""
-
-    def __init__(self, client: KubeClient) -> None:
-        self._client = client
-
-    async def __call__(self, token: str, path: str) -> str | None:
-        try:
-            review = await self._client.post(
-                "/apis/authentication.k8s.io/v1/tokenreviews",
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                 "spec": {"token": token}},
-            )  # fmt: skip
-        except ApiError as e:
-            return f"cannot review the token: {e}"
-        status = review.get("status") or {}
-        if not status.get("authenticated"):
-            return "token refused: " + (status.get("error") or "not valid")
-        user = status.get("user") or {}
-        try:
-            access = await self._client.post(
-                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                {
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SubjectAccessReview",
-                    "spec": {
-                        "user": user.get("username", ""),
-                        "groups": user.get("groups") or [],
-                        "uid": user.get("uid", ""),
-                        "extra": user.get("extra") or {},
-                        "nonResourceAttributes": {"path": path, "verb": "get"},
-                    },
-                },
-            )
-        except ApiError as e:
-            return f"cannot check access to {path}: {e}"
-        if (access.get("status") or {}).get("allowed"):
-            return None
-        return f"{user.get('username', '?')} may not get {path}"
+"""(bearer token, path) -> None when allowed, else the reason it is not
+(:class:`lasched.kube.delegated.DelegatedAuthorizer` asks the apiserver)."""
 
 
 class DebugApi:

@@ -32,6 +32,7 @@ from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
 from lasched.framework.runtime import FitError, Framework, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
+from lasched.kube import discovery
 from lasched.kube.binding import (
     DefaultBinder,
     evict,
@@ -445,7 +446,7 @@ class Scheduler:
 
     async def _podgroups_if_served(self, tg: asyncio.TaskGroup) -> None:
         """Watch PodGroups when the cluster serves their API (asked until it answers)."""
-        if not await self._serves(PODGROUP_API):
+        if not await discovery.serves(self.client, PODGROUP_API):
             log.info("no PodGroup API (%s) in this cluster; its pod groups are off", PODGROUP_API)
             return
         self._podgroups_served = True
@@ -504,15 +505,6 @@ class Scheduler:
             note=f"lasched could not process this pod ({type(error).__name__}: {error}); "
             "it is retried when the pod changes. The scheduler's log has the details.",
         )
-
-    async def _serves(self, group_version: str) -> bool:
-        try:
-            await self.client.get(f"/apis/{group_version}")
-        except ApiError as e:
-            if e.not_found:
-                return False
-            raise
-        return True
 
     def _podgroup(self, key: str) -> PodGroup | None:
         return self.podgroup_informer.store.get(key)
