@@ -154,7 +154,12 @@ class FanOut:
             session = self._session
             if session is None:
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-                session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+                # The system's resolver: aiohttp would pick aiodns (aioping brings it), whose
+                # c-ares channel shutdown can abort the process.
+                connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+                session = await stack.enter_async_context(
+                    aiohttp.ClientSession(timeout=timeout, connector=connector)
+                )
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.prober.run(self._offer), name="agent-prober")

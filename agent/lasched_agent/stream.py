@@ -168,7 +168,12 @@ class AgentClient:
             session = self._session
             if session is None:
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
-                session = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+                # The system's resolver: aiohttp would pick aiodns (aioping brings it), whose
+                # c-ares channel shutdown can abort the process.
+                connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+                session = await stack.enter_async_context(
+                    aiohttp.ClientSession(timeout=timeout, connector=connector)
+                )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.prober.run(self.offer), name="agent-prober")
                 tg.create_task(self.stream(session), name="agent-connection")

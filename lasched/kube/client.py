@@ -29,6 +29,18 @@ JSON = dict[str, Any]
 _READ_BUFSIZE = 2**21
 
 
+def system_resolver() -> aiohttp.abc.AbstractResolver:
+    """The system's resolver (getaddrinfo in a thread), never aiodns.
+
+    aiohttp picks aiodns's c-ares resolver whenever aiodns is importable (the
+    agent's aioping brings it along), and pycares' channel shutdown can abort
+    the whole process: a storm of refused connections during an apiserver
+    restart did so, with no Python traceback. Connections are pooled, so a
+    lookup is rare and a thread per lookup costs nothing that matters.
+    """
+    return aiohttp.ThreadedResolver()
+
+
 class ApiError(Exception):
     """The apiserver answered with an error status."""
 
@@ -94,7 +106,11 @@ class KubeClient:
         self._cfg = cfg
         self.options = options or ClientOptions()
         self.host: str = (cfg.host or "").rstrip("/")
-        connector = aiohttp.TCPConnector(limit=self.options.max_connections, ssl=_ssl_context(cfg))
+        connector = aiohttp.TCPConnector(
+            limit=self.options.max_connections,
+            ssl=_ssl_context(cfg),
+            resolver=system_resolver(),
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             read_bufsize=_READ_BUFSIZE,

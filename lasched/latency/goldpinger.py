@@ -90,7 +90,9 @@ async def poll(
     pairs it would have refreshed go stale on their own.
     """
     timeout = aiohttp.ClientTimeout(total=max(5.0, interval_seconds))
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    # The system's resolver, never aiodns (see lasched.kube.client.system_resolver).
+    connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         while True:
             try:
                 async with http.get(url) as resp:
