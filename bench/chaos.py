@@ -30,6 +30,7 @@ import aiohttp
 from bench import peers
 from bench.throughput import Progress, delete_pods
 from lasched.devcluster import nodes
+from lasched.devcluster.apply import create_through_outage
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
 from lasched.model.quantity import milli
@@ -81,22 +82,6 @@ def _pod(name: str, scheduler: str) -> dict[str, Any]:
     }
 
 
-async def _create(kc: KubeClient, ns: str, body: dict[str, Any]) -> None:
-    """Create one pod, retrying through the outage (409: created before it)."""
-    while True:
-        try:
-            await kc.post(f"/api/v1/namespaces/{ns}/pods", body)
-            return
-        except ApiError as e:
-            if e.conflict:
-                return
-            if e.status < 500 and e.status != 429:
-                raise
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            pass
-        await asyncio.sleep(0.2)
-
-
 async def _placement(kc: KubeClient, ns: str) -> tuple[int, Counter[str]]:
     try:
         items = (await kc.get(f"/api/v1/namespaces/{ns}/pods"))["items"]
@@ -119,7 +104,9 @@ async def one_round(
 
     async def create(i: int) -> None:
         async with sem:
-            await _create(kc, ns, _pod(f"p{i}", peer.scheduler_name))
+            await create_through_outage(
+                kc, f"/api/v1/namespaces/{ns}/pods", _pod(f"p{i}", peer.scheduler_name)
+            )
 
     async def create_all(first: int, last: int) -> None:
         await asyncio.gather(*(create(i) for i in range(first, last)))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:
@@ -50,3 +52,26 @@ async def apply(
             body=dict(m),
             content_type="application/apply-patch+yaml",
         )
+
+
+async def create_through_outage(
+    kc: KubeClient, path: str, body: Mapping[str, Any], *, pause: float = 0.2
+) -> None:
+    """POST ``body`` to ``path``, retrying while the apiserver is away or overloaded.
+
+    For chaos tests and soaks, where the apiserver is stopped on purpose: a
+    refused connection, a 5xx or a 429 is tried again after ``pause``; 409
+    means an earlier try got through; any other answer raises.
+    """
+    while True:
+        try:
+            await kc.post(path, body)
+            return
+        except ApiError as e:
+            if e.conflict:
+                return
+            if e.status < 500 and e.status != 429:
+                raise
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass
+        await asyncio.sleep(pause)

@@ -20,13 +20,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 
 from lasched.devcluster import nodes
+from lasched.devcluster.apply import create_through_outage
 from lasched.devcluster.cluster import DevCluster
 from lasched.devcluster.faults import FreezingProxy
 from lasched.devcluster.processes import Child, free_port, spawn, terminate
@@ -47,30 +47,13 @@ async def make_nodes(kc: KubeClient, pool: str, count: int) -> None:
     await nodes.wait_ready(kc, [s.name for s in specs])
 
 
-async def create_until_done(kc: KubeClient, namespace: str, body: dict[str, Any]) -> None:
-    """Create one pod, retrying through an apiserver outage (409: it exists already)."""
-    while True:
-        try:
-            await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
-            return
-        except ApiError as e:
-            if e.conflict:
-                return
-            if e.status < 500 and e.status != 429:
-                raise
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            pass
-        await asyncio.sleep(0.2)
-
-
 async def create_pods(kc: KubeClient, namespace: str, pool: str, names: list[str]) -> None:
     sem = asyncio.Semaphore(16)
 
     async def one(name: str) -> None:
         async with sem:
-            await create_until_done(
-                kc, namespace, pod(name, cpu=POD_CPU, nodeSelector={"pool": pool})
-            )
+            body = pod(name, cpu=POD_CPU, nodeSelector={"pool": pool})
+            await create_through_outage(kc, f"/api/v1/namespaces/{namespace}/pods", body)
 
     await asyncio.gather(*(one(n) for n in names))
 
