@@ -29,12 +29,11 @@ import lasched_protocol as proto
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
 from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
-from lasched.framework.interface import Code, CycleState, PostFilterResult, ScorePlugin, Status
-from lasched.framework.runtime import FitError, Framework, PluginError
+from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
+from lasched.framework.runtime import FitError, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
 from lasched.kube import discovery
 from lasched.kube.binding import (
-    DefaultBinder,
     evict,
     set_nominated,
     set_podgroup_phase,
@@ -56,16 +55,11 @@ from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling, Group
 from lasched.plugins.latency import LatencyFilter, LatencyScore
-from lasched.plugins.nodeaffinity import NodeAffinity
-from lasched.plugins.nodeports import NodePorts
-from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
-from lasched.plugins.nodeunschedulable import NodeUnschedulable
-from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
+from lasched.plugins.preemption import Evictions
 from lasched.plugins.queuesort import PrioritySort
-from lasched.plugins.schedulinggates import SchedulingGates
-from lasched.plugins.tainttoleration import TaintToleration
+from lasched.profiles import Profile, build_framework
 from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
-from lasched.settings import ConfigError, ProfileSettings, Settings
+from lasched.settings import ConfigError, Settings
 from lasched.tasks import TaskSet, supervised
 
 log = logging.getLogger(__name__)
@@ -83,15 +77,6 @@ NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 @dataclass(slots=True)
-class Profile:
-    """A scheduler name, the plugins that serve it, and its event recorder."""
-
-    name: str
-    framework: Framework
-    events: EventRecorder
-
-
-@dataclass(slots=True)
 class Attempt:
     """One pod between its scheduling cycle and the end of its binding cycle."""
 
@@ -101,60 +86,6 @@ class Attempt:
     first_seen: float
     attempts: int
     waiting: WaitingPod | None = None
-
-
-def build_framework(
-    profile: ProfileSettings,
-    settings: Settings,
-    *,
-    client: KubeClient,
-    cache: SchedulerCache,
-    gang: Coscheduling,
-    pdbs: Callable[[], Iterable[PDB]],
-    latency: LatencyFilter,
-    latency_score: LatencyScore,
-    evictions: Evictions,
-) -> Framework:
-    """A profile's plugins in kube-scheduler's order, scores weighted by config.
-
-    ``evictions`` is shared by every profile: a victim being evicted for one
-    profile's pod is terminating for all of them."""
-    fit = NodeResourcesFit(profile.scoring_strategy)
-    taints = TaintToleration()
-    affinity = NodeAffinity()
-    scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints, latency_score]
-    weights = profile.score_weights
-    ports = NodePorts()
-    fw = Framework(
-        pre_enqueue=[SchedulingGates(), gang],
-        pre_filters=[gang, affinity, ports, latency],
-        post_filters=[gang],
-        reserves=[gang],
-        permits=[gang],
-        pre_scores=[affinity, latency_score],
-        filters=[NodeUnschedulable(), taints, affinity, ports, latency, fit],
-        binders=[DefaultBinder(client)],
-        scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
-        percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
-        profile=profile.scheduler_name,
-        batching=settings.opportunistic_batching,
-    )
-    # Preemption simulates this profile's own filters on trimmed nodes. For a
-    # group member, group-wide preemption is tried before the group lets go.
-    preemption = DefaultPreemption(
-        node_info=cache.node_info,
-        filter_node=fw.filter_node,
-        pdbs=pdbs,
-        nominated_node=cache.nominated_node,
-        evictions=evictions,
-    )
-    gang_preemption = GangPreemption(
-        gang=gang, preemption=preemption, nodes=lambda: list(cache.node_infos())
-    )
-    if settings.preemption_enabled:
-        fw.post_filters[:0] = [gang_preemption]
-        fw.post_filters.append(preemption)
-    return fw
 
 
 class Scheduler:
