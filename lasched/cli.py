@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lasched import logs
-from lasched.settings import ConfigError
+from lasched.settings import ConfigError, Settings
 
 log = logging.getLogger("lasched")
 
@@ -23,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the scheduler against a cluster")
-    run.add_argument("--config", help="YAML configuration file (defaults apply without one)")
+    run.add_argument(
+        "--config",
+        help="YAML configuration file: lasched's own or a KubeSchedulerConfiguration "
+        "(defaults apply without one)",
+    )
     run.add_argument(
         "--kubeconfig", help="kubeconfig path (default: in-cluster, then ~/.kube/config)"
     )
@@ -98,9 +102,9 @@ def _loop(coro: Coroutine[Any, Any, int | None]) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lasched import app, settings
+    from lasched import app
 
-    cfg = settings.load(args.config)
+    cfg, ignored = _load_config(args.config)
     if args.kubeconfig:
         cfg = dataclasses.replace(cfg, kubeconfig=args.kubeconfig)
     if args.port is not None:
@@ -110,12 +114,28 @@ def _run(args: argparse.Namespace) -> int:
     if args.log_level:
         cfg = dataclasses.replace(cfg, log_level=args.log_level)
     logs.setup(level=cfg.log_level, fmt=cfg.log_format)
+    for field in ignored:
+        log.warning("configuration: %s", field)
     # The modules just imported live as long as the process: frozen, they are
     # out of the cyclic collector's full passes (docs/architecture.md).
     gc.freeze()
     # A crash below Python (a C extension's fault) then still leaves a traceback in the log.
     faulthandler.enable()
     return _loop(app.run(cfg, own_process=True))
+
+
+def _load_config(path: str | None) -> tuple[Settings, tuple[str, ...]]:
+    """The settings in ``path`` and the fields they ignore: lasched's own file, or a
+    KubeSchedulerConfiguration (told apart by its apiVersion and kind)."""
+    from lasched import kubeschedconfig, settings
+
+    if path is None:
+        return settings.Settings(), ()
+    data = settings.read(path)
+    if kubeschedconfig.is_kube_scheduler_configuration(data):
+        translated = kubeschedconfig.translate(data)
+        return translated.settings, translated.warnings
+    return settings.parse(data), ()
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -1,22 +1,54 @@
 """Profiles: a scheduler name, its plugins in kube-scheduler's order, its recorder.
 
-Built once at start from settings; every profile shares the cache, the gang
-waiting room and the evictions in flight, so a victim being evicted for one
-profile's pod is terminating for all of them.
+Built once at start from settings. Each profile's plugins come from the
+in-tree registry (:data:`IN_TREE`: a plugin's name and its factory), the
+default plugin list (:data:`DEFAULT_PLUGINS`) and the profile's own
+enabled and disabled lists, args and score weights, placed by
+lasched.framework.registry's rules, which are kube-scheduler's. Every
+profile shares the cache, the gang waiting room and the evictions in flight,
+so a victim being evicted for one profile's pod is terminating for all of
+them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import cast
 
-from lasched.cache.cache import SchedulerCache
-from lasched.framework.interface import ScorePlugin
+from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.framework.interface import (
+    BindPlugin,
+    CycleState,
+    FilterPlugin,
+    PermitPlugin,
+    Plugin,
+    PostFilterPlugin,
+    PreEnqueuePlugin,
+    PreFilterPlugin,
+    PreScorePlugin,
+    QueueSortPlugin,
+    ReservePlugin,
+    ScorePlugin,
+    Status,
+)
+from lasched.framework.registry import (
+    Args,
+    ExtensionPoint,
+    PluginRef,
+    PluginsConfig,
+    PluginSet,
+    Registry,
+    RegistryError,
+    place,
+)
 from lasched.framework.runtime import Framework
 from lasched.kube.binding import DefaultBinder
 from lasched.kube.client import KubeClient
 from lasched.kube.events import EventRecorder
 from lasched.model.pdb import PDB
+from lasched.model.pod import PodInfo
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
@@ -24,9 +56,12 @@ from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
 from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
+from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
-from lasched.settings import ProfileSettings, Settings
+from lasched.settings import ConfigError, ProfileSettings, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -36,6 +71,146 @@ class Profile:
     name: str
     framework: Framework
     events: EventRecorder
+
+
+class Handle:
+    """What a plugin's factory may use: the settings, the profile's own, the parts
+    every profile shares, and the profile's filters (preemption simulates them)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        profile: ProfileSettings,
+        client: KubeClient,
+        cache: SchedulerCache,
+        gang: Coscheduling,
+        pdbs: Callable[[], Iterable[PDB]],
+        latency: LatencyFilter,
+        latency_score: LatencyScore,
+        evictions: Evictions,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.client = client
+        self.cache = cache
+        self.gang = gang
+        self.pdbs = pdbs
+        self.latency = latency
+        self.latency_score = latency_score
+        self.evictions = evictions
+        self._framework: Framework | None = None
+
+    def attach(self, framework: Framework) -> None:
+        """The framework built from this handle's plugins."""
+        self._framework = framework
+
+    def filter_node(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        """Every Filter of the profile on one node."""
+        if self._framework is None:
+            raise RuntimeError(f"profile {self.profile.scheduler_name!r} is still being built")
+        return self._framework.filter_node(state, pod, node)
+
+
+def _fit(args: Args, h: Handle) -> NodeResourcesFit:
+    return NodeResourcesFit(h.profile.scoring_strategy, resources=h.profile.resource_weights)
+
+
+def _default_preemption(args: Args, h: Handle) -> DefaultPreemption:
+    return DefaultPreemption(
+        node_info=h.cache.node_info,
+        filter_node=h.filter_node,
+        pdbs=h.pdbs,
+        nominated_node=h.cache.nominated_node,
+        evictions=h.evictions,
+    )
+
+
+def _gang_preemption(args: Args, h: Handle) -> GangPreemption:
+    cache = h.cache
+    return GangPreemption(
+        gang=h.gang,
+        preemption=_default_preemption({}, h),
+        nodes=lambda: list(cache.node_infos()),
+    )
+
+
+def _priority_sort(args: Args, h: Handle) -> PrioritySort:
+    q = h.settings.queue
+    return PrioritySort(points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost)
+
+
+IN_TREE: Registry[Handle] = {
+    "PrioritySort": _priority_sort,
+    "SchedulingGates": lambda args, h: SchedulingGates(),
+    "NodeUnschedulable": lambda args, h: NodeUnschedulable(),
+    "TaintToleration": lambda args, h: TaintToleration(),
+    "NodeAffinity": lambda args, h: NodeAffinity(),
+    "NodePorts": lambda args, h: NodePorts(),
+    "NodeResourcesFit": _fit,
+    "NodeResourcesBalancedAllocation": lambda args, h: BalancedAllocation(),
+    "DefaultPreemption": _default_preemption,
+    "DefaultBinder": lambda args, h: DefaultBinder(h.client),
+    # One gang state and one latency view for the process: a group's members may use
+    # several profiles, and the extender answers with the same latency plugins.
+    "Coscheduling": lambda args, h: h.gang,
+    "GangPreemption": _gang_preemption,
+    "LatencyFilter": lambda args, h: h.latency,
+    "LatencyScore": lambda args, h: h.latency_score,
+}
+"""lasched's plugins by name: kube-scheduler's names for kube-scheduler's plugins."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "SchedulingGates",
+    "PrioritySort",
+    "GangPreemption",
+    "Coscheduling",
+    "NodeUnschedulable",
+    "TaintToleration",
+    "NodeAffinity",
+    "NodePorts",
+    "LatencyFilter",
+    "NodeResourcesFit",
+    "DefaultPreemption",
+    "NodeResourcesBalancedAllocation",
+    "LatencyScore",
+    "DefaultBinder",
+)
+"""The default profile, in kube-scheduler's default order (its ``getDefaultPlugins``).
+
+lasched's own plugins sit where their order at each point matters: a group's
+checks before the node filters and its preemption before the pod's, the
+latency limits before the resource fit (a node too far away is rejected as
+unresolvable, so preemption does not try it)."""
+
+
+def default_plugins(profile: ProfileSettings) -> tuple[PluginRef, ...]:
+    """The default plugins, weighted by ``profile.score_weights``."""
+    return tuple(PluginRef(name, profile.score_weights.get(name)) for name in DEFAULT_PLUGINS)
+
+
+def profile_plugins(profile: ProfileSettings, settings: Settings) -> PluginsConfig:
+    """The profile's own plugin lists, with what its lasched settings turn off.
+
+    A score weight of 0 and ``preemption.enabled: false`` disable the plugin
+    at that point, as a KubeSchedulerConfiguration's ``disabled`` list would.
+    """
+    off: dict[ExtensionPoint, tuple[PluginRef, ...]] = {
+        ExtensionPoint.SCORE: tuple(
+            PluginRef(name) for name, weight in profile.score_weights.items() if weight == 0
+        ),
+    }
+    if not settings.preemption_enabled:
+        off[ExtensionPoint.POST_FILTER] = (
+            PluginRef("GangPreemption"),
+            PluginRef("DefaultPreemption"),
+        )
+    points = dict(profile.plugins.points)
+    for point, refs in off.items():
+        if refs:
+            own = points.get(point, PluginSet())
+            points[point] = replace(own, disabled=(*own.disabled, *refs))
+    return replace(profile.plugins, points=points)
 
 
 def build_framework(
@@ -49,44 +224,66 @@ def build_framework(
     latency: LatencyFilter,
     latency_score: LatencyScore,
     evictions: Evictions,
+    registry: Registry[Handle] = IN_TREE,
 ) -> Framework:
-    """A profile's plugins in kube-scheduler's order, scores weighted by config.
+    """A profile's plugins placed by the registry's rules, scores weighted by config.
 
     ``evictions`` is shared by every profile: a victim being evicted for one
-    profile's pod is terminating for all of them."""
-    fit = NodeResourcesFit(profile.scoring_strategy)
-    taints = TaintToleration()
-    affinity = NodeAffinity()
-    scorers: list[ScorePlugin] = [fit, BalancedAllocation(), affinity, taints, latency_score]
-    weights = profile.score_weights
-    ports = NodePorts()
+    profile's pod is terminating for all of them. A plugin the registry does
+    not know, or one enabled where it cannot run, is a :class:`ConfigError`
+    naming the field.
+    """
+    handle = Handle(
+        settings=settings, profile=profile, client=client, cache=cache, gang=gang,
+        pdbs=pdbs, latency=latency, latency_score=latency_score, evictions=evictions,
+    )  # fmt: skip
+    name = profile.scheduler_name
+    try:
+        placed = place(
+            registry,
+            handle,
+            default_plugins(profile),
+            profile_plugins(profile, settings),
+            profile.plugin_args,
+        )
+    except RegistryError as e:
+        raise ConfigError(f"profile {name!r}: {e}") from e
+    at = placed.at
+    queue_sort = at(ExtensionPoint.QUEUE_SORT)
+    if len(queue_sort) != 1:
+        raise ConfigError(
+            f"profile {name!r} needs exactly one queueSort plugin, not {len(queue_sort)}"
+        )
+    if not at(ExtensionPoint.BIND):
+        raise ConfigError(f"profile {name!r} needs a bind plugin (DefaultBinder)")
+    scores = cast(tuple[ScorePlugin, ...], at(ExtensionPoint.SCORE))
+    percentage = profile.percentage_of_nodes_to_score
     fw = Framework(
-        pre_enqueue=[SchedulingGates(), gang],
-        pre_filters=[gang, affinity, ports, latency],
-        post_filters=[gang],
-        reserves=[gang],
-        permits=[gang],
-        pre_scores=[affinity, latency_score],
-        filters=[NodeUnschedulable(), taints, affinity, ports, latency, fit],
-        binders=[DefaultBinder(client)],
-        scores=[(p, weights[p.name]) for p in scorers if weights.get(p.name)],
-        percentage_of_nodes_to_score=settings.percentage_of_nodes_to_score,
-        profile=profile.scheduler_name,
+        queue_sort=cast(QueueSortPlugin, queue_sort[0]),
+        pre_enqueue=cast(tuple[PreEnqueuePlugin, ...], at(ExtensionPoint.PRE_ENQUEUE)),
+        pre_filters=cast(tuple[PreFilterPlugin, ...], at(ExtensionPoint.PRE_FILTER)),
+        filters=cast(tuple[FilterPlugin, ...], at(ExtensionPoint.FILTER)),
+        post_filters=cast(tuple[PostFilterPlugin, ...], at(ExtensionPoint.POST_FILTER)),
+        pre_scores=cast(tuple[PreScorePlugin, ...], at(ExtensionPoint.PRE_SCORE)),
+        scores=[(p, placed.weights[p.name]) for p in scores],
+        reserves=cast(tuple[ReservePlugin, ...], at(ExtensionPoint.RESERVE)),
+        permits=cast(tuple[PermitPlugin, ...], at(ExtensionPoint.PERMIT)),
+        binders=cast(tuple[BindPlugin, ...], at(ExtensionPoint.BIND)),
+        percentage_of_nodes_to_score=(
+            settings.percentage_of_nodes_to_score if percentage is None else percentage
+        ),
+        profile=name,
         batching=settings.opportunistic_batching,
     )
-    # Preemption simulates this profile's own filters on trimmed nodes. For a
-    # group member, group-wide preemption is tried before the group lets go.
-    preemption = DefaultPreemption(
-        node_info=cache.node_info,
-        filter_node=fw.filter_node,
-        pdbs=pdbs,
-        nominated_node=cache.nominated_node,
-        evictions=evictions,
-    )
-    gang_preemption = GangPreemption(
-        gang=gang, preemption=preemption, nodes=lambda: list(cache.node_infos())
-    )
-    if settings.preemption_enabled:
-        fw.post_filters[:0] = [gang_preemption]
-        fw.post_filters.append(preemption)
+    handle.attach(fw)
+    log.debug("profile=%s plugins=%s", name, describe(placed.points))
     return fw
+
+
+def describe(points: Mapping[ExtensionPoint, tuple[Plugin, ...]]) -> str:
+    """``filter=NodeUnschedulable,TaintToleration ...``, the points that have plugins."""
+    return " ".join(
+        f"{point.value}={','.join(p.name for p in plugins)}"
+        for point, plugins in points.items()
+        if plugins
+    )

@@ -3,7 +3,9 @@
 Every field has a documented default (docs/configuration.md); an invalid
 value raises :class:`ConfigError` naming the field by its YAML path, e.g.
 ``queue.initialBackoffSeconds must be a positive number, not -1``. Unknown
-fields are errors too, so a typo never silently falls back to a default.
+fields are errors too, so a typo never silently falls back to a default. A
+KubeSchedulerConfiguration is read into these same Settings
+(lasched.kubeschedconfig), so they stay the one configuration model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lasched.framework.registry import PluginsConfig
 
 DEFAULT_SCHEDULER_NAME = "lasched"
 
@@ -34,11 +38,27 @@ DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
 }
 
 
+DEFAULT_RESOURCE_WEIGHTS: Mapping[str, int] = {"cpu": 1, "memory": 1}
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileSettings:
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     scoring_strategy: str = "LeastAllocated"
+    """NodeResourcesFit's: LeastAllocated (spread) or MostAllocated (bin-pack)."""
     score_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
+    """The default score plugins' weights; 0 turns a score off."""
+    resource_weights: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_RESOURCE_WEIGHTS)
+    )
+    """NodeResourcesFit's ``scoringStrategy.resources``: cpu and memory, each weighted."""
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    """Plugins enabled and disabled per extension point over the defaults, as in a
+    KubeSchedulerConfiguration profile (lasched.framework.registry has the rules)."""
+    plugin_args: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """``pluginConfig`` args of plugins that read their own, passed to their factory."""
+    percentage_of_nodes_to_score: int | None = None
+    """This profile's own; None: the top-level ``percentageOfNodesToScore``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,16 +499,20 @@ def parse(data: Any) -> Settings:
     return settings
 
 
-def load(path: str | Path | None) -> Settings:
-    """Settings from a YAML file, or the defaults when ``path`` is None."""
-    if path is None:
-        return Settings()
+def read(path: str | Path) -> Any:
+    """The decoded YAML of a configuration file."""
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from e
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from e
-    return parse(data)
+
+
+def load(path: str | Path | None) -> Settings:
+    """Settings from a YAML file, or the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    return parse(read(path))

@@ -10,8 +10,10 @@ gets a full cycle.
 kube-scheduler reuses the list only when the node just chosen no longer fits
 the next pod (one pod per node); its newer rescore path covers the other
 case, and so does this: a chosen node that still fits is scored again, with
-only the plugins whose scores read the node's pods (NodeResourcesFit,
-BalancedAllocation), and goes back into the list. The other plugins' scores
+only the plugins whose scores read the node's pods (those declared
+``ScoreReadsNodePods``: NodeResourcesFit, BalancedAllocation), and goes
+back into the list. A profile batches only if every plugin that filters,
+scores, reserves or permits is declared ``Batchable``. The other plugins' scores
 depend on the node object and the pod's signature alone, so the full cycle's
 values stand.
 

@@ -8,11 +8,20 @@ and the pod is retried with backoff.
 
 The scheduling cycle calls every extension point synchronously, so plugins
 must not do I/O; the binding cycle (Permit waiting, Bind) is asynchronous.
+
+What a plugin can do is declared, never guessed: the extension points are the
+runtime-checkable Protocols it implements (kube-scheduler's
+``getExtensionPoints``), the fast forms of Filter and Score are Protocols too
+(:class:`FilterAllPlugin`, :class:`ScoreAllPlugin`), and what opportunistic
+batching needs to know is a trait the class inherits (:class:`Batchable`,
+:class:`ScoreReadsNodePods`). The runtime looks each up once, when a
+framework is built, never per cycle.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -119,6 +128,17 @@ class FilterPlugin(Plugin, Protocol):
 
 
 @runtime_checkable
+class FilterAllPlugin(FilterPlugin, Protocol):
+    """A Filter that also checks many nodes in one call, for the hot path."""
+
+    def filter_all(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> list[Status]:
+        """Exactly ``[self.filter(state, pod, n) for n in nodes]``."""
+        ...
+
+
+@runtime_checkable
 class PostFilterPlugin(Plugin, Protocol):
     def post_filter(
         self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
@@ -140,6 +160,15 @@ class ScorePlugin(Plugin, Protocol):
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Rewrite ``scores`` in place to 0..100 (no-op if already in range)."""
+        ...
+
+
+@runtime_checkable
+class ScoreAllPlugin(ScorePlugin, Protocol):
+    """A Score plugin that also scores many nodes in one call, once per cycle."""
+
+    def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+        """Exactly ``[self.score(state, pod, n) for n in nodes]``."""
         ...
 
 
@@ -174,3 +203,28 @@ class BindPlugin(Plugin, Protocol):
     """
 
     async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...
+
+
+class Batchable:
+    """Trait: for a pod that ``batching.signature`` accepts, this plugin's PreFilter,
+    Filter, PreScore, Score, Reserve and Permit read from the pod only what the
+    signature holds, and from a node only what changes its generation.
+
+    Opportunistic batching (lasched/framework/batching.py) then may hand the
+    next pod with the same signature the nodes this plugin judged for the
+    previous one. A profile with one filtering, scoring, reserving or
+    permitting plugin without this trait never batches.
+    """
+
+    __slots__ = ()
+
+
+class ScoreReadsNodePods:
+    """Trait of a Score plugin: its score of a node changes when the node's pods do.
+
+    A batch scores the node its previous pod went to again with these plugins
+    only; every other plugin's score depends on the node object and the pod's
+    signature, so the full cycle's value stands.
+    """
+
+    __slots__ = ()

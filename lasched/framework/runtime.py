@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
@@ -24,9 +24,11 @@ from lasched.framework.batching import Batch
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
+    Batchable,
     BindPlugin,
     Code,
     CycleState,
+    FilterAllPlugin,
     FilterPlugin,
     PermitPlugin,
     Plugin,
@@ -35,8 +37,11 @@ from lasched.framework.interface import (
     PreEnqueuePlugin,
     PreFilterPlugin,
     PreScorePlugin,
+    QueueSortPlugin,
     ReservePlugin,
+    ScoreAllPlugin,
     ScorePlugin,
+    ScoreReadsNodePods,
     Status,
     error,
 )
@@ -45,6 +50,9 @@ from lasched.model.pod import PodInfo
 log = logging.getLogger(__name__)
 
 _UNSCHEDULABLE = Status(Code.UNSCHEDULABLE)
+
+FilterAll = Callable[[CycleState, PodInfo, Sequence[NodeInfo]], list[Status]]
+ScoreAll = Callable[[CycleState, PodInfo, Sequence[NodeInfo]], list[int]]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
@@ -83,7 +91,13 @@ class ScheduleResult:
 
 
 class Framework:
-    """One profile's plugins, in order, with score weights."""
+    """One profile's plugins, in order, with score weights.
+
+    Each extension point holds a tuple of plugins. What the hot path needs to
+    know about them (which offer ``filter_all`` or ``score_all``, which scores
+    read a node's pods, whether every plugin is :class:`Batchable`) is worked
+    out when a point's plugins are set, at build, never per cycle.
+    """
 
     def __init__(
         self,
@@ -92,6 +106,7 @@ class Framework:
         filters: Sequence[FilterPlugin],
         scores: Sequence[tuple[ScorePlugin, int]],
         pre_enqueue: Sequence[PreEnqueuePlugin] = (),
+        queue_sort: QueueSortPlugin | None = None,
         post_filters: Sequence[PostFilterPlugin] = (),
         pre_scores: Sequence[PreScorePlugin] = (),
         reserves: Sequence[ReservePlugin] = (),
@@ -103,30 +118,103 @@ class Framework:
         batching: bool = False,
     ) -> None:
         self.profile = profile
-        self.pre_enqueue = list(pre_enqueue)
-        self.pre_filters = list(pre_filters)
-        self.filters = list(filters)
-        self.post_filters = list(post_filters)
-        self.pre_scores = list(pre_scores)
-        self.scores = list(scores)
-        self.reserves = list(reserves)
-        self.permits = list(permits)
-        self.binders = list(binders)
+        self.queue_sort = queue_sort
+        self.pre_enqueue: tuple[PreEnqueuePlugin, ...] = tuple(pre_enqueue)
+        self.post_filters: tuple[PostFilterPlugin, ...] = tuple(post_filters)
+        self.binders: tuple[BindPlugin, ...] = tuple(binders)
+        self._pre_filters = tuple(pre_filters)
+        self._filters = tuple(filters)
+        self._pre_scores = tuple(pre_scores)
+        self._scores = tuple(scores)
+        self._reserves = tuple(reserves)
+        self._permits = tuple(permits)
+        self._batching_wanted = batching
         self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
         self._next_start = 0
         self._rng = rng or random.Random()
         self._durations: dict[tuple[str, Code], Histogram] = {}
-        # Opportunistic batching (lasched/framework/batching.py) needs every plugin that
-        # filters, scores or reserves to declare what it reads (``batchable``).
-        involved = {
-            id(p): p
-            for p in (
-                *self.pre_filters, *self.filters, *self.pre_scores,
-                *(p for p, _ in self.scores), *self.reserves, *self.permits,
-            )
-        }  # fmt: skip
-        self.batching = batching and all(getattr(p, "batchable", False) for p in involved.values())
         self._batch: Batch | None = None
+        self._compile()
+
+    def _compile(self) -> None:
+        """Look up, once, the declared capabilities the hot path uses."""
+        self._filter_steps: tuple[tuple[FilterPlugin, FilterAll | None], ...] = tuple(
+            (p, p.filter_all if isinstance(p, FilterAllPlugin) else None) for p in self._filters
+        )
+        self._score_steps: tuple[tuple[ScorePlugin, int, ScoreAll | None, bool], ...] = tuple(
+            (
+                p,
+                w,
+                p.score_all if isinstance(p, ScoreAllPlugin) else None,
+                isinstance(p, ScoreReadsNodePods),
+            )
+            for p, w in self._scores
+        )
+        # Opportunistic batching (lasched/framework/batching.py) needs every plugin that
+        # filters, scores, reserves or permits to declare what it reads.
+        involved = (
+            *self._pre_filters, *self._filters, *self._pre_scores,
+            *(p for p, _ in self._scores), *self._reserves, *self._permits,
+        )  # fmt: skip
+        self.batching = self._batching_wanted and all(isinstance(p, Batchable) for p in involved)
+        self._batch = None
+
+    # Setting a point's plugins works out its capabilities again.
+
+    @property
+    def pre_filters(self) -> tuple[PreFilterPlugin, ...]:
+        return self._pre_filters
+
+    @pre_filters.setter
+    def pre_filters(self, plugins: tuple[PreFilterPlugin, ...]) -> None:
+        self._pre_filters = tuple(plugins)
+        self._compile()
+
+    @property
+    def filters(self) -> tuple[FilterPlugin, ...]:
+        return self._filters
+
+    @filters.setter
+    def filters(self, plugins: tuple[FilterPlugin, ...]) -> None:
+        self._filters = tuple(plugins)
+        self._compile()
+
+    @property
+    def pre_scores(self) -> tuple[PreScorePlugin, ...]:
+        return self._pre_scores
+
+    @pre_scores.setter
+    def pre_scores(self, plugins: tuple[PreScorePlugin, ...]) -> None:
+        self._pre_scores = tuple(plugins)
+        self._compile()
+
+    @property
+    def scores(self) -> tuple[tuple[ScorePlugin, int], ...]:
+        """Each Score plugin with its weight."""
+        return self._scores
+
+    @scores.setter
+    def scores(self, plugins: tuple[tuple[ScorePlugin, int], ...]) -> None:
+        self._scores = tuple(plugins)
+        self._compile()
+
+    @property
+    def reserves(self) -> tuple[ReservePlugin, ...]:
+        return self._reserves
+
+    @reserves.setter
+    def reserves(self, plugins: tuple[ReservePlugin, ...]) -> None:
+        self._reserves = tuple(plugins)
+        self._compile()
+
+    @property
+    def permits(self) -> tuple[PermitPlugin, ...]:
+        return self._permits
+
+    @permits.setter
+    def permits(self, plugins: tuple[PermitPlugin, ...]) -> None:
+        self._permits = tuple(plugins)
+        self._compile()
 
     def num_feasible_nodes_to_find(self, num_all: int) -> int:
         """kube-scheduler's adaptive percentage: 50% at 100 nodes, 10% at 5,000."""
@@ -173,19 +261,19 @@ class Framework:
 
     def run_reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
         """Reserve in order; on a failure, unreserve the plugins that had reserved."""
-        for i, p in enumerate(self.reserves):
+        for i, p in enumerate(self._reserves):
             try:
                 st = p.reserve(state, pod, node)
             except Exception as e:
                 st = PluginError.from_exception(p.name, e, point="Reserve").as_status()
             if not st.ok:
-                self._unreserve(self.reserves[:i], state, pod, node)
+                self._unreserve(self._reserves[:i], state, pod, node)
                 return st.with_plugin(p.name)
         return SUCCESS
 
     def run_unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
         """Undo Reserve on every plugin, in reverse order."""
-        self._unreserve(self.reserves, state, pod, node)
+        self._unreserve(self._reserves, state, pod, node)
 
     @staticmethod
     def _unreserve(
@@ -202,7 +290,7 @@ class Framework:
     ) -> tuple[Status, dict[str, float]]:
         """SUCCESS, a rejection, or WAIT with each waiting plugin's timeout."""
         waits: dict[str, float] = {}
-        for p in self.permits:
+        for p in self._permits:
             try:
                 st = p.permit(state, pod, node)
             except Exception as e:
@@ -233,7 +321,7 @@ class Framework:
     def run_pre_filters(self, state: CycleState, pod: PodInfo) -> tuple[Status, set[str]]:
         """The PreFilter verdict, and the plugins whose Filter may be skipped (SKIP)."""
         skip: set[str] = set()
-        for p in self.pre_filters:
+        for p in self._pre_filters:
             try:
                 st = p.pre_filter(state, pod)
             except Exception as e:
@@ -248,7 +336,7 @@ class Framework:
         """Every Filter on one node (for callers outside the main loop, e.g. preemption)."""
         p = None
         try:
-            for p in self.filters:
+            for p in self._filters:
                 st = p.filter(state, pod, node)
                 if st is not SUCCESS and st.code is not Code.SUCCESS:
                     return st.with_plugin(p.name)
@@ -294,11 +382,11 @@ class Framework:
         self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
         if not feasible:
             return FitError(num_all_nodes=num_all, node_statuses=failed)
-        if len(feasible) == 1 or not self.scores:
+        if len(feasible) == 1 or not self._scores:
             node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
             return ScheduleResult(node.name, evaluated, len(feasible), {})
         skip_score: set[str] = set()
-        for p in self.pre_scores:
+        for p in self._pre_scores:
             try:
                 st = p.pre_score(state, pod, feasible)
             except Exception as e:
@@ -331,8 +419,8 @@ class Framework:
             return None
         t0 = time.perf_counter()
         dynamic = [
-            (p, w) for p, w in self.scores
-            if p.name not in b.skip and getattr(p, "score_reads_node_pods", False)
+            (p, w) for p, w, _, reads_pods in self._score_steps
+            if reads_pods and p.name not in b.skip
         ]  # fmt: skip
 
         def fits(ni: NodeInfo) -> bool:
@@ -366,11 +454,10 @@ class Framework:
         chunk at a time, each plugin over the chunk's remaining nodes in one
         call. A chunk is never longer than the number of feasible nodes still
         wanted, so no node is filtered that the one-at-a-time order would not
-        have filtered. A plugin may offer ``filter_all(state, pod, nodes)``,
-        which must return ``[filter(state, pod, n) for n in nodes]``.
+        have filtered. A :class:`FilterAllPlugin` checks the chunk in one call.
         """
         num_all = len(nodes)
-        filters = [(p, getattr(p, "filter_all", None)) for p in self.filters if p.name not in skip]
+        filters = [step for step in self._filter_steps if step[0].name not in skip]
         want = self.num_feasible_nodes_to_find(num_all)
         feasible: list[NodeInfo] = []
         failed: dict[str, Status] = {}
@@ -433,18 +520,16 @@ class Framework:
     ) -> dict[str, int]:
         """Weighted sum of every Score plugin's normalized scores, per node name.
 
-        A plugin may offer ``score_all(state, pod, nodes)``, which must return
-        ``[score(state, pod, n) for n in nodes]``: one call per cycle instead
-        of one per node. ``static``, when given, receives the part of each
-        total from plugins whose scores do not read the node's pods.
+        A :class:`ScoreAllPlugin` scores every node in one call per cycle
+        instead of one per node. ``static``, when given, receives the part of
+        each total from plugins that are not :class:`ScoreReadsNodePods`.
         """
         totals: list[int] | None = None
         static_totals = [0] * len(nodes) if static is not None else None
-        for plugin, weight in self.scores:
+        for plugin, weight, score_all, reads_pods in self._score_steps:
             if plugin.name in skip:
                 continue
             try:
-                score_all = getattr(plugin, "score_all", None)
                 if score_all is not None:
                     raw: list[int] = score_all(state, pod, nodes)
                 else:
@@ -460,7 +545,7 @@ class Framework:
                 totals = [s * weight for s in raw] if weight != 1 else raw
             else:
                 totals = [t + s * weight for t, s in zip(totals, raw, strict=True)]
-            if static_totals is not None and not getattr(plugin, "score_reads_node_pods", False):
+            if static_totals is not None and not reads_pods:
                 static_totals = [t + s * weight for t, s in zip(static_totals, raw, strict=True)]
         if static is not None and static_totals is not None:
             static.update((n.name, t) for n, t in zip(nodes, static_totals, strict=True))

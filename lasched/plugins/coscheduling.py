@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from lasched.framework.interface import (
     SKIP,
     SUCCESS,
+    Batchable,
     CycleState,
     PostFilterResult,
     Status,
@@ -91,11 +92,10 @@ class Group:
         return default
 
 
-class Coscheduling:
+class Coscheduling(Batchable):
     """PreEnqueue, PreFilter, PostFilter, Reserve/Unreserve and Permit for pod groups."""
 
     name = "Coscheduling"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
-from lasched.framework.interface import SKIP, SUCCESS, CycleState, Status, unschedulable
+from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.latency.cache import LatencyCache, Rtt
 from lasched.model import selector
 from lasched.model.latencyreq import LatencyRequirements
@@ -75,9 +75,8 @@ def _check(rtt: Rtt | None, limit: float, what: str, origin: str) -> Status | No
     return None
 
 
-class LatencyFilter:
+class LatencyFilter(Batchable):
     name = "LatencyFilter"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,
@@ -197,11 +196,10 @@ def _worst(cache: LatencyCache, places: Iterable[str], node: str) -> tuple[str, 
     return max(found, key=lambda pr: pr[1].ms) if found else None
 
 
-class LatencyScore:
+class LatencyScore(Batchable):
     """Lower weighted RTT scores higher; see the module docstring for cloud fallback."""
 
     name = "LatencyScore"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def __init__(
         self,

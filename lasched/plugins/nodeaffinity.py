@@ -13,6 +13,7 @@ from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SKIP,
     SUCCESS,
+    Batchable,
     CycleState,
     Status,
     unschedulable,
@@ -96,9 +97,8 @@ def pod_matches_node(pod: PodInfo, node: Node) -> bool:
     return any(match_term(t, node) for t in terms)
 
 
-class NodeAffinity:
+class NodeAffinity(Batchable):
     name = "NodeAffinity"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         """Nothing to check without a selector or required terms: skip Filter."""

@@ -6,7 +6,7 @@ A wildcard host IP (0.0.0.0) conflicts with every IP, as in kube-scheduler's
 from __future__ import annotations
 
 from lasched.cache.cache import NodeInfo
-from lasched.framework.interface import SKIP, SUCCESS, CycleState, Status, unschedulable
+from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.model.pod import PodInfo
 
 REASON = "node(s) didn't have free ports for the requested pod ports"
@@ -22,9 +22,8 @@ def conflicts(wanted: tuple[str, str, int], used: dict[tuple[str, str, int], int
     return (_WILDCARD, proto, port) in used
 
 
-class NodePorts:
+class NodePorts(Batchable):
     name = "NodePorts"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         return SUCCESS if pod.host_ports else SKIP

@@ -17,14 +17,16 @@ only the nodes that changed. Each gives exactly what the plain formulas give.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
+    Batchable,
     CycleState,
+    ScoreReadsNodePods,
     Status,
     unschedulable,
 )
@@ -124,17 +126,42 @@ def _remembered(
     return out
 
 
-class NodeResourcesFit:
-    """Filter, and score by ``strategy``: ``LeastAllocated`` or ``MostAllocated``."""
+STRATEGIES = ("LeastAllocated", "MostAllocated")
+SCORED_RESOURCES = (CPU, MEMORY)
+DEFAULT_RESOURCE_WEIGHTS: Mapping[str, int] = {CPU: 1, MEMORY: 1}
+
+
+class NodeResourcesFit(Batchable, ScoreReadsNodePods):
+    """Filter, and score by ``strategy``: ``LeastAllocated`` or ``MostAllocated``.
+
+    ``resources`` weighs the CPU and memory scores as kube-scheduler's
+    ``scoringStrategy.resources`` does (the weighted mean, rounded down);
+    a resource left out is not scored.
+    """
 
     name = "NodeResourcesFit"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
-    score_reads_node_pods = True  # rescored on a node that received a pod
 
-    def __init__(self, strategy: str = "LeastAllocated") -> None:
-        if strategy not in ("LeastAllocated", "MostAllocated"):
+    def __init__(
+        self,
+        strategy: str = "LeastAllocated",
+        *,
+        resources: Mapping[str, int] = DEFAULT_RESOURCE_WEIGHTS,
+    ) -> None:
+        if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be LeastAllocated or MostAllocated, not {strategy!r}")
+        for resource, weight in resources.items():
+            if resource not in SCORED_RESOURCES:
+                raise ValueError(f"resources may name cpu and memory only, not {resource!r}")
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                raise ValueError(
+                    f"resources[{resource!r}] must be a positive integer, not {weight!r}"
+                )
+        if not resources:
+            raise ValueError("resources must name cpu, memory or both")
         self.strategy = strategy
+        self.resources = dict(resources)
+        self._cpu_weight = resources.get(CPU, 0)
+        self._mem_weight = resources.get(MEMORY, 0)
         self._ratio = _ratio_free if strategy == "LeastAllocated" else _ratio_used
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
@@ -184,7 +211,10 @@ class NodeResourcesFit:
         assert n is not None
         cpu = self._ratio(n.allocatable.milli_cpu, node.non_zero_cpu + pod.non_zero[0])
         mem = self._ratio(n.allocatable.memory, node.non_zero_mem + pod.non_zero[1])
-        return (cpu + mem) // 2
+        wc, wm = self._cpu_weight, self._mem_weight
+        if wc == wm:
+            return (cpu + mem) // 2
+        return (cpu * wc + mem * wm) // (wc + wm)
 
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         """``[score(state, pod, n) for n in nodes]``, remembered per node."""
@@ -194,7 +224,7 @@ class NodeResourcesFit:
         return None
 
 
-class BalancedAllocation:
+class BalancedAllocation(Batchable, ScoreReadsNodePods):
     """Prefer nodes whose CPU and memory use stay in proportion after placing the pod.
 
     kube-scheduler's NodeResourcesBalancedAllocation with two resources:
@@ -202,8 +232,6 @@ class BalancedAllocation:
     """
 
     name = "NodeResourcesBalancedAllocation"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
-    score_reads_node_pods = True  # rescored on a node that received a pod
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         n = node.node

@@ -8,7 +8,7 @@ whose taint manager lags (or has none) never gets pods on a dead node.
 from __future__ import annotations
 
 from lasched.cache.cache import NodeInfo
-from lasched.framework.interface import SUCCESS, CycleState, Status, unschedulable
+from lasched.framework.interface import SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.model.pod import PodInfo
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -28,9 +28,8 @@ def _tolerates_unschedulable(pod: PodInfo) -> bool:
     return False
 
 
-class NodeUnschedulable:
+class NodeUnschedulable(Batchable):
     name = "NodeUnschedulable"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         n = node.node

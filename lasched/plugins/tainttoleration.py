@@ -11,6 +11,7 @@ from lasched.cache.cache import NodeInfo
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
+    Batchable,
     CycleState,
     Status,
     unschedulable,
@@ -44,9 +45,8 @@ def untolerated(
     return None
 
 
-class TaintToleration:
+class TaintToleration(Batchable):
     name = "TaintToleration"
-    batchable = True  # reads only the pod's signature fields (framework/batching.py)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         assert node.node is not None

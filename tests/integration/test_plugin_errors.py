@@ -108,15 +108,15 @@ class Exploding:
 
 def install(fw: Framework, p: Exploding) -> None:
     """Place the plugin at every extension point, first where order decides."""
-    fw.pre_enqueue.append(p)
-    fw.pre_filters.append(p)
-    fw.filters.append(p)
-    fw.post_filters.insert(0, p)
-    fw.pre_scores.append(p)
-    fw.scores.append((p, 1))
-    fw.reserves.append(p)
-    fw.permits.append(p)
-    fw.binders.insert(0, p)
+    fw.pre_enqueue = (*fw.pre_enqueue, p)
+    fw.pre_filters = (*fw.pre_filters, p)
+    fw.filters = (*fw.filters, p)
+    fw.post_filters = (p, *fw.post_filters)
+    fw.pre_scores = (*fw.pre_scores, p)
+    fw.scores = (*fw.scores, (p, 1))
+    fw.reserves = (*fw.reserves, p)
+    fw.permits = (*fw.permits, p)
+    fw.binders = (p, *fw.binders)
 
 
 @pytest.fixture

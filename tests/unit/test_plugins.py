@@ -77,6 +77,35 @@ def test_most_allocated_prefers_fuller_node() -> None:
     assert fit.score(CycleState(), pod, busy) > fit.score(CycleState(), pod, info())
 
 
+def test_resource_weights_weigh_cpu_and_memory_scores() -> None:
+    """kube-scheduler's weighted mean of each resource's score, rounded down."""
+    busy = info()
+    busy.add_pod(make_pod("old", cpu="6", memory="8Gi", node="n"))  # CPU 75 %, memory 25 %
+    pod = make_pod("p", cpu="1", memory="1Gi")
+    equal = NodeResourcesFit("MostAllocated").score(CycleState(), pod, busy)
+    cpu_heavy = NodeResourcesFit("MostAllocated", resources={"cpu": 3, "memory": 1})
+    cpu_only = NodeResourcesFit("MostAllocated", resources={"cpu": 1})
+    cpu, mem = 87, 28  # (6+1)/8 and (8+1)/32 of the node, in points
+    assert equal == (cpu + mem) // 2
+    assert cpu_heavy.score(CycleState(), pod, busy) == (3 * cpu + mem) // 4
+    assert cpu_only.score(CycleState(), pod, busy) == cpu
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"nvidia.com/gpu": 1}, "cpu and memory only, not 'nvidia.com/gpu'"),
+        ({"cpu": 0}, r"resources\['cpu'\] must be a positive integer, not 0"),
+        ({}, "resources must name cpu, memory or both"),
+    ],
+    ids=["other-resource", "zero-weight", "none"],
+)
+def test_resource_weights_are_checked(resources: dict[str, int], message: str) -> None:
+    """Only cpu and memory are scored, each with a positive weight."""
+    with pytest.raises(ValueError, match=message):
+        NodeResourcesFit(resources=resources)
+
+
 def test_unknown_strategy_is_rejected() -> None:
     """A typo in the strategy is an error naming it."""
     with pytest.raises(ValueError, match="Spread"):

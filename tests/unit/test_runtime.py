@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from lasched.cache.cache import NodeInfo
-from lasched.framework.interface import CycleState, Status, unschedulable
+from lasched.framework.interface import (
+    SUCCESS,
+    Batchable,
+    CycleState,
+    FilterAllPlugin,
+    ScoreAllPlugin,
+    ScoreReadsNodePods,
+    Status,
+    unschedulable,
+)
 from lasched.framework.runtime import FitError, Framework, PluginError, ScheduleResult
 from lasched.model.pod import PodInfo
-from lasched.plugins.noderesources import NodeResourcesFit
+from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.tainttoleration import TaintToleration
 from tests.unit.factories import make_node, make_pod
 
@@ -97,3 +107,65 @@ def test_pre_filter_rejection_is_summarised() -> None:
     result = fw.schedule(CycleState(), make_pod("p"), [NodeInfo(make_node("n"))])
     assert isinstance(result, FitError)
     assert result.summary() == "0/1 nodes are available: pod group incomplete."
+
+
+class Counting:
+    """A filter that counts its calls, and rejects one node by name."""
+
+    name = "Counting"
+
+    def __init__(self, reject: str = "") -> None:
+        self.calls: list[str] = []
+        self.reject = reject
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        self.calls.append("filter")
+        return unschedulable("rejected") if node.name == self.reject else SUCCESS
+
+
+class CountingAll(Counting):
+    """The same, with the declared fast form (FilterAllPlugin)."""
+
+    name = "CountingAll"
+
+    def filter_all(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> list[Status]:
+        self.calls.append("filter_all")
+        return [unschedulable("rejected") if ni.name == self.reject else SUCCESS for ni in nodes]
+
+
+def test_a_filter_all_plugin_checks_many_nodes_per_call() -> None:
+    """A FilterAllPlugin is called once per chunk, a plain Filter once per node."""
+    plain, fast = Counting(reject="n1"), CountingAll(reject="n2")
+    assert isinstance(fast, FilterAllPlugin) and not isinstance(plain, FilterAllPlugin)
+    fw = Framework(pre_filters=[], filters=[plain, fast], scores=[])
+    nodes = [NodeInfo(make_node(f"n{i}")) for i in range(4)]
+    result = fw.schedule(CycleState(), make_pod("p"), nodes)
+    assert isinstance(result, ScheduleResult) and result.feasible == 2
+    assert plain.calls == ["filter"] * 4
+    assert fast.calls == ["filter_all"]
+
+
+def test_setting_a_points_plugins_declares_them_anew() -> None:
+    """A filter set after build runs, with its fast form; an undeclared one ends batching."""
+    fit = NodeResourcesFit()
+    fw = Framework(pre_filters=[], filters=[fit], scores=[(fit, 1)], batching=True)
+    assert fw.batching
+    fast = CountingAll(reject="n0")
+    fw.filters = (*fw.filters, fast)
+    nodes = [NodeInfo(make_node(f"n{i}")) for i in range(3)]
+    result = fw.schedule(CycleState(), make_pod("p"), nodes)
+    assert isinstance(result, ScheduleResult) and result.feasible == 2
+    assert fast.calls == ["filter_all"]
+    assert not fw.batching  # CountingAll is not Batchable
+
+
+def test_capabilities_are_declared_by_the_plugins() -> None:
+    """The resource plugins offer the fast forms, and say their scores read a node's pods."""
+    fit, balanced = NodeResourcesFit(), BalancedAllocation()
+    assert isinstance(fit, FilterAllPlugin) and isinstance(fit, ScoreAllPlugin)
+    assert isinstance(balanced, ScoreAllPlugin) and not isinstance(balanced, FilterAllPlugin)
+    assert isinstance(fit, ScoreReadsNodePods) and isinstance(balanced, ScoreReadsNodePods)
+    assert not isinstance(TaintToleration(), ScoreReadsNodePods | ScoreAllPlugin)
+    assert all(isinstance(p, Batchable) for p in (fit, balanced, TaintToleration()))

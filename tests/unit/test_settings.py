@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lasched import settings
+from lasched.framework.registry import PluginsConfig
 from lasched.settings import ConfigError
 
 
@@ -144,3 +145,20 @@ def test_numbers_must_be_finite(value: float) -> None:
     """A YAML .inf or .nan for a number is a configuration error naming the field."""
     with pytest.raises(ConfigError, match=r"queue.initialBackoffSeconds must be a finite number"):
         settings.parse({"queue": {"initialBackoffSeconds": value}})
+
+
+def test_a_lasched_profile_keeps_the_default_plugins() -> None:
+    """lasched's own file names no plugin lists: the defaults, cpu and memory weighed alike."""
+    p = settings.parse({"profiles": [{"schedulerName": "a"}]}).profiles[0]
+    assert p.plugins == PluginsConfig()
+    assert p.resource_weights == {"cpu": 1, "memory": 1}
+    assert (p.plugin_args, p.percentage_of_nodes_to_score) == ({}, None)
+
+
+def test_read_decodes_the_file(tmp_path: Path) -> None:
+    """``read`` gives the decoded YAML of either configuration format."""
+    f = tmp_path / "c.yaml"
+    f.write_text("kind: KubeSchedulerConfiguration\n")
+    assert settings.read(f) == {"kind": "KubeSchedulerConfiguration"}
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        settings.read(tmp_path / "missing.yaml")
