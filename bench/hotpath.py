@@ -7,9 +7,10 @@
 No apiserver: a :class:`~lasched.scheduler.Scheduler` with the default
 settings gets ``--nodes`` synthetic nodes (a seeded mix of sizes, existing
 load, a few tainted and cordoned nodes) and schedules ``--pods`` seeded pods
-(five request sizes, or all alike) one after another, as ``schedule_one``
-does up to the binding cycle: PreFilter, Filter, PreScore, Score, select,
-assume, Reserve, Permit; PostFilter for a pod that fits nowhere.
+(five request sizes, or all alike) one after another, as
+:meth:`~lasched.cycle.SchedulingCycle.schedule_one` does up to the binding
+cycle: PreFilter, Filter, PreScore, Score, select, assume, Reserve, Permit;
+PostFilter for a pod that fits nowhere.
 
 It prints CPU microseconds per cycle (median and range over ``--rounds``)
 and a digest of every decision. With the framework's random tie-break
@@ -137,7 +138,7 @@ def one_round(
     fw._rng = random.Random(SEED + 2)  # the tie-break: seeded so decisions repeat
     digest = hashlib.sha256()
     unschedulable = hinted = 0
-    node_list = sched.nodes()
+    node_list = sched.cycle.nodes()
     t0 = time.process_time()
     for cycle, pod in enumerate(pods, start=1):
         state = CycleState()

@@ -27,11 +27,11 @@ _REPO = f"{Path(__file__).resolve().parents[1]}/"
 # Areas of lasched, each a test on one frame ("Class.function (path/file.py:line)");
 # a sample counts for an area when any frame of its stack passes the test.
 AREAS: tuple[tuple[str, Callable[[str], bool]], ...] = (
-    ("scheduling cycle (schedule_one)", lambda f: f.startswith("Scheduler.schedule_one ")),
+    ("scheduling cycle (schedule_one)", lambda f: f.startswith("SchedulingCycle.schedule_one ")),
     ("cycle: Filter", lambda f: f.startswith("Framework._find_feasible ")),
     ("cycle: Score", lambda f: f.startswith("Framework.score_nodes ")),
     ("cycle: PostFilter (preemption)", lambda f: f.startswith("Framework.run_post_filters ")),
-    ("binding cycle (bind request)", lambda f: f.startswith("Scheduler._binding_cycle ")),
+    ("binding cycle (bind request)", lambda f: f.startswith("SchedulingCycle._binding_cycle ")),
     ("status writes and evictions", lambda f: "lasched/kube/binding.py" in f and "bind " not in f),
     ("events (events.k8s.io writes)", lambda f: "lasched/kube/events.py" in f),
     ("informers (watch, decode, handlers)", lambda f: "lasched/kube/informers.py" in f),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 
-from lasched import debugapi, extender, server
+from lasched import debugapi, explain, extender, server
 from lasched.kube.client import KubeClient
 from lasched.kube.delegated import DelegatedAuthorizer
 from lasched.scheduler import Scheduler
@@ -41,10 +42,16 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
     async with await KubeClient.from_kubeconfig(settings.kubeconfig) as client:
         sched = Scheduler(client, settings, tune_gc=own_process)
-        debug = debugapi.DebugApi(sched, authorize=DelegatedAuthorizer(client))
+        debug = debug_api(sched, authorize=DelegatedAuthorizer(client))
         routes = [sched.hub.add_routes, debug.add_routes]
         if settings.extender.enabled:
-            ext = extender.for_scheduler(sched, prefix=settings.extender.url_prefix)
+            ext = extender.Extender(
+                latency_filter=sched.latency_filter,
+                latency_score=sched.latency_score,
+                node_info=extender.known_nodes(sched.cache, sched.node),
+                ready=lambda: sched.synced,
+                prefix=settings.extender.url_prefix,
+            )
             routes.append(ext.add_routes)
             log.info("serving kube-scheduler's extender API at %s/{filter,prioritize}", ext.prefix)
         runner = await server.start(
@@ -77,3 +84,28 @@ async def run(
             stopper.cancel()
             await runner.cleanup()
     log.info("stopped")
+
+
+def debug_api(sched: Scheduler, *, authorize: debugapi.Authorizer) -> debugapi.DebugApi:
+    """``/debug/explain`` and ``/debug/latency`` over the scheduler's live parts."""
+    sources = explain.Sources(
+        pod=sched.pod,
+        profiles=sched.profiles,
+        cache=sched.cache,
+        queue=sched.queue,
+        waiting=sched.waiting,
+        gang=sched.gang,
+        latency_filter=sched.latency_filter,
+    )
+    endpoints = [e.name for e in sched.settings.latency.endpoints]
+    return debugapi.DebugApi(
+        explain=functools.partial(explain.explain, sources),
+        latency=lambda: explain.latency_matrix(
+            sched.latency,
+            nodes=(ni.name for ni in sched.cache.node_infos()),
+            endpoints=endpoints,
+            agents=sched.hub.nodes,
+        ),
+        ready=lambda: sched.synced,
+        authorize=authorize,
+    )

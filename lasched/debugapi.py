@@ -25,32 +25,46 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from lasched import explain
-from lasched.model.pod import pod_key
-
-if TYPE_CHECKING:
-    from lasched.scheduler import Scheduler
+from lasched.model.pod import PodKey, pod_key
 
 log = logging.getLogger(__name__)
 
 EXPLAIN_PATH = "/debug/explain"
 LATENCY_PATH = "/debug/latency"
+PROXIED_AUTHORIZATION = "X-Lasched-Authorization"
+"""``Bearer <token>`` as in ``Authorization``, which the apiserver's proxy consumes:
+``kubectl lasched`` sends the token here when it comes through that proxy."""
 
 Authorizer = Callable[[str, str], Awaitable[str | None]]
 """(bearer token, path) -> None when allowed, else the reason it is not
 (:class:`lasched.kube.delegated.DelegatedAuthorizer` asks the apiserver)."""
 
 
-class DebugApi:
-    """The two routes, over one scheduler."""
+JSON = dict[str, Any]
 
-    def __init__(self, scheduler: Scheduler, *, authorize: Authorizer | None = None) -> None:
-        self._s = scheduler
+
+class DebugApi:
+    """The two routes, over one scheduler's answers."""
+
+    def __init__(
+        self,
+        *,
+        explain: Callable[[PodKey], JSON | None],
+        latency: Callable[[], JSON],
+        ready: Callable[[], bool],
+        authorize: Authorizer | None = None,
+    ) -> None:
+        """``explain``: :func:`lasched.explain.explain` of a pod (None: unknown);
+        ``latency``: :func:`lasched.explain.latency_matrix`; ``ready``: the
+        informers have synced."""
+        self._explain = explain
+        self._latency = latency
+        self._ready = ready
         self._authorize = authorize
 
     def add_routes(self, app: web.Application) -> None:
@@ -64,7 +78,7 @@ class DebugApi:
         namespace, _, name = raw.partition("/")
         if not namespace or not name or "/" in name:
             return _error(400, f"pod must be given as namespace/name, not {raw!r}")
-        answer = explain.explain(self._s, pod_key(namespace, name))
+        answer = self._explain(pod_key(namespace, name))
         if answer is None:
             return _error(
                 404, f"lasched does not know pod {namespace}/{name} (no such pod, or it finished)"
@@ -74,12 +88,13 @@ class DebugApi:
     async def latency(self, request: web.Request) -> web.Response:
         if (refused := await self._check(request)) is not None:
             return refused
-        return _json(explain.latency_matrix(self._s))
+        return _json(self._latency())
 
     async def _check(self, request: web.Request) -> web.Response | None:
         """None when the request may be answered, else the refusal."""
         if not _loopback(request.remote):
-            header = request.headers.get("Authorization", "")
+            headers = request.headers
+            header = headers.get("Authorization") or headers.get(PROXIED_AUTHORIZATION) or ""
             token = header[7:].strip() if header.startswith("Bearer ") else ""
             if not token:
                 return _error(401, "a bearer token is required from outside the scheduler's host")
@@ -89,7 +104,7 @@ class DebugApi:
             if why is not None:
                 log.info("debug request from %s refused: %s", request.remote, why)
                 return _error(403, why)
-        if not self._s.synced:
+        if not self._ready():
             return _error(503, "informers not synced yet")
         return None
 

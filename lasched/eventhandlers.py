@@ -6,43 +6,97 @@ in what filters read, a bound pod deleted) moves the unschedulable pool back.
 A pending pod's own update moves only that pod, and only when it changed
 something the scheduler reads (``SchedulingQueue.update``): the status lasched
 writes after a failed attempt comes back here and must not retry the pod.
+
+The handlers are handed the parts they touch (:class:`Parts`), never the
+scheduler: they run on the event loop between scheduling cycles, so what they
+change is never seen half-changed by a cycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
-from typing import Protocol
+import logging
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from lasched.cache.cache import SchedulerCache
 from lasched.framework.waiting import WaitingRoom
+from lasched.kube.events import ObjectRef
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling
+from lasched.profiles import Profile
 from lasched.queue.queue import SchedulingQueue
 
+log = logging.getLogger(__name__)
 
-class Parts(Protocol):
-    """What the handlers touch of the scheduler, and nothing more (no import of it)."""
 
-    @property
-    def profiles(self) -> Container[str]: ...
-    @property
-    def cache(self) -> SchedulerCache: ...
-    @property
-    def queue(self) -> SchedulingQueue: ...
-    @property
-    def gang(self) -> Coscheduling: ...
-    @property
-    def waiting(self) -> WaitingRoom: ...
-    @property
-    def retried_now(self) -> set[PodKey]: ...
+class PodWarnings:
+    """Warning Events about pods lasched cannot read as their owner meant them."""
 
-    def warn_invalid(self, pod: PodInfo, reason: str, message: str) -> None: ...
-    def forget_warnings(self, pod: PodInfo) -> None: ...
-    def pod_placed(self) -> None: ...
-    def invalidate_nodes(self) -> None: ...
-    def peers_changed(self) -> None: ...
+    def __init__(self, profiles: Mapping[str, Profile]) -> None:
+        self._profiles = profiles
+        self._warned: set[tuple[str, str]] = set()
+
+    def warn(self, pod: PodInfo, reason: str, message: str) -> None:
+        """One Warning Event per pod and problem, however often the pod is updated."""
+        key = (pod.uid, message)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        profile = self._profiles.get(pod.scheduler_name)
+        if profile is not None:
+            log.warning("pod=%s %s", pod.key, message)
+            profile.events.record(
+                _ref(pod), type="Warning", reason=reason, action="Scheduling", note=message
+            )
+
+    def forget(self, pod: PodInfo) -> None:
+        self._warned = {k for k in self._warned if k[0] != pod.uid}
+
+    def unreadable(self, raw: Mapping[str, Any], error: BaseException) -> None:
+        """A pod the informer could not read: tell its owner where they look (an Event)."""
+        meta = raw.get("metadata") or {}
+        spec = raw.get("spec") or {}
+        profile = self._profiles.get(str(spec.get("schedulerName", "")))
+        if profile is None and spec:
+            return  # another scheduler's pod
+        name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+        if not name or not uid:
+            return
+        profile = profile or next(iter(self._profiles.values()))
+        profile.events.record(
+            ObjectRef(kind="Pod", namespace=str(meta.get("namespace", "")), name=name, uid=uid),
+            type="Warning",
+            reason="FailedScheduling",
+            action="Scheduling",
+            note=f"lasched could not process this pod ({type(error).__name__}: {error}); "
+            "it is retried when the pod changes. The scheduler's log has the details.",
+        )
+
+
+def _ref(pod: PodInfo) -> ObjectRef:
+    return ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name, uid=pod.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the handlers touch, and nothing more: handed in by the wiring."""
+
+    profiles: Container[str]
+    cache: SchedulerCache
+    queue: SchedulingQueue
+    gang: Coscheduling
+    waiting: WaitingRoom
+    retried_now: set[PodKey]
+    warnings: PodWarnings
+    pod_placed: Callable[[], None]
+    """A pod was bound: pods waiting for latency peers may now have some."""
+    invalidate_nodes: Callable[[], None]
+    """The node list changed: the cycle's list of nodes is stale."""
+    peers_changed: Callable[[], None]
+    """The node list or a node's address changed: agents need new targets."""
 
 
 class PodEvents:
@@ -54,11 +108,11 @@ class PodEvents:
 
     def _check(self, pod: PodInfo) -> None:
         if pod.priority_error:
-            self.s.warn_invalid(pod, "InvalidPriority", pod.priority_error)
+            self.s.warnings.warn(pod, "InvalidPriority", pod.priority_error)
         if pod.group_error:
-            self.s.warn_invalid(pod, "InvalidPodGroup", pod.group_error)
+            self.s.warnings.warn(pod, "InvalidPodGroup", pod.group_error)
         if pod.latency_error:
-            self.s.warn_invalid(pod, "InvalidLatencyRequirement", pod.latency_error)
+            self.s.warnings.warn(pod, "InvalidLatencyRequirement", pod.latency_error)
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
@@ -68,7 +122,7 @@ class PodEvents:
         g = self.s.gang.group_of(pod)
         if g is not None and (problem := g.disagreement()):
             for m in g.members.values():
-                self.s.warn_invalid(m, "InvalidPodGroup", problem)
+                self.s.warnings.warn(m, "InvalidPodGroup", problem)
         self.s.queue.recheck_gated(members)
 
     def on_add(self, pod: PodInfo) -> None:
@@ -117,7 +171,7 @@ class PodEvents:
         if waiting is not None:
             waiting.reject("", "the pod was deleted")
         if pod.priority_error or pod.group_error or pod.group or pod.latency_error:
-            self.s.forget_warnings(pod)
+            self.s.warnings.forget(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)
             self.s.queue.move_all_to_active_or_backoff()

@@ -25,27 +25,44 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from lasched.cache.cache import NodeInfo
+from lasched.cache.cache import NodeInfo, SchedulerCache
 from lasched.framework.interface import Code, CycleState, Status
 from lasched.framework.runtime import Framework
+from lasched.framework.waiting import WaitingRoom
+from lasched.latency.cache import LatencyCache
 from lasched.model.pod import PodInfo, PodKey
+from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.latency import LatencyFilter
-
-if TYPE_CHECKING:
-    from lasched.scheduler import Scheduler
+from lasched.profiles import Profile
+from lasched.queue.queue import SchedulingQueue
 
 JSON = dict[str, Any]
 
 
-def explain(s: Scheduler, key: PodKey, *, now: float | None = None) -> JSON | None:
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What explaining reads, the scheduler's own live parts (read, never changed)."""
+
+    pod: Callable[[PodKey], PodInfo | None]
+    """The pod as the informer last saw it (None: unknown, or finished)."""
+    profiles: Mapping[str, Profile]
+    cache: SchedulerCache
+    queue: SchedulingQueue
+    waiting: WaitingRoom
+    gang: Coscheduling
+    latency_filter: LatencyFilter
+
+
+def explain(s: Sources, key: PodKey, *, now: float | None = None) -> JSON | None:
     """What lasched knows and thinks of pod ``key`` (``namespace/name``); None if unknown.
 
     ``now`` is the scheduler's monotonic clock (``time.monotonic()`` by default).
     """
-    pod = s.pod_informer.store.get(key)
+    pod = s.pod(key)
     if pod is None:
         return None
     mono = time.monotonic() if now is None else now
@@ -97,9 +114,14 @@ def explain(s: Scheduler, key: PodKey, *, now: float | None = None) -> JSON | No
     return out
 
 
-def latency_matrix(s: Scheduler) -> JSON:
-    """Every measured pair with its freshness, as ``/debug/latency`` serves it."""
-    cache = s.latency
+def latency_matrix(
+    cache: LatencyCache, *, nodes: Iterable[str], endpoints: Iterable[str], agents: list[str]
+) -> JSON:
+    """Every measured pair with its freshness, as ``/debug/latency`` serves it.
+
+    ``nodes``: the nodes the scheduler knows; ``endpoints``: the configured
+    latency endpoints' names; ``agents``: the nodes with a connected agent.
+    """
     pairs = [
         {
             "src": src,
@@ -113,13 +135,11 @@ def latency_matrix(s: Scheduler) -> JSON:
         }
         for src, dst, rtt in cache.pairs()
     ]
-    endpoints = [e.name for e in s.settings.latency.endpoints]
-    nodes = sorted(ni.name for ni in s.cache.node_infos())
     return {
         "ttlSeconds": cache.ttl,
-        "nodes": nodes,
-        "endpoints": endpoints,
-        "agents": s.hub.nodes,
+        "nodes": sorted(nodes),
+        "endpoints": list(endpoints),
+        "agents": agents,
         "pairs": pairs,
         "now": time.time(),
     }
@@ -128,7 +148,7 @@ def latency_matrix(s: Scheduler) -> JSON:
 # ---- pieces -----------------------------------------------------------------
 
 
-def _state(s: Scheduler, pod: PodInfo) -> str:
+def _state(s: Sources, pod: PodInfo) -> str:
     if pod.deleting:
         return "deleting"
     if pod.node_name:
@@ -142,7 +162,7 @@ def _state(s: Scheduler, pod: PodInfo) -> str:
     return "pending"
 
 
-def _queue(s: Scheduler, key: PodKey, mono: float, wall: float) -> JSON | None:
+def _queue(s: Sources, key: PodKey, mono: float, wall: float) -> JSON | None:
     qp = s.queue.get(key)
     if qp is None:
         return None
@@ -160,7 +180,7 @@ def _queue(s: Scheduler, key: PodKey, mono: float, wall: float) -> JSON | None:
     }
 
 
-def _permit(s: Scheduler, key: PodKey, mono: float) -> JSON | None:
+def _permit(s: Sources, key: PodKey, mono: float) -> JSON | None:
     wp = s.waiting.get(key)
     if wp is None:
         return None
@@ -173,7 +193,7 @@ def _permit(s: Scheduler, key: PodKey, mono: float) -> JSON | None:
     }
 
 
-def _gang(s: Scheduler, pod: PodInfo, mono: float) -> JSON | None:
+def _gang(s: Sources, pod: PodInfo, mono: float) -> JSON | None:
     gang = s.gang
     g = gang.group_of(pod)
     if g is None:
@@ -233,7 +253,7 @@ def _pre_filters(
     return verdicts, skip, blocked
 
 
-def _candidate_nodes(s: Scheduler, pod: PodInfo, node: str) -> list[NodeInfo]:
+def _candidate_nodes(s: Sources, pod: PodInfo, node: str) -> list[NodeInfo]:
     """Every node; the pod's own node (if placed) as a copy without the pod."""
     out = []
     for ni in s.cache.node_infos():

@@ -36,20 +36,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from lasched import metrics
-from lasched.cache.cache import NodeInfo
+from lasched.cache.cache import NodeInfo, SchedulerCache
 from lasched.framework.interface import MAX_NODE_SCORE, Code, CycleState
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
 from lasched.plugins.latency import LatencyFilter, LatencyScore
-
-if TYPE_CHECKING:
-    from lasched.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -278,21 +275,17 @@ def _json(obj: object, *, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
 
 
-def for_scheduler(sched: Scheduler, *, prefix: str) -> Extender:
-    """The extender over a running scheduler's latency plugins, caches and informers."""
+def known_nodes(cache: SchedulerCache, seen: Callable[[str], Node | None]) -> NodeLookup:
+    """A node as the scheduler's cache holds it, else as the node informer last saw it.
+
+    ``seen`` reads the informer's store at call time (a relist replaces it).
+    """
 
     def node_info(name: str) -> NodeInfo | None:
-        ni = sched.cache.node_info(name)
+        ni = cache.node_info(name)
         if ni is not None:
             return ni
-        # The informer replaces its store on a relist: read it at call time.
-        node = sched.node_informer.store.get(name)
+        node = seen(name)
         return NodeInfo(node) if node is not None else None
 
-    return Extender(
-        latency_filter=sched.latency_filter,
-        latency_score=sched.latency_score,
-        node_info=node_info,
-        ready=lambda: sched.synced,
-        prefix=prefix,
-    )
+    return node_info

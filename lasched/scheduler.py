@@ -1,48 +1,45 @@
-"""The scheduler: informers feed the cache and queue; one loop schedules.
+"""The composition root: builds the scheduler's parts, runs its tasks, leads or follows.
 
-One pod at a time goes through the **scheduling cycle**
-(:meth:`Scheduler.schedule_one`), a plain synchronous call: PreFilter, Filter,
-(PostFilter when nothing fits), PreScore, Score, then assume, Reserve and
-Permit. Nothing in it awaits, so no informer event can change the cache
-under it. The **binding cycle** (:meth:`Scheduler._binding_cycle`) then runs
-beside the loop as a bounded background task: it waits at Permit if a plugin
-asked to, writes the binding and the Event, and on any failure unreserves,
-forgets the assumed pod and returns it to the queue.
+:class:`Scheduler` builds every collaborator once and hands each one the few
+objects it needs: informers feed the cache and the queue through the event
+handlers (:mod:`lasched.eventhandlers`); the scheduling and binding cycles
+(:mod:`lasched.cycle`) pop pods and decide; the status writer
+(:mod:`lasched.kube.statuswriter`) tells the apiserver beside the loop. No
+module imports this one back.
+
+:meth:`Scheduler.run` starts the long-lived tasks, each named and supervised
+(a failure is logged and the task restarted), waits for the informers'
+first lists, and then schedules while this replica leads. A replica that
+loses the Lease steps down to a warm follower: waiting pods are rejected,
+binds not yet written are cancelled, and informers, cache, queue and agents
+stay up for the next term.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
 
 import lasched_protocol as proto
 from lasched import metrics
-from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
-from lasched.eventhandlers import NodeEvents, PodEvents, PodGroupEvents
-from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
-from lasched.framework.runtime import FitError, PluginError
-from lasched.framework.waiting import WaitingPod, WaitingRoom
+from lasched.cache.cache import SchedulerCache
+from lasched.cycle import SchedulingCycle, pre_enqueue
+from lasched.eventhandlers import NodeEvents, Parts, PodEvents, PodGroupEvents, PodWarnings
+from lasched.framework.waiting import WaitingRoom
 from lasched.kube import discovery
-from lasched.kube.binding import (
-    evict,
-    set_nominated,
-    set_podgroup_phase,
-    set_unschedulable,
-)
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.client import KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
-from lasched.kube.events import EventRecorder, ObjectRef
+from lasched.kube.events import EventRecorder
 from lasched.kube.informers import Informer, StoreOnly
+from lasched.kube.statuswriter import StatusWriter
 from lasched.kube.tokenreview import agent_authenticator
 from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
@@ -53,12 +50,12 @@ from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
-from lasched.plugins.coscheduling import Coscheduling, Group
+from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.preemption import Evictions
 from lasched.plugins.queuesort import PrioritySort
 from lasched.profiles import Profile, build_framework
-from lasched.queue.queue import QueueClosed, QueuedPod, QueueOptions, SchedulingQueue
+from lasched.queue.queue import QueueOptions, SchedulingQueue
 from lasched.settings import ConfigError, Settings
 from lasched.tasks import TaskSet, supervised
 
@@ -76,30 +73,26 @@ LOOP_MONITOR_INTERVAL = 0.25
 NON_TERMINAL_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-@dataclass(slots=True)
-class Attempt:
-    """One pod between its scheduling cycle and the end of its binding cycle."""
-
-    profile: Profile
-    state: CycleState
-    assumed: PodInfo
-    first_seen: float
-    attempts: int
-    waiting: WaitingPod | None = None
-
-
 class Scheduler:
-    """Everything that schedules: cache, queue, profiles, informers, binder."""
+    """Builds the parts, runs them; what leads and what follows."""
 
-    def __init__(self, client: KubeClient, settings: Settings, *, tune_gc: bool = False) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: Settings,
+        *,
+        tune_gc: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``tune_gc``: the process is this scheduler's alone, so it may manage the
         garbage collector (see :meth:`_first_sync`); a program that embeds the
-        scheduler keeps its collector as it is."""
+        scheduler keeps its collector as it is. ``clock``: what the queue, the
+        waiting room, the gang state and the cycle read as now."""
         self.client = client
         self.settings = settings
         self.tune_gc = tune_gc
         self.cache = SchedulerCache()
-        self.waiting = WaitingRoom(time.monotonic)
+        self.waiting = WaitingRoom(clock)
         self.latency = LatencyCache(ttl_seconds=settings.latency.ttl_seconds)
         if settings.latency.static_file:
             try:
@@ -107,15 +100,7 @@ class Scheduler:
             except static_rtt.StaticFileError as e:
                 raise ConfigError(f"latency.staticFile: {e}") from e
             log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
-        self.latency_filter = LatencyFilter(
-            self.latency, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes
-        )
-        self.latency_score = LatencyScore(
-            self.latency,
-            peer_nodes=self._peer_nodes,
-            group_nodes=self._group_nodes,
-            cloud_fallback=settings.latency.cloud_fallback,
-        )
+        self.upkeep = LatencyUpkeep()
         lat = settings.latency
         self.hub = AgentHub(
             self.latency,
@@ -125,12 +110,9 @@ class Scheduler:
                 proto.Target(id=e.name, address=e.address, kind="endpoint", port=e.port)
                 for e in lat.endpoints
             ],
-            on_change=self._latency_changed,
+            on_change=self.upkeep.latency_changed,
             options=HubOptions(interval_seconds=lat.report_interval_seconds),
         )
-        self._latency_dirty = False
-        # Members of admitted groups whose bind failed once and were retried at once.
-        self.retried_now: set[PodKey] = set()
         le = settings.leader_election
         self.elector: LeaderElector | None = None
         if le.leader_elect:
@@ -145,43 +127,33 @@ class Scheduler:
                     retry_period=le.retry_period_seconds,
                 ),
             )
-        self._peers_dirty = False
-        self._peers_placed = False
         # One gang state for the process: a group's members may use several profiles.
+        # Its hooks act through the cycle, built below: they run only once pods are tried.
         self.gang = Coscheduling(
-            clock=time.monotonic,
+            clock=clock,
             room=self.waiting,
             node_of=self.cache.node_of,
-            on_release=self._gang_released,
-            on_permitted=self._gang_permitted,
-            podgroup=self._podgroup,
+            on_release=lambda: self.cycle.gang_released(),  # noqa: PLW0108
+            on_permitted=lambda g: self.cycle.gang_permitted(g),  # noqa: PLW0108
+            podgroup=self.podgroup,
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
         )
+        self.latency_filter = LatencyFilter(
+            self.latency,
+            peer_nodes=functools.partial(peer_nodes, self.cache),
+            group_nodes=functools.partial(group_nodes, self.cache, self.gang),
+        )
+        self.latency_score = LatencyScore(
+            self.latency,
+            peer_nodes=functools.partial(peer_nodes, self.cache),
+            group_nodes=functools.partial(group_nodes, self.cache, self.gang),
+            cloud_fallback=settings.latency.cloud_fallback,
+        )
         # Preemption victims from the decision until the informer shows them gone.
         self.evictions = Evictions(self.cache.node_info)
-        self.profiles = {
-            p.scheduler_name: Profile(
-                name=p.scheduler_name,
-                framework=build_framework(
-                    p,
-                    settings,
-                    client=client,
-                    cache=self.cache,
-                    gang=self.gang,
-                    pdbs=self.pdbs,
-                    latency=self.latency_filter,
-                    latency_score=self.latency_score,
-                    evictions=self.evictions,
-                ),
-                events=EventRecorder(client, controller=p.scheduler_name),
-            )
-            for p in settings.profiles
-        }
+        self.profiles = self._profiles()
         q = settings.queue
-        self.queue_sort = PrioritySort(
-            points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost
-        )
         self.queue = SchedulingQueue(
             QueueOptions(
                 initial_backoff=q.initial_backoff_seconds,
@@ -189,28 +161,55 @@ class Scheduler:
                 max_unschedulable=q.max_unschedulable_seconds,
                 starvation_seconds=q.aging_starvation_seconds or None,
             ),
-            sort_key=self.queue_sort.sort_key,
-            pre_enqueue=self._pre_enqueue,
+            clock=clock,
+            sort_key=PrioritySort(
+                points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost
+            ).sort_key,
+            pre_enqueue=functools.partial(pre_enqueue, self.profiles),
         )
         self.binds = TaskSet("bind", settings.bind_concurrency)
-        self.status_writes = TaskSet("status", 16)
-        # A pod's last status write in flight: its bind waits for it (see _pod_status).
-        self._pod_status_writes: dict[PodKey, asyncio.Task[None]] = {}
-        self._node_list: list[NodeInfo] | None = None
-        self._warned: set[tuple[str, str]] = set()
+        self.status_writer = StatusWriter(client, podgroup_api=PODGROUP_API)
+        self.cycle = SchedulingCycle(
+            queue=self.queue,
+            cache=self.cache,
+            profiles=self.profiles,
+            waiting=self.waiting,
+            gang=self.gang,
+            evictions=self.evictions,
+            status=self.status_writer,
+            binds=self.binds,
+            fresh=self.pod,
+            resync=self._resync,
+            leading=lambda: self.leading,
+            placement_note=self.latency_filter.explain,
+            clock=clock,
+        )
+        parts = Parts(
+            profiles=self.profiles,
+            cache=self.cache,
+            queue=self.queue,
+            gang=self.gang,
+            waiting=self.waiting,
+            retried_now=self.cycle.retried_now,
+            warnings=PodWarnings(self.profiles),
+            pod_placed=self.upkeep.pod_placed,
+            invalidate_nodes=self.cycle.invalidate_nodes,
+            peers_changed=self.upkeep.peers_changed,
+        )
+        self.pod_events = PodEvents(parts)
         idle = settings.health.watch_idle_timeout_seconds
         self.pod_informer: Informer[PodInfo] = Informer(
             client,
             path="/api/v1/pods",
             decode=PodInfo,
-            handler=PodEvents(self),
+            handler=self.pod_events,
             field_selector=NON_TERMINAL_PODS,
             name="pods",
             idle_timeout=idle,
-            on_error=self._pod_unreadable,
+            on_error=parts.warnings.unreadable,
         )
         self.node_informer: Informer[Node] = Informer(
-            client, path="/api/v1/nodes", decode=Node, handler=NodeEvents(self), name="nodes",
+            client, path="/api/v1/nodes", decode=Node, handler=NodeEvents(parts), name="nodes",
             idle_timeout=idle,
         )  # fmt: skip
         self.pdb_informer: Informer[PDB] = Informer(
@@ -225,7 +224,7 @@ class Scheduler:
             client,
             path=f"/apis/{PODGROUP_API}/podgroups",
             decode=PodGroup,
-            handler=PodGroupEvents(self),
+            handler=PodGroupEvents(parts),
             name="podgroups",
             idle_timeout=idle,
         )
@@ -234,6 +233,51 @@ class Scheduler:
         self._loop_blocked_for = 0.0
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
+
+    def _profiles(self) -> dict[str, Profile]:
+        """Every profile of the settings, by scheduler name, sharing the parts above."""
+        return {
+            p.scheduler_name: Profile(
+                name=p.scheduler_name,
+                framework=build_framework(
+                    p,
+                    self.settings,
+                    client=self.client,
+                    cache=self.cache,
+                    gang=self.gang,
+                    pdbs=self.pdbs,
+                    latency=self.latency_filter,
+                    latency_score=self.latency_score,
+                    evictions=self.evictions,
+                ),
+                events=EventRecorder(self.client, controller=p.scheduler_name),
+            )
+            for p in self.settings.profiles
+        }
+
+    # ---- reads of the informers' stores (replaced on a relist: read at call time) ----
+
+    def pod(self, key: PodKey) -> PodInfo | None:
+        """The pod as the informer last saw it; None when it is gone (or terminal)."""
+        return self.pod_informer.store.get(key)
+
+    def node(self, name: str) -> Node | None:
+        return self.node_informer.store.get(name)
+
+    def podgroup(self, key: str) -> PodGroup | None:
+        return self.podgroup_informer.store.get(key)
+
+    def pdbs(self) -> Iterable[PDB]:
+        return self.pdb_informer.store.values()
+
+    def _resync(self) -> None:
+        """Rebuild the cache from the informers' stores (the apiserver's view)."""
+        self.cache.rebuild(
+            list(self.node_informer.store.values()), list(self.pod_informer.store.values())
+        )
+
+    def _node_addresses(self) -> dict[str, str]:
+        return {n.name: ip for n in self.node_informer.store.values() if (ip := n.internal_ip)}
 
     # ---- life cycle ---------------------------------------------------------
 
@@ -293,23 +337,24 @@ class Scheduler:
                 """A named long-lived task whose unexpected failure is logged and restarted."""
                 tg.create_task(supervised(name, body), name=name)
 
+            lat = self.settings.latency
             if snapshot_file:
                 guarded(
                     "latency-snapshot",
                     lambda: snapshot.run_periodic(
-                        self.latency, snapshot_file, self.settings.latency.snapshot_interval_seconds
+                        self.latency, snapshot_file, lat.snapshot_interval_seconds
                     ),
                 )
-            if self.settings.latency.goldpinger_url:
-                gp_url = self.settings.latency.goldpinger_url
+            if lat.goldpinger_url:
+                gp_url = lat.goldpinger_url
                 guarded(
                     "goldpinger",
                     lambda: goldpinger.poll(
                         self.latency,
                         url=gp_url,
-                        interval_seconds=self.settings.latency.goldpinger_interval_seconds,
+                        interval_seconds=lat.goldpinger_interval_seconds,
                         node_of_ip=lambda: {ip: n for n, ip in self._node_addresses().items()},
-                        on_change=self._latency_changed,
+                        on_change=self.upkeep.latency_changed,
                     ),
                 )
             guarded("loop-monitor", self._monitor_loop)
@@ -318,8 +363,8 @@ class Scheduler:
             guarded("informer-pdbs", self.pdb_informer.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
             guarded("queue-flush", self.queue.run_flushes)
-            guarded("permit-expiry", self._expire_waiting)
-            guarded("latency-upkeep", self._latency_upkeep)
+            guarded("permit-expiry", lambda: expire_waiting(self.gang, self.waiting))
+            guarded("latency-upkeep", lambda: self.upkeep.run(queue=self.queue, hub=self.hub))
             for p in self.profiles.values():
                 guarded(f"events-{p.name}", p.events.run)
             if self.elector is not None:
@@ -332,7 +377,7 @@ class Scheduler:
             while True:
                 await self.wait_leading()
                 try:
-                    await self.scheduling_loop()
+                    await self.cycle.scheduling_loop()
                 except Exception:
                     # A bug outside any one pod's cycle (the queue itself): say so, go on.
                     log.exception("the scheduling loop failed; restarting it in 1 s")
@@ -417,153 +462,6 @@ class Scheduler:
         while self.elector.leading.is_set() and not self.elector.is_leading():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
-    def _pod_unreadable(self, raw: Mapping[str, Any], error: BaseException) -> None:
-        """A pod the informer could not read: tell its owner where they look (an Event)."""
-        meta = raw.get("metadata") or {}
-        spec = raw.get("spec") or {}
-        profile = self.profiles.get(str(spec.get("schedulerName", "")))
-        if profile is None and spec:
-            return  # another scheduler's pod
-        name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
-        if not name or not uid:
-            return
-        profile = profile or next(iter(self.profiles.values()))
-        profile.events.record(
-            ObjectRef(kind="Pod", namespace=str(meta.get("namespace", "")), name=name, uid=uid),
-            type="Warning",
-            reason="FailedScheduling",
-            action="Scheduling",
-            note=f"lasched could not process this pod ({type(error).__name__}: {error}); "
-            "it is retried when the pod changes. The scheduler's log has the details.",
-        )
-
-    def _podgroup(self, key: str) -> PodGroup | None:
-        return self.podgroup_informer.store.get(key)
-
-    def pdbs(self) -> Iterable[PDB]:
-        # The informer replaces its store on a relist: read it at call time.
-        return self.pdb_informer.store.values()
-
-    def _gang_permitted(self, g: Group) -> None:
-        self._write_group_phase(g, "Scheduled")
-
-    def _write_group_phase(self, g: Group, phase: str) -> None:
-        """Groups backed by a PodGroup object show where they are in its status."""
-        if not g.from_podgroup():
-            return
-        namespace, _, name = g.key.partition("/")
-        self.status_writes.spawn(
-            set_podgroup_phase(
-                self.client, api=PODGROUP_API, namespace=namespace, name=name, phase=phase
-            ),
-            name=f"podgroup-{g.key}",
-        )
-
-    def _gang_released(self) -> None:
-        """A group gave up its reservations or finished: waiting groups may go.
-
-        A group that failed backs off. Its members tried meanwhile fail
-        PreFilter and are parked, and no cluster event marks the end of the
-        backoff: the queue moves them when it ends.
-        """
-        self.queue.move_all_to_active_or_backoff()
-        now = time.monotonic()
-        for g in self.gang.groups.values():
-            if g.backoff_until > now:
-                self.queue.move_at(
-                    g.backoff_until, self._members_of(g.key), key=f"podgroup-backoff/{g.key}"
-                )
-
-    def _members_of(self, group: str) -> Callable[[PodInfo], bool]:
-        def member(pod: PodInfo) -> bool:
-            g = self.gang.group_of(pod)
-            return g is not None and g.key == group
-
-        return member
-
-    def _peer_nodes(self, namespace: str, sel: Mapping[str, Any]) -> set[str]:
-        """Nodes of placed (bound or assumed) pods in ``namespace`` matching ``sel``."""
-        return {
-            ni.name
-            for ni in self.cache.node_infos()
-            for p in ni.pods.values()
-            if p.namespace == namespace and selector.matches(sel, p.labels)
-        }
-
-    def _group_nodes(self, pod: PodInfo) -> set[str]:
-        g = self.gang.group_of(pod)
-        if g is None:
-            return set()
-        return {n for k in g.members if k != pod.key and (n := self.cache.node_of(k))}
-
-    def _node_addresses(self) -> dict[str, str]:
-        return {n.name: ip for n in self.node_informer.store.values() if (ip := n.internal_ip)}
-
-    def _latency_changed(self) -> None:
-        self._latency_dirty = True
-
-    def peers_changed(self) -> None:
-        """The node list or a node's address changed: agents need new targets."""
-        self._peers_dirty = True
-
-    def pod_placed(self) -> None:
-        """A pod was bound: pods waiting for latency peers may now have some."""
-        self._peers_placed = True
-
-    async def _latency_upkeep(self, interval: float = 1.0) -> None:
-        """Coalesce latency changes and node-list changes into one action per interval.
-
-        Agents report every few seconds each; moving the unschedulable pool or
-        recomputing every agent's target list once per report would cost
-        O(agents) work per second for nothing.
-        """
-        while True:
-            await asyncio.sleep(interval)
-            if self._latency_dirty:
-                self._latency_dirty = False
-                if self.queue.move_all_to_active_or_backoff(lambda p: p.latency is not None):
-                    metrics.latency_requeues.inc()
-            if self._peers_placed:
-                self._peers_placed = False
-                self.queue.move_all_to_active_or_backoff(
-                    lambda p: p.latency is not None and p.latency.peers is not None
-                )
-            if self._peers_dirty:
-                self._peers_dirty = False
-                self.hub.peers_changed()
-
-    async def _expire_waiting(self, interval: float = 0.05) -> None:
-        """Group timeouts first (one message for the whole group), then per-pod ones."""
-        while True:
-            await asyncio.sleep(interval)
-            self.gang.expire()
-            self.waiting.expire()
-
-    async def scheduling_loop(self) -> None:
-        """Schedule one pod after another while leading; returns when not (or closed)."""
-        while True:
-            if not self.leading:
-                return
-            try:
-                qp = await self.queue.pop()
-            except QueueClosed:
-                return
-            if not self.leading:  # lost while waiting for a pod: leave it for the next leader
-                self.queue.unpop(qp)
-                return
-            try:
-                self.schedule_one(qp)
-            except Exception as e:
-                # A bug, in a plugin or here: this pod's attempt is an error, the loop goes on.
-                log.exception("pod=%s scheduling cycle failed", qp.pod.key)
-                if self.queue.get(qp.key) is qp and qp.where == "in-flight":
-                    # Not handed to a binding cycle: nothing may stay assumed.
-                    self.cache.forget(qp.pod)
-                    self.queue.requeue_error(qp, reason=f"internal error: {type(e).__name__}: {e}")
-            # pop() does not suspend while activeQ has pods: let informers,
-            # binds and events run between cycles.
-            await asyncio.sleep(0)
-
     async def shutdown(self) -> None:
         """Stop dequeuing; let in-flight binds and events finish within the grace."""
         self.queue.close()
@@ -576,380 +474,77 @@ class Scheduler:
         if self.elector is not None:
             # Binds are done: a follower may take over while events are flushed.
             await self.elector.release()
-        await self.status_writes.drain(min(grace, 5.0))
+        await self.status_writer.drain(min(grace, 5.0))
         for p in self.profiles.values():
             try:
                 await p.events.flush(min(grace, 5.0))
             except TimeoutError:
                 log.warning("profile=%s events not all written before shutdown", p.name)
 
-    # ---- the scheduling cycle -------------------------------------------------
 
-    def nodes(self) -> list[NodeInfo]:
-        if self._node_list is None:
-            self._node_list = list(self.cache.node_infos())
-        return self._node_list
+class LatencyUpkeep:
+    """Coalesces latency changes and node-list changes into one action per interval.
 
-    def _pre_enqueue(self, pod: PodInfo) -> str | None:
-        profile = self.profiles.get(pod.scheduler_name)
-        if profile is None:
-            return None
-        try:
-            st = profile.framework.run_pre_enqueue(pod)
-        except PluginError as e:  # logged and counted where it was raised
-            # kube-scheduler keeps a pod whose PreEnqueue failed gated; a later event retries it.
-            return f"PreEnqueue failed: {e}"
-        return None if st.ok else st.message
+    Agents report every few seconds each; moving the unschedulable pool or
+    recomputing every agent's target list once per report would cost
+    O(agents) work per second for nothing. The setters only mark; :meth:`run`
+    acts.
+    """
 
-    def schedule_one(self, qp: QueuedPod) -> None:
-        pod = qp.pod
-        profile = self.profiles.get(pod.scheduler_name)
-        if profile is None or pod.deleting or self.cache.node_of(pod.key) is not None:
-            self.queue.done(pod.key)
-            return
-        started = time.perf_counter()
-        fw = profile.framework
-        state = CycleState()
-        try:
-            result = fw.schedule(state, pod, self.nodes(), cycle=qp.cycle)
-            if isinstance(result, FitError):
-                nominated = fw.run_post_filters(state, pod, result) if fw.post_filters else None
-                self._unschedulable(profile, qp, result.summary(), nominated=nominated)
-                self._observe(profile, "unschedulable", started)
-                return
-            assumed = self.cache.assume(pod, result.node)
-        except PluginError as e:
-            log.error("pod=%s scheduling error: %s", pod.key, e)
-            self._record_failure(profile, pod, str(e))
-            self.queue.requeue_error(qp, reason=str(e))
-            self._observe(profile, "error", started)
-            return
-        except CacheError as e:
-            fw.forget_batch()
-            log.error("pod=%s %s; rebuilding the cache from the informers", pod.key, e)
-            self.resync()
-            self.queue.requeue_error(qp, reason=str(e))
-            self._observe(profile, "error", started)
-            return
+    def __init__(self) -> None:
+        self._latency_dirty = False
+        self._peers_dirty = False
+        self._peers_placed = False
 
-        attempt = Attempt(profile, state, assumed, qp.first_seen, qp.attempts)
-        st = fw.run_reserve(state, assumed, result.node)
-        permit, waits = st, dict[str, float]()
-        if st.ok:
-            try:
-                permit, waits = fw.run_permit(state, assumed, result.node)
-            except PluginError as e:
-                permit = e.as_status()
-        if not (permit.ok or permit.code is Code.WAIT):
-            if st.ok:
-                fw.run_unreserve(state, assumed, result.node)
-            self.cache.forget(assumed)
-            fw.forget_batch()
-            self._not_permitted(profile, qp, permit, started)
-            return
-        if permit.code is Code.WAIT:
-            attempt.waiting = self.waiting.add(assumed, result.node, waits)
-        self.queue.done(pod.key)
-        self._observe(profile, "scheduled", started)
-        log.debug(
-            "pod=%s node=%s evaluated=%d feasible=%d took_ms=%.2f",
-            pod.key, result.node, result.evaluated, result.feasible,
-            (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
-        self.binds.spawn(self._binding_cycle(attempt), name=str(pod.key))
+    def latency_changed(self) -> None:
+        self._latency_dirty = True
 
-    def _not_permitted(
-        self, profile: Profile, qp: QueuedPod, status: Status, started: float
-    ) -> None:
-        """Reserve or Permit refused the pod, or a plugin there failed."""
-        if status.code is Code.ERROR:
-            # A plugin's bug, not a verdict on the pod: retry with backoff.
-            self._record_failure(profile, qp.pod, status.message)
-            self.queue.requeue_error(qp, reason=status.message)
-            self._observe(profile, "error", started)
-        else:
-            self._unschedulable(profile, qp, status.message)
-            self._observe(profile, "unschedulable", started)
+    def peers_changed(self) -> None:
+        """The node list or a node's address changed: agents need new targets."""
+        self._peers_dirty = True
 
-    def _unschedulable(
-        self,
-        profile: Profile,
-        qp: QueuedPod,
-        message: str,
-        *,
-        nominated: PostFilterResult | None = None,
-    ) -> None:
-        log.info("pod=%s unschedulable: %s", qp.pod.key, message)
-        node = None
-        if nominated is not None:
-            node = nominated.nominated_node
-            self._preempt(profile, qp.pod, nominated)
-        self._record_failure(profile, qp.pod, message, nominated_node=node)
-        self.queue.requeue_unschedulable(qp, reason=message)
+    def pod_placed(self) -> None:
+        """A pod was bound: pods waiting for latency peers may now have some."""
+        self._peers_placed = True
 
-    def _preempt(self, profile: Profile, pod: PodInfo, result: PostFilterResult) -> None:
-        """Nominate the node (holding its room) and evict the victims beside the loop.
-
-        The victims are terminating from here on (:class:`Evictions`), so
-        attempts before the informer shows them gone wait instead of
-        preempting again: each victim is evicted, and told, once.
-        """
-        node = result.nominated_node
-        self.cache.nominate(pod, node)
-        for other, other_node in result.nominations:
-            self.cache.nominate(other, other_node)
-            self._pod_status(
-                other,
-                set_nominated(
-                    self.client, namespace=other.namespace, name=other.name, node=other_node
-                ),
-                name=f"nominate-{other.key}",
-            )
-        victims = self.evictions.begin(result.victims)
-        metrics.preemption_attempts.inc()
-        metrics.preemption_victims.observe(len(victims))
-        log.info(
-            "pod=%s preempting node=%s victims=%s",
-            pod.key, node, ",".join(v.key for v in victims),
-        )  # fmt: skip
-        for victim in victims:
-            self.status_writes.spawn(self._evict(profile, pod, victim), name=f"evict-{victim.key}")
-
-    async def _evict(self, profile: Profile, preemptor: PodInfo, victim: PodInfo) -> None:
-        """Delete one victim; its Preempted event names its own node (a group's victims
-        are on several).
-
-        Cancelling is safe: the victim then counts as terminating only once the
-        informer shows it so, and may otherwise be chosen again.
-        """
-        try:
-            await evict(self.client, namespace=victim.namespace, name=victim.name, uid=victim.uid)
-        except asyncio.CancelledError:
-            self.evictions.failed(victim)
-            raise
-        except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
-            # Not evicted: the victim runs on, and the preemptor may choose again.
-            log.warning(
-                "pod=%s not evicted for pod=%s: %s: %s",
-                victim.key, preemptor.key, type(e).__name__, e,
-            )  # fmt: skip
-            self.evictions.failed(victim)
-            self.queue.move_all_to_active_or_backoff(lambda p: p.key == preemptor.key)
-            return
-        profile.events.record(
-            ref(victim), type="Normal", reason="Preempted", action="Preempting",
-            note=f"Preempted by pod {preemptor.key} on node {victim.node_name}",
-        )  # fmt: skip
-
-    @staticmethod
-    def _observe(profile: Profile, result: str, started: float) -> None:
-        metrics.schedule_attempts.labels(result, profile.name).inc()
-        metrics.scheduling_attempt_duration.labels(result, profile.name).observe(
-            time.perf_counter() - started
-        )
-
-    def _record_failure(
-        self, profile: Profile, pod: PodInfo, message: str, *, nominated_node: str | None = None
-    ) -> None:
-        profile.events.record(
-            ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
-        )
-        self._pod_status(
-            pod,
-            set_unschedulable(
-                self.client,
-                namespace=pod.namespace,
-                name=pod.name,
-                message=message,
-                nominated_node=nominated_node,
-            ),
-            name=str(pod.key),
-        )
-
-    def _pod_status(self, pod: PodInfo, write: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Write a pod's status beside the loop, remembered until done.
-
-        A failure's ``PodScheduled=False`` (and ``nominatedNodeName``) must
-        reach the apiserver before the pod's binding: arriving after, it
-        would mark a bound pod unschedulable, and the apiserver refuses a
-        nominated node on a bound pod. A preemptor can be bound within
-        milliseconds of its failed attempt, so the bind waits for this write.
-        """
-        previous = self._pod_status_writes.get(pod.key)
-
-        async def ordered() -> None:
-            if previous is not None:
-                try:
-                    await asyncio.wait([previous])
-                except asyncio.CancelledError:
-                    write.close()  # never started: no "never awaited" warning at shutdown
-                    raise
-            try:
-                await write
-            except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
-                # The apiserver went away or refused: the next attempt writes the status again.
-                log.warning("pod=%s status not written: %s: %s", pod.key, type(e).__name__, e)
-
-        task = self.status_writes.spawn(ordered(), name=name)
-        self._pod_status_writes[pod.key] = task
-
-        def forget(t: asyncio.Task[None], key: PodKey = pod.key) -> None:
-            if self._pod_status_writes.get(key) is t:
-                del self._pod_status_writes[key]
-
-        task.add_done_callback(forget)
-
-    async def _pod_status_written(self, key: PodKey) -> None:
-        task = self._pod_status_writes.get(key)
-        if task is not None:
-            await asyncio.wait([task])  # its failure is logged by the TaskSet, not raised here
-
-    # ---- the binding cycle ----------------------------------------------------
-
-    async def _binding_cycle(self, a: Attempt) -> None:
-        """Permit wait, then bind. Every path that does not bind unreserves and forgets."""
-        pod, node = a.assumed, a.assumed.node_name
-        bound = False
-        try:
-            if a.waiting is not None:
-                verdict = await a.waiting.result()
-                self.waiting.remove(pod.key)
-                if not verdict.ok:
-                    self._failed_after_reserve(a, verdict)
-                    return
-            await self._pod_status_written(pod.key)
-            if not self.leading:
-                # Paused or cut off past the renew deadline: the next leader decides.
-                self._requeue(pod, "this scheduler stopped leading before the bind", error=True)
-                return
-            t0 = time.perf_counter()
-            st = await a.profile.framework.run_bind(a.state, pod, node)
-            metrics.binding_duration.observe(time.perf_counter() - t0)
-            bound = st.code is Code.SUCCESS
-            if bound:
-                self._bound(a)
-            elif st.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
-                # Bound elsewhere or deleted: the informer brings the truth; never rebind.
-                log.info("pod=%s bind to node=%s: %s", pod.key, node, st.message)
-            else:
-                a.profile.events.record(
-                    ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling",
-                    note=st.message,
-                )  # fmt: skip
-                self._requeue(pod, st.message, error=True)
-        except asyncio.CancelledError:
-            # Abandoned (the scheduler stepped down or is stopping): the pod left the
-            # queue when it was assumed, so it goes back, or it would never be tried again.
-            # A binding already written is seen by the informer; a second one conflicts.
-            self._requeue(pod, "its binding was abandoned", error=True)
-            raise
-        finally:
-            if not bound:
-                a.profile.framework.run_unreserve(a.state, pod, node)
-                self.cache.forget(pod)
-                # The room it held is free again, and pods parked meanwhile may fit: no
-                # informer event says so (kube-scheduler moves them as for a deleted pod).
-                self.queue.move_all_to_active_or_backoff()
-
-    def _member_bind_failed(self, pod: PodInfo, g: Group, reason: str) -> None:
-        placed, need = self.gang.placed(g), self.gang.required(g) or len(g.members)
-        log.warning(
-            "pod=%s bind failed after pod group %s was admitted (%d of %d placed): %s",
-            pod.key, g.key, placed, need, reason,
-        )  # fmt: skip
-        profile = self.profiles.get(pod.scheduler_name)
-        if profile is not None:
-            profile.events.record(
-                ref(pod), type="Warning", reason="GroupMemberBindFailed", action="Binding",
-                note=f"pod group {g.key} was admitted but this member's bind failed "
-                f"({placed} of {need} placed); retrying: {reason}",
-            )  # fmt: skip
-        if placed < need:
-            self._write_group_phase(g, "Scheduling")
-
-    def _bound(self, a: Attempt) -> None:
-        pod = a.assumed
-        if pod.key in self.retried_now:
-            self.retried_now.discard(pod.key)
-            g = self.gang.group_of(pod)
-            if g is not None and self.gang.placed(g) >= (self.gang.required(g) or len(g.members)):
-                self._write_group_phase(g, "Scheduled")
-        metrics.pod_scheduling_sli_duration.labels(str(min(a.attempts, 15))).observe(
-            time.monotonic() - a.first_seen
-        )
-        a.profile.events.record(
-            ref(pod),
-            type="Normal",
-            reason="Scheduled",
-            action="Binding",
-            note=self._scheduled_note(pod),
-        )
-
-    def _scheduled_note(self, pod: PodInfo) -> str:
-        note = f"Successfully assigned {pod.key} to {pod.node_name}"
-        if pod.latency is not None and (why := self.latency_filter.explain(pod, pod.node_name)):
-            note += f": {why}"
-        return note
-
-    def _failed_after_reserve(self, a: Attempt, verdict: Status) -> None:
-        """Permit rejected or timed out: the pod goes back as unschedulable."""
-        message = verdict.message or "rejected at permit"
-        log.info("pod=%s rejected at permit: %s", a.assumed.key, message)
-        self._record_failure(a.profile, a.assumed, message)
-        self._requeue(a.assumed, message, error=False)
-
-    def _requeue(self, pod: PodInfo, reason: str, *, error: bool) -> None:
-        """Return a pod that left the queue (assumed) after its binding cycle failed."""
-        fresh = self.pod_informer.store.get(pod.key)
-        if fresh is None or fresh.bound or fresh.uid != pod.uid:
-            return
-        self.queue.add(fresh)
-        qp = self.queue.get(fresh.key)
-        if qp is None or qp.where != "active":
-            return
-        qp.attempts += 1
-        group = self.gang.group_of(fresh)
-        if error and group is not None and group.permitted:
-            self._member_bind_failed(fresh, group, reason)
-            if fresh.key not in self.retried_now:
-                # The rest of its group is bound: retry this member at once, once;
-                # a second failure backs off like any other error.
-                self.retried_now.add(fresh.key)
-                log.info("pod=%s member of bound pod group %s: retrying now", fresh.key, group.key)
-                return
-        if error:
-            self.queue.requeue_error(qp, reason=reason)
-        else:
-            self.queue.requeue_unschedulable(qp, reason=reason)
-
-    # ---- cache upkeep -----------------------------------------------------------
-
-    def invalidate_nodes(self) -> None:
-        self._node_list = None
-
-    def resync(self) -> None:
-        """Rebuild the cache from the informers' stores (the apiserver's view)."""
-        self.cache.rebuild(
-            list(self.node_informer.store.values()), list(self.pod_informer.store.values())
-        )
-        self.invalidate_nodes()
-
-    def warn_invalid(self, pod: PodInfo, reason: str, message: str) -> None:
-        """One Warning Event per pod and problem, however often the pod is updated."""
-        key = (pod.uid, message)
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        profile = self.profiles.get(pod.scheduler_name)
-        if profile is not None:
-            log.warning("pod=%s %s", pod.key, message)
-            profile.events.record(
-                ref(pod), type="Warning", reason=reason, action="Scheduling", note=message
-            )
-
-    def forget_warnings(self, pod: PodInfo) -> None:
-        self._warned = {k for k in self._warned if k[0] != pod.uid}
+    async def run(self, *, queue: SchedulingQueue, hub: AgentHub, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._latency_dirty:
+                self._latency_dirty = False
+                if queue.move_all_to_active_or_backoff(lambda p: p.latency is not None):
+                    metrics.latency_requeues.inc()
+            if self._peers_placed:
+                self._peers_placed = False
+                queue.move_all_to_active_or_backoff(
+                    lambda p: p.latency is not None and p.latency.peers is not None
+                )
+            if self._peers_dirty:
+                self._peers_dirty = False
+                hub.peers_changed()
 
 
-def ref(pod: PodInfo) -> ObjectRef:
-    return ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name, uid=pod.uid)
+async def expire_waiting(gang: Coscheduling, waiting: WaitingRoom, interval: float = 0.05) -> None:
+    """Group timeouts first (one message for the whole group), then per-pod ones."""
+    while True:
+        await asyncio.sleep(interval)
+        gang.expire()
+        waiting.expire()
+
+
+def peer_nodes(cache: SchedulerCache, namespace: str, sel: Mapping[str, Any]) -> set[str]:
+    """Nodes of placed (bound or assumed) pods in ``namespace`` matching ``sel``."""
+    return {
+        ni.name
+        for ni in cache.node_infos()
+        for p in ni.pods.values()
+        if p.namespace == namespace and selector.matches(sel, p.labels)
+    }
+
+
+def group_nodes(cache: SchedulerCache, gang: Coscheduling, pod: PodInfo) -> set[str]:
+    """Nodes of the other placed members of ``pod``'s group."""
+    g = gang.group_of(pod)
+    if g is None:
+        return set()
+    return {n for k in g.members if k != pod.key and (n := cache.node_of(k))}

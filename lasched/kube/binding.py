@@ -1,4 +1,10 @@
-"""Writing scheduling decisions: ``pods/binding`` and the PodScheduled condition."""
+"""The API writes of scheduling decisions, one request each.
+
+``pods/binding`` (through :class:`DefaultBinder`, the Bind plugin), the
+PodScheduled condition, the nominated node, a preemption victim's deletion and
+a PodGroup's phase. :mod:`lasched.kube.statuswriter` runs all but the binding
+beside the scheduling loop, in order per pod.
+"""
 
 from __future__ import annotations
 

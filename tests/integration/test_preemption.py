@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from lasched import scheduler as scheduler_module
 from lasched.devcluster import nodes
+from lasched.kube import statuswriter
 from lasched.kube.binding import evict
 from lasched.kube.client import KubeClient
 from tests.integration.conftest import SchedulerFactory
@@ -35,7 +35,7 @@ def slow_evictions(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[str]:
         await asyncio.sleep(delay)
         await evict(kc, namespace=namespace, name=name, uid=uid)
 
-    monkeypatch.setattr(scheduler_module, "evict", late)
+    monkeypatch.setattr(statuswriter, "evict", late)
     return sent
 
 

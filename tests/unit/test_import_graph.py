@@ -1,4 +1,5 @@
-"""The package's modules import one another without a cycle, lazy imports included."""
+"""The package's modules import one another without a cycle, lazy imports included; the
+composition root is imported by the process alone; the pure layers never reach the API."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the lasched modules it imports anywhere (TYPE_CHECKING and functions too)."""
+def all_imports() -> dict[str, set[str]]:
+    """Module -> every module it imports anywhere (TYPE_CHECKING and functions too)."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
+    imports: dict[str, set[str]] = {}
     for name, path in modules.items():
         deps: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -28,8 +29,14 @@ def import_graph() -> dict[str, set[str]]:
                     deps.add(full if full in modules else node.module)
             elif isinstance(node, ast.Import):
                 deps.update(alias.name for alias in node.names)
-        graph[name] = {d for d in deps if d in modules and d != name}
-    return graph
+        imports[name] = deps - {name}
+    return imports
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the lasched modules it imports anywhere (TYPE_CHECKING and functions too)."""
+    imports = all_imports()
+    return {name: {d for d in deps if d in imports} for name, deps in imports.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -70,6 +77,28 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_in_lasched() -> None:
     """No two lasched modules import each other, directly or around a loop."""
     assert cycles(import_graph()) == []
+
+
+def test_only_the_process_imports_the_composition_root() -> None:
+    """The cycle, the handlers, explain and the HTTP side take their parts, never the Scheduler."""
+    importers = {m for m, deps in import_graph().items() if "lasched.scheduler" in deps}
+    assert importers <= {"lasched.app"}
+
+
+PURE = ("lasched.model", "lasched.queue", "lasched.cache", "lasched.framework", "lasched.plugins")
+API = ("lasched.kube", "kubernetes_asyncio", "aiohttp")
+
+
+def test_the_pure_layers_never_reach_the_api() -> None:
+    """model, queue, cache, framework and plugins import nothing that talks to the API."""
+    found = {
+        (module, dep)
+        for module, deps in all_imports().items()
+        if module.startswith(PURE)
+        for dep in deps
+        if dep.startswith(API)
+    }
+    assert found == set()
 
 
 @pytest.mark.parametrize(

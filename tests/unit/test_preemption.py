@@ -11,11 +11,10 @@ import pytest
 from kubernetes_asyncio.client import Configuration
 from prometheus_client import REGISTRY
 
-from lasched import scheduler as scheduler_module
 from lasched.cache.cache import SchedulerCache
-from lasched.eventhandlers import PodEvents
 from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
 from lasched.framework.runtime import Framework
+from lasched.kube import statuswriter
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.model.pdb import PDB
@@ -256,7 +255,7 @@ class Cluster:
         self.sched = Scheduler(client, Settings())
         self.events = FakeEvents()
         self.sched.profiles["lasched"].events = cast(EventRecorder, self.events)
-        self.informer = PodEvents(self.sched)
+        self.informer = self.sched.pod_events
         self.evicted: list[str] = []
         self.refuse: set[str] = set()  # names whose next eviction the apiserver refuses
 
@@ -269,9 +268,9 @@ class Cluster:
         async def written(kc: KubeClient, **fields: object) -> None:
             return None
 
-        monkeypatch.setattr(scheduler_module, "evict", evict)
-        monkeypatch.setattr(scheduler_module, "set_unschedulable", written)
-        monkeypatch.setattr(scheduler_module, "set_nominated", written)
+        monkeypatch.setattr(statuswriter, "evict", evict)
+        monkeypatch.setattr(statuswriter, "set_unschedulable", written)
+        monkeypatch.setattr(statuswriter, "set_nominated", written)
 
     def add(
         self, name: str, *, node: str = "", labels: dict[str, str] | None = None, **kwargs: Any
@@ -287,8 +286,8 @@ class Cluster:
         """Pop ``name`` from activeQ and run its scheduling cycle; wait for its API writes."""
         qp = await asyncio.wait_for(self.sched.queue.pop(), 1)
         assert qp.pod.name == name
-        self.sched.schedule_one(qp)
-        assert await self.sched.status_writes.drain(1)
+        self.sched.cycle.schedule_one(qp)
+        assert await self.sched.status_writer.drain(1)
 
     def retry_now(self, body: dict[str, Any]) -> None:
         """The preemptor's own status update (its nominated node) arrives and it is retried

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio.client import Configuration
 
-from lasched import scheduler as scheduler_module
-from lasched.eventhandlers import PodEvents
 from lasched.framework.interface import Code, CycleState, Status
+from lasched.kube import statuswriter
 from lasched.kube.client import KubeClient
 from lasched.model.pod import PodInfo
 from lasched.queue.queue import QueueOptions, QueueState, SchedulingQueue
@@ -77,7 +76,7 @@ async def test_the_informer_bringing_back_our_status_write_does_not_retry_the_po
     sched: Scheduler,
 ) -> None:
     """PodEvents.on_update with lasched's own PodScheduled=False leaves the pod parked."""
-    handler = PodEvents(sched)
+    handler = sched.pod_events
     pending = make_pod("q1")
     handler.on_add(pending)
     qp = await sched.queue.pop()
@@ -90,32 +89,31 @@ async def test_the_informer_bringing_back_our_status_write_does_not_retry_the_po
     assert qp.where in (QueueState.ACTIVE, QueueState.BACKOFF)
 
 
-async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends(
-    sched: Scheduler,
-) -> None:
+async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends() -> None:
     """Members parked while their failed group backs off are tried again when it ends."""
     clock = FakeClock(time.monotonic())
-    sched.queue = SchedulingQueue(
-        QueueOptions(backoff_jitter=0.0), clock=clock, pre_enqueue=sched._pre_enqueue
-    )
-    handler = PodEvents(sched)
-    members = [member(f"m{i}", group="train", minimum=2) for i in range(2)]
-    for m in members:
-        handler.on_add(m)
-    group = sched.gang.group_of(members[0])
-    assert group is not None
-    group.backoff_until = clock.t + 5.0  # a round of the group has just failed
-    sched._gang_released()
-    for _ in members:
-        qp = await sched.queue.pop()
-        sched.queue.requeue_unschedulable(qp, reason=f"pod group {group.key} backs off")
-    assert sched.queue.counts()["unschedulable"] == 2
-    clock.t += 4.9
-    sched.queue.fire_timers()
-    assert sched.queue.counts()["unschedulable"] == 2
-    clock.t += 0.2
-    sched.queue.fire_timers()
-    assert sched.queue.counts()["active"] == 2
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, Settings(), clock=clock)
+        members = [member(f"m{i}", group="train", minimum=2) for i in range(2)]
+        for m in members:
+            sched.pod_events.on_add(m)
+        group = sched.gang.group_of(members[0])
+        assert group is not None
+        group.backoff_until = clock.t + 5.0  # a round of the group has just failed
+        sched.cycle.gang_released()
+        for _ in members:
+            qp = await sched.queue.pop()
+            sched.queue.requeue_unschedulable(qp, reason=f"pod group {group.key} backs off")
+        assert sched.queue.counts()["unschedulable"] == 2
+        clock.t += 4.9
+        sched.queue.fire_timers()
+        assert sched.queue.counts()["unschedulable"] == 2
+        clock.t += 0.2
+        sched.queue.fire_timers()
+        assert sched.queue.counts()["active"] == 2
+    finally:
+        await client.close()
 
 
 async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
@@ -138,7 +136,7 @@ async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
 
 async def test_deleting_a_pending_preemptor_frees_the_room_held_for_it(sched: Scheduler) -> None:
     """The room held on its nominated node frees when it is deleted: parked pods try again."""
-    handler = PodEvents(sched)
+    handler = sched.pod_events
     handler.on_add(make_pod("waiting"))
     sched.queue.requeue_unschedulable(await sched.queue.pop(), reason="held for a preemptor")
     body = pod_json("preemptor", priority=100)
@@ -173,15 +171,15 @@ async def test_a_failed_bind_frees_its_room_for_the_pods_parked_meanwhile(
     async def written(kc: KubeClient, **fields: object) -> None:
         return None
 
-    monkeypatch.setattr(scheduler_module, "set_unschedulable", written)
+    monkeypatch.setattr(statuswriter, "set_unschedulable", written)
     binder = RefusingBinder()
     sched.profiles["lasched"].framework.binders = [binder]
     sched.cache.add_node(make_node("n1", cpu="1"))
-    sched.invalidate_nodes()
-    handler = PodEvents(sched)
+    sched.cycle.invalidate_nodes()
+    handler = sched.pod_events
     for name in ("first", "second"):
         handler.on_add(make_pod(name, cpu="1"))
-        sched.schedule_one(await sched.queue.pop())  # "first" assumed; "second" finds no room
+        sched.cycle.schedule_one(await sched.queue.pop())  # "first" assumed; "second" finds no room
     second = sched.queue.get(make_pod("second").key)
     assert second is not None
     assert second.where is QueueState.UNSCHEDULABLE

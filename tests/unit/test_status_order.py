@@ -1,14 +1,17 @@
-"""A pod's status writes reach the apiserver in order, and before its binding."""
+"""The status writer: a pod's writes reach the apiserver in order, and before its binding;
+evictions report their outcome; a refused write is logged, never raised."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 from kubernetes_asyncio.client import Configuration
 
-from lasched.kube.client import KubeClient
-from lasched.scheduler import Scheduler
-from lasched.settings import Settings
+from lasched.kube import statuswriter
+from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.statuswriter import EvictionOutcome, StatusWriter
 from tests.unit.factories import make_pod
 
 
@@ -20,7 +23,7 @@ async def test_binding_waits_for_the_pods_status_writes() -> None:
     """
     client = KubeClient(Configuration(host="http://127.0.0.1:9"))
     try:
-        sched = Scheduler(client, Settings())
+        writer = StatusWriter(client, podgroup_api="scheduling.x-k8s.io/v1alpha1")
         pod = make_pod("preemptor")
         gate, order = asyncio.Event(), []
 
@@ -29,16 +32,111 @@ async def test_binding_waits_for_the_pods_status_writes() -> None:
                 await gate.wait()
             order.append(what)
 
-        sched._pod_status(pod, write("unschedulable", slow=True), name="first")
-        sched._pod_status(pod, write("nominated", slow=False), name="second")
-        bind = asyncio.create_task(sched._pod_status_written(pod.key))
+        writer.write(pod, write("unschedulable", slow=True), name="first")
+        writer.write(pod, write("nominated", slow=False), name="second")
+        bind = asyncio.create_task(writer.written(pod.key))
         await asyncio.sleep(0.05)
         assert not bind.done(), "the bind must wait for the pending status writes"
         assert order == []  # the second write waits for the first
         gate.set()
         await asyncio.wait_for(bind, 1)
         assert order == ["unschedulable", "nominated"]
-        assert sched._pod_status_writes == {}  # forgotten once written
-        await asyncio.wait_for(sched._pod_status_written(pod.key), 0.1)  # nothing pending
+        assert writer.in_flight == 0  # forgotten once written
+        await asyncio.wait_for(writer.written(pod.key), 0.1)  # nothing pending
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def writer() -> AsyncIterator[StatusWriter]:
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        yield StatusWriter(client, podgroup_api="scheduling.x-k8s.io/v1alpha1")
+    finally:
+        await client.close()
+
+
+REFUSED = ApiError(status=500, reason="InternalError", message="etcd", body=None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [(None, EvictionOutcome.EVICTED), (REFUSED, EvictionOutcome.REFUSED)],
+    ids=["deleted", "refused"],
+)
+async def test_an_evictions_outcome_goes_back_to_who_asked(
+    writer: StatusWriter,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Exception | None,
+    expected: EvictionOutcome,
+) -> None:
+    """The victim's deletion is sent with its UID; the answer, not an exception, comes back."""
+    sent: list[tuple[str, str]] = []
+
+    async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+        sent.append((name, uid))
+        if answer is not None:
+            raise answer
+
+    monkeypatch.setattr(statuswriter, "evict", evict)
+    outcomes: list[EvictionOutcome] = []
+    victim = make_pod("low")
+    writer.evict(victim, preemptor=make_pod("vip").key, then=outcomes.append)
+    assert await writer.drain(1)
+    assert sent == [("low", victim.uid)]
+    assert outcomes == [expected]
+
+
+async def test_an_eviction_cancelled_before_its_answer_is_abandoned(
+    writer: StatusWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown that cancels the deletion tells the asker it is abandoned, not refused."""
+    sent = asyncio.Event()
+
+    async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+        sent.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(statuswriter, "evict", evict)
+    outcomes: list[EvictionOutcome] = []
+    writer.evict(make_pod("low"), preemptor=make_pod("vip").key, then=outcomes.append)
+    await asyncio.wait_for(sent.wait(), 1)
+    await writer._tasks.cancel_all()
+    assert outcomes == [EvictionOutcome.ABANDONED]
+
+
+async def test_a_status_write_the_apiserver_refuses_is_logged_and_the_next_goes_on(
+    writer: StatusWriter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused PodScheduled=False is dropped with a warning; the pod's next write is sent."""
+    written: list[str] = []
+
+    async def set_unschedulable(kc: KubeClient, *, message: str, **fields: object) -> None:
+        if message == "first":
+            raise REFUSED
+        written.append(message)
+
+    monkeypatch.setattr(statuswriter, "set_unschedulable", set_unschedulable)
+    pod = make_pod("p")
+    writer.unschedulable(pod, "first")
+    writer.unschedulable(pod, "second", nominated_node="n1")
+    await asyncio.wait_for(writer.written(pod.key), 1)
+    assert written == ["second"]
+    assert "pod=default/p status not written: ApiError" in caplog.text
+
+
+async def test_a_podgroups_phase_is_written_to_its_status(
+    writer: StatusWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``namespace/name`` and the phase reach the PodGroup's status subresource."""
+    written: list[tuple[str, str, str, str]] = []
+
+    async def set_podgroup_phase(
+        kc: KubeClient, *, api: str, namespace: str, name: str, phase: str
+    ) -> None:
+        written.append((api, namespace, name, phase))
+
+    monkeypatch.setattr(statuswriter, "set_podgroup_phase", set_podgroup_phase)
+    writer.podgroup_phase("team-a/train", "Scheduled")
+    assert await writer.drain(1)
+    assert written == [("scheduling.x-k8s.io/v1alpha1", "team-a", "train", "Scheduled")]

@@ -1,0 +1,157 @@
+"""The scheduler's writes beside the loop: pod status, nominations, evictions, PodGroup phases.
+
+The scheduling cycle never awaits, so what it decides that the apiserver
+must hear is handed here and written by a bounded set of background tasks
+(16 at a time). The writes themselves are in :mod:`lasched.kube.binding`.
+
+Invariant: a pod's status writes reach the apiserver in the order they were
+asked for, and its binding waits for the last of them
+(:meth:`StatusWriter.written`). A failure's ``PodScheduled=False`` (and
+``nominatedNodeName``) arriving after the binding would mark a bound pod
+unschedulable, and the apiserver refuses a nominated node on a bound pod; a
+preemptor can be bound within milliseconds of its failed attempt.
+
+A write the apiserver refuses or cannot take is logged and dropped: the next
+attempt writes the pod's status again. An eviction's outcome goes back to
+whoever asked for it, who decides what a victim that was not evicted means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+
+from lasched.kube.binding import evict, set_nominated, set_podgroup_phase, set_unschedulable
+from lasched.kube.client import ApiError, KubeClient
+from lasched.model.pod import PodInfo, PodKey
+from lasched.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+# What a write that did not happen raises: the apiserver refused, or was not reached.
+NOT_WRITTEN = (ApiError, aiohttp.ClientError, TimeoutError, OSError)
+
+
+class EvictionOutcome(enum.Enum):
+    """What became of one preemption victim's deletion."""
+
+    EVICTED = "evicted"
+    REFUSED = "refused"  # the apiserver refused or was not reached: the victim runs on
+    ABANDONED = "abandoned"  # cancelled before an answer (the scheduler is stopping)
+
+
+class StatusWriter:
+    """Writes pod status, nominations, evictions and PodGroup phases, in order per pod."""
+
+    def __init__(self, client: KubeClient, *, podgroup_api: str, limit: int = 16) -> None:
+        self._client = client
+        self._podgroup_api = podgroup_api
+        self._tasks = TaskSet("status", limit)
+        # A pod's last status write in flight: its bind waits for it (see write).
+        self._last: dict[PodKey, asyncio.Task[None]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Pods with a status write not yet done."""
+        return len(self._last)
+
+    def unschedulable(
+        self, pod: PodInfo, message: str, *, nominated_node: str | None = None
+    ) -> None:
+        """``PodScheduled=False`` with ``message`` (and the node preemption freed for it)."""
+        self.write(
+            pod,
+            set_unschedulable(
+                self._client,
+                namespace=pod.namespace,
+                name=pod.name,
+                message=message,
+                nominated_node=nominated_node,
+            ),
+            name=str(pod.key),
+        )
+
+    def nominated(self, pod: PodInfo, node: str) -> None:
+        """``status.nominatedNodeName`` of a pod preemption placed along with another."""
+        self.write(
+            pod,
+            set_nominated(self._client, namespace=pod.namespace, name=pod.name, node=node),
+            name=f"nominate-{pod.key}",
+        )
+
+    def write(self, pod: PodInfo, write: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run ``write`` (a status write of ``pod``) after the pod's previous one."""
+        previous = self._last.get(pod.key)
+
+        async def ordered() -> None:
+            if previous is not None:
+                try:
+                    await asyncio.wait([previous])
+                except asyncio.CancelledError:
+                    write.close()  # never started: no "never awaited" warning at shutdown
+                    raise
+            try:
+                await write
+            except NOT_WRITTEN as e:
+                log.warning("pod=%s status not written: %s: %s", pod.key, type(e).__name__, e)
+
+        task = self._tasks.spawn(ordered(), name=name)
+        self._last[pod.key] = task
+
+        def forget(t: asyncio.Task[None], key: PodKey = pod.key) -> None:
+            if self._last.get(key) is t:
+                del self._last[key]
+
+        task.add_done_callback(forget)
+
+    async def written(self, key: PodKey) -> None:
+        """Wait until the status writes asked for pod ``key`` so far are done.
+
+        Cancelling is safe: the writes go on.
+        """
+        task = self._last.get(key)
+        if task is not None:
+            await asyncio.wait([task])  # its failure is logged by the TaskSet, not raised here
+
+    def evict(
+        self, victim: PodInfo, *, preemptor: PodKey, then: Callable[[EvictionOutcome], None]
+    ) -> None:
+        """Delete a preemption victim (UID precondition, its own grace period), then tell
+        ``then`` what became of it."""
+        self._tasks.spawn(self._evict(victim, preemptor, then), name=f"evict-{victim.key}")
+
+    async def _evict(
+        self, victim: PodInfo, preemptor: PodKey, then: Callable[[EvictionOutcome], None]
+    ) -> None:
+        try:
+            await evict(self._client, namespace=victim.namespace, name=victim.name, uid=victim.uid)
+        except asyncio.CancelledError:
+            then(EvictionOutcome.ABANDONED)
+            raise
+        except NOT_WRITTEN as e:
+            log.warning(
+                "pod=%s not evicted for pod=%s: %s: %s",
+                victim.key, preemptor, type(e).__name__, e,
+            )  # fmt: skip
+            then(EvictionOutcome.REFUSED)
+            return
+        then(EvictionOutcome.EVICTED)
+
+    def podgroup_phase(self, key: str, phase: str) -> None:
+        """A PodGroup's ``status.phase`` (``namespace/name``; Scheduling, Scheduled)."""
+        namespace, _, name = key.partition("/")
+        self._tasks.spawn(
+            set_podgroup_phase(
+                self._client, api=self._podgroup_api, namespace=namespace, name=name, phase=phase
+            ),
+            name=f"podgroup-{key}",
+        )
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for every write; True if all finished."""
+        return await self._tasks.drain(timeout)
