@@ -11,6 +11,15 @@ Invariants (kube-scheduler's, enforced here):
   counts against its node until the pod is deleted or terminal.
 * A node deleted while pods still point at it keeps their accounting (as an
   entry without a Node object) until their deletions arrive.
+* *Affinity index.* Each NodeInfo keeps its pods that have inter-pod
+  affinity terms (and, among them, those with required anti-affinity), as
+  kube-scheduler's NodeInfo does; the cache keeps the nodes where either is
+  non-empty, so InterPodAffinity's symmetric check reads those pods alone
+  instead of every pod of every cycle.
+* *Change journal.* Every change to a node or its pods bumps ``version`` and
+  records the node's name; :meth:`changed_since` lists the nodes changed
+  after a version, so plugins that sum over every node (topology spreading,
+  pod affinity) update their sums for those nodes alone.
 
 The scheduling cycle runs synchronously on the event loop, so no informer
 event can interleave with it: the cycle reads this cache directly and it is a
@@ -20,6 +29,7 @@ consistent snapshot for the cycle's whole duration.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +51,9 @@ class NodeInfo:
     ``memo`` is scratch space for plugins: a value derived from this node
     (a score for one pod shape, say) stored with the generation it was
     computed at stays valid while the generation is unchanged.
+    ``pods_with_affinity`` holds the pods that have any inter-pod affinity
+    term, ``pods_with_required_anti_affinity`` those with a required
+    anti-affinity term (both kept by :meth:`add_pod` / :meth:`remove_pod`).
     """
 
     __slots__ = (
@@ -52,6 +65,8 @@ class NodeInfo:
         "non_zero_cpu",
         "non_zero_mem",
         "pods",
+        "pods_with_affinity",
+        "pods_with_required_anti_affinity",
         "requested",
         "used_ports",
     )
@@ -61,6 +76,8 @@ class NodeInfo:
         # A plain attribute, read for every node of every cycle: set_node() keeps it in step.
         self.name = node.name if node else ""
         self.pods: dict[PodKey, PodInfo] = {}
+        self.pods_with_affinity: dict[PodKey, PodInfo] = {}
+        self.pods_with_required_anti_affinity: dict[PodKey, PodInfo] = {}
         self.requested = Resources()
         self.non_zero_cpu = 0
         self.non_zero_mem = 0
@@ -92,6 +109,10 @@ class NodeInfo:
         if pod.host_ports:
             for port in pod.host_ports:
                 self.used_ports[port] = self.used_ports.get(port, 0) + 1
+        if pod.pod_affinity is not None:
+            self.pods_with_affinity[pod.key] = pod
+            if pod.pod_affinity.required_anti_affinity:
+                self.pods_with_required_anti_affinity[pod.key] = pod
         self.generation += 1
 
     def remove_pod(self, key: PodKey) -> PodInfo | None:
@@ -115,6 +136,9 @@ class NodeInfo:
                     self.used_ports[port] = left
                 else:
                     self.used_ports.pop(port, None)
+        if pod.pod_affinity is not None:
+            self.pods_with_affinity.pop(key, None)
+            self.pods_with_required_anti_affinity.pop(key, None)
         self.generation += 1
         return pod
 
@@ -137,11 +161,20 @@ class NodeInfo:
 class SchedulerCache:
     """Nodes and the pods bound or assumed on them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, journal_length: int = 4096) -> None:
+        if journal_length < 1:
+            raise ValueError(f"journal_length must be at least 1, not {journal_length}")
         self._nodes: dict[str, NodeInfo] = {}
         self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
         self._assumed: dict[PodKey, PodInfo] = {}
         self._nominations: dict[PodKey, str] = {}
+        # Nodes holding pods with inter-pod affinity terms / required anti-affinity.
+        self._affinity_nodes: dict[str, NodeInfo] = {}
+        self._anti_affinity_nodes: dict[str, NodeInfo] = {}
+        # (version, node) of recent changes; versions up to _floor are not in it.
+        self.version = 0
+        self._journal: deque[tuple[int, str]] = deque(maxlen=journal_length)
+        self._floor = 0
 
     # ---- reads -------------------------------------------------------------
 
@@ -168,6 +201,42 @@ class SchedulerCache:
     def node_of(self, key: PodKey) -> str | None:
         return self._pod_node.get(key)
 
+    def nodes_with_pod_affinity(self) -> list[NodeInfo]:
+        """Nodes (that exist) with a pod that has any inter-pod affinity term."""
+        return [ni for ni in self._affinity_nodes.values() if ni.node is not None]
+
+    def nodes_with_required_anti_affinity(self) -> list[NodeInfo]:
+        """Nodes (that exist) with a pod that has a required anti-affinity term."""
+        return [ni for ni in self._anti_affinity_nodes.values() if ni.node is not None]
+
+    def has_pod_affinity(self) -> bool:
+        """Might any counted pod have an inter-pod affinity term? (O(1), may say yes
+        for pods on deleted nodes)."""
+        return bool(self._affinity_nodes)
+
+    def changed_since(self, version: int) -> set[str] | None:
+        """Names of the nodes changed (node or pods) after ``version``; None when the
+        journal (the last ``journal_length`` changes) no longer reaches back that far:
+        then every node may have changed."""
+        if version < self._floor:  # the journal holds the changes (_floor, version]
+            return None
+        names: set[str] = set()
+        for v, name in reversed(self._journal):
+            if v <= version:
+                break
+            names.add(name)
+        return names
+
+    def _touch(self, name: str) -> None:
+        self.version += 1
+        if len(self._journal) == self._journal.maxlen:
+            self._floor = self._journal[0][0]
+        self._journal.append((self.version, name))
+
+    def has_required_anti_affinity(self) -> bool:
+        """Might any counted pod have a required anti-affinity term? (as above)"""
+        return bool(self._anti_affinity_nodes)
+
     # ---- nodes -------------------------------------------------------------
 
     def add_node(self, node: Node) -> None:
@@ -176,6 +245,7 @@ class SchedulerCache:
             self._nodes[node.name] = NodeInfo(node)
         else:
             ni.set_node(node)
+        self._touch(node.name)
 
     update_node = add_node
 
@@ -187,6 +257,7 @@ class SchedulerCache:
             ni.set_node(None)  # keep the accounting until the pods' deletions arrive
         else:
             del self._nodes[name]
+        self._touch(name)
 
     # ---- pods from the informer -------------------------------------------
 
@@ -200,8 +271,12 @@ class SchedulerCache:
                 pod.key, assumed.node_name, pod.node_name,
             )  # fmt: skip
         self._remove(pod.key)
-        self._node_for(pod.node_name).add_pod(pod)
+        ni = self._node_for(pod.node_name)
+        ni.add_pod(pod)
         self._pod_node[pod.key] = pod.node_name
+        if pod.pod_affinity is not None:
+            self._index_affinity(pod.node_name, ni)
+        self._touch(pod.node_name)
 
     update_pod = add_pod
 
@@ -244,6 +319,9 @@ class SchedulerCache:
         ni.add_pod(assumed)
         self._pod_node[pod.key] = node_name
         self._assumed[pod.key] = assumed
+        if pod.pod_affinity is not None:
+            self._index_affinity(node_name, ni)
+        self._touch(node_name)
         return assumed
 
     def forget(self, pod: PodInfo) -> None:
@@ -267,6 +345,10 @@ class SchedulerCache:
         self._nodes.clear()
         self._pod_node.clear()
         self._assumed.clear()
+        self._affinity_nodes.clear()
+        self._anti_affinity_nodes.clear()
+        self._journal.clear()
+        self._floor = self.version = self.version + 1
         for node in nodes:
             self.add_node(node)
         for pod in bound_pods:
@@ -295,9 +377,23 @@ class SchedulerCache:
         ni = self._nodes.get(name)
         if ni is None:
             return
-        ni.remove_pod(key)
+        pod = ni.remove_pod(key)
+        if pod is not None and pod.pod_affinity is not None:
+            self._index_affinity(name, ni)
+        self._touch(name)
         if ni.node is None and not ni.pods and not ni.nominated:
             del self._nodes[name]
+
+    def _index_affinity(self, name: str, ni: NodeInfo) -> None:
+        """Keep the affinity index of node ``name`` in step with its pods."""
+        if ni.pods_with_affinity:
+            self._affinity_nodes[name] = ni
+        else:
+            self._affinity_nodes.pop(name, None)
+        if ni.pods_with_required_anti_affinity:
+            self._anti_affinity_nodes[name] = ni
+        else:
+            self._anti_affinity_nodes.pop(name, None)
 
 
 def _with_node(pod: PodInfo, node_name: str) -> PodInfo:

@@ -7,7 +7,10 @@ several times the memory (see bench/). Sub-structures that plugins interpret
 Labels and annotations are free text, so decoding never fails on their
 values: a malformed one becomes an error text (``latency_error``,
 ``group_error``, ``priority_error``) that the scheduler turns into a Warning
-Event. Only a structure the apiserver would never send (a pod without
+Event. Pod (anti-)affinity and topology spread constraints are parsed here,
+once per pod version (lasched/model/affinity.py); a malformed one becomes
+``affinity_error`` / ``spread_error``, which its plugin's PreFilter reports.
+Only a structure the apiserver would never send (a pod without
 ``metadata.name``) raises.
 """
 
@@ -17,6 +20,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NewType
 
+from lasched.model.affinity import (
+    PodAffinity,
+    SpreadConstraint,
+    controller_of,
+    parse_pod_affinity,
+    parse_spread_constraints,
+)
 from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
@@ -47,7 +57,9 @@ class PodInfo:
 
     __slots__ = (
         "affinity",
+        "affinity_error",
         "annotations",
+        "controller",
         "created",
         "deleting",
         "group",
@@ -64,6 +76,7 @@ class PodInfo:
         "nominated_node_name",
         "non_zero",
         "phase",
+        "pod_affinity",
         "preemption_policy",
         "priority",
         "priority_error",
@@ -71,6 +84,8 @@ class PodInfo:
         "resource_version",
         "scheduler_name",
         "scheduling_gates",
+        "spread_constraints",
+        "spread_error",
         "tolerations",
         "uid",
     )
@@ -113,6 +128,18 @@ class PodInfo:
             self.group_error = str(e)
         if self.latency is not None and self.latency.group_max_ms and self.group is None:
             self.latency_error = f"annotation {GROUP_MAX_RTT} needs the pod to be in a pod group"
+        # (kind, uid) of the controlling ownerReference: default spreading groups by it.
+        self.controller: tuple[str, str] | None = controller_of(meta)
+        self.pod_affinity: PodAffinity | None
+        self.affinity_error: str | None
+        self.pod_affinity, self.affinity_error = parse_pod_affinity(
+            self.affinity, namespace=self.namespace, labels=self.labels
+        )
+        self.spread_constraints: tuple[SpreadConstraint, ...]
+        self.spread_error: str | None
+        self.spread_constraints, self.spread_error = parse_spread_constraints(
+            spec.get("topologySpreadConstraints"), labels=self.labels
+        )
 
     @property
     def bound(self) -> bool:

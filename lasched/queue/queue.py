@@ -134,6 +134,8 @@ SCHEDULING_FIELDS = (
     "preemption_policy",
     "requests",
     "host_ports",
+    "spread_constraints",  # the parsed spec.topologySpreadConstraints
+    "controller",  # default topology spreading groups pods by it
 )
 NOT_SCHEDULING_FIELDS = (
     # Status, written by schedulers (lasched's own PodScheduled condition and
@@ -152,6 +154,9 @@ NOT_SCHEDULING_FIELDS = (
     "latency_error",
     "group",
     "group_error",
+    "pod_affinity",
+    "affinity_error",
+    "spread_error",
 )
 
 

@@ -19,8 +19,12 @@ def pod_json(
     scheduler: str = "lasched",
     uid: str | None = None,
     rv: str = "1",
+    labels: dict[str, str] | None = None,
+    controller: tuple[str, str] | None = None,
+    deleting: bool = False,
     **spec: Any,
 ) -> dict[str, Any]:
+    """A pod; ``controller`` is the (kind, uid) of its controlling ownerReference."""
     requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
     body: dict[str, Any] = {
         "metadata": {
@@ -36,6 +40,16 @@ def pod_json(
         },
         "status": {"phase": "Pending"},
     }
+    if labels:
+        body["metadata"]["labels"] = labels
+    if controller is not None:
+        kind, owner_uid = controller
+        body["metadata"]["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": kind, "name": owner_uid, "uid": owner_uid,
+             "controller": True}
+        ]  # fmt: skip
+    if deleting:
+        body["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     if node:
         body["spec"]["nodeName"] = node
     if priority is not None:

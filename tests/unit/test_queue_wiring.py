@@ -173,7 +173,7 @@ async def test_a_failed_bind_frees_its_room_for_the_pods_parked_meanwhile(
 
     monkeypatch.setattr(statuswriter, "set_unschedulable", written)
     binder = RefusingBinder()
-    sched.profiles["lasched"].framework.binders = [binder]
+    sched.profiles["lasched"].framework.binders = (binder,)
     sched.cache.add_node(make_node("n1", cpu="1"))
     sched.cycle.invalidate_nodes()
     handler = sched.pod_events

@@ -134,10 +134,11 @@ def test_each_default_plugin_runs_at_every_point_it_implements(name: str) -> Non
 def test_a_plugin_is_built_once_for_all_its_points() -> None:
     """One instance serves every point of a profile (its PreFilter state reaches its Filter)."""
     fw = build()
-    (affinity_pre,) = [p for p in fw.pre_filters if p.name == "NodeAffinity"]
-    (affinity_filter,) = [p for p in fw.filters if p.name == "NodeAffinity"]
-    (affinity_score,) = [p for p, _ in fw.scores if p.name == "NodeAffinity"]
-    assert affinity_pre is affinity_filter is affinity_score
+    pre: list[object] = [p for p in fw.pre_filters if p.name == "NodeAffinity"]
+    filters: list[object] = [p for p in fw.filters if p.name == "NodeAffinity"]
+    scores: list[object] = [p for p, _ in fw.scores if p.name == "NodeAffinity"]
+    assert len(pre) == len(filters) == len(scores) == 1
+    assert pre[0] is filters[0] is scores[0]
 
 
 def test_default_weights_are_kube_schedulers() -> None:
