@@ -1,10 +1,13 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
-Scenarios: ``throughput``, ``gangs``, ``latency``, ``memory``, ``preemption``,
-``chaos`` (docs/benchmarks.md). Each writes ``bench/results/<stem>.json``, ``<stem>.md``
-and PNG plots next to them (``--out`` elsewhere), shows progress on stderr,
-and prints the Markdown table. The machine's load average at the start and
-the end of the run is part of the results: these machines are shared.
+Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``memory``,
+``preemption``, ``chaos`` (docs/benchmarks.md). Each writes
+``bench/results/<stem>.json``, ``<stem>.md`` and PNG plots next to them (``--out``
+elsewhere), shows progress on stderr, and prints the Markdown table. The
+machine's load average at the start and the end of the run is part of the
+results: these machines are shared. A run whose placement check failed
+(bench/verify.py) is written like any other, named on stderr, and makes the
+command exit with status 1.
 """
 
 from __future__ import annotations
@@ -23,13 +26,23 @@ from typing import Any
 
 import orjson
 
-from bench import chaos, gangs, latency, memory, preemption, pyspy, report, throughput
+from bench import (
+    chaos,
+    gangs,
+    latency,
+    memory,
+    preemption,
+    pyspy,
+    report,
+    throughput,
+    workloads,
+)
 from bench import peers as peer_defs
 from bench.throughput import Progress
 from lasched.devcluster import binaries
 from lasched.devcluster.progress import reporter
 
-SCENARIOS = ("throughput", "gangs", "latency", "memory", "preemption", "chaos")
+SCENARIOS = ("throughput", "workloads", "gangs", "latency", "memory", "preemption", "chaos")
 
 
 def _machine() -> str:
@@ -56,12 +69,49 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="results directory (default: bench/results)")
     run.add_argument("--repeat", type=int, help="repetitions (each peer, in rotation)")
     run.add_argument("--peers", help="comma-separated peers (default: the scenario's)")
-    run.add_argument("--nodes", type=int, help="kwok nodes (throughput, gangs, memory, preemption)")
+    run.add_argument(
+        "--nodes", type=int, help="kwok nodes (throughput, workloads, gangs, memory, preemption)"
+    )
     run.add_argument("--pods", type=int, help="throughput: burst pods; memory: all pods")
     t = throughput.Config()
-    run.add_argument("--rate", type=float, help=f"throughput: steady arrivals/s ({t.rate:g}); "
-                     "preemption: preemptors/s")  # fmt: skip
+    run.add_argument(
+        "--rate",
+        type=float,
+        help=f"throughput: steady arrivals/s ({t.rate:g}); preemption: preemptors/s",
+    )
     run.add_argument("--steady-seconds", type=float, default=t.steady_seconds)
+    run.add_argument(
+        "--event-wait",
+        type=float,
+        help="throughput, workloads: seconds the Scheduled Events may take after a phase's "
+        f"last binding before the missing ones count as dropped ({t.event_wait_seconds:g})",
+    )
+    run.add_argument(
+        "--pause",
+        type=float,
+        help=f"throughput, workloads: seconds between phases ({t.pause_seconds:g})",
+    )
+    w = workloads.Config()
+    run.add_argument(
+        "--workloads",
+        help="workloads: comma-separated test cases (default: all of "
+        f"{', '.join(workloads.WORKLOADS)})",
+    )
+    run.add_argument(
+        "--shapes",
+        choices=throughput.SHAPES,
+        help="throughput: every pod 100m / 128 MiB (alike, the default), or each of one of "
+        "25 shapes, 50m to 500m and 64 MiB to 1 GiB, drawn by its name and --seed (mixed)",
+    )
+    run.add_argument(
+        "--seed", type=int, help=f"workloads: MixedShapes' seed ({w.seed}); throughput: the shapes'"
+    )
+    lat = latency.Config()
+    run.add_argument(
+        "--seeds",
+        help=f"latency: comma-separated topology seeds ({','.join(str(x) for x in lat.seeds)})",
+    )
+    run.add_argument("--regions", type=int, help=f"latency: regions per topology ({lat.regions})")
     run.add_argument("--no-bind-ceiling", action="store_true")
     run.add_argument(
         "--no-controller-manager",
@@ -78,12 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gangs", type=int, default=10, help="gangs: gangs per size")
     run.add_argument("--tail", type=int, help="memory: pods the scheduler places")
     run.add_argument("--preemptors", type=int, help="preemption: high-priority pods")
-    run.add_argument("--edge-nodes", type=int, help="latency: nodes per edge site")
-    run.add_argument("--cloud-nodes", type=int, help="latency: nodes per cloud site")
     run.add_argument("--rounds", type=int, help="chaos: apiserver restarts per peer")
     run.add_argument("--down-seconds", type=float, help="chaos: how long the apiserver is down")
-    run.add_argument("--hard", type=int, help="latency: pods with max-rtt, per region")
-    run.add_argument("--soft", type=int, help="latency: pods with prefer-low-rtt, per region")
     return ap
 
 
@@ -135,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     scenario = {
         "throughput": _throughput,
         "gangs": _gangs,
+        "workloads": _workloads,
         "latency": _latency,
         "memory": _memory,
         "preemption": _preemption,
@@ -151,18 +198,33 @@ def main(argv: list[str] | None = None) -> int:
         summary = pyspy.summarise(Path(profile))
         Path(profile).with_suffix(".md").write_text(summary)
         print(summary)
+    failed = result.get("failed") or []
+    if failed:
+        print(f"placement checks failed in {len(failed)} run(s):", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _throughput(r: _Run) -> Outcome:
     cfg = throughput.Config(
         **r.common,
-        **_given(r.args, nodes="nodes", pods="pods", rate="rate"),
+        **_given(
+            r.args,
+            nodes="nodes",
+            pods="pods",
+            rate="rate",
+            event_wait_seconds="event_wait",
+            pause_seconds="pause",
+            shapes="shapes",
+            seed="seed",
+        ),
         steady_seconds=r.args.steady_seconds,
         bind_ceiling=not r.args.no_bind_ceiling,
     )
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
-    stem = f"throughput-{cfg.nodes}nodes"
+    stem = f"throughput-{cfg.nodes}nodes" + ("-mixed" if cfg.shapes == "mixed" else "")
     if r.args.profile:
         cfg = dataclasses.replace(cfg, profile=str(r.out / f"{stem}-pyspy.txt"))
     samples = asyncio.run(throughput.run(cfg, r.progress))
@@ -182,39 +244,42 @@ def _gangs(r: _Run) -> Outcome:
     return "gangs", gangs.to_json(cfg, samples, r.env), gangs.markdown, pngs
 
 
-def _latency(r: _Run) -> Outcome:
-    cfg = latency.Config(
-        **r.common,
-        **_given(
-            r.args,
-            edge_nodes="edge_nodes",
-            cloud_nodes="cloud_nodes",
-            hard_per_region="hard",
-            soft_per_region="soft",
-        ),
+def _workloads(r: _Run) -> Outcome:
+    given = _given(
+        r.args, nodes="nodes", seed="seed", event_wait_seconds="event_wait", pause_seconds="pause"
     )
-    _check_peers(r.ap, cfg.peers, ("lasched", "kube-scheduler-extender", "kube-scheduler-tuned"))
-    samples = asyncio.run(latency.run(cfg, r.progress))
-    series: dict[str, list[float]] = {}
-    for s in samples:
-        series.setdefault(peer_defs.LABELS.get(s.peer, s.peer), []).extend(s.rtts_ms)
-    series["optimum (exact)"] = latency.optimum(cfg) * cfg.repeat
-    pngs = [
-        report.cdf_plot(
-            series,
-            r.out / "latency-rtt-cdf.png",
-            title="RTT from each placed pod to its users (all repetitions)",
-            xlabel="RTT to the pod's users, ms (log scale)",
-            log=True,
-            dashed=frozenset({"optimum (exact)"}),
-        )
-    ]
-    return "latency", latency.to_json(cfg, samples, r.env), latency.markdown, pngs
+    if r.args.workloads:
+        given["workloads"] = tuple(w for w in r.args.workloads.split(",") if w)
+        unknown = [w for w in given["workloads"] if w not in workloads.WORKLOADS]
+        if unknown:
+            r.ap.error(
+                f"unknown workload(s): {', '.join(unknown)}; known: "
+                f"{', '.join(workloads.WORKLOADS)}"
+            )
+    cfg = workloads.Config(**r.common, **given)
+    _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    built, samples = asyncio.run(workloads.run(cfg, r.progress))
+    result = workloads.to_json(cfg, built, samples, r.env)
+    pngs = [workloads.plot(result, r.out / "workloads.png")]
+    return "workloads", result, workloads.markdown, pngs
+
+
+def _latency(r: _Run) -> Outcome:
+    given = _given(r.args, regions="regions")
+    if r.args.seeds:
+        given["seeds"] = tuple(int(x) for x in r.args.seeds.split(",") if x)
+    cfg = latency.Config(**r.common, **given)
+    _check_peers(r.ap, cfg.peers, tuple(latency.PEERS))
+    seeded, samples = asyncio.run(latency.run(cfg, r.progress))
+    result = latency.to_json(cfg, seeded, samples, r.env)
+    pngs = latency.plots(result, seeded, samples, r.out)
+    return "latency", result, latency.markdown, pngs
 
 
 def _memory(r: _Run) -> Outcome:
     cfg = memory.Config(**r.common, **_given(r.args, nodes="nodes", pods="pods", tail="tail"))
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
+    orders = [throughput.rotation(cfg.peers, rep) for rep in range(cfg.repeat)]
     if r.args.profile:
         cfg = dataclasses.replace(cfg, profile=str(r.out / "memory-pyspy.txt"))
     samples = asyncio.run(memory.run(cfg, r.progress))
@@ -230,7 +295,34 @@ def _memory(r: _Run) -> Outcome:
             ylabel="MB",
         )
     ]
-    return "memory", memory.to_json(cfg, samples, r.env), memory.markdown, pngs
+    result = memory.to_json(cfg, samples, r.env)
+    result["orders"] = orders
+    result["ratios"] = _memory_ratios(samples)
+
+    def table(res: dict[str, Any]) -> str:
+        lines = ["", "Ratios taken within each repetition; median (min to max):", ""]
+        for peer, st in res["ratios"].items():
+            rng = "" if st["min"] == st["max"] else f" ({st['min']:.2f}x to {st['max']:.2f}x)"
+            lines.append(
+                f"- lasched peak RSS / {report.label(peer)}: **{st['median']:.2f}x**{rng}, "
+                f"{st['n']:.0f} repetition(s)"
+            )
+        lines += report.order_lines(orders)
+        return memory.markdown(res) + "\n".join(lines if res["ratios"] else lines[3:]) + "\n"
+
+    return "memory", result, table, pngs
+
+
+def _memory_ratios(samples: list[memory.Sample]) -> dict[str, dict[str, float]]:
+    """Per other peer: lasched's peak RSS over the peer's, in each repetition."""
+    mine = {s.repeat: s for s in samples if s.peer == "lasched"}
+    out = {}
+    for peer in dict.fromkeys(s.peer for s in samples if s.peer != "lasched"):
+        theirs = {s.repeat: s for s in samples if s.peer == peer}
+        vals = [mine[k].peak_rss_mb / theirs[k].peak_rss_mb for k in mine.keys() & theirs.keys()]
+        if vals:
+            out[peer] = throughput.stat(vals)
+    return out
 
 
 def _preemption(r: _Run) -> Outcome:

@@ -1,48 +1,49 @@
-"""Scenario ``latency``: where pods land relative to their users, and how fast.
+"""Scenario ``latency``: where pods land relative to their users, on generated edge topologies.
 
-An edge topology of kwok nodes: three regions (eu, us, ap), each with two
-edge sites and a cloud site, every site a few nodes. The RTTs are known: a
-site's access RTT to its region's users (edge-1 3 ms, edge-2 9 ms, cloud
-28 ms) plus a backbone RTT between regions (eu-us 80, us-ap 110, eu-ap 150
-ms). One simulated agent per node (:mod:`bench.agentsim`) measures that
+Each seed gives a topology (:mod:`bench.topology`): regions with edge sites
+of varied nodes and a cloud site, user populations at edge sites, RTTs from
+geography plus noise, and a workload of hard pods (``lasched.io/max-rtt``
+to their users, PriorityClass ``latency-critical``) and soft pods
+(``lasched.io/prefer-low-rtt``). Its kwok nodes carry the site as their zone
+(``topology.kubernetes.io/zone``) and the region as their region. One
+simulated agent per node (:mod:`bench.agentsim`) measures the topology's RTT
 matrix and streams it to lasched over the real agent protocol; the user
-populations are lasched endpoints ``users-eu``, ``users-us``, ``users-ap``.
+populations are lasched endpoints ``users-<site>``.
 
-Pods, per region (500m CPU, 1 GiB each, so an edge node holds 8 and a cloud
-node 32):
+Peers, per seed, in an order that rotates from seed to seed:
 
-* **hard**: ``lasched.io/max-rtt: users-<region>=10ms`` (only the region's
-  edge sites qualify), with the PriorityClass ``latency-critical``;
-* **soft**: ``lasched.io/prefer-low-rtt: users-<region>``.
+- **lasched**;
+- **kube-scheduler + lasched extender** (docs/extender.md);
+- **kube-scheduler**, latency-blind: the same pods, its default plugins;
+- **kube-scheduler + zone affinity**: what a user without lasched would
+  write, knowing where the users are but not the RTTs: a hard pod requires
+  its users' site (``nodeAffinity`` on the zone), a soft pod prefers it
+  (weight 100) and its region (weight 50).
 
-Per peer and repetition: the peer (and, for lasched, its agents) starts;
-once lasched holds every pair's RTT, one warm-up pod is bound, then all pods
-are created at once. When every pod is bound, or nothing has bound for
-``settle`` seconds, each pod's RTT to its users is read off the matrix by
-the node it landed on. Figures: the share of hard pods placed within their
-limit, violations (placed beyond it: must be 0), pods left pending,
-evictions, the RTT each pod gets (mean, median, p90), and pods bound per
-second.
+Per peer: the peer (and, for lasched, its agents) starts; once lasched holds
+every pair's RTT, one warm-up pod is bound, then all pods are created at once
+(classes interleaved). When every pod is bound, or nothing has bound for
+``settle`` seconds, the figures are taken. A soft pod that a hard pod
+preempts is created again, as its ReplicaSet would (the name suffixed
+``-r1``, ``-r2``...), and the figures cover the replacement; evictions are
+counted.
 
-Pods are created one after another, so a soft pod may take an edge slot
-that a later hard pod needs and is then preempted. The benchmark replaces
-an evicted pod as its ReplicaSet would (same spec, the name suffixed
-``-r1``, ``-r2``...), so every pod of the workload ends up placed or
-pending and the RTT figures cover all of them; evictions are counted.
-
-The **optimum** is exact: a min-cost assignment of all pods to the sites'
-free slots (hard pods only to sites within their limit), minimising the
-total RTT; mean RTT is set against it.
-
-kube-scheduler cannot see RTTs: it gets the same pods with ``schedulerName:
-default-scheduler`` and places them by its default plugins. **kube-scheduler
-+ lasched extender** is the same kube-scheduler with lasched (extender mode,
-its own agents) answering its filter and prioritize calls (docs/extender.md).
+Figures per seed and peer: hard violations (a hard pod placed beyond its
+limit), pods left pending, pods left pending although a node had room for
+them within every hard constraint (capacity, taints, max RTT) in the final
+state, evictions, each placed pod's RTT to its users, and the mean RTT over
+the **exact optimum**'s (:mod:`bench.milp`: as many hard pods as possible,
+then as many pods, then the least total RTT). The placement check
+(:mod:`bench.verify`) runs on every peer's final state; lasched and the
+extender are held to the pods' ``max-rtt`` too, the kube-scheduler peers,
+which cannot see RTTs, to the Kubernetes rules only (their RTT violations
+are the figure above, not a failed run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import statistics
 import sys
@@ -53,69 +54,87 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import matplotlib.pyplot as plt
 import orjson
+from matplotlib.ticker import FormatStrFormatter
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench import peers
+from bench import milp, peers, topology, verify
+from bench.report import cdf_plot, check_lines, environment_lines, order_lines
 from bench.throughput import (
     Progress,
     create_bodies,
     delete_pods,
     ensure_priority_class,
+    failures,
     percentile,
+    rotation,
+    stat,
 )
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
+from lasched.devcluster.agents import NAMESPACE as AGENT_NAMESPACE
 from lasched.devcluster.agents import agent_token
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.devcluster.processes import free_port, spawn, stop_children
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 
 SCENARIO = "latency"
-VERSION = 1
+VERSION = 2
 
-REGIONS = ("eu", "us", "ap")
-BACKBONE_MS = {("eu", "us"): 80.0, ("us", "ap"): 110.0, ("eu", "ap"): 150.0}
-SAME_SITE_MS = 0.4
 PRIORITY_CLASS = "latency-critical"
 SITE_LABEL = "bench.lasched.io/site"
+SEED_LABEL = "bench.lasched.io/seed"
 
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    name: str
-    region: str
-    access_ms: float  # RTT to the region's users
-    nodes: int
-    cpu: str
-    memory: str
-
-    def node_names(self) -> list[str]:
-        return [f"{self.name}-{i}" for i in range(self.nodes)]
+KUBE_ZONE = dataclasses.replace(
+    peers.KUBE_LATENCY_BLIND,
+    key="kube-scheduler-zone",
+    label="kube-scheduler + zone affinity (QPS 5000/10000)",
+)
+PEERS = {
+    "lasched": peers.LASCHED,
+    "kube-scheduler-extender": peers.KUBE_EXTENDER,
+    "kube-scheduler-tuned": peers.KUBE_LATENCY_BLIND,
+    "kube-scheduler-zone": KUBE_ZONE,
+}
+LABELS = {
+    "lasched": "lasched",
+    "kube-scheduler-extender": "kube-scheduler + lasched extender",
+    "kube-scheduler-tuned": "kube-scheduler, latency-blind",
+    "kube-scheduler-zone": "kube-scheduler + zone affinity",
+    "optimum": "optimum (exact)",
+}
+SEES_RTT = frozenset({"lasched", "kube-scheduler-extender"})
+# What every peer's pending pods are measured against: the scenario's own hard constraints.
+SCENARIO_RULES = frozenset({verify.CAPACITY, verify.TAINTS, verify.MAX_RTT})
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    edge_nodes: int = 6  # per edge site
-    cloud_nodes: int = 8  # per cloud site
-    hard_per_region: int = 60
-    soft_per_region: int = 60
-    max_rtt_ms: float = 10.0
-    repeat: int = 3
-    peers: tuple[str, ...] = ("lasched", "kube-scheduler-extender", "kube-scheduler-tuned")
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    regions: int = 3
+    repeat: int = 1  # per seed
+    peers: tuple[str, ...] = tuple(PEERS)
     report_interval_seconds: float = 5.0
     settle_seconds: float = 15.0
     timeout: float = 300.0
     controller_manager: bool = True  # run kube-controller-manager in the dev cluster
 
+    def sizes(self) -> topology.Sizes:
+        return topology.Sizes(regions=self.regions)
+
 
 @dataclass(slots=True)
 class Sample:
+    seed: int
     peer: str
     repeat: int
+    position: int
     pods: int
     bound: int
     pending_hard: int
     pending_soft: int
+    pending_feasible: int  # pending although a node had room within the hard constraints
     evicted: int  # bound, then preempted during the run (and replaced, see the docstring)
     hard_met: int  # hard pods placed within their limit
     hard_total: int
@@ -125,209 +144,109 @@ class Sample:
     p90_rtt_ms: float
     mean_rtt_hard_ms: float
     mean_rtt_soft_ms: float
+    optimum_mean_rtt_ms: float
+    rtt_ratio: float  # mean RTT over the optimum's
     pods_per_s: float
     makespan_s: float
     cpu_seconds: float | None = None
     peak_rss_mb: float | None = None
     by_site: dict[str, int] = field(default_factory=dict)  # workload pods per site, at the end
+    verify: dict[str, Any] = field(default_factory=dict)
     rtts_ms: list[float] = field(default_factory=list)
 
 
-# ---- the topology -----------------------------------------------------------------
+# ---- the pods -----------------------------------------------------------------------------
 
 
-def sites(cfg: Config) -> list[Site]:
+def pod_bodies(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[str, Any]]:
+    """Every class's pods, the classes interleaved (one of each in turn)."""
+    site_of_users = {u.name: u.site for u in topo.users}
     out = []
-    for region in REGIONS:
-        out += [
-            Site(f"{region}-edge-1", region, 3.0, cfg.edge_nodes, "4", "16Gi"),
-            Site(f"{region}-edge-2", region, 9.0, cfg.edge_nodes, "4", "16Gi"),
-            Site(f"{region}-cloud", region, 28.0, cfg.cloud_nodes, "16", "64Gi"),
-        ]
-    return out
-
-
-def backbone(a: str, b: str) -> float:
-    if a == b:
-        return 0.0
-    return BACKBONE_MS.get((a, b)) or BACKBONE_MS[(b, a)]
-
-
-def users(region: str) -> str:
-    return f"users-{region}"
-
-
-def rtt_to_users(site: Site, region: str) -> float:
-    return site.access_ms + backbone(site.region, region)
-
-
-def rtt_between(a: Site, b: Site) -> float:
-    if a.name == b.name:
-        return SAME_SITE_MS
-    return a.access_ms + b.access_ms + backbone(a.region, b.region)
-
-
-def matrix(all_sites: list[Site]) -> dict[str, dict[str, float]]:
-    """node -> target (every other node, every user endpoint) -> RTT in ms."""
-    out: dict[str, dict[str, float]] = {}
-    for a in all_sites:
-        for node in a.node_names():
-            row = {users(r): rtt_to_users(a, r) for r in REGIONS}
-            for b in all_sites:
-                for other in b.node_names():
-                    if other != node:
-                        row[other] = rtt_between(a, b)
-            out[node] = row
-    return out
-
-
-POD_CPU_MILLI = 500
-POD_MEMORY_GI = 1
-
-
-def slots(site: Site) -> int:
-    """Pods of 500m / 1 GiB that fit one node of the site, times its nodes."""
-    per_node = min(int(site.cpu) * 1000 // POD_CPU_MILLI, int(site.memory[:-2]) // POD_MEMORY_GI)
-    return per_node * site.nodes
-
-
-def pod_bodies(cfg: Config, scheduler: str) -> list[dict[str, Any]]:
-    """Hard and soft pods of every region, interleaved (hard, soft, hard, ...)."""
-    bodies = []
-    for region in REGIONS:
-        for i in range(max(cfg.hard_per_region, cfg.soft_per_region)):
-            if i < cfg.hard_per_region:
-                bodies.append(
+    longest = max((c.count for c in topo.classes), default=0)
+    for i in range(longest):
+        for c in topo.classes:
+            if i < c.count:
+                site = site_of_users[c.users]
+                out.append(
                     _pod(
-                        f"{region}-hard-{i}",
+                        f"{c.name}-{i}",
+                        c,
                         scheduler,
-                        region,
-                        "hard",
-                        {"lasched.io/max-rtt": f"{users(region)}={cfg.max_rtt_ms:g}ms"},
+                        site=site,
+                        region=topo.region_of[site],
+                        zone=peer == KUBE_ZONE.key,
                     )
                 )
-            if i < cfg.soft_per_region:
-                bodies.append(
-                    _pod(
-                        f"{region}-soft-{i}",
-                        scheduler,
-                        region,
-                        "soft",
-                        {"lasched.io/prefer-low-rtt": users(region)},
-                    )
-                )
-    return bodies
+    return out
 
 
 def _pod(
-    name: str, scheduler: str, region: str, kind: str, annotations: dict[str, str]
+    name: str, c: topology.PodClass, scheduler: str, *, site: str, region: str, zone: bool
 ) -> dict[str, Any]:
+    if c.kind == "hard":
+        annotations = {verify.MAX_RTT_ANNOTATION: f"{c.users}={c.max_rtt_ms:g}ms"}
+    else:
+        annotations = {"lasched.io/prefer-low-rtt": c.users}
     spec: dict[str, Any] = {
         "schedulerName": scheduler,
+        "terminationGracePeriodSeconds": 0,
         "containers": [
             {
                 "name": "main",
                 "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": f"{POD_CPU_MILLI}m", "memory": "1Gi"}},
+                "resources": {"requests": {"cpu": f"{c.cpu_milli}m", "memory": f"{c.memory_mi}Mi"}},
             }
         ],
     }
-    if kind == "hard":
+    if c.kind == "hard":
         spec["priorityClassName"] = PRIORITY_CLASS
+    if zone:
+        spec["affinity"] = {"nodeAffinity": _zone_affinity(c.kind, site, region)}
     return {
         "metadata": {
             "name": name,
-            "labels": {"bench": SCENARIO, "region": region, "kind": kind},
+            "labels": {"bench": SCENARIO, "class": c.name, "kind": c.kind},
             "annotations": annotations,
         },
         "spec": spec,
     }
 
 
-# ---- the optimum ---------------------------------------------------------------------
+def _zone_affinity(kind: str, site: str, region: str) -> dict[str, Any]:
+    def term(key: str, value: str) -> dict[str, Any]:
+        return {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
 
-
-def optimum(cfg: Config) -> list[float]:
-    """Each pod's RTT in a min-cost assignment of all pods to the sites' slots.
-
-    Pods of one region and kind are alike, and so are a site's slots, so the
-    assignment is a transportation problem: solved exactly as a min-cost
-    flow (successive shortest paths; Bellman-Ford, since residual edges have
-    negative costs). Pods that fit nowhere within their limits are left out.
-    """
-    all_sites = sites(cfg)
-    classes = [(r, "hard", cfg.hard_per_region) for r in REGIONS]
-    classes += [(r, "soft", cfg.soft_per_region) for r in REGIONS]
-    # Vertices: 0 source, 1..C classes, C+1..C+S sites, C+S+1 sink.
-    c, s = len(classes), len(all_sites)
-    sink = c + s + 1
-    graph: list[list[list[float]]] = [[] for _ in range(sink + 1)]  # [to, cap, cost, rev]
-
-    def edge(u: int, v: int, cap: float, cost: float) -> None:
-        graph[u].append([v, cap, cost, len(graph[v])])
-        graph[v].append([u, 0, -cost, len(graph[u]) - 1])
-
-    for i, (region, kind, demand) in enumerate(classes, start=1):
-        edge(0, i, demand, 0.0)
-        for j, site in enumerate(all_sites, start=c + 1):
-            rtt = rtt_to_users(site, region)
-            if kind == "soft" or rtt <= cfg.max_rtt_ms:
-                edge(i, j, demand, rtt)
-    for j, site in enumerate(all_sites, start=c + 1):
-        edge(j, sink, slots(site), 0.0)
-
-    while True:
-        dist = [float("inf")] * (sink + 1)
-        prev: list[tuple[int, int] | None] = [None] * (sink + 1)
-        dist[0] = 0.0
-        for _ in range(sink):
-            changed = False
-            for u in range(sink + 1):
-                if dist[u] == float("inf"):
-                    continue
-                for k, (v, cap, cost, _) in enumerate(graph[u]):
-                    if cap > 0 and dist[u] + cost < dist[int(v)] - 1e-9:
-                        dist[int(v)] = dist[u] + cost
-                        prev[int(v)] = (u, k)
-                        changed = True
-            if not changed:
-                break
-        if dist[sink] == float("inf"):
-            break
-        push, v = float("inf"), sink
-        while (step := prev[v]) is not None:
-            u, k = step
-            push = min(push, graph[u][k][1])
-            v = u
-        v = sink
-        while (step := prev[v]) is not None:
-            u, k = step
-            graph[u][k][1] -= push
-            back = graph[int(graph[u][k][0])][int(graph[u][k][3])]
-            back[1] += push
-            v = u
-
-    rtts: list[float] = []
-    for i in range(1, c + 1):
-        for v, _cap, cost, rev in graph[i]:
-            if c < v <= c + s:
-                flow = graph[int(v)][int(rev)][1]  # the reverse edge holds the flow
-                rtts += [cost] * int(flow)
-    return sorted(rtts)
+    if kind == "hard":
+        return {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [term(nodes.ZONE_LABEL, site)]
+            }
+        }
+    return {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "preference": term(nodes.ZONE_LABEL, site)},
+            {"weight": 50, "preference": term(nodes.REGION_LABEL, region)},
+        ]
+    }
 
 
 # ---- running it -----------------------------------------------------------------------
 
 
-def lasched_settings(cfg: Config) -> dict[str, Any]:
+def lasched_settings(topo: topology.Topology, cfg: Config) -> dict[str, Any]:
+    """Its endpoints, and room for every simulated agent: they all connect from 127.0.0.1,
+    where a real cluster's come from one address per node."""
     return {
+        "server": {"maxConnectionsPerSource": 2048},
         "latency": {
             "reportIntervalSeconds": cfg.report_interval_seconds,
             "ttlSeconds": 120,
             "endpoints": [
-                {"name": users(r), "address": f"192.0.2.{10 + i}"} for i, r in enumerate(REGIONS)
+                # TEST-NET-1 addresses: the simulated agents answer from the table, never probe.
+                {"name": u.name, "address": f"192.0.2.{10 + i}"}
+                for i, u in enumerate(topo.users)
             ],
-        }
+        },
     }
 
 
@@ -335,10 +254,10 @@ async def _metrics(port: int) -> dict[str, float]:
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as resp:
         text = await resp.text()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 
@@ -392,8 +311,9 @@ async def _settle(
 class Replacer:
     """Re-creates evicted pods as a ReplicaSet would: same spec, a new name."""
 
-    def __init__(self, kc: KubeClient, namespace: str, timeline: Timeline,
-                 bodies: list[dict[str, Any]]) -> None:  # fmt: skip
+    def __init__(
+        self, kc: KubeClient, namespace: str, timeline: Timeline, bodies: list[dict[str, Any]]
+    ) -> None:
         self._kc, self._ns, self._timeline = kc, namespace, timeline
         self._body = {b["metadata"]["name"]: b for b in bodies}
         self.latest = {name: name for name in self._body}  # workload pod -> its current pod
@@ -412,20 +332,29 @@ class Replacer:
         return len(self.replaced)
 
 
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """One seed's topology, its optimum and its agents' identities."""
+
+    topo: topology.Topology
+    optimum: milp.Optimum
+    tokens: dict[str, Path]
+
+
 async def measure_peer(
     *,
     cluster: DevCluster,
     kc: KubeClient,
     peer: peers.Peer,
     cfg: Config,
+    seeded: Seeded,
     rep: int,
-    tokens: dict[str, Path],
+    position: int,
     progress: Progress,
 ) -> Sample:
-    all_sites = sites(cfg)
-    site_of = {n: s for s in all_sites for n in s.node_names()}
-    ns = f"lat-{peer.key}-{rep}"
-    label = f"{peer.key} #{rep + 1}"
+    topo = seeded.topo
+    ns = f"lat-{topo.seed}-{peer.key}-{rep}"
+    label = f"seed {topo.seed} {peer.key} #{rep + 1}"
     workdir = cluster.workdir / ns
     await ensure_namespace(kc, ns)
     uses_lasched = peer.key == peers.LASCHED.key or peer.extender
@@ -434,7 +363,7 @@ async def measure_peer(
         peer,
         kubeconfig=cluster.kubeconfig,
         workdir=workdir,
-        lasched_settings=lasched_settings(cfg),
+        lasched_settings=lasched_settings(topo, cfg),
         http_port=port,
     )
     agents = None
@@ -442,11 +371,11 @@ async def measure_peer(
     await timeline.start()
     try:
         if uses_lasched:
-            rtts = matrix(all_sites)
+            rtts = topo.matrix()
             spec = {
                 "url": f"ws://127.0.0.1:{port}/agents/v1",
                 "agents": {
-                    n: {"token_file": str(tokens[n]), "rtts": row} for n, row in rtts.items()
+                    n: {"token_file": str(seeded.tokens[n]), "rtts": row} for n, row in rtts.items()
                 },
             }
             spec_path = workdir / "agents.json"
@@ -457,25 +386,52 @@ async def measure_peer(
             pairs = sum(len(row) for row in rtts.values())
             await wait_for_rtts(port, agents=len(rtts), pairs=pairs, timeout=120)
             progress(f"{label}: agents report", 1, 1)
-        # A warm-up pod (no requests, so it takes no slot): the peer is scheduling.
-        warm = _pod("warmup", peer.scheduler_name, "eu", "plain", {})
-        warm["spec"]["containers"][0]["resources"] = {}
+        # A warm-up pod (no requests, so it takes no room): the peer is scheduling.
+        warm = {
+            "metadata": {"name": "warmup", "labels": {"bench": SCENARIO}},
+            "spec": {
+                "schedulerName": peer.scheduler_name,
+                "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+            },
+        }
         await create_bodies(kc, ns, [warm])
         if not await timeline.wait_bound(1, timeout=60):
             raise TimeoutError(f"{label}: the warm-up pod was not bound within 60 s")
         cpu0 = running.stats().cpu_seconds
 
-        bodies = pod_bodies(cfg, peer.scheduler_name)
+        bodies = pod_bodies(topo, peer.key, peer.scheduler_name)
         replacer = Replacer(kc, ns, timeline, bodies)
         created = time.monotonic()
         await create_bodies(kc, ns, bodies, progress=progress, label=f"{label}: create")
         await _settle(timeline, len(bodies) + 1, cfg, progress, f"{label}: bind", replace=replacer)
         stats = running.stats()
+        state = await verify.snapshot(kc, bound_at=timeline.stamps())
+        rules = verify.KUBERNETES_RULES | ({verify.MAX_RTT} if peer.key in SEES_RTT else set())
+        verdict = verify.verify(
+            state,
+            rules=rules,
+            rtt=topo.rtt,
+            subject=lambda p: p.namespace == ns,
+            rebound={f"{ns}/{n}": v for n, v in timeline.conflicts().items()},
+        )
+        if not verdict.ok:
+            print(f"{label}: placement check failed: {verdict.summary()}", file=sys.stderr)
         return _sample(
-            peer.key, rep, cfg, bodies, timeline=timeline, site_of=site_of, created=created,
-            cpu=stats.cpu_seconds - cpu0, rss_mb=stats.peak_rss_bytes / 2**20,
-            latest=replacer.latest, evicted=len(replacer.replaced),
-        )  # fmt: skip
+            peer.key,
+            rep,
+            position,
+            seeded,
+            bodies,
+            timeline=timeline,
+            created=created,
+            cpu=stats.cpu_seconds - cpu0,
+            rss_mb=stats.peak_rss_bytes / 2**20,
+            latest=replacer.latest,
+            evicted=len(replacer.replaced),
+            state=state,
+            ns=ns,
+            verdict=verdict,
+        )
     finally:
         if agents is not None:
             await stop_children([agents], grace=5)
@@ -487,38 +443,49 @@ async def measure_peer(
 def _sample(
     peer: str,
     rep: int,
-    cfg: Config,
+    position: int,
+    seeded: Seeded,
     bodies: list[dict[str, Any]],
     *,
     timeline: Timeline,
-    site_of: dict[str, Site],
     created: float,
     cpu: float,
     rss_mb: float,
     latest: dict[str, str],
     evicted: int,
+    state: verify.State,
+    ns: str,
+    verdict: verify.Verdict,
 ) -> Sample:
     """Figures over the workload's pods, each by its current pod (``latest``)."""
+    topo = seeded.topo
+    classes = {c.name: c for c in topo.classes}
+    by_key = {p.key: p for p in state.pods}
     hard_rtts, soft_rtts = [], []
-    pending_hard = pending_soft = hard_met = violations = 0
+    pending_hard = pending_soft = pending_feasible = hard_met = violations = 0
     bound_times = [t for n, t in timeline.bound.items() if n != "warmup"]
     by_site: dict[str, int] = {}
     for body in bodies:
         name = latest[body["metadata"]["name"]]
-        region = body["metadata"]["labels"]["region"]
-        hard = body["metadata"]["labels"]["kind"] == "hard"
+        c = classes[body["metadata"]["labels"]["class"]]
         node = None if name in timeline.deleted else timeline.nodes.get(name)
         if node is None:
-            if hard:
+            if c.kind == "hard":
                 pending_hard += 1
             else:
                 pending_soft += 1
+            pod = by_key.get(f"{ns}/{name}")
+            if pod is not None and next(
+                iter(verify.feasible_nodes(pod, state, rules=SCENARIO_RULES, rtt=topo.rtt)), None
+            ):
+                pending_feasible += 1
             continue
-        by_site[site_of[node].name] = by_site.get(site_of[node].name, 0) + 1
-        rtt = rtt_to_users(site_of[node], region)
-        if hard:
+        site = topo.site_of.get(node, "?")
+        by_site[site] = by_site.get(site, 0) + 1
+        rtt = topo.users_rtt.get((c.users, site), math.nan)
+        if c.kind == "hard":
             hard_rtts.append(rtt)
-            if rtt <= cfg.max_rtt_ms:
+            if c.max_rtt_ms is not None and rtt <= c.max_rtt_ms:
                 hard_met += 1
             else:
                 violations += 1
@@ -527,87 +494,149 @@ def _sample(
     everything = sorted(hard_rtts + soft_rtts)
     bound_times.sort()
     span = bound_times[-1] - bound_times[0] if len(bound_times) > 1 else 0.0
+    mean = _mean(everything)
     return Sample(
+        seed=topo.seed,
         peer=peer,
         repeat=rep,
+        position=position,
         pods=len(bodies),
-        bound=len(hard_rtts) + len(soft_rtts),
+        bound=len(everything),
         pending_hard=pending_hard,
         pending_soft=pending_soft,
+        pending_feasible=pending_feasible,
         evicted=evicted,
         hard_met=hard_met,
-        hard_total=cfg.hard_per_region * len(REGIONS),
+        hard_total=sum(c.count for c in topo.classes if c.kind == "hard"),
         violations=violations,
-        mean_rtt_ms=_mean(everything),
+        mean_rtt_ms=mean,
         median_rtt_ms=percentile(everything, 50),
         p90_rtt_ms=percentile(everything, 90),
         mean_rtt_hard_ms=_mean(hard_rtts),
         mean_rtt_soft_ms=_mean(soft_rtts),
-        pods_per_s=(len(bound_times) - 1) / span if span > 0 else float("nan"),
-        makespan_s=(bound_times[-1] - created) if bound_times else float("nan"),
+        optimum_mean_rtt_ms=seeded.optimum.mean_rtt_ms,
+        rtt_ratio=mean / seeded.optimum.mean_rtt_ms if seeded.optimum.mean_rtt_ms else math.nan,
+        pods_per_s=(len(bound_times) - 1) / span if span > 0 else math.nan,
+        makespan_s=(bound_times[-1] - created) if bound_times else math.nan,
         cpu_seconds=cpu,
         peak_rss_mb=rss_mb,
         by_site=by_site,
+        verify=verdict.to_json(),
         rtts_ms=everything,
     )
 
 
 def _mean(values: Iterable[float]) -> float:
     v = list(values)
-    return statistics.fmean(v) if v else float("nan")
+    return statistics.fmean(v) if v else math.nan
 
 
-async def run(cfg: Config, progress: Progress) -> list[Sample]:
-    all_sites = sites(cfg)
+async def _setup_seed(
+    kc: KubeClient, cluster: DevCluster, cfg: Config, seed: int, progress: Progress
+) -> Seeded:
+    topo = topology.generate(seed, cfg.sizes())
+    progress(f"seed {seed}: optimum", 0, 1)
+    best = await asyncio.to_thread(milp.optimum, topo)
+    progress(f"seed {seed}: optimum", 1, 1)
+    specs = [
+        nodes.NodeSpec(
+            name=n.name,
+            cpu=f"{n.cpu_milli}m",
+            memory=f"{n.memory_mi}Mi",
+            pods=str(n.pods),
+            region=topo.region_of[n.site],
+            zone=n.site,
+            labels={SITE_LABEL: n.site, SEED_LABEL: str(seed)},
+        )
+        for n in topo.nodes
+    ]
+    step = f"seed {seed}: kwok nodes"
+    await nodes.create_nodes(kc, specs, progress=lambda d, t: progress(step, d, t))
+    await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+    tokens: dict[str, Path] = {}
+    token_dir = cluster.workdir / f"agent-tokens-{seed}"
+    token_dir.mkdir(exist_ok=True)
+    for i, spec in enumerate(specs):
+        path = token_dir / spec.name
+        path.write_text(await agent_token(kc, node=spec.name, seconds=4 * 3600))
+        tokens[spec.name] = path
+        progress(f"seed {seed}: agent identities", i + 1, len(specs))
+    return Seeded(topo, best, tokens)
+
+
+async def _teardown_seed(kc: KubeClient, seed: int, timeout: float = 300) -> None:
+    """The seed's agent pods and nodes, gone before the next seed's are created."""
+    await delete_pods(kc, AGENT_NAMESPACE)
+    selector = f"{SEED_LABEL}={seed}"
+    try:
+        await kc.request(
+            "DELETE", "/api/v1/nodes", params={"labelSelector": selector}, timeout=timeout
+        )
+    except ApiError as e:
+        if e.status != 504:
+            raise
+    deadline = time.monotonic() + timeout
+    while (await kc.get("/api/v1/nodes", labelSelector=selector, limit=1))["items"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the nodes of seed {seed} were not deleted in {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+def orders(cfg: Config) -> list[list[str]]:
+    """The peers' order for each (seed, repetition), in run order."""
+    return [rotation(list(cfg.peers), i) for i in range(len(cfg.seeds) * cfg.repeat)]
+
+
+async def run(cfg: Config, progress: Progress) -> tuple[dict[int, Seeded], list[Sample]]:
     samples: list[Sample] = []
+    seeded: dict[int, Seeded] = {}
+    order = iter(orders(cfg))
     async with (
         DevCluster(controller_manager=cfg.controller_manager) as cluster,
         await cluster.client() as kc,
     ):
-        specs = [
-            nodes.NodeSpec(
-                name=n,
-                cpu=s.cpu,
-                memory=s.memory,
-                region=s.region,
-                zone=s.name,
-                labels={SITE_LABEL: s.name},
-            )
-            for s in all_sites
-            for n in s.node_names()
-        ]
-        await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
-        await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
         await ensure_priority_class(
             kc, name=PRIORITY_CLASS, value=1000, description="bench: pods with a hard RTT limit"
         )
-        tokens: dict[str, Path] = {}
-        token_dir = cluster.workdir / "agent-tokens"
-        token_dir.mkdir(exist_ok=True)
-        for i, spec in enumerate(specs):
-            path = token_dir / spec.name
-            path.write_text(await agent_token(kc, node=spec.name, seconds=4 * 3600))
-            tokens[spec.name] = path
-            progress("agent identities", i + 1, len(specs))
-        by_key = {"lasched": peers.LASCHED}
-        by_key |= {p.key: p for p in (peers.KUBE_EXTENDER, peers.KUBE_LATENCY_BLIND)}
-        for rep in range(cfg.repeat):
-            for key in cfg.peers:
-                sample = await measure_peer(
-                    cluster=cluster, kc=kc, peer=by_key[key], cfg=cfg, rep=rep,
-                    tokens=tokens, progress=progress,
-                )  # fmt: skip
-                samples.append(sample)
-    return samples
+        for seed in cfg.seeds:
+            seeded[seed] = await _setup_seed(kc, cluster, cfg, seed, progress)
+            for rep in range(cfg.repeat):
+                for position, key in enumerate(next(order)):
+                    samples.append(
+                        await measure_peer(
+                            cluster=cluster,
+                            kc=kc,
+                            peer=PEERS[key],
+                            cfg=cfg,
+                            seeded=seeded[seed],
+                            rep=rep,
+                            position=position,
+                            progress=progress,
+                        )
+                    )
+            await _teardown_seed(kc, seed)
+    return seeded, samples
 
 
 # ---- results --------------------------------------------------------------------------
 
 FIGURES = (
-    "hard_met_share", "violations", "pending", "evicted", "mean_rtt_ms", "median_rtt_ms",
-    "p90_rtt_ms", "mean_rtt_hard_ms", "mean_rtt_soft_ms", "pods_per_s", "makespan_s", "cpu_seconds",
+    "rtt_ratio",
+    "hard_met_share",
+    "violations",
+    "pending",
+    "pending_feasible",
+    "evicted",
+    "mean_rtt_ms",
+    "median_rtt_ms",
+    "p90_rtt_ms",
+    "mean_rtt_hard_ms",
+    "mean_rtt_soft_ms",
+    "pods_per_s",
+    "makespan_s",
+    "cpu_seconds",
     "peak_rss_mb",
-)  # fmt: skip
+)
 
 
 def _figure(s: Sample, name: str) -> float | None:
@@ -620,90 +649,176 @@ def _figure(s: Sample, name: str) -> float | None:
 
 
 def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per peer, over every seed and repetition: median, min, max and count of each figure;
+    ``checks``: runs whose placement check passed."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for peer in dict.fromkeys(s.peer for s in samples):
         rows = [s for s in samples if s.peer == peer]
         out[peer] = {}
         for f in FIGURES:
-            vals = [v for s in rows if (v := _figure(s, f)) is not None and not math.isnan(v)]
+            vals = [v for s in rows if (v := _figure(s, f)) is not None and math.isfinite(v)]
             if vals:
-                out[peer][f] = {"median": statistics.median(vals), "min": min(vals),
-                                "max": max(vals)}  # fmt: skip
+                out[peer][f] = stat(vals)
+        passed = sum(1 for s in rows if s.verify.get("ok", False))
+        out[peer]["checks"] = {"median": passed, "min": passed, "max": passed, "n": len(rows)}
     return out
 
 
-def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str, Any]:
-    best = optimum(cfg)
+def to_json(
+    cfg: Config, seeded: dict[int, Seeded], samples: list[Sample], env: dict[str, str]
+) -> dict[str, Any]:
     return {
         "scenario": SCENARIO,
         "version": VERSION,
         "config": asdict(cfg),
         "environment": env,
-        "topology": [asdict(s) for s in sites(cfg)],
-        "optimum": {
-            "pods": len(best),
-            "mean_rtt_ms": _mean(best),
-            "median_rtt_ms": percentile(best, 50),
-            "p90_rtt_ms": percentile(best, 90),
+        "seeds": {
+            str(seed): {
+                "topology": s.topo.describe(),
+                "sites": [asdict(x) for x in s.topo.sites],
+                "nodes": [asdict(x) for x in s.topo.nodes],
+                "users": [asdict(x) for x in s.topo.users],
+                "classes": [asdict(x) for x in s.topo.classes],
+                "optimum": {
+                    "pods": s.optimum.pods,
+                    "mean_rtt_ms": s.optimum.mean_rtt_ms,
+                    "median_rtt_ms": percentile(s.optimum.rtts_ms, 50),
+                    "p90_rtt_ms": percentile(s.optimum.rtts_ms, 90),
+                    "status": s.optimum.status,
+                    "gap": s.optimum.gap,
+                },
+            }
+            for seed, s in seeded.items()
         },
+        "orders": orders(cfg),
         "summary": summarise(samples),
+        "failed": [f"seed {s.seed}: {line}" for s in samples for line in failures([s])],
         "samples": [{k: v for k, v in asdict(s).items() if k != "rtts_ms"} for s in samples],
     }
 
 
+def _fmt(st: dict[str, float] | None, digits: int = 1, pct: bool = False) -> str:
+    if not st:
+        return "-"
+    k = 100.0 if pct else 1.0
+    m, lo, hi = st["median"] * k, st["min"] * k, st["max"] * k
+    unit = " %" if pct else ""
+    if lo == hi:
+        return f"{m:.{digits}f}{unit}"
+    return f"{m:.{digits}f}{unit} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    cfg, env, opt = result["config"], result["environment"], result["optimum"]
-    n_nodes = sum(s["nodes"] for s in result["topology"])
-    pods = (cfg["hard_per_region"] + cfg["soft_per_region"]) * len(REGIONS)
-
-    def fmt(stat: dict[str, float] | None, digits: int = 1, pct: bool = False) -> str:
-        if not stat:
-            return "-"
-        k = 100.0 if pct else 1.0
-        m, lo, hi = stat["median"] * k, stat["min"] * k, stat["max"] * k
-        unit = " %" if pct else ""
-        if lo == hi:
-            return f"{m:.{digits}f}{unit}"
-        return f"{m:.{digits}f}{unit} ({lo:.{digits}f} to {hi:.{digits}f})"
-
+    cfg, summary = result["config"], result["summary"]
+    seeds = result["seeds"]
     lines = [
-        f"### latency: {n_nodes} nodes in {len(result['topology'])} sites, {pods} pods "
-        f"(hard: max-rtt {cfg['max_rtt_ms']:g} ms to their users; soft: prefer-low-rtt), "
-        f"{cfg['repeat']} repetitions",
+        f"### latency: {len(seeds)} generated edge topologies (seeds "
+        f"{', '.join(seeds)}), {cfg['repeat']} repetition(s) each",
         "",
-        "Medians, with the range over repetitions in brackets. RTT: each placed pod's RTT "
-        "to its own users. Evictions: pods preempted by later pods and replaced, as a "
-        "ReplicaSet would; the RTTs are those of the replacements.",
+        "Over every seed: medians with the range in brackets; `runs`: how many (seeds times "
+        "repetitions). Mean RTT / optimum: each run's mean RTT from a placed pod to its "
+        "users over the exact optimum's for its seed (bench/milp.py). Pending (feasible): "
+        "pods left pending although a node had room for them within every hard constraint. "
+        "Checks: runs whose placement check passed (lasched and the extender are held to "
+        "`max-rtt` too).",
         "",
-        "| scheduler | hard limits met | violations | pending | evictions | RTT mean ms "
-        "| RTT median ms | RTT p90 ms | mean / optimum | pods/s | makespan s | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheduler | runs | mean RTT / optimum | hard limits met | hard violations "
+        "| pending | pending (feasible) | evictions | pods/s | CPU s | checks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for peer, s in result["summary"].items():
-        mean = s.get("mean_rtt_ms", {}).get("median")
-        ratio = f"{mean / opt['mean_rtt_ms']:.2f}x" if mean and opt["mean_rtt_ms"] else "-"
+    for peer, s in summary.items():
+        checks = s.get("checks") or {}
+        ratio = s.get("rtt_ratio")
+        ratio_text = "-"
+        if ratio:
+            ratio_text = f"{ratio['median']:.2f}x"
+            if ratio["min"] != ratio["max"]:
+                ratio_text += f" ({ratio['min']:.2f}x to {ratio['max']:.2f}x)"
         lines.append(
-            f"| {peers.LABELS.get(peer, peer)} | {fmt(s.get('hard_met_share'), 0, pct=True)} "
-            f"| {fmt(s.get('violations'), 0)} | {fmt(s.get('pending'), 0)} "
-            f"| {fmt(s.get('evicted'), 0)} | {fmt(s.get('mean_rtt_ms'))} "
-            f"| {fmt(s.get('median_rtt_ms'))} | {fmt(s.get('p90_rtt_ms'))} | {ratio} "
-            f"| {fmt(s.get('pods_per_s'), 0)} "
-            f"| {fmt(s.get('makespan_s'), 2)} | {fmt(s.get('cpu_seconds'))} |"
+            f"| {LABELS.get(peer, peer)} | {checks.get('n', 0):.0f} | {ratio_text} "
+            f"| {_fmt(s.get('hard_met_share'), 0, pct=True)} | {_fmt(s.get('violations'), 0)} "
+            f"| {_fmt(s.get('pending'), 0)} | {_fmt(s.get('pending_feasible'), 0)} "
+            f"| {_fmt(s.get('evicted'), 0)} | {_fmt(s.get('pods_per_s'), 0)} "
+            f"| {_fmt(s.get('cpu_seconds'))} "
+            f"| {checks.get('median', 0):.0f}/{checks.get('n', 0):.0f} |"
         )
-    lines.append(
-        f"| optimum (exact) | 100 % | 0 | {pods - opt['pods']} | 0 | {opt['mean_rtt_ms']:.1f} "
-        f"| {opt['median_rtt_ms']:.1f} | {opt['p90_rtt_ms']:.1f} | 1.00x | - | - | - |"
-    )
     lines += [
         "",
-        "CPU s: the scheduler's CPU from the burst's creation to its end (lasched's includes "
-        "receiving the agents' reports; the extender row adds kube-scheduler and lasched).",
+        "Per seed (each figure one run, or the median of the seed's repetitions; the "
+        "order the peers ran in is below):",
         "",
-        f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
-        f"etcd {env.get('etcd', '?')}, kwok {env.get('kwok', '?')}, "
-        f"Python {env.get('python', '?')}.",
-        f"Command: `{env.get('command', '?')}`",
+        "| seed | topology | optimum mean RTT ms | scheduler | hard violations | pending "
+        "| pending (feasible) | evictions | mean RTT ms | / optimum |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    if env.get("load"):
-        lines.append(f"Load: {env['load']}")
+    for seed, info in seeds.items():
+        rows = [s for s in result["samples"] if str(s["seed"]) == seed]
+        for peer in [p for p in cfg["peers"] if any(r["peer"] == p for r in rows)]:
+            mine = [r for r in rows if r["peer"] == peer]
+
+            def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
+                vals = [float(r[key]) for r in rows if r[key] is not None]
+                vals = [v for v in vals if math.isfinite(v)]
+                return statistics.median(vals) if vals else math.nan
+
+            pending = med("pending_hard") + med("pending_soft")
+            lines.append(
+                f"| {seed} | {info['topology']} | {info['optimum']['mean_rtt_ms']:.2f} "
+                f"| {LABELS.get(peer, peer)} | {med('violations'):.0f} | {pending:.0f} "
+                f"| {med('pending_feasible'):.0f} | {med('evicted'):.0f} "
+                f"| {med('mean_rtt_ms'):.2f} | {med('rtt_ratio'):.2f}x |"
+            )
+    lines += order_lines(result.get("orders") or [], lambda p: LABELS.get(p, p))
+    lines += check_lines(result)
+    lines += [
+        "",
+        "CPU s: the scheduler's CPU from the pods' creation to the end (lasched's includes "
+        "receiving the agents' reports; the extender row adds kube-scheduler and lasched).",
+    ]
+    lines += environment_lines(result["environment"])
     return "\n".join(lines) + "\n"
+
+
+def plots(
+    result: dict[str, Any], seeded: dict[int, Seeded], samples: list[Sample], directory: Path
+) -> list[Path]:
+    """Mean RTT over the optimum per seed and peer, and the RTT CDF of all seeds."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    seeds = list(seeded)
+    peer_keys = list(dict.fromkeys(s.peer for s in samples))
+    for j, peer in enumerate(peer_keys):
+        xs, ys = [], []
+        for i, seed in enumerate(seeds):
+            for s in samples:
+                if s.peer == peer and s.seed == seed and math.isfinite(s.rtt_ratio):
+                    xs.append(i + (j - (len(peer_keys) - 1) / 2) * 0.12)
+                    ys.append(s.rtt_ratio)
+        ax.scatter(xs, ys, color=f"C{j}", label=LABELS.get(peer, peer), s=28)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%gx"))
+    ax.set_ylabel("mean RTT / optimum (log scale)")
+    ax.set_title("Mean RTT to the users over the exact optimum, per seed")
+    ax.grid(alpha=0.3, which="both", axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    ratio_path = directory / "latency-ratio.png"
+    fig.savefig(ratio_path, dpi=110)
+    plt.close(fig)
+
+    series: dict[str, list[float]] = {}
+    for s in samples:
+        series.setdefault(LABELS.get(s.peer, s.peer), []).extend(s.rtts_ms)
+    repeat = int(result["config"]["repeat"])
+    series[LABELS["optimum"]] = [x for sd in seeded.values() for x in sd.optimum.rtts_ms] * repeat
+    cdf = cdf_plot(
+        series,
+        directory / "latency-rtt-cdf.png",
+        title="RTT from each placed pod to its users (all seeds)",
+        xlabel="RTT to the pod's users, ms (log scale)",
+        log=True,
+        dashed=frozenset({LABELS["optimum"]}),
+    )
+    return [ratio_path, cdf]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers, pyspy
-from bench.throughput import Progress, create_bodies, delete_pods, pod_body
+from bench.throughput import Progress, create_bodies, delete_pods, pod_body, rotation
 from bench.timeline import Timeline
 from lasched.devcluster import nodes
 from lasched.devcluster.cluster import DevCluster, ensure_namespace
@@ -37,7 +37,7 @@ class Config:
     nodes: int = 5000
     pods: int = 30000
     tail: int = 1000
-    repeat: int = 1
+    repeat: int = 3
     peers: tuple[str, ...] = ("lasched", "kube-scheduler-tuned")
     idle_seconds: float = 10.0
     timeout: float = 900.0
@@ -144,7 +144,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         await nodes.wait_ready(kc, [s.name for s in specs], timeout=900)
         await populate(kc, cfg, [s.name for s in specs], progress)
         for rep in range(cfg.repeat):
-            for key in cfg.peers:
+            for key in rotation(cfg.peers, rep):
                 sample = await measure_peer(
                     cluster=cluster, kc=kc, peer=peers.PEERS[key], cfg=cfg, rep=rep,
                     progress=progress,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,55 +11,33 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from bench.gangs import GangSample
 from bench.peers import LABELS as _LABELS
-from bench.throughput import Sample
+from bench.throughput import Sample, ratios
 
 
 def _fmt(stat: dict[str, float] | None, digits: int = 0) -> str:
     if not stat:
         return "-"
     m, lo, hi = stat["median"], stat["min"], stat["max"]
+    if lo == hi:
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    summary: dict[str, dict[str, dict[str, float]]] = result["summary"]
-    cfg = result["config"]
-    env = result["environment"]
+def _runs(stat: dict[str, float] | None) -> str:
+    return "-" if not stat else f"{stat['median']:.0f}"
+
+
+def label(peer: str) -> str:
+    return "floor / bind ceiling" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The machine, versions, command and load: the closing lines of every table."""
     lines = [
-        f"### throughput: {cfg['nodes']} nodes, {cfg['pods']} pods burst, "
-        f"{cfg['rate']:.0f} pods/s steady for {cfg['steady_seconds']:.0f} s, "
-        f"{cfg['repeat']} repetitions",
-        "",
-        "Medians, with the range over repetitions in brackets. The bind ceiling's steady "
-        "figures are the latency floor: a process that binds each pod the moment its watch "
-        "shows it (bench/floor.py).",
-        "",
-        "| scheduler | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
-        "| steady p99 ms | CPU s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for peer, s in summary.items():
-        lines.append(
-            f"| {_LABELS.get(peer, peer)} | {_fmt(s.get('burst_pods_per_s'))} "
-            f"| {_fmt(s.get('burst_makespan_s'), 2)} | {_fmt(s.get('steady_p50_ms'), 1)} "
-            f"| {_fmt(s.get('steady_p90_ms'), 1)} | {_fmt(s.get('steady_p99_ms'), 1)} "
-            f"| {_fmt(s.get('cpu_seconds'), 1)} | {_fmt(s.get('peak_rss_mb'))} |"
-        )
-    ratios = _ratios(summary)
-    floor = summary.get("bind-ceiling", {}).get("steady_p99_ms")
-    ours_p99 = summary.get("lasched", {}).get("steady_p99_ms")
-    if floor and ours_p99:
-        ratios.append(
-            f"- steady p99: lasched {ours_p99['median']:.0f} ms, the floor "
-            f"{floor['median']:.0f} ms (target: at most 100 ms)"
-        )
-    if ratios:
-        lines += ["", *ratios]
-    lines += _control_plane_table(summary)
-    lines += [
         "",
         f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
         f"etcd {env.get('etcd', '?')}, kwok {env.get('kwok', '?')}, "
@@ -67,7 +46,120 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if env.get("load"):
         lines.append(f"Load: {env['load']}")
+    return lines
+
+
+def order_lines(orders: list[list[str]], name: Callable[[str], str] = label) -> list[str]:
+    if not orders:
+        return []
+    text = "; ".join(f"{i + 1}: {', '.join(name(p) for p in o)}" for i, o in enumerate(orders))
+    return ["", f"Order of the peers in each repetition: {text}."]
+
+
+def check_lines(result: dict[str, Any]) -> list[str]:
+    """The placement checks' outcome: every failed run named, or that all passed."""
+    failed = result.get("failed") or []
+    runs = len(result.get("samples") or [])
+    if not failed:
+        return ["", f"Placement checks (bench/verify.py): all {runs} runs passed."]
+    return [
+        "",
+        f"**Placement checks failed in {len(failed)} of {runs} runs** (bench/verify.py):",
+        "",
+        *(f"- {line}" for line in failed),
+    ]
+
+
+_RATIO_NAMES = {
+    "burst_pods_per_s": "burst pods/s (bound and reported)",
+    "burst_pods_per_s_binds": "burst pods/s (bindings only)",
+    "steady_p99_ms": "steady p99 (bound and reported)",
+    "steady_binds_p99_ms": "steady p99 (bindings only)",
+}
+
+
+def _ratio_peer(peer: str, figure: str) -> str:
+    """The bind ceiling's burst is the ceiling's; its steady figures are the floor's."""
+    if peer != "bind-ceiling":
+        return label(peer)
+    return "floor (no Event)" if figure.startswith("steady") else "bind ceiling"
+
+
+def ratio_lines(ratios: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    out = []
+    for peer, figures in ratios.items():
+        for fig, st in figures.items():
+            rng = "" if st["min"] == st["max"] else f" ({st['min']:.2f}x to {st['max']:.2f}x"
+            rng += f", {st['n']:.0f} repetitions)" if rng else f" ({st['n']:.0f} repetition(s))"
+            out.append(
+                f"- lasched / {_ratio_peer(peer, fig)}, {_RATIO_NAMES.get(fig, fig)}: "
+                f"**{st['median']:.2f}x**{rng}"
+            )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    summary: dict[str, dict[str, dict[str, float]]] = result["summary"]
+    cfg = result["config"]
+    lines = [
+        f"### throughput: {cfg['nodes']} nodes, {cfg['pods']} pods burst, "
+        f"{cfg['rate']:.0f} pods/s steady for {cfg['steady_seconds']:.0f} s, "
+        f"{cfg['repeat']} repetition(s)"
+        + (", pods of mixed shapes" if cfg.get("shapes") == "mixed" else ""),
+        "",
+        "A pod is done when its binding and its `Scheduled` Event are both written (as a watch "
+        "on the apiserver sees them). Medians, with the range over repetitions in brackets; "
+        "`runs` is how many repetitions each figure is over. Events missing: pods whose Event "
+        f"had not come {cfg.get('event_wait_seconds', 60):g} s after the phase's last binding "
+        "(summed over burst and steady, per run); done figures leave them out. The bind "
+        "ceiling writes each binding and then its Event; the floor (its steady figures) binds "
+        "on sight and writes no Event (bench/floor.py).",
+        "",
+        "| scheduler | runs | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
+        "| steady p99 ms | Events missing | CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for peer, s in summary.items():
+        missing = _sum_stats(s.get("burst_events_missing"), s.get("steady_events_missing"))
+        lines.append(
+            f"| {label(peer)} | {_runs(s.get('runs'))} | {_fmt(s.get('burst_pods_per_s'))} "
+            f"| {_fmt(s.get('burst_makespan_s'), 2)} | {_fmt(s.get('steady_p50_ms'), 1)} "
+            f"| {_fmt(s.get('steady_p90_ms'), 1)} | {_fmt(s.get('steady_p99_ms'), 1)} "
+            f"| {missing} | {_fmt(s.get('cpu_seconds'), 1)} | {_fmt(s.get('peak_rss_mb'))} |"
+        )
+    lines += [
+        "",
+        "The same runs on bindings alone (the clock of the earlier results; "
+        "Event lag: last Event seen minus last binding seen, in the burst):",
+        "",
+        "| scheduler | runs | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
+        "| steady p99 ms | Event lag s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for peer, s in summary.items():
+        lines.append(
+            f"| {label(peer)} | {_runs(s.get('runs'))} | {_fmt(s.get('burst_pods_per_s_binds'))} "
+            f"| {_fmt(s.get('burst_makespan_binds_s'), 2)} "
+            f"| {_fmt(s.get('steady_binds_p50_ms'), 1)} | {_fmt(s.get('steady_binds_p90_ms'), 1)} "
+            f"| {_fmt(s.get('steady_binds_p99_ms'), 1)} | {_fmt(s.get('burst_events_lag_s'), 1)} |"
+        )
+    ratios = ratio_lines(result.get("ratios") or {})
+    if ratios:
+        lines += ["", "Ratios taken within each repetition; median (min to max):", "", *ratios]
+    lines += _control_plane_table(summary)
+    lines += order_lines(result.get("orders") or [])
+    lines += check_lines(result)
+    lines += environment_lines(result["environment"])
     return "\n".join(lines) + "\n"
+
+
+def _sum_stats(*stats: dict[str, float] | None) -> str:
+    present = [s for s in stats if s]
+    if not present:
+        return "-"
+    m = sum(s["median"] for s in present)
+    lo, hi = sum(s["min"] for s in present), sum(s["max"] for s in present)
+    return f"{m:.0f}" if lo == hi else f"{m:.0f} ({lo:.0f} to {hi:.0f})"
 
 
 _PROCESSES = ("kube-apiserver", "etcd", "kwok", "scheduler")
@@ -80,10 +172,10 @@ def _control_plane_table(summary: dict[str, dict[str, dict[str, float]]]) -> lis
         return []
     lines = [
         "",
-        "Steady phase: each process's CPU as a share of one core (the machine has "
-        f"{os.cpu_count()}), and the apiserver's own mean time per request (from its "
-        "`apiserver_request_duration_seconds`); medians over repetitions. The floor's "
-        "scheduler column is bench/floor.py.",
+        "Steady phase, until its last pod is done: each process's CPU as a share of one core "
+        f"(the machine has {os.cpu_count()}), and the apiserver's own mean time per request "
+        "(from its `apiserver_request_duration_seconds`); medians over repetitions. The "
+        "floor's scheduler column is bench/floor.py.",
         "",
         "| scheduler | "
         + " | ".join(f"{p} %" for p in _PROCESSES)
@@ -95,33 +187,20 @@ def _control_plane_table(summary: dict[str, dict[str, dict[str, float]]]) -> lis
     for peer, s in summary.items():
         cpu = [s.get(f"cpu_percent:{p}") for p in _PROCESSES]
         api = [s.get(f"apiserver_ms:{r}") for r in _REQUESTS]
-        label = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
+        name = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
         lines.append(
-            f"| {label} | "
-            + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu) + " | "
-            + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api) + " |"
-        )  # fmt: skip
+            f"| {name} | "
+            + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu)
+            + " | "
+            + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api)
+            + " |"
+        )
     return lines
 
 
-def _ratios(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    def med(peer: str) -> float | None:
-        stat = summary.get(peer, {}).get("burst_pods_per_s")
-        return stat["median"] if stat else None
-
-    ours = med("lasched")
-    out: list[str] = []
-    if ours is None:
-        return out
-    for peer in ("kube-scheduler-tuned", "kube-scheduler", "bind-ceiling"):
-        theirs = med(peer)
-        if theirs:
-            out.append(f"- lasched burst throughput / {_LABELS[peer]}: **{ours / theirs:.2f}x**")
-    return out
-
-
 def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
-    """Bound-over-time of each peer's last burst, and the steady latency CDF."""
+    """Done (and bound) over time in each peer's last burst, the steady latency CDF, and
+    the per-repetition ratios."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     last: dict[str, Sample] = {}
@@ -129,11 +208,15 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
         last[s.peer] = s
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for peer, s in last.items():
-        ax.plot(s.bound_curve, range(1, len(s.bound_curve) + 1), label=_LABELS.get(peer, peer))
+    for i, (peer, s) in enumerate(last.items()):
+        colour = f"C{i}"
+        ax.plot(s.done_curve, range(1, len(s.done_curve) + 1), color=colour, label=label(peer))
+        ax.plot(
+            s.bound_curve, range(1, len(s.bound_curve) + 1), color=colour, linestyle=":", alpha=0.7
+        )
     ax.set_xlabel("seconds since the scheduler started")
-    ax.set_ylabel("pods bound")
-    ax.set_title("Burst: pods bound over time (last repetition)")
+    ax.set_ylabel("pods")
+    ax.set_title("Burst: pods done (solid) and bound (dotted), last repetition")
     ax.grid(alpha=0.3)
     ax.legend()
     path = directory / f"{stem}-burst.png"
@@ -143,18 +226,30 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
     paths.append(path)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    pooled: dict[str, list[float]] = {}
+    pooled: dict[str, tuple[list[float], list[float]]] = {}
     for s in samples:
-        pooled.setdefault(s.peer, []).extend(s.steady_latencies_ms)
-    for peer, lat in pooled.items():
-        if not lat:
-            continue
-        xs = sorted(lat)
-        ys = [(i + 1) / len(xs) for i in range(len(xs))]
-        label = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
-        ax.plot(xs, ys, label=label)
+        done, binds = pooled.setdefault(s.peer, ([], []))
+        done.extend(s.steady_latencies_ms)
+        binds.extend(s.steady_bind_latencies_ms)
+    for i, (peer, (done, binds)) in enumerate(pooled.items()):
+        floor = peer == "bind-ceiling"  # binds on sight, writes no Event: done is bound
+        name = "floor (binds on sight, no Event)" if floor else label(peer)
+        for values, style, suffix in ((done, "-", name), (binds, ":", None)):
+            if floor and suffix is None:
+                continue
+            if not values:
+                continue
+            xs = sorted(values)
+            ys = [(k + 1) / len(xs) for k in range(len(xs))]
+            ax.plot(
+                xs,
+                ys,
+                color=f"C{i}",
+                linestyle=style,
+                label=suffix,
+            )
     ax.set_xscale("log")
-    ax.set_xlabel("creation to bound, ms (log scale)")
+    ax.set_xlabel("creation to done (solid) or to bound (dotted), ms (log scale)")
     ax.set_ylabel("fraction of pods")
     ax.set_title("Steady arrivals: latency CDF (all repetitions)")
     ax.grid(alpha=0.3, which="both")
@@ -164,7 +259,47 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     paths.append(path)
+
+    table = ratios(samples)
+    if table:
+        paths.append(
+            ratio_plot(
+                table, directory / f"{stem}-ratios.png", title="lasched / each peer, per repetition"
+            )
+        )
     return paths
+
+
+def ratio_plot(table: dict[str, dict[str, dict[str, float]]], path: Path, *, title: str) -> Path:
+    """One row per (peer, figure): the median ratio with its min-to-max range."""
+    rows = [
+        (f"{_ratio_peer(p, f)}: {_RATIO_NAMES.get(f, f)}", st)
+        for p, figs in table.items()
+        for f, st in figs.items()
+    ]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    for y, (_, st) in enumerate(rows):
+        ax.plot([st["min"], st["max"]], [y, y], color="C0", linewidth=2)
+        ax.plot([st["median"]], [y], "o", color="C1")
+        ax.annotate(
+            f"{st['median']:.2f}x (n={st['n']:.0f})",
+            (st["max"], y),
+            xytext=(6, -3),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("ratio (log scale): median dot, min to max line")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x", which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def gang_plot(samples: list[GangSample], path: Path) -> Path:
