@@ -16,7 +16,11 @@ Invariants, kube-scheduler's:
 - *reserve/unreserve*: a pod that passed Reserve is unreserved on every
   path that does not end in a binding (the binding cycle's ``finally``);
 - a pod that left the queue (``done``) comes back to it when its binding
-  cycle fails, so that it is tried again.
+  cycle fails, so that it is tried again;
+- a pod that does not fit goes back with the plugins that rejected it, so
+  that only the events they registered move it (lasched.framework.events);
+  an assumed pod forgotten is an ``AssignedPod`` delete for the queue, as
+  the informer's would be for a bound pod.
 
 Everything the cycle needs is handed in: the queue, the cache, the profiles,
 the waiting room, the gang state, a status writer, the bind task set, and a
@@ -29,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from lasched import metrics
 from lasched.cache.cache import CacheError, NodeInfo, SchedulerCache
+from lasched.framework.events import ASSIGNED_POD_DELETE, POD_GROUP_UPDATE
 from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
 from lasched.framework.runtime import FitError, PluginError
 from lasched.framework.waiting import WaitingPod, WaitingRoom
@@ -44,7 +49,7 @@ from lasched.model.pod import PodInfo, PodKey
 from lasched.plugins.coscheduling import Coscheduling, Group
 from lasched.plugins.preemption import Evictions
 from lasched.profiles import Profile
-from lasched.queue.queue import QueueClosed, QueuedPod, SchedulingQueue
+from lasched.queue.queue import Gated, QueueClosed, QueuedPod, SchedulingQueue
 from lasched.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -96,17 +101,19 @@ class Attempt:
     waiting: WaitingPod | None = None
 
 
-def pre_enqueue(profiles: Mapping[str, Profile], pod: PodInfo) -> str | None:
-    """The queue's PreEnqueue check: None admits ``pod`` to activeQ, else why it is gated."""
+def pre_enqueue(profiles: Mapping[str, Profile], pod: PodInfo) -> Gated | None:
+    """The queue's PreEnqueue check: None admits ``pod`` to activeQ, else why it is gated
+    and by which plugin."""
     profile = profiles.get(pod.scheduler_name)
     if profile is None:
         return None
     try:
         st = profile.framework.run_pre_enqueue(pod)
     except PluginError as e:  # logged and counted where it was raised
-        # kube-scheduler keeps a pod whose PreEnqueue failed gated; a later event retries it.
-        return f"PreEnqueue failed: {e}"
-    return None if st.ok else st.message
+        # kube-scheduler keeps a pod whose PreEnqueue failed gated; a later event retries it
+        # (no plugin on record: any event).
+        return Gated(f"PreEnqueue failed: {e}")
+    return None if st.ok else Gated(st.message, st.plugin)
 
 
 def _no_note(pod: PodInfo, node: str) -> str:
@@ -217,7 +224,10 @@ class SchedulingCycle:
             result = fw.schedule(state, pod, self.nodes(), cycle=qp.cycle)
             if isinstance(result, FitError):
                 nominated = fw.run_post_filters(state, pod, result) if fw.post_filters else None
-                self._unschedulable(profile, qp, result.summary(), nominated=nominated)
+                self._unschedulable(
+                    profile, qp, result.summary(),
+                    plugins=result.unschedulable_plugins, nominated=nominated,
+                )  # fmt: skip
                 self._observe(profile, "unschedulable", started)
                 return
             assumed = self.cache.assume(pod, result.node)
@@ -272,7 +282,7 @@ class SchedulingCycle:
             self.queue.requeue_error(qp, reason=status.message)
             self._observe(profile, "error", started)
         else:
-            self._unschedulable(profile, qp, status.message)
+            self._unschedulable(profile, qp, status.message, plugins=(status.plugin,))
             self._observe(profile, "unschedulable", started)
 
     def _unschedulable(
@@ -281,15 +291,18 @@ class SchedulingCycle:
         qp: QueuedPod,
         message: str,
         *,
+        plugins: Iterable[str],
         nominated: PostFilterResult | None = None,
     ) -> None:
+        """No fit: record why, preempt if a PostFilter chose to, requeue with ``plugins``,
+        the plugins that rejected the pod."""
         log.info("pod=%s unschedulable: %s", qp.pod.key, message)
         node = None
         if nominated is not None:
             node = nominated.nominated_node
             self._preempt(profile, qp.pod, nominated)
         self._record_failure(profile, qp.pod, message, nominated_node=node)
-        self.queue.requeue_unschedulable(qp, reason=message)
+        self.queue.requeue_unschedulable(qp, reason=message, plugins=plugins)
 
     def _preempt(self, profile: Profile, pod: PodInfo, result: PostFilterResult) -> None:
         """Nominate the node (holding its room) and evict the victims beside the loop.
@@ -390,8 +403,8 @@ class SchedulingCycle:
                 a.profile.framework.run_unreserve(a.state, pod, node)
                 self.cache.forget(pod)
                 # The room it held is free again, and pods parked meanwhile may fit: no
-                # informer event says so (kube-scheduler moves them as for a deleted pod).
-                self.queue.move_all_to_active_or_backoff()
+                # informer event says so (kube-scheduler sends the same event).
+                self.queue.on_event(ASSIGNED_POD_DELETE, pod, None)
 
     def _member_bind_failed(self, pod: PodInfo, g: Group, reason: str) -> None:
         placed, need = self.gang.placed(g), self.gang.required(g) or len(g.members)
@@ -436,10 +449,13 @@ class SchedulingCycle:
         message = verdict.message or "rejected at permit"
         log.info("pod=%s rejected at permit: %s", a.assumed.key, message)
         self._record_failure(a.profile, a.assumed, message)
-        self._requeue(a.assumed, message, error=False)
+        self._requeue(a.assumed, message, error=False, plugins=(verdict.plugin,))
 
-    def _requeue(self, pod: PodInfo, reason: str, *, error: bool) -> None:
-        """Return a pod that left the queue (assumed) after its binding cycle failed."""
+    def _requeue(
+        self, pod: PodInfo, reason: str, *, error: bool, plugins: Iterable[str] = ()
+    ) -> None:
+        """Return a pod that left the queue (assumed) after its binding cycle failed;
+        ``plugins`` rejected it (a verdict, not an error)."""
         fresh = self._fresh(pod.key)
         if fresh is None or fresh.bound or fresh.uid != pod.uid:
             return
@@ -460,7 +476,7 @@ class SchedulingCycle:
         if error:
             self.queue.requeue_error(qp, reason=reason)
         else:
-            self.queue.requeue_unschedulable(qp, reason=reason)
+            self.queue.requeue_unschedulable(qp, reason=reason, plugins=plugins)
 
     # ---- what the gang plugin asks of the scheduler ----------------------------
 
@@ -468,27 +484,21 @@ class SchedulingCycle:
         """A group reached min-available: its members bind."""
         self._write_group_phase(g, "Scheduled")
 
-    def gang_released(self) -> None:
-        """A group gave up its reservations or finished: waiting groups may go.
+    def gang_released(self, group: Group) -> None:
+        """``group`` gave up its reservations or finished: waiting groups may go.
 
         A group that failed backs off. Its members tried meanwhile fail
         PreFilter and are parked, and no cluster event marks the end of the
-        backoff: the queue moves them when it ends.
+        backoff: the queue moves them when it ends. (The room its members
+        held is freed as each one's binding cycle forgets it.)
         """
-        self.queue.move_all_to_active_or_backoff()
+        self.queue.on_event(POD_GROUP_UPDATE, None, group)
         now = self._clock()
         for g in self.gang.groups.values():
             if g.backoff_until > now:
                 self.queue.move_at(
-                    g.backoff_until, self._members_of(g.key), key=f"podgroup-backoff/{g.key}"
+                    g.backoff_until, self.gang.members_of(g.key), key=f"podgroup-backoff/{g.key}"
                 )
-
-    def _members_of(self, group: str) -> Callable[[PodInfo], bool]:
-        def member(pod: PodInfo) -> bool:
-            g = self.gang.group_of(pod)
-            return g is not None and g.key == group
-
-        return member
 
     def _write_group_phase(self, g: Group, phase: str) -> None:
         """Groups backed by a PodGroup object show where they are in its status."""

@@ -1,11 +1,25 @@
 """Informer handlers: which change goes to the cache, which to the queue.
 
 Bound pods (by anyone) go to the cache; pending pods of our profiles go to
-the queue. A change that may make waiting pods fit (a node added or changed
-in what filters read, a bound pod deleted) moves the unschedulable pool back.
+the queue. Every other change that may make a waiting pod fit is handed to
+the queue as a typed event (lasched.framework.events) with the object before
+and after, and the plugins' queueing hints decide whom it moves:
+
+* a node added or deleted (``Node/Add``, ``Node/Delete``), or changed in
+  what filters read (``Node/Update…``, the action naming what changed: its
+  allocatable, labels, taints or cordon, Ready condition; a heartbeat is no
+  event);
+* a pod bound (``AssignedPod/Add``: seen bound for the first time), a bound
+  pod relabelled or scaled down (``AssignedPod/Update…``), a bound pod
+  deleted (``AssignedPod/Delete``), a pending preemptor that held room
+  deleted (``UnscheduledPod/Delete``);
+* a PodGroup object added, changed or deleted (``PodGroup/…``).
+
 A pending pod's own update moves only that pod, and only when it changed
 something the scheduler reads (``SchedulingQueue.update``): the status lasched
 writes after a failed attempt comes back here and must not retry the pod.
+A pod joining a group rechecks the gated members of that group, and a group
+without min-available rechecks them again when its members have settled.
 
 The handlers are handed the parts they touch (:class:`Parts`), never the
 scheduler: they run on the event loop between scheduling cycles, so what they
@@ -20,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lasched.cache.cache import SchedulerCache
+from lasched.framework import events
+from lasched.framework.events import ClusterEvent, EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube.events import ObjectRef
 from lasched.model.node import Node
@@ -91,8 +107,6 @@ class Parts:
     waiting: WaitingRoom
     retried_now: set[PodKey]
     warnings: PodWarnings
-    pod_placed: Callable[[], None]
-    """A pod was bound: pods waiting for latency peers may now have some."""
     invalidate_nodes: Callable[[], None]
     """The node list changed: the cycle's list of nodes is stale."""
     peers_changed: Callable[[], None]
@@ -116,22 +130,26 @@ class PodEvents:
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
-        members = self.s.gang.pod_added(pod)
+        gang = self.s.gang
+        members = gang.pod_added(pod)
         if not members:
             return
-        g = self.s.gang.group_of(pod)
+        g = gang.group_of(pod)
         if g is not None and (problem := g.disagreement()):
             for m in g.members.values():
                 self.s.warnings.warn(m, "InvalidPodGroup", problem)
         self.s.queue.recheck_gated(members)
+        if g is not None and (settled := gang.settles_at(g)) is not None:
+            # No event says when the members stop arriving: a timer does.
+            self.s.queue.move_at(settled, gang.members_of(g.key), key=f"podgroup-settle/{g.key}")
 
     def on_add(self, pod: PodInfo) -> None:
         self._track_group(pod)
         if pod.bound:
+            self.s.queue.delete(pod.key)
             if not pod.terminal:
                 self.s.cache.add_pod(pod)
-                self.s.pod_placed()
-            self.s.queue.delete(pod.key)
+                self.s.queue.on_event(events.ASSIGNED_POD_ADD, None, pod)
         elif self._ours(pod) and not pod.deleting:
             self._check(pod)
             self._follow_nomination(pod)
@@ -146,7 +164,9 @@ class PodEvents:
             self.s.cache.update_pod(new)
             self.s.queue.delete(new.key)
             if not old.bound:
-                self.s.pod_placed()
+                self.s.queue.on_event(events.ASSIGNED_POD_ADD, None, new)
+            elif action := events.pod_update_action(old, new):
+                self.s.queue.on_event(ClusterEvent(EventResource.ASSIGNED_POD, action), old, new)
         elif self._ours(new):
             if new.deleting:
                 self.s.queue.delete(new.key)
@@ -165,6 +185,8 @@ class PodEvents:
         held_room = not pod.bound and self.s.cache.nominated_node(pod.key) is not None
         self.s.cache.clear_nomination(pod.key)
         self.s.gang.pod_deleted(pod)
+        if (g := self.s.gang.group_of(pod)) is not None:
+            self.s.queue.recheck_gated(list(g.members))  # its leaving may settle a disagreement
         self.s.retried_now.discard(pod.key)
         self.s.queue.delete(pod.key)
         waiting = self.s.waiting.get(pod.key)
@@ -174,9 +196,9 @@ class PodEvents:
             self.s.warnings.forget(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)
-            self.s.queue.move_all_to_active_or_backoff()
+            self.s.queue.on_event(events.ASSIGNED_POD_DELETE, pod, None)
         elif held_room:  # a pending preemptor: the room held for it on its node is free
-            self.s.queue.move_all_to_active_or_backoff()
+            self.s.queue.on_event(events.UNSCHEDULED_POD_DELETE, pod, None)
 
 
 class NodeEvents:
@@ -186,47 +208,34 @@ class NodeEvents:
     def on_add(self, node: Node) -> None:
         self.s.cache.add_node(node)
         self.s.invalidate_nodes()
-        self.s.queue.move_all_to_active_or_backoff()
+        self.s.queue.on_event(events.NODE_ADD, None, node)
         self.s.peers_changed()
 
     def on_update(self, old: Node, new: Node) -> None:
         self.s.cache.update_node(new)
-        if schedulable_change(old, new):
-            self.s.queue.move_all_to_active_or_backoff()
+        if action := events.node_update_action(old, new):
+            self.s.queue.on_event(ClusterEvent(EventResource.NODE, action), old, new)
         if old.internal_ip != new.internal_ip:
             self.s.peers_changed()
 
     def on_delete(self, node: Node) -> None:
         self.s.cache.remove_node(node.name)
         self.s.invalidate_nodes()
+        self.s.queue.on_event(events.NODE_DELETE, node, None)
         self.s.peers_changed()
 
 
-def schedulable_change(old: Node, new: Node) -> bool:
-    """Did anything that filters read change? Heartbeats alone do not count."""
-    return (
-        old.ready != new.ready
-        or old.unschedulable != new.unschedulable
-        or old.labels != new.labels
-        or repr(old.taints) != repr(new.taints)
-        or old.allocatable != new.allocatable
-    )
-
-
 class PodGroupEvents:
-    """A PodGroup object appearing or changing may open its members' gates."""
+    """A PodGroup object appearing, changing or going may open its members' gates."""
 
     def __init__(self, s: Parts) -> None:
         self.s = s
 
-    def _changed(self, group: PodGroup) -> None:
-        self.s.queue.recheck_gated(self.s.gang.podgroup_changed(group.key))
-
     def on_add(self, group: PodGroup) -> None:
-        self._changed(group)
+        self.s.queue.on_event(events.POD_GROUP_ADD, None, group)
 
     def on_update(self, old: PodGroup, new: PodGroup) -> None:
-        self._changed(new)
+        self.s.queue.on_event(events.POD_GROUP_UPDATE, old, new)
 
     def on_delete(self, group: PodGroup) -> None:
-        self._changed(group)
+        self.s.queue.on_event(events.POD_GROUP_DELETE, group, None)

@@ -9,7 +9,9 @@ module imports this one back.
 
 :meth:`Scheduler.run` starts the long-lived tasks, each named and supervised
 (a failure is logged and the task restarted), waits for the informers'
-first lists, and then schedules while this replica leads. A replica that
+first lists, and then schedules while this replica leads. Every deadline
+(Permit, a pod group's, backoffs, timed moves, coalesced latency events) is
+a timer on one heap (:mod:`lasched.timers`), run by one task. A replica that
 loses the Lease steps down to a warm follower: waiting pods are rejected,
 binds not yet written are cancelled, and informers, cache, queue and agents
 stay up for the next term.
@@ -45,6 +47,7 @@ from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, HubOptions
+from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model import selector
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
@@ -58,6 +61,7 @@ from lasched.profiles import Profile, build_framework
 from lasched.queue.queue import QueueOptions, SchedulingQueue
 from lasched.settings import ConfigError, Settings
 from lasched.tasks import TaskSet, supervised
+from lasched.timers import TimerHeap
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +90,14 @@ class Scheduler:
     ) -> None:
         """``tune_gc``: the process is this scheduler's alone, so it may manage the
         garbage collector (see :meth:`_first_sync`); a program that embeds the
-        scheduler keeps its collector as it is. ``clock``: what the queue, the
-        waiting room, the gang state and the cycle read as now."""
+        scheduler keeps its collector as it is. ``clock``: what the timers, the queue,
+        the waiting room, the gang state and the cycle read as now."""
         self.client = client
         self.settings = settings
         self.tune_gc = tune_gc
         self.cache = SchedulerCache()
-        self.waiting = WaitingRoom(clock)
+        self.timers = TimerHeap(clock)
+        self.waiting = WaitingRoom(timers=self.timers)
         self.latency = LatencyCache(ttl_seconds=settings.latency.ttl_seconds)
         if settings.latency.static_file:
             try:
@@ -100,19 +105,6 @@ class Scheduler:
             except static_rtt.StaticFileError as e:
                 raise ConfigError(f"latency.staticFile: {e}") from e
             log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
-        self.upkeep = LatencyUpkeep()
-        lat = settings.latency
-        self.hub = AgentHub(
-            self.latency,
-            authenticator=agent_authenticator(client, lat),
-            peers=self._node_addresses,
-            endpoints=[
-                proto.Target(id=e.name, address=e.address, kind="endpoint", port=e.port)
-                for e in lat.endpoints
-            ],
-            on_change=self.upkeep.latency_changed,
-            options=HubOptions(interval_seconds=lat.report_interval_seconds),
-        )
         le = settings.leader_election
         self.elector: LeaderElector | None = None
         if le.leader_elect:
@@ -133,11 +125,12 @@ class Scheduler:
             clock=clock,
             room=self.waiting,
             node_of=self.cache.node_of,
-            on_release=lambda: self.cycle.gang_released(),  # noqa: PLW0108
+            on_release=lambda g: self.cycle.gang_released(g),  # noqa: PLW0108
             on_permitted=lambda g: self.cycle.gang_permitted(g),  # noqa: PLW0108
             podgroup=self.podgroup,
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
+            timers=self.timers,
         )
         self.latency_filter = LatencyFilter(
             self.latency,
@@ -166,6 +159,25 @@ class Scheduler:
                 points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost
             ).sort_key,
             pre_enqueue=functools.partial(pre_enqueue, self.profiles),
+            hints={name: p.framework.queueing_hints for name, p in self.profiles.items()},
+            timers=self.timers,
+        )
+        lat = settings.latency
+        self.upkeep = LatencyUpkeep(
+            timers=self.timers,
+            on_event=self.queue.on_event,
+            refresh_targets=lambda: self.hub.peers_changed(),  # noqa: PLW0108
+        )
+        self.hub = AgentHub(
+            self.latency,
+            authenticator=agent_authenticator(client, lat),
+            peers=self._node_addresses,
+            endpoints=[
+                proto.Target(id=e.name, address=e.address, kind="endpoint", port=e.port)
+                for e in lat.endpoints
+            ],
+            on_change=self.upkeep.latency_changed,
+            options=HubOptions(interval_seconds=lat.report_interval_seconds),
         )
         self.binds = TaskSet("bind", settings.bind_concurrency)
         self.status_writer = StatusWriter(client, podgroup_api=PODGROUP_API)
@@ -192,11 +204,11 @@ class Scheduler:
             waiting=self.waiting,
             retried_now=self.cycle.retried_now,
             warnings=PodWarnings(self.profiles),
-            pod_placed=self.upkeep.pod_placed,
             invalidate_nodes=self.cycle.invalidate_nodes,
             peers_changed=self.upkeep.peers_changed,
         )
         self.pod_events = PodEvents(parts)
+        self.node_events = NodeEvents(parts)
         idle = settings.health.watch_idle_timeout_seconds
         self.pod_informer: Informer[PodInfo] = Informer(
             client,
@@ -209,7 +221,7 @@ class Scheduler:
             on_error=parts.warnings.unreadable,
         )
         self.node_informer: Informer[Node] = Informer(
-            client, path="/api/v1/nodes", decode=Node, handler=NodeEvents(parts), name="nodes",
+            client, path="/api/v1/nodes", decode=Node, handler=self.node_events, name="nodes",
             idle_timeout=idle,
         )  # fmt: skip
         self.pdb_informer: Informer[PDB] = Informer(
@@ -362,9 +374,7 @@ class Scheduler:
             guarded("informer-pods", self.pod_informer.run)
             guarded("informer-pdbs", self.pdb_informer.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
-            guarded("queue-flush", self.queue.run_flushes)
-            guarded("permit-expiry", lambda: expire_waiting(self.gang, self.waiting))
-            guarded("latency-upkeep", lambda: self.upkeep.run(queue=self.queue, hub=self.hub))
+            guarded("timers", self.timers.run)
             for p in self.profiles.values():
                 guarded(f"events-{p.name}", p.events.run)
             if self.elector is not None:
@@ -480,56 +490,6 @@ class Scheduler:
                 await p.events.flush(min(grace, 5.0))
             except TimeoutError:
                 log.warning("profile=%s events not all written before shutdown", p.name)
-
-
-class LatencyUpkeep:
-    """Coalesces latency changes and node-list changes into one action per interval.
-
-    Agents report every few seconds each; moving the unschedulable pool or
-    recomputing every agent's target list once per report would cost
-    O(agents) work per second for nothing. The setters only mark; :meth:`run`
-    acts.
-    """
-
-    def __init__(self) -> None:
-        self._latency_dirty = False
-        self._peers_dirty = False
-        self._peers_placed = False
-
-    def latency_changed(self) -> None:
-        self._latency_dirty = True
-
-    def peers_changed(self) -> None:
-        """The node list or a node's address changed: agents need new targets."""
-        self._peers_dirty = True
-
-    def pod_placed(self) -> None:
-        """A pod was bound: pods waiting for latency peers may now have some."""
-        self._peers_placed = True
-
-    async def run(self, *, queue: SchedulingQueue, hub: AgentHub, interval: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            if self._latency_dirty:
-                self._latency_dirty = False
-                if queue.move_all_to_active_or_backoff(lambda p: p.latency is not None):
-                    metrics.latency_requeues.inc()
-            if self._peers_placed:
-                self._peers_placed = False
-                queue.move_all_to_active_or_backoff(
-                    lambda p: p.latency is not None and p.latency.peers is not None
-                )
-            if self._peers_dirty:
-                self._peers_dirty = False
-                hub.peers_changed()
-
-
-async def expire_waiting(gang: Coscheduling, waiting: WaitingRoom, interval: float = 0.05) -> None:
-    """Group timeouts first (one message for the whole group), then per-pod ones."""
-    while True:
-        await asyncio.sleep(interval)
-        gang.expire()
-        waiting.expire()
 
 
 def peer_nodes(cache: SchedulerCache, namespace: str, sel: Mapping[str, Any]) -> set[str]:

@@ -16,6 +16,11 @@ runtime-checkable Protocols it implements (kube-scheduler's
 batching needs to know is a trait the class inherits (:class:`Batchable`,
 :class:`ScoreReadsNodePods`). The runtime looks each up once, when a
 framework is built, never per cycle.
+
+A plugin that rejects pods (PreEnqueue, PreFilter, Filter, Reserve, Permit)
+says which cluster events can help them by implementing
+:class:`EnqueueExtensions` (lasched.framework.events); one that does not is
+taken to be helped by every event.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from lasched.cache.cache import NodeInfo
+    from lasched.framework.events import ClusterEventWithHint
     from lasched.model.pod import PodInfo
     from lasched.queue.queue import QueuedPod
 
@@ -203,6 +209,19 @@ class BindPlugin(Plugin, Protocol):
     """
 
     async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...
+
+
+@runtime_checkable
+class EnqueueExtensions(Plugin, Protocol):
+    """The cluster events that can make a pod this plugin rejected schedulable.
+
+    kube-scheduler's ``EnqueueExtensions``. The queue moves such a pod on an
+    event only when this plugin (or another that rejected it) registered the
+    event and the hint says QUEUE. An empty list: no event helps, only the
+    pod's own update and the queue's periodic safety flush retry it.
+    """
+
+    def events_to_register(self) -> list[ClusterEventWithHint]: ...
 
 
 class Batchable:

@@ -21,6 +21,7 @@ from lasched import metrics
 from lasched.cache.cache import NodeInfo
 from lasched.framework import batching
 from lasched.framework.batching import Batch
+from lasched.framework.events import EVERY_EVENT, ClusterEventWithHint, QueueingHints
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
@@ -28,6 +29,7 @@ from lasched.framework.interface import (
     BindPlugin,
     Code,
     CycleState,
+    EnqueueExtensions,
     FilterAllPlugin,
     FilterPlugin,
     PermitPlugin,
@@ -81,6 +83,14 @@ class FitError:
             text += f" {self.post_filter_message}"
         return text
 
+    @property
+    def unschedulable_plugins(self) -> frozenset[str]:
+        """The plugins that rejected the pod (kube-scheduler's ``UnschedulablePlugins``):
+        only the events they registered may move it back."""
+        if self.pre_filter is not None:
+            return frozenset((self.pre_filter.plugin,)) - {""}
+        return frozenset(st.plugin for st in self.node_statuses.values() if st.plugin)
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduleResult:
@@ -96,7 +106,9 @@ class Framework:
     Each extension point holds a tuple of plugins. What the hot path needs to
     know about them (which offer ``filter_all`` or ``score_all``, which scores
     read a node's pods, whether every plugin is :class:`Batchable`) is worked
-    out when a point's plugins are set, at build, never per cycle.
+    out when a point's plugins are set, at build, never per cycle; so are the
+    profile's :attr:`queueing_hints`, the events its rejecting plugins
+    registered (kube-scheduler's ``EnqueueExtensions`` of a framework).
     """
 
     def __init__(
@@ -119,7 +131,8 @@ class Framework:
     ) -> None:
         self.profile = profile
         self.queue_sort = queue_sort
-        self.pre_enqueue: tuple[PreEnqueuePlugin, ...] = tuple(pre_enqueue)
+        self._pre_enqueue: tuple[PreEnqueuePlugin, ...] = tuple(pre_enqueue)
+        self.queueing_hints = QueueingHints()
         self.post_filters: tuple[PostFilterPlugin, ...] = tuple(post_filters)
         self.binders: tuple[BindPlugin, ...] = tuple(binders)
         self._pre_filters = tuple(pre_filters)
@@ -158,8 +171,30 @@ class Framework:
         )  # fmt: skip
         self.batching = self._batching_wanted and all(isinstance(p, Batchable) for p in involved)
         self._batch = None
+        # The plugins that can reject a pod, each with the events that may help it again.
+        registrations: dict[str, list[ClusterEventWithHint]] = {}
+        rejecting: tuple[Plugin, ...] = (
+            *self._pre_enqueue, *self._pre_filters, *self._filters,
+            *self._reserves, *self._permits,
+        )  # fmt: skip
+        for p in rejecting:
+            if p.name not in registrations:
+                registrations[p.name] = (
+                    p.events_to_register() if isinstance(p, EnqueueExtensions)
+                    else list(EVERY_EVENT)
+                )  # fmt: skip
+        self.queueing_hints.register(registrations)
 
     # Setting a point's plugins works out its capabilities again.
+
+    @property
+    def pre_enqueue(self) -> tuple[PreEnqueuePlugin, ...]:
+        return self._pre_enqueue
+
+    @pre_enqueue.setter
+    def pre_enqueue(self, plugins: tuple[PreEnqueuePlugin, ...]) -> None:
+        self._pre_enqueue = tuple(plugins)
+        self._compile()
 
     @property
     def pre_filters(self) -> tuple[PreFilterPlugin, ...]:
@@ -228,7 +263,7 @@ class Framework:
         return max(MIN_FEASIBLE_NODES_TO_FIND, num_all * pct // 100)
 
     def run_pre_enqueue(self, pod: PodInfo) -> Status:
-        for p in self.pre_enqueue:
+        for p in self._pre_enqueue:
             try:
                 st = p.pre_enqueue(pod)
             except Exception as e:

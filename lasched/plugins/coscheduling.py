@@ -23,6 +23,14 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    1 s, doubling per failed round up to 10 s (the queue's backoff settings),
    so a group that cannot fit does not keep taking the turn from others.
 
+What brings a member back to the queue: a new member or a PodGroup change
+rechecks the gated members; a group that stops holding is a ``PodGroup``
+event that moves every pod this plugin rejected (:meth:`Coscheduling.
+events_to_register`); the end of a group's backoff, and of the settling
+time of a group without min-available, are timed moves (the scheduler sets
+them: :meth:`Coscheduling.settles_at`). The reservation deadline is a timer
+on the scheduler's timer heap, so a group times out at its time.
+
 Never is a group bound below min-available: a member binds only after Permit
 allowed the whole group.
 """
@@ -33,7 +41,10 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from lasched.framework import events
+from lasched.framework.events import ClusterEvent, ClusterEventWithHint, QueueingHint
 from lasched.framework.interface import (
     SKIP,
     SUCCESS,
@@ -47,6 +58,7 @@ from lasched.framework.interface import (
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import ANNOTATION_SETTLE_SECONDS, DEFAULT_TIMEOUT_SECONDS, PodGroup
+from lasched.timers import Timer, TimerHeap
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +115,18 @@ class Coscheduling(Batchable):
         clock: Callable[[], float],
         room: WaitingRoom,
         node_of: Callable[[PodKey], str | None],
-        on_release: Callable[[], None] = lambda: None,
+        on_release: Callable[[Group], None] = lambda g: None,
         on_permitted: Callable[[Group], None] = lambda g: None,
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
         initial_backoff: float = 1.0,
         max_backoff: float = 10.0,
+        timers: TimerHeap | None = None,
     ) -> None:
+        """``on_release``: the group stopped holding (it failed or was permitted);
+        ``timers``: where the holder's deadline goes (None: its owner calls
+        :meth:`expire`)."""
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._clock = clock
@@ -123,6 +139,8 @@ class Coscheduling(Batchable):
         self.settle_seconds = settle_seconds
         self.groups: dict[str, Group] = {}
         self.holder: str | None = None
+        self._timers = timers
+        self._deadline: Timer | None = None  # the holder's, on ``timers``
 
     # ---- membership (fed by the pod informer) -------------------------------
 
@@ -179,10 +197,36 @@ class Coscheduling(Batchable):
             return obj.timeout_seconds
         return g.timeout(self.default_timeout)
 
-    def podgroup_changed(self, key: str) -> list[PodKey]:
-        """A PodGroup object changed: its members' gates may open."""
-        g = self.groups.get(key)
-        return list(g.members) if g is not None else []
+    def settles_at(self, g: Group) -> float | None:
+        """When a group without min-available counts its members as complete, if it
+        has not yet: its gate may open then, with no event to say so."""
+        if g.from_podgroup() or g.min_available() is not None:
+            return None
+        when = g.last_joined + self.settle_seconds
+        return when if when > self._clock() else None
+
+    def members_of(self, key: str) -> Callable[[PodInfo], bool]:
+        """Selects the members of group ``key`` (for the queue's timed moves)."""
+
+        def member(pod: PodInfo) -> bool:
+            return pod.group is not None and pod.group.key == key
+
+        return member
+
+    # ---- the events that can help the pods this plugin rejected -------------------
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        """PodGroup objects, and groups that stopped holding.
+
+        Members' arrivals recheck the gated members directly (the informer
+        handler), and the ends of backoffs and settling are timed moves.
+        """
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(events.EventResource.POD_GROUP, events.ActionType.ALL),
+                _group_hint,
+            )
+        ]
 
     def pre_enqueue(self, pod: PodInfo) -> Status:
         if pod.group_error:
@@ -246,6 +290,10 @@ class Coscheduling(Batchable):
             self.holder = g.key
         if g.deadline is None:
             g.deadline = self._clock() + self.timeout(g)
+            if self._timers is not None and self.holder == g.key:
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                self._deadline = self._timers.call_at(g.deadline, self.expire)
         return SUCCESS
 
     def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
@@ -303,10 +351,17 @@ class Coscheduling(Batchable):
             g.backoff_until = self._clock() + delay
         if self.holder == g.key:
             self.holder = None
-            self._on_release()
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._on_release(g)
 
     def expire(self) -> None:
-        """Reject the holder's waiting members once its deadline passed (group timeout)."""
+        """Reject the holder's waiting members once its deadline passed (group timeout).
+
+        Set on the timer heap before any member's own Permit deadline (the
+        same instant), so the group's one message wins.
+        """
         if self.holder is None:
             return
         g = self.groups.get(self.holder)
@@ -315,3 +370,13 @@ class Coscheduling(Batchable):
         timeout = self.timeout(g)
         self._reject_waiting(g, self._summary(g, f"timed out after {timeout:g} s"))
         self._release(g, failed=True)
+
+
+def _group_hint(pod: PodInfo, old: Any, new: Any) -> QueueingHint:
+    """A group that stopped holding lets any group go; a PodGroup object, its members."""
+    if isinstance(new, Group):
+        return events.QUEUE
+    changed = new if new is not None else old
+    if pod.group is not None and isinstance(changed, PodGroup) and changed.key == pod.group.key:
+        return events.QUEUE
+    return events.SKIP

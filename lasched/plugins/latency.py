@@ -13,6 +13,12 @@ to its peers), where an unmeasured pair may fall back to an estimate. With
 prefers nodes labelled ``kubernetes.io/role=cloud``, keeping edge capacity
 for the pods that need it.
 
+A pod LatencyFilter rejected is worth another try when RTTs change (the
+latency upkeep's ``Latency`` event, at most about once a second), when a
+node is added (a static file or snapshot may know it), and when a pod its
+``peer-selector`` matches is placed, relabelled or deleted, or a member of
+its group is deleted (:meth:`LatencyFilter.events_to_register`).
+
 Which direction is measured: the RTT between a place and a node is read
 ``place -> node`` (the place's agent measured it) and, when that is missing
 or stale, ``node -> place`` (the node's agent measured it; the only way for
@@ -25,6 +31,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
+from lasched.framework import events
+from lasched.framework.events import (
+    LATENCY_UPDATE,
+    NODE_ADD,
+    ActionType,
+    ClusterEvent,
+    ClusterEventWithHint,
+    EventResource,
+)
 from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.latency.cache import LatencyCache, Rtt
 from lasched.model import selector
@@ -75,8 +90,54 @@ def _check(rtt: Rtt | None, limit: float, what: str, origin: str) -> Status | No
     return None
 
 
+def _has_limits(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """RTTs (or the nodes) changed: the pod's hard limits may hold now."""
+    req = pod.latency
+    return events.QUEUE if req is not None and req.hard else events.SKIP
+
+
+def _peer_changed(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A placed pod the pod's peer selector matches came, went or changed labels; or a
+    member of its group left, one node fewer to be near."""
+    req = pod.latency
+    if req is None:
+        return events.SKIP
+    for other in (old, new):
+        if not isinstance(other, PodInfo) or other.key == pod.key:
+            continue
+        if (
+            req.peers is not None
+            and other.namespace == pod.namespace
+            and selector.matches(req.peers.selector, other.labels)
+        ):
+            return events.QUEUE
+    if (
+        new is None
+        and req.group_max_ms is not None
+        and isinstance(old, PodInfo)
+        and old.group is not None
+        and pod.group is not None
+        and old.group.key == pod.group.key
+    ):
+        return events.QUEUE
+    return events.SKIP
+
+
 class LatencyFilter(Batchable):
     name = "LatencyFilter"
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        return [
+            ClusterEventWithHint(LATENCY_UPDATE, _has_limits),
+            ClusterEventWithHint(NODE_ADD, _has_limits),
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.ASSIGNED_POD,
+                    ActionType.ADD | ActionType.DELETE | ActionType.UPDATE_POD_LABEL,
+                ),
+                _peer_changed,
+            ),
+        ]
 
     def __init__(
         self,

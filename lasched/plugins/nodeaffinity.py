@@ -1,7 +1,8 @@
 """NodeAffinity: ``nodeSelector`` and required node affinity filter; preferred
 node affinity scores. Matching follows ``k8s.io/component-helpers``'
 NodeSelector: terms are ORed, the requirements of a term ANDed, and an empty
-term matches nothing."""
+term matches nothing. A pod it rejected is worth another try when a node
+that matches it is added, or comes to match it by a label change."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
+from lasched.framework import events
+from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SKIP,
@@ -97,8 +100,25 @@ def pod_matches_node(pod: PodInfo, node: Node) -> bool:
     return any(match_term(t, node) for t in terms)
 
 
+def _node_now_matches(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A node that matches the pod, and did not before (or is new)."""
+    if not isinstance(new, Node) or not pod_matches_node(pod, new):
+        return events.SKIP
+    if isinstance(old, Node) and pod_matches_node(pod, old):
+        return events.SKIP
+    return events.QUEUE
+
+
 class NodeAffinity(Batchable):
     name = "NodeAffinity"
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(EventResource.NODE, ActionType.ADD | ActionType.UPDATE_NODE_LABEL),
+                _node_now_matches,
+            )
+        ]
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         """Nothing to check without a selector or required terms: skip Filter."""

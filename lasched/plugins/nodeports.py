@@ -1,11 +1,22 @@
 """NodePorts: a host port can be used once per node, per protocol and IP.
 
 A wildcard host IP (0.0.0.0) conflicts with every IP, as in kube-scheduler's
-``HostPortInfo``."""
+``HostPortInfo``. A pod it rejected is worth another try when a node is
+added, or a bound pod that held one of its ports is deleted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from lasched.cache.cache import NodeInfo
+from lasched.framework import events
+from lasched.framework.events import (
+    NODE_ADD,
+    ActionType,
+    ClusterEvent,
+    ClusterEventWithHint,
+    EventResource,
+)
 from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.model.pod import PodInfo
 
@@ -22,8 +33,26 @@ def conflicts(wanted: tuple[str, str, int], used: dict[tuple[str, str, int], int
     return (_WILDCARD, proto, port) in used
 
 
+def _port_freed(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A bound pod deleted that held a port the pod wants."""
+    if not isinstance(old, PodInfo) or not old.bound or not old.host_ports:
+        return events.SKIP
+    held = dict.fromkeys(old.host_ports, 1)
+    if any(conflicts(wanted, held) for wanted in pod.host_ports):
+        return events.QUEUE
+    return events.SKIP
+
+
 class NodePorts(Batchable):
     name = "NodePorts"
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(EventResource.ASSIGNED_POD, ActionType.DELETE), _port_freed
+            ),
+            ClusterEventWithHint(NODE_ADD),
+        ]
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
         return SUCCESS if pod.host_ports else SKIP

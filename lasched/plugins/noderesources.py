@@ -13,14 +13,21 @@ inline and builds the reasons only for a node that fails. Both scores have a
 per node; it keeps each node's score in ``NodeInfo.memo`` with the node's
 generation and the pod's non-zero requests, so a burst of alike pods computes
 only the nodes that changed. Each gives exactly what the plain formulas give.
+
+A pod NodeResourcesFit rejected is worth another try when a node that
+could hold it arrives or grows, or when room is freed: a pod deleted (or
+an assumed pod forgotten, or a preemptor that held room), or one that
+shrank its requests (:meth:`NodeResourcesFit.events_to_register`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from lasched.cache.cache import NodeInfo
+from lasched.framework import events
+from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
@@ -30,8 +37,9 @@ from lasched.framework.interface import (
     Status,
     unschedulable,
 )
+from lasched.model.node import Node
 from lasched.model.pod import PodInfo
-from lasched.model.resources import CPU, EPHEMERAL_STORAGE, MEMORY
+from lasched.model.resources import CPU, EPHEMERAL_STORAGE, MEMORY, Resources
 
 REASON_TOO_MANY_PODS = "Too many pods"
 
@@ -63,6 +71,55 @@ def fit_reasons(pod: PodInfo, node: NodeInfo) -> list[str]:
         if amount and alloc.scalar.get(name, 0) < used.scalar.get(name, 0) + amount:
             reasons.append(insufficient(name))
     return reasons
+
+
+def fits_allocatable(pod: PodInfo, node: Node) -> bool:
+    """Would ``pod`` fit ``node`` were it empty? (Its requests within the allocatable.)"""
+    alloc, req = node.allocatable, pod.requests
+    return (
+        alloc.pods >= 1
+        and req.milli_cpu <= alloc.milli_cpu
+        and req.memory <= alloc.memory
+        and req.ephemeral_storage <= alloc.ephemeral_storage
+        and all(v <= alloc.scalar.get(k, 0) for k, v in req.scalar.items())
+    )
+
+
+def _requested_grew(req: Resources, old: Resources, new: Resources) -> bool:
+    """Did the allocatable of anything ``req`` asks for (or the pod count) grow?"""
+    return (
+        new.pods > old.pods
+        or (req.milli_cpu > 0 and new.milli_cpu > old.milli_cpu)
+        or (req.memory > 0 and new.memory > old.memory)
+        or (req.ephemeral_storage > 0 and new.ephemeral_storage > old.ephemeral_storage)
+        or any(v > 0 and new.scalar.get(k, 0) > old.scalar.get(k, 0) for k, v in req.scalar.items())
+    )
+
+
+def _node_grew(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """kube-scheduler's ``isSchedulableAfterNodeChange``: a node that could hold the pod
+    was added, or grew in something it asks for."""
+    if not isinstance(new, Node) or not fits_allocatable(pod, new):
+        return events.SKIP
+    if not isinstance(old, Node) or _requested_grew(pod.requests, old.allocatable, new.allocatable):
+        return events.QUEUE
+    return events.SKIP
+
+
+def _room_freed(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A pod deleted frees room (at least a pod slot); a resized one, what it gave back."""
+    if new is None:
+        return events.QUEUE
+    if isinstance(old, PodInfo) and isinstance(new, PodInfo):
+        req, was, now = pod.requests, old.requests, new.requests
+        if (
+            (req.milli_cpu and now.milli_cpu < was.milli_cpu)
+            or (req.memory and now.memory < was.memory)
+            or (req.ephemeral_storage and now.ephemeral_storage < was.ephemeral_storage)
+            or any(v and now.scalar.get(k, 0) < was.scalar.get(k, 0) for k, v in req.scalar.items())
+        ):
+            return events.QUEUE
+    return events.SKIP
 
 
 def _ratio_free(capacity: int, requested: int) -> int:
@@ -163,6 +220,23 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         self._cpu_weight = resources.get(CPU, 0)
         self._mem_weight = resources.get(MEMORY, 0)
         self._ratio = _ratio_free if strategy == "LeastAllocated" else _ratio_used
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        """A node added or grown; a pod deleted or scaled down."""
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.NODE, ActionType.ADD | ActionType.UPDATE_NODE_ALLOCATABLE
+                ),
+                _node_grew,
+            ),
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.POD, ActionType.DELETE | ActionType.UPDATE_POD_SCALE_DOWN
+                ),
+                _room_freed,
+            ),
+        ]
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         n = node.node

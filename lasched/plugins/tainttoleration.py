@@ -1,6 +1,7 @@
 """TaintToleration: NoSchedule/NoExecute taints must be tolerated; fewer
 untolerated PreferNoSchedule taints score higher. Matching follows
-``v1.Toleration.ToleratesTaint``."""
+``v1.Toleration.ToleratesTaint``. A pod it rejected is worth another try when
+a node it tolerates is added, or one it did not tolerate loses the taint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
+from lasched.framework import events
+from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
@@ -16,7 +19,7 @@ from lasched.framework.interface import (
     Status,
     unschedulable,
 )
-from lasched.model.node import Taint
+from lasched.model.node import Node, Taint
 from lasched.model.pod import PodInfo
 
 _FILTER_EFFECTS = ("NoSchedule", "NoExecute")
@@ -45,8 +48,27 @@ def untolerated(
     return None
 
 
+def _now_tolerated(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A node whose NoSchedule/NoExecute taints the pod tolerates, and did not before."""
+    if not isinstance(new, Node):
+        return events.SKIP
+    if untolerated(new.taints, pod.tolerations, _FILTER_EFFECTS) is not None:
+        return events.SKIP
+    if isinstance(old, Node) and untolerated(old.taints, pod.tolerations, _FILTER_EFFECTS) is None:
+        return events.SKIP
+    return events.QUEUE
+
+
 class TaintToleration(Batchable):
     name = "TaintToleration"
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(EventResource.NODE, ActionType.ADD | ActionType.UPDATE_NODE_TAINT),
+                _now_tolerated,
+            )
+        ]
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         assert node.node is not None

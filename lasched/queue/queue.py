@@ -1,39 +1,54 @@
 """The scheduling queue: activeQ, backoffQ and the unschedulable pool.
 
-Follows kube-scheduler's PriorityQueue:
+Follows kube-scheduler's PriorityQueue, with its queueing hints:
 
 * **activeQ** is a heap in the QueueSort plugin's order: higher priority
   first, then the pod that entered the queue first (FIFO within a priority,
   across retries: a pod keeps its place however often it was tried).
-* A pod that failed goes to **backoffQ** for ``initial * 2**(attempts-1)``
-  seconds (capped, with jitter) when a cluster event arrived, or the pod
-  changed, while it was being tried, otherwise to the **unschedulable** pool.
-* Cluster events (a node added or changed, a bound pod deleted)
-  :meth:`move_all_to_active_or_backoff`; so does a wait that ends with time
-  (:meth:`move_at`); a periodic flush returns pods parked longer than
-  ``max_unschedulable`` so nothing waits forever.
+* A failed attempt records the plugins that rejected the pod
+  (``QueuedPod.unschedulable_plugins``). The pod goes to **backoffQ** for
+  ``initial * 2**(attempts-1)`` seconds (capped, with jitter) when the pod
+  changed, or a cluster event that may help it arrived, while it was being
+  tried; otherwise to the **unschedulable** pool. An attempt lasts from the
+  pop to the requeue, or, for a pod that went on to Permit and its binding,
+  until it comes back: the events of that span are kept and judged when it
+  does (kube-scheduler's in-flight events).
+* Cluster events arrive typed (:meth:`on_event`, lasched.framework.events:
+  a node added or changed, a bound pod deleted, RTTs changed, ...). An
+  unschedulable pod moves only when one of the plugins that rejected it
+  registered the event and its queueing hint says QUEUE; a pod that no
+  plugin on record rejected moves on any event. The pool is indexed by
+  rejecting plugin, so an event visits only the pods it may help.
+* Moves that no event marks are timers on the scheduler's one timer heap
+  (lasched.timers): a pod's backoff ends at its time, a wait that ends with
+  time (:meth:`move_at`: a pod group's backoff, a group settling) moves the
+  pods it selects, and a pod parked for ``max_unschedulable`` gets another
+  try as a safety net. Nothing polls.
 * Deletion removes a pod from every part. An update replaces the pod's info
   in place; it moves an unschedulable pod only when it changed something the
   scheduler reads (:func:`scheduling_changed`, kube-scheduler's
   ``isPodUpdated``), so the status lasched itself writes after a failed
   attempt never sends the pod back to be tried again.
-* Because the QueueSort key may change with time (starvation aging), the heap
-  is re-keyed every ``reheap_interval`` seconds.
+* Because the QueueSort key may change with time (starvation aging), activeQ
+  is re-keyed when a pop finds the last re-keying ``reheap_interval`` old.
 * **gated** pods failed a PreEnqueue check (a gang that is not complete yet);
-  they wait outside activeQ until an update or :meth:`recheck_gated`.
+  they wait outside activeQ, in the pool under the gating plugin, until an
+  update, an event that plugin registered, or :meth:`recheck_gated`.
 
 **Starving pods** (lasched's own, kube-scheduler has none): a pod that has
 been in the queue for ``starvation_seconds`` is ordered before every pod
 that is not starving, whatever the priorities; starving pods go oldest first. So
 once starving, only pods that entered the queue before it can be tried
 ahead of it. And backoff cannot make it miss the room a cluster event
-frees: after each event, one starving pod that is backing off, taken in
-turn, is moved to activeQ at once. A starving pod is therefore tried before
-any pod that is not starving right after at least one of every ``k + 1`` events, ``k``
-being the number of starving pods backing off with it (after every event
-when it is alone), at the cost of at most one extra attempt per event.
+frees: after each event, one starving pod that is backing off and that the
+event may help, taken in turn, is moved to activeQ at once. A starving pod
+is therefore tried before any pod that is not starving right after at least
+one of every ``k + 1`` such events, ``k`` being the number of starving pods
+backing off with it (after every such event when it is alone), at the cost
+of at most one extra attempt per event.
 
-Time comes from an injectable clock so tests run in virtual time.
+Time comes from an injectable clock, and timers from an injectable heap, so
+tests run in virtual time.
 """
 
 from __future__ import annotations
@@ -45,10 +60,14 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from lasched.framework.events import WILDCARD_EVENT, ClusterEvent, EventResource, QueueingHints
 from lasched.model.pod import UID, PodInfo, PodKey
+from lasched.timers import Timer, TimerHeap
 
 Clock = Callable[[], float]
 
@@ -70,7 +89,6 @@ class QueueOptions:
     max_backoff: float = 10.0
     backoff_jitter: float = 0.1
     max_unschedulable: float = 300.0
-    flush_interval: float = 1.0
     reheap_interval: float = 5.0
     starvation_seconds: float | None = 600.0
     """A pod in the queue this long is starving (see the module docstring); None: never."""
@@ -87,8 +105,11 @@ class QueuedPod:
     attempts: int = 0
     backoff_until: float = 0.0
     unschedulable_since: float | None = None  # its first unschedulable verdict
-    parked_at: float = 0.0  # when it last entered the unschedulable pool
+    parked_at: float = 0.0  # when it last entered the unschedulable pool (or was gated)
     reason: str = ""
+    # The plugins that rejected its last attempt, or gate it (kube-scheduler's
+    # UnschedulablePlugins): only events they registered move it. Empty: any event.
+    unschedulable_plugins: frozenset[str] = frozenset()
     where: QueueState = QueueState.ACTIVE
     seq: int = 0
     cycle: int = 0  # scheduling cycle in which it was last popped
@@ -96,6 +117,7 @@ class QueuedPod:
     changed_in_flight: bool = False  # updated (scheduling_changed) during its attempt
     starving_at: float = math.inf  # first_seen + starvation_seconds
     turn: float = math.inf  # when it last skipped backoff as a starving pod (round robin)
+    indexed: frozenset[str] | None = None  # the pool's index keys while parked or gated
 
     @property
     def key(self) -> PodKey:
@@ -106,8 +128,21 @@ class QueuedPod:
 
 
 SortKey = Callable[[QueuedPod, float], tuple[float, ...]]
-PreEnqueue = Callable[[PodInfo], str | None]
-"""Returns None to admit the pod to activeQ, or the reason it stays gated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """Why PreEnqueue keeps a pod out of activeQ, and the plugin that does ("" if unknown)."""
+
+    reason: str
+    plugin: str = ""
+
+
+PreEnqueue = Callable[[PodInfo], Gated | None]
+"""Returns None to admit the pod to activeQ, or why it stays gated."""
+
+Which = Callable[[PodInfo], bool]
+"""Selects the pods a move is for."""
 
 
 def priority_fifo(qp: QueuedPod, now: float) -> tuple[float, ...]:
@@ -177,9 +212,26 @@ class _Age:
     uid: UID
     first_seen: float
     arrival: int
+    cycle: int  # of the attempt that took it to Permit and binding
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """An event that arrived while attempts were open, with the cycle it arrived in."""
+
+    cycle: int
+    event: ClusterEvent
+    old: Any
+    new: Any
+    which: Which | None
 
 
 _Entry = tuple[tuple[float, ...], int, QueuedPod]
+
+_ANY = ""  # the pool's key for pods that any event moves
+_ANY_KEYS = frozenset((_ANY,))
+_LOG_PRUNE = 64  # events kept before the log is first pruned
+_LOG_LIMIT = 4096  # beyond this, the oldest open attempts count as helped (see _helped_meanwhile)
 
 
 class SchedulingQueue:
@@ -192,11 +244,18 @@ class SchedulingQueue:
         *,
         sort_key: SortKey = priority_fifo,
         pre_enqueue: PreEnqueue | None = None,
+        hints: Mapping[str, QueueingHints] | None = None,
+        timers: TimerHeap | None = None,
     ) -> None:
+        """``hints``: each profile's queueing hints, by scheduler name (a pod of a
+        profile not there moves on any event); ``timers``: the heap its timed moves go
+        on, on the same clock (default: its own, which its owner fires or runs)."""
         self.options = options or QueueOptions()
         self._clock = clock
         self._sort_key = sort_key
         self._pre_enqueue = pre_enqueue
+        self._hints: Mapping[str, QueueingHints] = hints or {}
+        self.timers = timers if timers is not None else TimerHeap(clock)
         self._pods: dict[PodKey, QueuedPod] = {}
         # activeQ is two heaps: starving pods (oldest first) and the others (QueueSort's
         # order); a third heap says when each of the others starts starving.
@@ -205,13 +264,23 @@ class SchedulingQueue:
         self._aging: list[tuple[float, int, QueuedPod]] = []
         self._backoff: list[tuple[float, int, QueuedPod]] = []
         self._departed: dict[PodKey, _Age] = {}
-        # Moves due at a time (move_at), by key; the heap holds superseded ones too.
-        self._timers: list[tuple[float, int, str, Callable[[PodInfo], bool]]] = []
-        self._timer_due: dict[str, float] = {}
+        # The unschedulable pool and the gated pods: by rejecting plugin (_ANY: moved by
+        # any event), and all of them in the order they were parked (the safety flush's).
+        self._pool: dict[str, dict[PodKey, QueuedPod]] = {}
+        self._parked: dict[PodKey, QueuedPod] = {}
+        # Open attempts (popped, or gone on to Permit and binding) -> the cycle of their
+        # pop, and the events that arrived since the oldest of them.
+        self._open: dict[PodKey, int] = {}
+        self._log: deque[_Logged] = deque()
+        self._log_lost = -1  # events of this cycle and before may be missing from the log
+        self._prune_at = _LOG_PRUNE
+        self._backoff_timer: Timer | None = None
+        self._flush_timer: Timer | None = None
+        self._timed: dict[str, Timer] = {}
         self._seq = itertools.count()
         self._arrivals = itertools.count()
         self._cycle = 0
-        self._move_request_cycle = -1
+        self._last_reheap = clock()
         self._ready = asyncio.Event()
         self._closed = False
 
@@ -244,7 +313,8 @@ class SchedulingQueue:
 
         A pod that left the queue to bind and comes back (its bind or Permit
         failed) keeps the age it had: its place among its priority, and the
-        time towards starving.
+        time towards starving; and its attempt is still open, so the events
+        since its pop are judged when it is requeued.
         """
         if pod.key in self._pods:
             self.update(pod)
@@ -252,7 +322,7 @@ class SchedulingQueue:
         now = self._clock()
         age = self._departed.pop(pod.key, None)
         if age is not None and age.uid == pod.uid:
-            qp = QueuedPod(pod=pod, first_seen=age.first_seen, arrival=age.arrival)
+            qp = QueuedPod(pod=pod, first_seen=age.first_seen, arrival=age.arrival, cycle=age.cycle)
         else:
             qp = QueuedPod(pod=pod, first_seen=now, arrival=next(self._arrivals))
         if self.options.starvation_seconds is not None:
@@ -289,8 +359,10 @@ class SchedulingQueue:
     def delete(self, key: PodKey) -> None:
         """The pod was deleted or bound: forget it everywhere."""
         self._departed.pop(key, None)
+        self._close(key)
         qp = self._pods.pop(key, None)
         if qp is not None:
+            self._unpark(qp)
             qp.where = QueueState.GONE
 
     # ---- the scheduling loop's side ---------------------------------------
@@ -302,7 +374,10 @@ class SchedulingQueue:
         """
         while True:
             self.flush_backoff()
-            self._promote_starving(self._clock())
+            now = self._clock()
+            if now - self._last_reheap >= self.options.reheap_interval:
+                self.reheap()
+            self._promote_starving(now)
             qp = self._pop_live(self._starving) or self._pop_live(self._active)
             if qp is not None:
                 qp.where = QueueState.IN_FLIGHT
@@ -312,6 +387,8 @@ class SchedulingQueue:
                     qp.initial_attempt = self._clock()
                 self._cycle += 1
                 qp.cycle = self._cycle
+                self._open.pop(qp.key, None)  # re-inserted last: the dict stays in pop order
+                self._open[qp.key] = qp.cycle
                 return qp
             if self._closed:
                 raise QueueClosed()
@@ -325,92 +402,92 @@ class SchedulingQueue:
         if self._pods.get(qp.key) is not qp or qp.where is not QueueState.IN_FLIGHT:
             return
         qp.attempts -= 1
+        self._close(qp.key)
         self._push_active(qp)
 
     def done(self, key: PodKey) -> None:
-        """The attempt succeeded (the pod is assumed): it leaves the queue."""
+        """The attempt succeeded (the pod is assumed): it leaves the queue.
+
+        Its attempt stays open until the bind is seen (:meth:`delete`) or the
+        pod comes back (:meth:`add`).
+        """
         qp = self._pods.get(key)
         if qp is not None and qp.where is QueueState.IN_FLIGHT:
             del self._pods[key]
-            # Forgotten when the bind is seen (delete); remembered if it comes back.
-            self._departed[key] = _Age(qp.pod.uid, qp.first_seen, qp.arrival)
+            self._departed[key] = _Age(qp.pod.uid, qp.first_seen, qp.arrival, qp.cycle)
 
-    def requeue_unschedulable(self, qp: QueuedPod, *, reason: str) -> None:
-        """The attempt failed. Back off if the cluster or the pod changed meanwhile, else park."""
+    def requeue_unschedulable(
+        self, qp: QueuedPod, *, reason: str, plugins: Iterable[str] = ()
+    ) -> None:
+        """The attempt failed, rejected by ``plugins``. Back off if the pod changed, or an
+        event that may help it arrived, during the attempt; else park it."""
         if self._pods.get(qp.key) is not qp:
-            return  # deleted while in flight
+            return  # deleted while in flight (which ended its attempt)
         qp.reason = reason
         qp.errored = False
+        qp.unschedulable_plugins = frozenset(p for p in plugins if p)
         now = self._clock()
         if qp.unschedulable_since is None:
             qp.unschedulable_since = now
         qp.backoff_until = now + self.backoff_duration(qp)
-        if self._move_request_cycle >= qp.cycle or qp.changed_in_flight:
-            qp.changed_in_flight = False
+        helped = qp.changed_in_flight or self._helped_meanwhile(qp)
+        self._close(qp.key)
+        qp.changed_in_flight = False
+        if helped:
             self._push_backoff(qp)
         else:
-            qp.where = QueueState.UNSCHEDULABLE
-            qp.parked_at = now
+            self._park(qp, QueueState.UNSCHEDULABLE)
 
     def requeue_error(self, qp: QueuedPod, *, reason: str) -> None:
         """The attempt hit an error (not a verdict): retry after backoff."""
         if self._pods.get(qp.key) is not qp:
             return
+        self._close(qp.key)
         qp.reason = reason
         qp.errored = True
+        qp.unschedulable_plugins = frozenset()
         qp.changed_in_flight = False
         qp.backoff_until = self._clock() + self.backoff_duration(qp)
         self._push_backoff(qp)
 
-    def move_all_to_active_or_backoff(self, which: Callable[[PodInfo], bool] | None = None) -> int:
-        """A cluster event may make unschedulable pods fit: give them another try.
+    # ---- cluster events -----------------------------------------------------
 
-        ``which``, if given, limits the move to the pods the event can help
-        (a latency change cannot help a pod without latency requirements).
-        Then one starving pod that is backing off (not after an error), the
-        one whose turn is oldest, skips the rest of its backoff: it is tried
-        before the room the event freed can go to a pod that is not starving.
+    def on_event(self, event: ClusterEvent, old: Any = None, new: Any = None) -> int:
+        """A cluster event: move the pods it may help to activeQ or backoffQ.
+
+        ``old`` and ``new`` are the object before and after (None for an add,
+        a delete). A parked or gated pod moves when a plugin that rejected it
+        registered ``event`` and its hint says QUEUE, or when no plugin on
+        record rejected it (lasched.framework.events). The event is kept for
+        the attempts open now, and judged for each when it is requeued. Then
+        one starving pod that is backing off and that the event may help
+        skips the rest of its backoff (see the module docstring). Returns how
+        many parked pods moved.
         """
-        self._move_request_cycle = self._cycle
-        now = self._clock()
-        moved = 0
-        skip: QueuedPod | None = None
-        for qp in list(self._pods.values()):
-            if which is not None and not which(qp.pod):
-                continue
-            if qp.where in (QueueState.UNSCHEDULABLE, QueueState.GATED):
-                self._enqueue(qp)
-                moved += 1
-            if (
-                qp.where is QueueState.BACKOFF
-                and not qp.errored
-                and qp.starving(now)
-                and (skip is None or (qp.turn, qp.arrival) < (skip.turn, skip.arrival))
-            ):
-                skip = qp
-        if skip is not None:
-            skip.turn = now
-            self._push_active(skip)  # a new seq: its backoff heap entry is now stale
-        return moved
+        return self._move(event, old, new, None)
 
-    def move_at(self, when: float, which: Callable[[PodInfo], bool], *, key: str) -> None:
+    def move_all_to_active_or_backoff(self, which: Which | None = None) -> int:
+        """Every pod ``which`` selects (all by default) is worth another try, whoever
+        rejected it: kube-scheduler's move for a wildcard event. For changes no typed
+        event describes: a timed move, an eviction refused for a preemptor."""
+        return self._move(WILDCARD_EVENT, None, None, which)
+
+    def move_at(self, when: float, which: Which, *, key: str) -> None:
         """At ``when`` (the queue's clock), :meth:`move_all_to_active_or_backoff` the pods
         ``which`` selects: for a wait that ends with time, which no cluster event marks
         (a pod group's backoff). A later call with the same ``key`` replaces this one.
         """
-        self._timer_due[key] = when
-        heapq.heappush(self._timers, (when, next(self._seq), key, which))
+        previous = self._timed.pop(key, None)
+        if previous is not None:
+            previous.cancel()
 
-    def fire_timers(self) -> None:
-        """Make the moves of :meth:`move_at` that are due."""
-        now = self._clock()
-        while self._timers and self._timers[0][0] <= now:
-            when, _, key, which = heapq.heappop(self._timers)
-            if self._timer_due.get(key) == when:
-                del self._timer_due[key]
-                self.move_all_to_active_or_backoff(which)
+        def due() -> None:
+            del self._timed[key]
+            self.move_all_to_active_or_backoff(which)
 
-    def recheck_gated(self, keys: list[PodKey] | None = None) -> None:
+        self._timed[key] = self.timers.call_at(when, due)
+
+    def recheck_gated(self, keys: Iterable[PodKey] | None = None) -> None:
         """Run PreEnqueue again for gated pods (all, or the given ones)."""
         for key in keys if keys is not None else list(self._pods):
             qp = self._pods.get(key)
@@ -418,35 +495,31 @@ class SchedulingQueue:
                 self._enqueue(qp)
 
     def flush_backoff(self) -> None:
-        """Move pods whose backoff has expired to activeQ."""
+        """Move pods whose backoff has expired to activeQ (and set the timer for the next)."""
         now = self._clock()
         while self._backoff and self._backoff[0][0] <= now:
             _, seq, qp = heapq.heappop(self._backoff)
             if qp.where is QueueState.BACKOFF and qp.seq == seq:
                 self._push_active(qp)
+        self._arm_backoff()
 
     def flush_unschedulable(self) -> None:
-        """Pods parked longer than ``max_unschedulable`` get another try."""
-        now = self._clock()
-        for qp in list(self._pods.values()):
-            if (
-                qp.where is QueueState.UNSCHEDULABLE
-                and now - qp.parked_at >= self.options.max_unschedulable
-            ):
-                self._enqueue(qp)
+        """Pods parked or gated for ``max_unschedulable`` get another try.
 
-    async def run_flushes(self) -> None:
-        """Periodic flushes and aging; run as a long-lived task until cancelled."""
-        last_reheap = self._clock()
-        while True:
-            await asyncio.sleep(self.options.flush_interval)
-            self.fire_timers()
-            self.flush_backoff()
-            self.flush_unschedulable()
-            self.recheck_gated()  # gates may open with time (a group settling)
-            if self._clock() - last_reheap >= self.options.reheap_interval:
-                self.reheap()
-                last_reheap = self._clock()
+        The safety net for a change no event reported (kube-scheduler's
+        flush of unschedulable pods left over); its timer is set for the pod
+        parked first, so it runs only when one is due.
+        """
+        now = self._clock()
+        limit = self.options.max_unschedulable
+        due = []
+        for qp in self._parked.values():  # in the order parked
+            if now - qp.parked_at < limit:
+                break
+            due.append(qp)
+        for qp in due:
+            self._enqueue(qp)
+        self._arm_flush()
 
     @property
     def closed(self) -> bool:
@@ -462,6 +535,7 @@ class SchedulingQueue:
     def reheap(self) -> None:
         """Re-key activeQ with keys as of now (drops stale entries too)."""
         now = self._clock()
+        self._last_reheap = now
         self._promote_starving(now)
         self._active = [
             (self._sort_key(qp, now), seq, qp) for _, seq, qp in self._active if _live(qp, seq)
@@ -477,13 +551,178 @@ class SchedulingQueue:
         base: float = min(o.max_backoff, o.initial_backoff * 2.0 ** max(0, qp.attempts - 1))
         return base * (1 + random.uniform(0, o.backoff_jitter))
 
+    def _move(self, event: ClusterEvent, old: Any, new: Any, which: Which | None) -> int:
+        if self._open:
+            self._record(_Logged(self._cycle, event, old, new, which))
+        moved = 0
+        for qp in self._candidates(event):
+            if self._worth(qp, event, old, new, which):
+                self._enqueue(qp)
+                moved += 1
+        self._skip_a_starving_backoff(event, old, new, which)
+        return moved
+
+    def _candidates(self, event: ClusterEvent) -> list[QueuedPod]:
+        """The parked and gated pods ``event`` may move: those no plugin on record
+        rejected, and those of the plugins that registered it."""
+        if event.resource is EventResource.WILDCARD:
+            return list(self._parked.values())
+        names: set[str] = set()
+        for hints in self._hints.values():
+            names.update(hints.for_event(event))
+        found = dict(self._pool.get(_ANY, {}))
+        for name in names:
+            pods = self._pool.get(name)
+            if pods:
+                found.update(pods)
+        return list(found.values())
+
+    def _worth(
+        self, qp: QueuedPod, event: ClusterEvent, old: Any, new: Any, which: Which | None
+    ) -> bool:
+        """kube-scheduler's ``isPodWorthRequeuing``."""
+        if which is not None and not which(qp.pod):
+            return False
+        if event.resource is EventResource.WILDCARD or not qp.unschedulable_plugins:
+            return True
+        hints = self._hints.get(qp.pod.scheduler_name)
+        if hints is None:
+            return True
+        return hints.says_queue(qp.pod, qp.unschedulable_plugins, event, old, new)
+
+    def _skip_a_starving_backoff(
+        self, event: ClusterEvent, old: Any, new: Any, which: Which | None
+    ) -> None:
+        """The starving pod backing off (not after an error) whose turn is oldest, among
+        those ``event`` may help, skips the rest of its backoff."""
+        if self.options.starvation_seconds is None or not self._backoff:
+            return
+        now = self._clock()
+        skip: QueuedPod | None = None
+        for _, seq, qp in self._backoff:
+            if qp.seq != seq or qp.where is not QueueState.BACKOFF:
+                continue
+            if qp.errored or not qp.starving(now):
+                continue
+            if skip is not None and (qp.turn, qp.arrival) >= (skip.turn, skip.arrival):
+                continue
+            if self._worth(qp, event, old, new, which):
+                skip = qp
+        if skip is not None:
+            skip.turn = now
+            self._push_active(skip)  # a new seq: its backoff heap entry is now stale
+
+    # ---- the attempts open, and the events that arrived meanwhile -----------------
+
+    def _record(self, entry: _Logged) -> None:
+        log = self._log
+        log.append(entry)
+        if len(log) < self._prune_at:
+            return
+        oldest = next(iter(self._open.values()))  # in pop order (see pop)
+        while log and log[0].cycle < oldest:
+            log.popleft()
+        while len(log) > _LOG_LIMIT:
+            self._log_lost = max(self._log_lost, log.popleft().cycle)
+        self._prune_at = max(_LOG_PRUNE, 2 * len(log))
+
+    def _helped_meanwhile(self, qp: QueuedPod) -> bool:
+        """Did an event that may help ``qp`` arrive since its pop? (kube-scheduler's
+        in-flight events; the log is in arrival order.)"""
+        if qp.cycle <= self._log_lost:
+            return True  # some of its events were let go: assume one helps
+        for e in reversed(self._log):
+            if e.cycle < qp.cycle:
+                break
+            if self._worth(qp, e.event, e.old, e.new, e.which):
+                return True
+        return False
+
+    def _close(self, key: PodKey) -> None:
+        """An attempt is over; with none open, no event needs keeping."""
+        if self._open.pop(key, None) is not None and not self._open:
+            self._log.clear()
+            self._log_lost = -1
+            self._prune_at = _LOG_PRUNE
+
+    # ---- the pool ----------------------------------------------------------------
+
+    def _park(self, qp: QueuedPod, where: QueueState) -> None:
+        """Into the unschedulable pool, or gated, indexed by the plugins that keep it there."""
+        self._unpark(qp)
+        qp.where = where
+        qp.parked_at = self._clock()
+        keys = self._index_keys(qp)
+        for k in keys:
+            self._pool.setdefault(k, {})[qp.key] = qp
+        qp.indexed = keys
+        self._parked[qp.key] = qp
+        self._arm_flush()
+
+    def _index_keys(self, qp: QueuedPod) -> frozenset[str]:
+        plugins = qp.unschedulable_plugins
+        if not plugins:
+            return _ANY_KEYS
+        hints = self._hints.get(qp.pod.scheduler_name)
+        if hints is None or not plugins <= hints.plugins:
+            return _ANY_KEYS  # a plugin nobody registered for: any event may help
+        return plugins
+
+    def _unpark(self, qp: QueuedPod) -> None:
+        keys = qp.indexed
+        if keys is None:
+            return
+        qp.indexed = None
+        for k in keys:
+            pods = self._pool.get(k)
+            if pods is not None:
+                pods.pop(qp.key, None)
+                if not pods:
+                    del self._pool[k]
+        self._parked.pop(qp.key, None)
+
+    def _arm_flush(self) -> None:
+        """The safety flush's timer, for the pod parked first."""
+        if not self._parked:
+            return
+        first = next(iter(self._parked.values()))
+        when = first.parked_at + self.options.max_unschedulable
+        t = self._flush_timer
+        if t is not None and t.pending and t.when <= when:
+            return
+        if t is not None:
+            t.cancel()
+        self._flush_timer = self.timers.call_at(when, self.flush_unschedulable)
+
+    def _arm_backoff(self) -> None:
+        """The timer that ends the earliest backoff."""
+        backoff = self._backoff
+        while backoff and not (
+            backoff[0][2].where is QueueState.BACKOFF and backoff[0][2].seq == backoff[0][1]
+        ):
+            heapq.heappop(backoff)  # stale: the pod left backoffQ another way
+        if not backoff:
+            return
+        when = backoff[0][0]
+        t = self._backoff_timer
+        if t is not None and t.pending and t.when <= when:
+            return
+        if t is not None:
+            t.cancel()
+        self._backoff_timer = self.timers.call_at(when, self.flush_backoff)
+
+    # ---- activeQ and backoffQ ----------------------------------------------------
+
     def _enqueue(self, qp: QueuedPod) -> None:
         """PreEnqueue decides between gated and active (or backoff if still due)."""
         if self._pre_enqueue is not None:
-            reason = self._pre_enqueue(qp.pod)
-            if reason is not None:
-                qp.where = QueueState.GATED
-                qp.reason = reason
+            gated = self._pre_enqueue(qp.pod)
+            if gated is not None:
+                qp.reason = gated.reason
+                qp.unschedulable_plugins = (
+                    frozenset((gated.plugin,)) if gated.plugin else frozenset()
+                )
+                self._park(qp, QueueState.GATED)
                 return
         self._to_active_or_backoff(qp)
 
@@ -494,6 +733,7 @@ class SchedulingQueue:
             self._push_active(qp)
 
     def _push_active(self, qp: QueuedPod) -> None:
+        self._unpark(qp)
         qp.where = QueueState.ACTIVE
         qp.seq = next(self._seq)
         now = self._clock()
@@ -521,9 +761,11 @@ class SchedulingQueue:
         return None
 
     def _push_backoff(self, qp: QueuedPod) -> None:
+        self._unpark(qp)
         qp.where = QueueState.BACKOFF
         qp.seq = next(self._seq)
         heapq.heappush(self._backoff, (qp.backoff_until, qp.seq, qp))
+        self._arm_backoff()
         self._ready.set()  # an idle scheduler takes it at once (see _pop_from_backoff)
 
     def _pop_from_backoff(self) -> bool:

@@ -67,8 +67,11 @@ async def test_same_priority_pods_bind_in_creation_order(
         return all([await failures(kc, namespace, n) >= times for n in waiting])
 
     await eventually(lambda: failed(1))
-    # A node change that frees nothing: every waiting pod is tried, and fails, again.
-    await kc.patch("/api/v1/nodes/fifo-0", {"metadata": {"labels": {"round": "2"}}})
+    # A pod deleted that frees no CPU: every waiting pod is tried, and fails, again. (A node
+    # label change would not retry them: it cannot help a pod that lacks room.)
+    passer_by = pod("passer-by", cpu="0", memory="0", nodeName="fifo-0", scheduler="elsewhere")
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", passer_by)
+    await delete_pod(kc, namespace, "passer-by")
     await eventually(lambda: failed(2))
 
     order: list[str] = []

@@ -11,7 +11,8 @@ from lasched.framework.interface import Code, CycleState, unschedulable
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo
 from lasched.model.podgroup import declared_group
-from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.coscheduling import Coscheduling, Group
+from lasched.timers import TimerHeap
 from tests.unit.factories import make_node, make_pod
 
 
@@ -34,25 +35,28 @@ def member(group: str, i: int, minimum: int = 3, timeout: str | None = None) -> 
 
 
 class Harness:
-    """The plugin with a real cache and waiting room, driven like the scheduler drives it."""
+    """The plugin with a real cache and waiting room, driven like the scheduler drives it:
+    deadlines on one timer heap, fired in virtual time."""
 
     def __init__(self) -> None:
         self.clock = Clock()
+        self.timers = TimerHeap(self.clock)
         self.cache = SchedulerCache()
         for i in range(10):
             self.cache.add_node(make_node(f"n{i}"))
-        self.room = WaitingRoom(self.clock)
-        self.released = 0
+        self.room = WaitingRoom(timers=self.timers)
+        self.released: list[str] = []
         self.gang = Coscheduling(
             clock=self.clock,
             room=self.room,
             node_of=self.cache.node_of,
             on_release=self._released,
             default_timeout=30,
+            timers=self.timers,
         )
 
-    def _released(self) -> None:
-        self.released += 1
+    def _released(self, group: Group) -> None:
+        self.released.append(group.key)
 
     def add(self, *pods: PodInfo) -> None:
         for p in pods:
@@ -117,19 +121,32 @@ async def test_timeout_releases_every_member_at_once() -> None:
     pods = [member("g", i, minimum=3, timeout="10") for i in range(3)]
     h.add(*pods)
     h.reserve_and_permit(pods[0])
-    h.reserve_and_permit(pods[1])
-    h.clock.t += 9.9
-    h.gang.expire()
+    h.clock.t += 1.0
+    h.reserve_and_permit(pods[1])  # its own Permit deadline is the group's, too
+    h.clock.t = 109.9
+    assert h.timers.fire_due() == 0
     assert not h.room.get(pods[0].key).resolved  # type: ignore[union-attr]
-    h.clock.t += 0.2
-    h.gang.expire()
+    h.clock.t = 110.0  # exactly the group's deadline: 10 s after the first reservation
+    h.timers.fire_due()
     verdicts = [await h.room.get(p.key).result() for p in pods[:2]]  # type: ignore[union-attr]
     for v in verdicts:
         assert v.code is Code.UNSCHEDULABLE
         assert "2 of 3 members were placed" in v.message
-        assert "timed out after 10 s" in v.message
+        assert "timed out after 10 s" in v.message  # the group's message, not a pod's own
     assert h.gang.holder is None
-    assert h.released == 1
+    assert h.released == ["default/g"]
+    assert len(h.timers) == 0  # the members' own deadlines went with them
+
+
+async def test_a_group_that_is_permitted_cancels_its_deadline() -> None:
+    """No timeout fires for a group that was permitted in time."""
+    h = Harness()
+    pods = [member("g", i, minimum=2, timeout="10") for i in range(2)]
+    h.add(*pods)
+    h.reserve_and_permit(pods[0])
+    assert h.reserve_and_permit(pods[1]) is Code.SUCCESS
+    assert (await h.room.get(pods[0].key).result()).ok  # type: ignore[union-attr]
+    assert len(h.timers) == 0
 
 
 async def test_a_member_that_fits_nowhere_releases_the_group() -> None:
@@ -163,8 +180,12 @@ def test_annotation_group_settles_before_counting() -> None:
         pods.append(p)
     h.add(*pods)
     assert h.gang.pre_enqueue(pods[0]).code is Code.UNSCHEDULABLE
+    g = h.gang.group_of(pods[0])
+    assert g is not None
+    assert h.gang.settles_at(g) == h.clock.t + h.gang.settle_seconds  # a timed recheck then
     h.clock.t += 2.5
     assert h.gang.pre_enqueue(pods[0]).ok
+    assert h.gang.settles_at(g) is None
     g = h.gang.group_of(pods[0])
     assert g is not None
     assert h.gang.required(g) == 2

@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from lasched.cache.cache import NodeInfo
+from lasched.framework.events import LATENCY_UPDATE, ClusterEvent
 from lasched.framework.interface import Code, CycleState
 from lasched.latency import static
 from lasched.latency.cache import LatencyCache
+from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model.delay import delay_constraints
 from lasched.model.pod import PodInfo
 from lasched.plugins.latency import LatencyFilter
+from lasched.timers import TimerHeap
 from tests.unit.factories import make_node, make_pod, pod_json
 
 
@@ -228,3 +231,63 @@ def test_rotating_sources_stay_fresh_between_visits() -> None:
     clock.t = 301
     big = cache.get("big-1", "n-7")
     assert big is not None and big.stale
+
+
+# ---- upkeep: RTT changes become queue events, coalesced -------------------------------
+
+
+class Upkept:
+    """A LatencyUpkeep whose queue and agent hub are recorders, on a virtual clock."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.timers = TimerHeap(self.clock)
+        self.events: list[tuple[float, ClusterEvent]] = []
+        self.refreshes: list[float] = []
+        self.upkeep = LatencyUpkeep(
+            timers=self.timers,
+            on_event=self._on_event,
+            refresh_targets=lambda: self.refreshes.append(self.clock.t),
+        )
+
+    def _on_event(self, event: ClusterEvent, old: object, new: object) -> int:
+        self.events.append((self.clock.t, event))
+        return 1
+
+    def at(self, t: float) -> None:
+        self.clock.t = t
+        self.timers.fire_due()
+
+
+def test_a_burst_of_rtt_changes_is_two_moves_at_most() -> None:
+    """The first change moves at once; the rest of the second, once, when it ends."""
+    u = Upkept()
+    for t in (10.0, 10.2, 10.5, 10.9):
+        u.at(t)
+        u.upkeep.latency_changed()
+    u.at(11.0)
+    u.at(30.0)
+    assert u.events == [(10.0, LATENCY_UPDATE), (11.0, LATENCY_UPDATE)]
+
+
+def test_a_lone_rtt_change_after_a_quiet_spell_acts_at_once() -> None:
+    """Coalescing bounds the cost; it never delays a change that comes alone."""
+    u = Upkept()
+    u.at(10.0)
+    u.upkeep.latency_changed()
+    u.at(25.0)
+    u.upkeep.latency_changed()
+    assert [t for t, _ in u.events] == [10.0, 25.0]
+    assert len(u.timers) == 0  # nothing waits: no poll
+
+
+def test_node_list_changes_refresh_the_agents_targets_coalesced() -> None:
+    """Nodes added one after another: targets recomputed at once, then once more."""
+    u = Upkept()
+    u.at(5.0)
+    for _ in range(50):
+        u.upkeep.peers_changed()
+    u.at(6.0)
+    u.at(9.0)
+    assert u.refreshes == [5.0, 6.0]
+    assert u.events == []

@@ -13,9 +13,11 @@ from lasched.plugins.queuesort import PrioritySort
 from lasched.queue.queue import (
     NOT_SCHEDULING_FIELDS,
     SCHEDULING_FIELDS,
+    Gated,
     QueueOptions,
     SchedulingQueue,
 )
+from lasched.timers import TimerHeap, VirtualClock
 from tests.unit.factories import make_pod, pod_json
 
 
@@ -179,7 +181,7 @@ async def test_pre_enqueue_gates_until_rechecked(clock: FakeClock) -> None:
     q = SchedulingQueue(
         QueueOptions(),
         clock=clock,
-        pre_enqueue=lambda pod: None if pod.name in ready else "group incomplete",
+        pre_enqueue=lambda pod: None if pod.name in ready else Gated("group incomplete"),
     )
     q.add(make_pod("member"))
     assert q.counts()["gated"] == 1
@@ -339,9 +341,9 @@ async def test_status_write_does_not_rerun_pre_enqueue(clock: FakeClock) -> None
     """A gated pod's status update is not a reason to ask PreEnqueue again; a label is."""
     asked: list[str] = []
 
-    def gate(pod: PodInfo) -> str | None:
+    def gate(pod: PodInfo) -> Gated | None:
         asked.append(pod.resource_version)
-        return "group incomplete"
+        return Gated("group incomplete")
 
     q = SchedulingQueue(QueueOptions(), clock=clock, pre_enqueue=gate)
     q.add(make_pod("member"))
@@ -439,3 +441,70 @@ async def test_periodic_flush_counts_from_the_last_failure(
     clock.t += 2
     queue.flush_unschedulable()
     assert queue.counts()["active"] == 1
+
+
+# ---- timers: nothing polls ------------------------------------------------------------
+
+
+async def test_a_waiting_pop_gets_the_pod_when_its_backoff_ends() -> None:
+    """The backoff's end is a timer: the runner wakes the scheduler at that very time."""
+    clock = VirtualClock(1000.0)
+    timers = TimerHeap(clock, alarm=clock.alarm)
+    q = SchedulingQueue(QueueOptions(backoff_jitter=0.0), clock=clock, timers=timers)
+    runner = asyncio.create_task(timers.run())
+    try:
+        q.add(make_pod("p"))
+        q.requeue_error(await q.pop(), reason="plugin bug")  # backs off for 1 s
+        waiting = asyncio.create_task(q.pop())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        clock.advance(0.999)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        clock.advance(0.001)
+        assert (await asyncio.wait_for(waiting, 1)).pod.name == "p"
+    finally:
+        runner.cancel()
+
+
+async def test_the_safety_flush_runs_when_the_first_parked_pod_is_due(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """One timer, for the pod parked first; each flush sets it for the next."""
+    queue.add(make_pod("a"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    clock.t += 100
+    queue.add(make_pod("b"))
+    queue.requeue_unschedulable(await queue.pop(), reason="no fit")
+    assert queue.timers.next_deadline() == 1000.0 + 300
+    clock.t = 1300.0
+    queue.timers.fire_due()
+    assert (queue.counts()["active"], queue.counts()["unschedulable"]) == (1, 1)
+    assert queue.timers.next_deadline() == 1100.0 + 300
+
+
+async def test_the_safety_flush_rechecks_gated_pods(clock: FakeClock) -> None:
+    """A gate no event reopens is asked again after max_unschedulable."""
+    asked: list[float] = []
+
+    def gate(pod: PodInfo) -> Gated | None:
+        asked.append(clock.t)
+        return Gated("waiting for something no event tells", "Mystery")
+
+    q = SchedulingQueue(QueueOptions(), clock=clock, pre_enqueue=gate)
+    q.add(make_pod("p"))
+    clock.t += 300
+    q.timers.fire_due()
+    assert asked == [1000.0, 1300.0]
+    assert q.counts()["gated"] == 1
+
+
+async def test_activeq_is_rekeyed_when_a_pop_finds_it_due(clock: FakeClock) -> None:
+    """Aging re-keys activeQ at pop time, every reheap_interval, with no task of its own."""
+    q = aging_queue(clock, per_minute=10, cap=100)
+    q.add(make_pod("old-low", priority=0))
+    clock.t += 120  # +20
+    q.add(make_pod("new-mid", priority=15))
+    clock.t += 5  # reheap_interval passed
+    assert await pop_names(q, 2) == ["old-low", "new-mid"]

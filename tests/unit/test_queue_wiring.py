@@ -101,16 +101,16 @@ async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends
         group = sched.gang.group_of(members[0])
         assert group is not None
         group.backoff_until = clock.t + 5.0  # a round of the group has just failed
-        sched.cycle.gang_released()
+        sched.cycle.gang_released(group)
         for _ in members:
             qp = await sched.queue.pop()
             sched.queue.requeue_unschedulable(qp, reason=f"pod group {group.key} backs off")
         assert sched.queue.counts()["unschedulable"] == 2
         clock.t += 4.9
-        sched.queue.fire_timers()
+        sched.timers.fire_due()
         assert sched.queue.counts()["unschedulable"] == 2
         clock.t += 0.2
-        sched.queue.fire_timers()
+        sched.timers.fire_due()
         assert sched.queue.counts()["active"] == 2
     finally:
         await client.close()
@@ -126,10 +126,10 @@ async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
     q.move_at(1010.0, lambda p: p.name == "a", key="k")
     q.move_at(1020.0, lambda p: p.name == "a", key="k")
     clock.t = 1015.0
-    q.fire_timers()
+    q.timers.fire_due()
     assert q.counts()["unschedulable"] == 2
     clock.t = 1020.0
-    q.fire_timers()
+    q.timers.fire_due()
     counts = q.counts()
     assert (counts["active"], counts["unschedulable"]) == (1, 1)
 
@@ -186,3 +186,62 @@ async def test_a_failed_bind_frees_its_room_for_the_pods_parked_meanwhile(
     binder.go.set()
     assert await sched.binds.drain(1)
     assert second.where in (QueueState.ACTIVE, QueueState.BACKOFF)
+
+
+async def test_node_changes_reach_the_queue_as_typed_events(sched: Scheduler) -> None:
+    """A label change does not retry a pod that lacked room; the node growing does."""
+    handler = sched.pod_events
+    pod = make_pod("big", cpu="4")
+    handler.on_add(pod)
+    sched.queue.requeue_unschedulable(
+        await sched.queue.pop(), reason="Insufficient cpu", plugins=("NodeResourcesFit",)
+    )
+    nodes = sched.node_events
+    small = make_node("n1", cpu="2")
+    nodes.on_add(small)
+    relabelled = make_node("n1", cpu="2", labels={"zone": "a"}, rv="2")
+    nodes.on_update(small, relabelled)
+    qp = sched.queue.get(pod.key)
+    assert qp is not None
+    assert qp.where is QueueState.UNSCHEDULABLE
+    nodes.on_update(relabelled, make_node("n1", cpu="8", labels={"zone": "a"}, rv="3"))
+    assert qp.where in (QueueState.ACTIVE, QueueState.BACKOFF)
+
+
+async def test_a_placed_peer_moves_the_pods_that_wait_for_it(sched: Scheduler) -> None:
+    """A bound pod is an AssignedPod/Add at once, and its labels decide whom it moves."""
+    handler = sched.pod_events
+    body = pod_json("client")
+    body["metadata"]["annotations"] = {
+        "lasched.io/peer-selector": "app=db",
+        "lasched.io/peer-max-rtt": "5",
+    }
+    waiting = PodInfo(body)
+    handler.on_add(waiting)
+    sched.queue.requeue_unschedulable(
+        await sched.queue.pop(), reason="no peer placed yet", plugins=("LatencyFilter",)
+    )
+    handler.on_add(make_pod("web-0", node="n1", labels={"app": "web"}))
+    qp = sched.queue.get(waiting.key)
+    assert qp is not None
+    assert qp.where is QueueState.UNSCHEDULABLE
+    handler.on_add(make_pod("db-0", node="n1", labels={"app": "db"}))
+    assert qp.where in (QueueState.ACTIVE, QueueState.BACKOFF)
+
+
+async def test_a_group_without_min_available_is_rechecked_when_it_settles() -> None:
+    """No event says the members stopped arriving: a timer reruns PreEnqueue then."""
+    clock = FakeClock(time.monotonic())
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, Settings(), clock=clock)
+        for i in range(2):
+            body = pod_json(f"w-{i}")
+            body["metadata"]["annotations"] = {"pod-group": "old"}
+            sched.pod_events.on_add(PodInfo(body))
+        assert sched.queue.counts()["gated"] == 2
+        clock.t += 2.0  # the settling time after the last arrival
+        sched.timers.fire_due()
+        assert sched.queue.counts()["active"] == 2
+    finally:
+        await client.close()

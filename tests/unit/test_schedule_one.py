@@ -39,8 +39,9 @@ from lasched.plugins.noderesources import NodeResourcesFit
 from lasched.plugins.preemption import DefaultPreemption, Evictions
 from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.profiles import Profile
-from lasched.queue.queue import QueuedPod, QueueOptions, QueueState, SchedulingQueue
+from lasched.queue.queue import Gated, QueuedPod, QueueOptions, QueueState, SchedulingQueue
 from lasched.tasks import TaskSet
+from lasched.timers import TimerHeap
 from tests.unit.factories import make_node, make_pod, pod_json
 
 # ---- fakes -----------------------------------------------------------------------
@@ -230,12 +231,14 @@ class World:
         broken_cache: bool = False,
     ) -> None:
         self.clock = FakeClock()
+        self.timers = TimerHeap(self.clock)  # fired by hand: time is virtual
         self.cache = LedgerCache(broken=broken_cache)
         for name, cpu in nodes:
             self.cache.add_node(make_node(name, cpu=cpu))
-        self.queue = SchedulingQueue(QueueOptions(backoff_jitter=0.0), clock=self.clock)
-        self.waiting = WaitingRoom(self.clock)
-        self.gang = Coscheduling(clock=self.clock, room=self.waiting, node_of=self.cache.node_of)
+        self.waiting = WaitingRoom(timers=self.timers)
+        self.gang = Coscheduling(
+            clock=self.clock, room=self.waiting, node_of=self.cache.node_of, timers=self.timers
+        )
         self.evictions = Evictions(self.cache.node_info)
         self.first, self.second = Reservations("First"), Reservations("Second", reserve)
         self.binder = FakeBinder(bind)
@@ -263,6 +266,12 @@ class World:
             reserves=[self.first, self.second],
             permits=[Gate(permit)],
             binders=[self.binder],
+        )
+        self.queue = SchedulingQueue(
+            QueueOptions(backoff_jitter=0.0),
+            clock=self.clock,
+            hints={"lasched": fw.queueing_hints},
+            timers=self.timers,
         )
         self.events = FakeRecorder()
         self.status = FakeStatusWriter()
@@ -344,6 +353,8 @@ class Case:
     events: tuple[tuple[str, str], ...] = ()  # (reason, note)
     conditions: tuple[str, ...] = ()  # PodScheduled=False messages written
     where: QueueState | None = None  # where the pod waits (None: out of the queue)
+    rejected_by: frozenset[str] = frozenset()  # the plugins on record (only events they
+    # registered move the pod)
     assumed: bool = False  # assumed at the end (bound, until the informer confirms it)
     resyncs: int = 0
 
@@ -364,6 +375,7 @@ CASES = [
         events=(("FailedScheduling", "0/2 nodes are available: 2 Insufficient cpu."),),
         conditions=("0/2 nodes are available: 2 Insufficient cpu.",),
         where=QueueState.UNSCHEDULABLE,
+        rejected_by=frozenset({"NodeResourcesFit"}),
     ),
     Case(
         "filter-plugin-error-backs-off",
@@ -388,6 +400,7 @@ CASES = [
         events=(("FailedScheduling", "no room in the ledger"),),
         conditions=("no room in the ledger",),
         where=QueueState.UNSCHEDULABLE,
+        rejected_by=frozenset({"Second"}),
     ),
     Case(
         "permit-refuses-unreserves-forgets-and-parks",
@@ -397,6 +410,7 @@ CASES = [
         events=(("FailedScheduling", "not now"),),
         conditions=("not now",),
         where=QueueState.UNSCHEDULABLE,
+        rejected_by=frozenset({"Gate"}),
     ),
     Case(
         "permit-plugin-error-unreserves-forgets-and-backs-off",
@@ -447,6 +461,8 @@ async def test_schedule_one(case: Case) -> None:
     assert w.events.recorded == [("p", reason, note) for reason, note in case.events]
     assert w.status.conditions == [("p", message, None) for message in case.conditions]
     assert w.where(pod) == case.where
+    qp = w.queue.get(pod.key)
+    assert (qp.unschedulable_plugins if qp else frozenset()) == case.rejected_by
     assert w.resyncs == case.resyncs
     assert (w.cycle.nodes() is nodes) == (not case.resyncs)  # a resync lists the nodes anew
     # assume/forget: a pod not bound is forgotten on every path.
@@ -504,7 +520,7 @@ async def test_a_permit_deadline_passing_rejects_the_pod() -> None:
     pod = make_pod("p", cpu="1")
     await w.attempt(pod)
     w.clock.t += 6
-    assert w.waiting.expire() == 1
+    assert w.timers.fire_due() == 1
     await w.settled()
     assert w.status.conditions == [
         ("p", "rejected due to timeout after waiting at permit Gate", None)
@@ -639,11 +655,27 @@ def test_pre_enqueue_gates_by_the_profiles_plugins_and_admits_other_schedulers_p
     """The queue's PreEnqueue hook: why a pod is gated, None to admit it or a pod of no profile."""
     profiles = World().cycle.profiles
     gates = [{"name": "example.com/wait"}]
-    assert pre_enqueue(profiles, make_pod("gated", schedulingGates=gates)) == (
-        "waiting for scheduling gates: example.com/wait"
+    assert pre_enqueue(profiles, make_pod("gated", schedulingGates=gates)) == Gated(
+        "waiting for scheduling gates: example.com/wait", "SchedulingGates"
     )
     assert pre_enqueue(profiles, make_pod("ready")) is None
     assert (
         pre_enqueue(profiles, make_pod("other", scheduler="elsewhere", schedulingGates=gates))
         is None
     )
+
+
+class RaisingGate:
+    name = "RaisingGate"
+
+    def pre_enqueue(self, pod: PodInfo) -> Status:
+        raise RuntimeError("gate bug")
+
+
+def test_a_failing_pre_enqueue_gates_with_no_plugin_on_record() -> None:
+    """Its plugin raised: the pod is gated with no plugin named, so any event rechecks it."""
+    w = World()
+    w.cycle.profiles["lasched"].framework.pre_enqueue = (RaisingGate(),)
+    gated = pre_enqueue(w.cycle.profiles, make_pod("p"))
+    assert gated == Gated("PreEnqueue failed: plugin RaisingGate: RuntimeError: gate bug")
+    assert gated.plugin == ""

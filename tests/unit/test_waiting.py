@@ -1,4 +1,5 @@
-"""Reserve/Unreserve pair up and Permit waits, allows, rejects and times out."""
+"""Reserve/Unreserve pair up and Permit waits, allows, rejects and times out (its deadlines
+are timers on the heap, fired in virtual time)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from lasched.framework.interface import SUCCESS, Code, CycleState, Status, unsch
 from lasched.framework.runtime import Framework
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo
+from lasched.timers import TimerHeap, VirtualClock
 from tests.unit.factories import make_pod
 
 
@@ -79,13 +81,47 @@ async def test_timeout_rejects_in_virtual_time() -> None:
     room = WaitingRoom(clock)
     wp = room.add(make_pod("p"), "n", {"Gang": 5})
     clock.t = 4.9
-    assert room.expire() == 0
+    assert room.timers.fire_due() == 0
     clock.t = 5.0
-    assert room.expire() == 1
+    assert room.timers.fire_due() == 1
     verdict = await asyncio.wait_for(wp.result(), 1)
     assert verdict.code is Code.UNSCHEDULABLE
-    assert "timeout" in verdict.message
+    assert verdict.message == "rejected due to timeout after waiting at permit Gang"
     assert verdict.plugin == "Gang"
+
+
+async def test_the_runner_rejects_at_the_deadline_itself() -> None:
+    """The timer task wakes at the deadline, not at the next poll: no later, no sooner."""
+    clock = VirtualClock(100.0)
+    timers = TimerHeap(clock, alarm=clock.alarm)
+    room = WaitingRoom(timers=timers)
+    runner = asyncio.create_task(timers.run())
+    try:
+        wp = room.add(make_pod("p"), "n", {"Gang": 5})
+        await asyncio.sleep(0)
+        clock.advance(4.999)
+        await asyncio.sleep(0)
+        assert not wp.resolved
+        clock.advance(0.001)
+        verdict = await asyncio.wait_for(wp.result(), 1)
+        assert verdict.plugin == "Gang"
+        assert clock.t == 105.0
+    finally:
+        runner.cancel()
+
+
+async def test_a_deadline_goes_with_its_pod() -> None:
+    """Allowed, rejected or removed, a pod leaves no timer behind."""
+    room = WaitingRoom(Clock())
+    allowed = room.add(make_pod("a"), "n", {"A": 10, "B": 20})
+    rejected = room.add(make_pod("r"), "n", {"A": 10})
+    room.add(make_pod("x"), "n", {"A": 10})
+    allowed.allow("A")
+    assert len(room.timers) == 3  # B's for "a", and the other two pods''
+    allowed.allow("B")
+    rejected.reject("A", "no")
+    room.remove(make_pod("x").key)
+    assert len(room.timers) == 0
 
 
 async def test_reject_wins_over_later_allow() -> None:
