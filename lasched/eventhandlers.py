@@ -127,6 +127,10 @@ class PodEvents:
             self.s.warnings.warn(pod, "InvalidPodGroup", pod.group_error)
         if pod.latency_error:
             self.s.warnings.warn(pod, "InvalidLatencyRequirement", pod.latency_error)
+        if pod.affinity_error:
+            self.s.warnings.warn(pod, "InvalidPodAffinity", pod.affinity_error)
+        if pod.spread_error:
+            self.s.warnings.warn(pod, "InvalidTopologySpreadConstraint", pod.spread_error)
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
@@ -192,7 +196,14 @@ class PodEvents:
         waiting = self.s.waiting.get(pod.key)
         if waiting is not None:
             waiting.reject("", "the pod was deleted")
-        if pod.priority_error or pod.group_error or pod.group or pod.latency_error:
+        if (
+            pod.priority_error
+            or pod.group_error
+            or pod.group
+            or pod.latency_error
+            or pod.affinity_error
+            or pod.spread_error
+        ):
             self.s.warnings.forget(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
             self.s.cache.remove_pod(pod.key)

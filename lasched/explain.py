@@ -78,7 +78,17 @@ def explain(s: Sources, key: PodKey, *, now: float | None = None) -> JSON | None
         "state": _state(s, pod),
         "node": node or None,
         "nominatedNode": s.cache.nominated_node(pod.key) or pod.nominated_node_name or None,
-        "problems": [p for p in (pod.priority_error, pod.group_error, pod.latency_error) if p],
+        "problems": [
+            p
+            for p in (
+                pod.priority_error,
+                pod.group_error,
+                pod.latency_error,
+                pod.affinity_error,
+                pod.spread_error,
+            )
+            if p
+        ],
         "queue": _queue(s, pod.key, mono, wall),
         "permit": _permit(s, pod.key, mono),
         "gang": _gang(s, pod, mono),

@@ -62,8 +62,6 @@ _ELSEWHERE: Mapping[str, str] = {
     "GCEPDLimits": "volumes are not supported yet",
     "AzureDiskLimits": "volumes are not supported yet",
     "CinderLimits": "volumes are not supported yet",
-    "InterPodAffinity": "not supported yet",
-    "PodTopologySpread": "not supported yet",
     "ImageLocality": "not supported yet",
     "DynamicResources": "dynamic resource allocation is not supported yet",
     "SelectorSpread": "not supported",

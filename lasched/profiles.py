@@ -47,14 +47,17 @@ from lasched.framework.runtime import Framework
 from lasched.kube.binding import DefaultBinder
 from lasched.kube.client import KubeClient
 from lasched.kube.events import EventRecorder
+from lasched.model.affinity import NamespaceLabels, no_namespace_labels
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.interpodaffinity import InterPodAffinity
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
+from lasched.plugins.podtopologyspread import PodTopologySpread
 from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.schedulinggates import SchedulingGates
@@ -89,6 +92,7 @@ class Handle:
         latency: LatencyFilter,
         latency_score: LatencyScore,
         evictions: Evictions,
+        namespace_labels: NamespaceLabels = no_namespace_labels,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -99,6 +103,7 @@ class Handle:
         self.latency = latency
         self.latency_score = latency_score
         self.evictions = evictions
+        self.namespace_labels = namespace_labels
         self._framework: Framework | None = None
 
     def attach(self, framework: Framework) -> None:
@@ -149,6 +154,10 @@ IN_TREE: Registry[Handle] = {
     "NodePorts": lambda args, h: NodePorts(),
     "NodeResourcesFit": _fit,
     "NodeResourcesBalancedAllocation": lambda args, h: BalancedAllocation(),
+    "PodTopologySpread": lambda args, h: PodTopologySpread.from_args(h.cache, args),
+    "InterPodAffinity": lambda args, h: InterPodAffinity.from_args(
+        h.cache, args, namespace_labels=h.namespace_labels
+    ),
     "DefaultPreemption": _default_preemption,
     "DefaultBinder": lambda args, h: DefaultBinder(h.client),
     # One gang state and one latency view for the process: a group's members may use
@@ -171,6 +180,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "NodePorts",
     "LatencyFilter",
     "NodeResourcesFit",
+    "PodTopologySpread",
+    "InterPodAffinity",
     "DefaultPreemption",
     "NodeResourcesBalancedAllocation",
     "LatencyScore",
@@ -224,6 +235,7 @@ def build_framework(
     latency: LatencyFilter,
     latency_score: LatencyScore,
     evictions: Evictions,
+    namespace_labels: NamespaceLabels = no_namespace_labels,
     registry: Registry[Handle] = IN_TREE,
 ) -> Framework:
     """A profile's plugins placed by the registry's rules, scores weighted by config.
@@ -236,6 +248,7 @@ def build_framework(
     handle = Handle(
         settings=settings, profile=profile, client=client, cache=cache, gang=gang,
         pdbs=pdbs, latency=latency, latency_score=latency_score, evictions=evictions,
+        namespace_labels=namespace_labels,
     )  # fmt: skip
     name = profile.scheduler_name
     try:

@@ -49,6 +49,7 @@ from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, HubOptions
 from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model import selector
+from lasched.model.namespace import Namespace
 from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
@@ -232,6 +233,15 @@ class Scheduler:
             name="poddisruptionbudgets",
             idle_timeout=idle,
         )
+        # A pod affinity term's namespaceSelector reads namespaces' labels.
+        self.namespace_informer: Informer[Namespace] = Informer(
+            client,
+            path="/api/v1/namespaces",
+            decode=Namespace,
+            handler=StoreOnly(),
+            name="namespaces",
+            idle_timeout=idle,
+        )
         self.podgroup_informer: Informer[PodGroup] = Informer(
             client,
             path=f"/apis/{PODGROUP_API}/podgroups",
@@ -261,6 +271,7 @@ class Scheduler:
                     latency=self.latency_filter,
                     latency_score=self.latency_score,
                     evictions=self.evictions,
+                    namespace_labels=self._namespace_labels,
                 ),
                 events=EventRecorder(self.client, controller=p.scheduler_name),
             )
@@ -268,6 +279,10 @@ class Scheduler:
         }
 
     # ---- reads of the informers' stores (replaced on a relist: read at call time) ----
+
+    def _namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        ns = self.namespace_informer.store.get(name)
+        return None if ns is None else ns.labels
 
     def pod(self, key: PodKey) -> PodInfo | None:
         """The pod as the informer last saw it; None when it is gone (or terminal)."""
@@ -310,7 +325,7 @@ class Scheduler:
         """
         problems = []
         informers: list[Informer[Any]] = [self.pod_informer, self.node_informer]
-        informers.append(self.pdb_informer)
+        informers += [self.pdb_informer, self.namespace_informer]
         if self._podgroups_served:
             informers.append(self.podgroup_informer)
         for inf in informers:
@@ -373,6 +388,7 @@ class Scheduler:
             guarded("informer-nodes", self.node_informer.run)
             guarded("informer-pods", self.pod_informer.run)
             guarded("informer-pdbs", self.pdb_informer.run)
+            guarded("informer-namespaces", self.namespace_informer.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
             guarded("timers", self.timers.run)
             for p in self.profiles.values():

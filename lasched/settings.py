@@ -34,6 +34,8 @@ DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
     "NodeResourcesBalancedAllocation": 1,
     "NodeAffinity": 2,
     "TaintToleration": 3,
+    "PodTopologySpread": 2,
+    "InterPodAffinity": 2,
     "LatencyScore": 5,
 }
 

@@ -26,7 +26,7 @@ taken to be helped by every event.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -236,6 +236,19 @@ class Batchable:
     """
 
     __slots__ = ()
+
+
+@runtime_checkable
+class PodSigner(Protocol):
+    """A :class:`Batchable` plugin that takes only some pods into a batch.
+
+    ``sign_pod`` returns what this plugin reads of the pod beyond
+    ``batching.signature`` (added to it), or None when a batch must not take
+    the pod (kube-scheduler's ``SignPod``): InterPodAffinity for a pod with
+    terms, PodTopologySpread for a pod with constraints, own or defaulted.
+    """
+
+    def sign_pod(self, pod: PodInfo) -> Hashable | None: ...
 
 
 class ScoreReadsNodePods:

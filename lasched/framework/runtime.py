@@ -34,6 +34,7 @@ from lasched.framework.interface import (
     FilterPlugin,
     PermitPlugin,
     Plugin,
+    PodSigner,
     PostFilterPlugin,
     PostFilterResult,
     PreEnqueuePlugin,
@@ -170,6 +171,8 @@ class Framework:
             *(p for p, _ in self._scores), *self._reserves, *self._permits,
         )  # fmt: skip
         self.batching = self._batching_wanted and all(isinstance(p, Batchable) for p in involved)
+        # Each plugin once, though it may serve several points.
+        self._signers = tuple({id(p): p for p in involved if isinstance(p, PodSigner)}.values())
         self._batch = None
         # The plugins that can reject a pod, each with the events that may help it again.
         registrations: dict[str, list[ClusterEventWithHint]] = {}
@@ -406,6 +409,9 @@ class Framework:
             return FitError(num_all_nodes=num_all, pre_filter=pre)
 
         sig = batching.signature(pod) if self.batching and cycle is not None else None
+        if sig is not None and self._signers:
+            parts = tuple(p.sign_pod(pod) for p in self._signers)
+            sig = None if None in parts else (sig, parts)
         if sig is not None and cycle is not None and self._batch is not None:
             hinted = self._hint(state, pod, sig, cycle)
             if hinted is not None:

@@ -31,6 +31,14 @@ from typing import Any
 from lasched.model.strict import integer, shown, shown_json
 
 NamespaceLabels = Callable[[str], Mapping[str, str] | None]
+"""A namespace's labels by name; None for a namespace that is not known."""
+
+
+def no_namespace_labels(ns: str) -> Mapping[str, str] | None:
+    """Where no Namespace informer runs: every namespace is unknown."""
+    return None
+
+
 """A namespace's labels, or None when it is not known (then: no labels)."""
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")

@@ -51,15 +51,19 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.framework import events
+from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SKIP,
     SUCCESS,
+    Batchable,
     CycleState,
     Status,
     unschedulable,
 )
-from lasched.model.affinity import AffinityTerm, NamespaceLabels
+from lasched.model.affinity import AffinityTerm, NamespaceLabels, no_namespace_labels
+from lasched.model.node import Node
 from lasched.model.pod import PodInfo, PodKey
 
 HOSTNAME = "kubernetes.io/hostname"
@@ -271,10 +275,6 @@ def namespace_lookup(source: NamespaceLabels) -> Callable[[str], Mapping[str, st
     return labels
 
 
-def _no_namespace_labels(ns: str) -> Mapping[str, str] | None:
-    return None
-
-
 # ---- PreFilter state -------------------------------------------------------------------
 
 
@@ -461,7 +461,7 @@ class ScoreState:
 # ---- the plugin --------------------------------------------------------------------------
 
 
-class InterPodAffinity:
+class InterPodAffinity(Batchable):
     """PreFilter, Filter, PreScore, Score for pod affinity and anti-affinity.
 
     ``hard_pod_affinity_weight`` (kube-scheduler's ``hardPodAffinityWeight``,
@@ -470,9 +470,8 @@ class InterPodAffinity:
     ``ignore_preferred_terms_of_existing_pods`` skips scoring for pods without
     preferred terms of their own.
 
-    Not Batchable: a pod with terms changes the next alike pod's counts once
-    placed. :meth:`sign_pod` says which pods a batch could take, for when the
-    batching signature asks plugins.
+    Batchable only for the pods :meth:`sign_pod` signs: a pod with terms
+    changes the next alike pod's counts once placed, so it never joins a batch.
     """
 
     name = "InterPodAffinity"
@@ -481,7 +480,7 @@ class InterPodAffinity:
         self,
         cache: SchedulerCache,
         *,
-        namespace_labels: NamespaceLabels = _no_namespace_labels,
+        namespace_labels: NamespaceLabels = no_namespace_labels,
         hard_pod_affinity_weight: int = 1,
         ignore_preferred_terms_of_existing_pods: bool = False,
     ) -> None:
@@ -501,7 +500,7 @@ class InterPodAffinity:
         cache: SchedulerCache,
         args: Mapping[str, Any],
         *,
-        namespace_labels: NamespaceLabels = _no_namespace_labels,
+        namespace_labels: NamespaceLabels = no_namespace_labels,
     ) -> InterPodAffinity:
         """From kube-scheduler's ``InterPodAffinityArgs``; ValueError names a bad argument."""
         unknown = set(args) - {"hardPodAffinityWeight", "ignorePreferredTermsOfExistingPods"}
@@ -521,6 +520,37 @@ class InterPodAffinity:
             hard_pod_affinity_weight=weight,
             ignore_preferred_terms_of_existing_pods=ignore,
         )
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        """A placed pod that a term of the pending pod selects came, went or was
+        relabelled; a node gained a topology key of its terms (kube-scheduler's)."""
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.ASSIGNED_POD,
+                    ActionType.ADD | ActionType.DELETE | ActionType.UPDATE_POD_LABEL,
+                ),
+                self._pod_changed,
+            ),
+            ClusterEventWithHint(
+                ClusterEvent(EventResource.NODE, ActionType.ADD | ActionType.UPDATE_NODE_LABEL),
+                _node_has_topology_key,
+            ),
+        ]
+
+    def _pod_changed(self, pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+        """QUEUE when the changed pod matches a term of ``pod``, before or after, or when
+        the changed pod's own required anti-affinity may have stood in the way."""
+        terms = _all_terms(pod)
+        for other in (old, new):
+            if not isinstance(other, PodInfo):
+                continue
+            if other.pod_affinity is not None and other.pod_affinity.required_anti_affinity:
+                return events.QUEUE  # the symmetric check: it may have kept ``pod`` out
+            ns_labels = self._namespace_labels(other.namespace) or {}
+            if any(t.matches(other.namespace, other.labels, ns_labels) for t in terms):
+                return events.QUEUE
+        return events.SKIP
 
     def sign_pod(self, pod: PodInfo) -> tuple[Hashable, ...] | None:
         """What scoring reads of ``pod`` beyond the batching signature; None: do not batch.
@@ -803,3 +833,26 @@ class InterPodAffinity:
         diff = hi - lo
         for i, s in enumerate(scores):
             scores[i] = int(MAX_NODE_SCORE * ((s - lo) / diff)) if diff > 0 else 0
+
+
+def _all_terms(pod: PodInfo) -> list[AffinityTerm]:
+    pa = pod.pod_affinity
+    if pa is None:
+        return []
+    return [
+        *pa.required_affinity,
+        *pa.required_anti_affinity,
+        *(w.term for w in pa.preferred_affinity),
+        *(w.term for w in pa.preferred_anti_affinity),
+    ]
+
+
+def _node_has_topology_key(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+    """A node with a topology key of the pod's terms that it did not have (or is new)."""
+    if not isinstance(new, Node):
+        return events.SKIP
+    keys = {t.topology_key for t in _all_terms(pod)}
+    before = old.labels if isinstance(old, Node) else {}
+    if any(k in new.labels and (k not in before or before[k] != new.labels[k]) for k in keys):
+        return events.QUEUE
+    return events.SKIP

@@ -58,10 +58,13 @@ from typing import Any, cast
 import orjson
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.framework import events
+from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SKIP,
     SUCCESS,
+    Batchable,
     CycleState,
     Status,
     unschedulable,
@@ -336,16 +339,15 @@ class SpreadScoreState:
         return math.floor(total + 0.5)
 
 
-class PodTopologySpread:
+class PodTopologySpread(Batchable):
     """PreFilter, Filter, PreScore, Score for topologySpreadConstraints.
 
     ``default_constraints`` and ``defaulting_type`` are kube-scheduler's
     ``PodTopologySpreadArgs`` (``defaultConstraints``, ``defaultingType``:
     System or List); a bad one raises ValueError naming it.
 
-    Not Batchable: each placement changes the next alike pod's counts.
-    :meth:`sign_pod` says which pods a batch could take (those it leaves
-    alone), for when the batching signature asks plugins.
+    Batchable only for the pods :meth:`sign_pod` signs (those it leaves
+    alone): each placement of a constrained pod changes the next one's counts.
     """
 
     name = "PodTopologySpread"
@@ -398,6 +400,49 @@ class PodTopologySpread:
         if kind not in DEFAULTED_KINDS:
             return ()
         return tuple(replace(c, owner=uid) for c in self._defaults if c.hard == hard)
+
+    def events_to_register(self) -> list[ClusterEventWithHint]:
+        """A placed pod a constraint counts came, went or was relabelled; a node with a
+        constraint's topology key came, went or changed labels or taints (kube-scheduler's)."""
+        return [
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.ASSIGNED_POD,
+                    ActionType.ADD | ActionType.DELETE | ActionType.UPDATE_POD_LABEL,
+                ),
+                self._pod_changed,
+            ),
+            ClusterEventWithHint(
+                ClusterEvent(
+                    EventResource.NODE,
+                    ActionType.ADD
+                    | ActionType.DELETE
+                    | ActionType.UPDATE_NODE_LABEL
+                    | ActionType.UPDATE_NODE_TAINT,
+                ),
+                self._node_changed,
+            ),
+        ]
+
+    def _all_constraints(self, pod: PodInfo) -> tuple[SpreadConstraint, ...]:
+        return (*self.constraints(pod, hard=True), *self.constraints(pod, hard=False))
+
+    def _pod_changed(self, pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+        cs = self._all_constraints(pod)
+        for other in (old, new):
+            if not isinstance(other, PodInfo) or other.namespace != pod.namespace:
+                continue
+            uid = other.controller[1] if other.controller else None
+            if any(c.selects(other.labels, uid) for c in cs):
+                return events.QUEUE
+        return events.SKIP
+
+    def _node_changed(self, pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
+        keys = {c.topology_key for c in self._all_constraints(pod)}
+        for node in (old, new):
+            if isinstance(node, Node) and any(k in node.labels for k in keys):
+                return events.QUEUE
+        return events.SKIP
 
     def sign_pod(self, pod: PodInfo) -> tuple[Hashable, ...] | None:
         """None (do not batch) when the pod has constraints, its own or defaulted:

@@ -109,9 +109,13 @@ def test_a_realistic_configuration_translates() -> None:
     names = at(fw)
     assert names[P.FILTER] == [
         "NodeUnschedulable", "NodeAffinity", "NodePorts", "LatencyFilter", "NodeResourcesFit",
+        "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
-    assert [(p.name, w) for p, w in fw.scores] == [("NodeResourcesFit", 5), ("NodeAffinity", 2)]
-    assert names[P.PRE_SCORE] == ["NodeAffinity"]
+    assert [(p.name, w) for p, w in fw.scores] == [
+        ("NodeResourcesFit", 5), ("NodeAffinity", 2), ("PodTopologySpread", 2),
+        ("InterPodAffinity", 2),
+    ]  # fmt: skip
+    assert names[P.PRE_SCORE] == ["NodeAffinity", "PodTopologySpread", "InterPodAffinity"]
     assert fw.percentage_of_nodes_to_score == 100
     assert at(build(s.profiles[0], s)) == at(build())  # a profile of defaults is the default
 
@@ -150,8 +154,7 @@ def test_ignored_fields_are_warned_about_by_path() -> None:
          "profiles[0].pluginConfig[0].args.x"),
         (one_profile(plugins={"filter": {"enabled": [{"name": "NodePorts", "weight": 3}]}}),
          "profiles[0].plugins.filter.enabled[0].weight"),
-        (one_profile(pluginConfig=[{"name": "InterPodAffinity",
-                                    "args": {"hardPodAffinityWeight": 1}}]),
+        (one_profile(pluginConfig=[{"name": "ImageLocality", "args": {"x": 1}}]),
          "profiles[0].pluginConfig[0]"),
     ],
     ids=[
@@ -172,9 +175,10 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
             one_profile(plugins={"score": {"enabled": [{"name": "NodeAffinity"},
                                                        {"name": "Foo", "weight": 1}]}}),
             'profiles[0].plugins.score.enabled[1].name: unknown plugin "Foo"; lasched has: '
-            "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, LatencyFilter, "
-            "LatencyScore, NodeAffinity, NodePorts, NodeResourcesBalancedAllocation, "
-            "NodeResourcesFit, NodeUnschedulable, PrioritySort, SchedulingGates, TaintToleration",
+            "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, InterPodAffinity, "
+            "LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
+            "NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, "
+            "PodTopologySpread, PrioritySort, SchedulingGates, TaintToleration",
         ),
         (
             one_profile(plugins={"multiPoint": {"enabled": [{"name": "VolumeBinding"}]}}),

@@ -104,16 +104,19 @@ def test_default_profile_is_todays_plugin_order() -> None:
     assert at(build()) == {
         P.PRE_ENQUEUE: ["SchedulingGates", "Coscheduling"],
         P.QUEUE_SORT: ["PrioritySort"],
-        P.PRE_FILTER: ["Coscheduling", "NodeAffinity", "NodePorts", "LatencyFilter"],
+        P.PRE_FILTER: [
+            "Coscheduling", "NodeAffinity", "NodePorts", "LatencyFilter", "PodTopologySpread",
+            "InterPodAffinity",
+        ],
         P.FILTER: [
             "NodeUnschedulable", "TaintToleration", "NodeAffinity", "NodePorts",
-            "LatencyFilter", "NodeResourcesFit",
+            "LatencyFilter", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
         ],
         P.POST_FILTER: ["GangPreemption", "Coscheduling", "DefaultPreemption"],
-        P.PRE_SCORE: ["NodeAffinity", "LatencyScore"],
+        P.PRE_SCORE: ["NodeAffinity", "PodTopologySpread", "InterPodAffinity", "LatencyScore"],
         P.SCORE: [
-            "TaintToleration", "NodeAffinity", "NodeResourcesFit",
-            "NodeResourcesBalancedAllocation", "LatencyScore",
+            "TaintToleration", "NodeAffinity", "NodeResourcesFit", "PodTopologySpread",
+            "InterPodAffinity", "NodeResourcesBalancedAllocation", "LatencyScore",
         ],
         P.RESERVE: ["Coscheduling"],
         P.PERMIT: ["Coscheduling"],
@@ -142,10 +145,12 @@ def test_a_plugin_is_built_once_for_all_its_points() -> None:
 
 
 def test_default_weights_are_kube_schedulers() -> None:
-    """TaintToleration 3, NodeAffinity 2, the resource scores 1, LatencyScore 5."""
+    """TaintToleration 3, NodeAffinity, PodTopologySpread and InterPodAffinity 2, the
+    resource scores 1, LatencyScore 5."""
     weights = {p.name: w for p, w in build().scores}
     assert weights == {
         "TaintToleration": 3, "NodeAffinity": 2, "NodeResourcesFit": 1,
+        "PodTopologySpread": 2, "InterPodAffinity": 2,
         "NodeResourcesBalancedAllocation": 1, "LatencyScore": 5,
     }  # fmt: skip
 
@@ -156,7 +161,9 @@ def test_disabled_at_a_point_leaves_the_plugins_other_points() -> None:
     assert "TaintToleration" not in names[P.FILTER]
     assert "TaintToleration" in names[P.SCORE]
     names = at(build(profile_with(score=off("TaintToleration", "NodeResourcesBalancedAllocation"))))
-    assert names[P.SCORE] == ["NodeAffinity", "NodeResourcesFit", "LatencyScore"]
+    assert names[P.SCORE] == [
+        "NodeAffinity", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity", "LatencyScore",
+    ]  # fmt: skip
     assert "TaintToleration" in names[P.FILTER]
 
 
@@ -166,6 +173,7 @@ def test_disabled_at_multipoint_removes_the_plugin_everywhere() -> None:
     assert not any("NodeAffinity" in n for n in names.values())
     assert names[P.FILTER] == [
         "NodeUnschedulable", "TaintToleration", "NodePorts", "LatencyFilter", "NodeResourcesFit",
+        "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
 
 
@@ -174,7 +182,7 @@ def test_star_disables_every_default_at_a_point() -> None:
     fit = PluginRef("NodeResourcesFit", weight=4)
     fw = build(profile_with(score=PluginSet(enabled=(fit,), disabled=(PluginRef("*"),))))
     assert [(p.name, w) for p, w in fw.scores] == [("NodeResourcesFit", 4)]
-    assert at(fw)[P.FILTER][-1] == "NodeResourcesFit"
+    assert at(fw)[P.FILTER][-1] == "InterPodAffinity"
 
 
 def test_star_at_multipoint_leaves_only_what_is_enabled() -> None:
