@@ -12,6 +12,10 @@ Priority and Fairness puts their requests in the same (exempt) priority level.
 
 A peer's CPU seconds and peak RSS add up all of its processes (for the
 extender peer: kube-scheduler and lasched).
+
+kube-scheduler runs with the feature gates the dev cluster's control plane
+has (Kubernetes' Workload API and gang scheduling, :func:`workload_api_flags`),
+as every component of a cluster does.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import orjson
 
 from lasched.devcluster import binaries
+from lasched.devcluster.cluster import workload_api_flags
 from lasched.devcluster.processes import Child, spawn, stop_children
 
 
@@ -215,6 +220,6 @@ async def start(
     exe = (await binaries.ensure(["kube-scheduler"]))["kube-scheduler"]
     path = workdir / f"{peer.key}.yaml"
     path.write_text(kube_scheduler_config(peer, kubeconfig=kubeconfig, extender_url=extender_url))
-    argv = [str(exe), f"--config={path}", "--secure-port=0", "--v=0"]
+    argv = [str(exe), f"--config={path}", "--secure-port=0", *workload_api_flags(exe), "--v=0"]
     children.append(spawn(peer.key, argv, log_dir=workdir, detached=False))
     return RunningPeer(peer, children, http_port=http_port or None)

@@ -13,14 +13,20 @@ Each binary is looked up in this order, and the first hit wins:
 
 The Go modules pin their whole dependency graph in ``go.sum``; builds use
 ``-mod=readonly`` and ``GOTOOLCHAIN=local`` so that nothing is resolved anew.
+
+Kubernetes has one module per release it can build, ``gotools/kubernetes-<version>/``
+(:data:`KUBERNETES_VERSIONS`); ``LASCHED_KUBERNETES_VERSION`` picks one of them
+instead of :data:`DEFAULT_KUBERNETES_VERSION`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -30,24 +36,37 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-KUBERNETES_VERSION = "v1.35.4"
-ETCD_VERSION = "v3.6.5"
-KWOK_VERSION = "v0.7.0"
+# The Kubernetes releases with a module in gotools/ (kubernetes-<version>/), newest first.
+KUBERNETES_VERSIONS = ("v1.37.2", "v1.35.4")
+DEFAULT_KUBERNETES_VERSION = KUBERNETES_VERSIONS[0]
+KUBERNETES_VERSION = os.environ.get("LASCHED_KUBERNETES_VERSION") or DEFAULT_KUBERNETES_VERSION
+# The etcd Kubernetes v1.37 is tested with (its build/dependencies.yaml); v1.35 works with it too.
+ETCD_VERSION = "v3.7.0"
+KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.20.2"
 
 GOTOOLS_DIR = Path(__file__).parent / "gotools"
 
-_K8S_VERSION_PKG = "k8s.io/component-base/version"
-_K8S_LDFLAGS = " ".join(
-    [
-        f"-X {_K8S_VERSION_PKG}.gitVersion={KUBERNETES_VERSION}",
-        f"-X {_K8S_VERSION_PKG}.gitMajor=1",
-        f"-X {_K8S_VERSION_PKG}.gitMinor={KUBERNETES_VERSION.split('.')[1]}",
-        f"-X {_K8S_VERSION_PKG}.gitTreeState=clean",
-        f"-X {_K8S_VERSION_PKG}.buildDate=1970-01-01T00:00:00Z",
-        f"-X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}",
-    ]
-)
+
+def kubernetes_minor(version: str = KUBERNETES_VERSION) -> int:
+    """35 for ``v1.35.4``."""
+    return int(version.split(".")[1])
+
+
+def _k8s_ldflags(version: str) -> str:
+    """What Kubernetes' hack/lib/version.sh stamps, so that /version reports ``version``."""
+    pkg = "k8s.io/component-base/version"
+    return " ".join(
+        [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor=1",
+            f"-X {pkg}.gitMinor={kubernetes_minor(version)}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+            f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+        ]
+    )
+
 
 # helm's own Makefile stamps its version, and the Kubernetes version it assumes
 # for .Capabilities and deprecation lint (the minor of its client-go, major 1).
@@ -71,18 +90,38 @@ class Tool:
     """One binary and how to get it."""
 
     name: str
-    module: str  # directory under gotools/
+    module: str
     version: str
     package: str
     ldflags: str = ""
     version_args: tuple[str, ...] = ("--version",)
+    gomod: str = ""  # its Go module's directory under gotools/ (default: module)
 
     @property
     def env_var(self) -> str:
         return "LASCHED_" + self.name.upper().replace("-", "_")
 
+    @property
+    def gomod_dir(self) -> Path:
+        return GOTOOLS_DIR / (self.gomod or self.module)
+
     def cache_path(self, cache_dir: Path) -> Path:
         return cache_dir / "bin" / f"{self.module}-{self.version}" / self.name
+
+
+def kubernetes_tools(version: str = KUBERNETES_VERSION) -> list[Tool]:
+    """kube-apiserver, kube-controller-manager and kube-scheduler of one release."""
+    return [
+        Tool(
+            name=name,
+            module="kubernetes",
+            version=version,
+            package=f"k8s.io/kubernetes/cmd/{name}",
+            ldflags=_k8s_ldflags(version),
+            gomod=f"kubernetes-{version}",
+        )
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    ]
 
 
 TOOLS: dict[str, Tool] = {
@@ -94,27 +133,7 @@ TOOLS: dict[str, Tool] = {
             version=ETCD_VERSION,
             package="go.etcd.io/etcd/server/v3",
         ),
-        Tool(
-            name="kube-apiserver",
-            module="kubernetes",
-            version=KUBERNETES_VERSION,
-            package="k8s.io/kubernetes/cmd/kube-apiserver",
-            ldflags=_K8S_LDFLAGS,
-        ),
-        Tool(
-            name="kube-controller-manager",
-            module="kubernetes",
-            version=KUBERNETES_VERSION,
-            package="k8s.io/kubernetes/cmd/kube-controller-manager",
-            ldflags=_K8S_LDFLAGS,
-        ),
-        Tool(
-            name="kube-scheduler",
-            module="kubernetes",
-            version=KUBERNETES_VERSION,
-            package="k8s.io/kubernetes/cmd/kube-scheduler",
-            ldflags=_K8S_LDFLAGS,
-        ),
+        *kubernetes_tools(),
         Tool(
             name="kwok",
             module="kwok",
@@ -152,6 +171,28 @@ def _reports_version(path: str, tool: Tool) -> bool:
         return False
     text = out.stdout + out.stderr
     return tool.version in text or tool.version.lstrip("v") in text
+
+
+@functools.cache
+def _version_of(path: str, mtime_ns: int) -> str:
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    match = re.search(r"\bv\d+\.\d+\.\d+\S*", out)
+    return match.group(0) if match else ""
+
+
+def binary_version(path: Path) -> str:
+    """The release a Kubernetes binary reports (``kube-apiserver --version``), or,
+    when it names none, the one this module builds (:data:`KUBERNETES_VERSION`)."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return KUBERNETES_VERSION
+    return _version_of(str(path), mtime) or KUBERNETES_VERSION
 
 
 def locate(tool: Tool, cache: Path | None = None) -> Path | None:
@@ -194,7 +235,7 @@ def _go_env() -> dict[str, str]:
 async def _count_packages(tool: Tool, go: str, env: dict[str, str]) -> int:
     proc = await asyncio.create_subprocess_exec(
         go, "list", "-deps", tool.package,
-        cwd=GOTOOLS_DIR / tool.module, env=env,
+        cwd=tool.gomod_dir, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
@@ -216,7 +257,13 @@ async def build(
     if go is None:
         raise BuildError(
             f"{tool.name} {tool.version} is not built yet and no Go toolchain is on PATH; "
-            f"install Go >= 1.25, or point {tool.env_var} at a {tool.name} binary"
+            f"install Go >= 1.26, or point {tool.env_var} at a {tool.name} binary"
+        )
+    if not (tool.gomod_dir / "go.mod").is_file():
+        known = ", ".join(KUBERNETES_VERSIONS)
+        raise BuildError(
+            f"no Go module to build {tool.name} {tool.version} from ({tool.gomod_dir}); "
+            f"LASCHED_KUBERNETES_VERSION can be one of {known}"
         )
     target = tool.cache_path(cache)
     with _build_lock(cache):
@@ -229,7 +276,7 @@ async def build(
         args = [go, "build", "-v", "-trimpath", "-ldflags", f"-s -w {tool.ldflags}".strip()]
         proc = await asyncio.create_subprocess_exec(
             *args, "-o", str(tmp), tool.package,
-            cwd=GOTOOLS_DIR / tool.module, env=env,
+            cwd=tool.gomod_dir, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert proc.stderr is not None

@@ -18,6 +18,11 @@ part: no kubelet, no container runtime, no network (docs/devcluster.md).
 then ``TaintNodesByCondition`` is switched off, since nothing would remove
 the taint, and :func:`ensure_namespace` creates the ``default``
 ServiceAccount itself.
+
+Kubernetes' own Workload and PodGroup API (``scheduling.k8s.io``, gang
+scheduling) is served and its feature gates are on, in whichever version the
+release has it (:func:`workload_api`); lasched's PodGroup CRD
+(``scheduling.x-k8s.io/v1alpha1``) is installed beside it.
 """
 
 from __future__ import annotations
@@ -54,8 +59,27 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-# Node stages with a kubelet's status-report rhythm (the file says why).
+# kwok runs only the stages it is given. Node stages with a kubelet's
+# status-report rhythm, and kwok's usual pod stages (the files say more).
 KWOK_NODE_STAGES = Path(__file__).with_name("kwok") / "node-stages.yaml"
+KWOK_POD_STAGES = Path(__file__).with_name("kwok") / "pod-stages.yaml"
+# kwok's own defaults for the options that have them: kwok v0.8.0 applies them
+# only when it reads no configuration file, and a parallelism of 0 is refused.
+KWOK_CONFIGURATION: dict[str, Any] = {
+    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+    "kind": "KwokConfiguration",
+    "options": {
+        "enableDebuggingHandlers": True,
+        "enableContentionProfiling": False,
+        "enableProfilingHandler": True,
+        "podPlayStageParallelism": 4,
+        "nodePlayStageParallelism": 4,
+        "nodeLeaseParallelism": 4,
+        "podsOnNodeSyncParallelism": 1,
+        "enablePodsOnNodeSyncListPager": True,
+        "enablePodsOnNodeSyncStreamWatch": False,
+    },
+}
 CRDS_DIR = Path(__file__).parent / "crds"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.64.0.0/10"
@@ -63,6 +87,51 @@ POD_CIDR = "10.64.0.0/10"
 
 class ClusterError(RuntimeError):
     """The control plane did not start; the message quotes the failing log."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadApi:
+    """Where a Kubernetes release serves its Workload and PodGroup kinds, and the
+    feature gates (on in every component) that turn them and gang scheduling on."""
+
+    group_version: str
+    feature_gates: tuple[str, ...]
+    podgroups: bool  # a PodGroup kind of its own (v1.36 on); v1.35 has Workload only
+
+    def feature_gates_flag(self) -> str:
+        return "--feature-gates=" + ",".join(f"{g}=true" for g in self.feature_gates)
+
+    def runtime_config_flag(self) -> str:
+        return f"--runtime-config={self.group_version}=true"
+
+
+def workload_api(minor: int) -> WorkloadApi | None:
+    """The Workload API of Kubernetes 1.<minor>, or None before v1.35.
+
+    v1.35: ``scheduling.k8s.io/v1alpha1`` Workload, gates GenericWorkload and
+    GangScheduling; v1.36: ``v1alpha2`` with PodGroup, the same gates; v1.37:
+    ``v1beta1`` (disabled by default, as beta APIs are), one gate, GenericWorkload,
+    which also enables kube-scheduler's GangScheduling plugin.
+    """
+    if minor >= 37:
+        return WorkloadApi("scheduling.k8s.io/v1beta1", ("GenericWorkload",), podgroups=True)
+    if minor == 36:
+        return WorkloadApi(
+            "scheduling.k8s.io/v1alpha2", ("GenericWorkload", "GangScheduling"), podgroups=True
+        )
+    if minor == 35:
+        return WorkloadApi(
+            "scheduling.k8s.io/v1alpha1", ("GenericWorkload", "GangScheduling"), podgroups=False
+        )
+    return None
+
+
+def workload_api_flags(binary: Path, *, runtime_config: bool = False) -> list[str]:
+    """The flags that turn the Workload API on for this Kubernetes binary's release."""
+    api = workload_api(binaries.kubernetes_minor(binaries.binary_version(binary)))
+    if api is None:
+        return []
+    return [api.feature_gates_flag(), *([api.runtime_config_flag()] if runtime_config else [])]
 
 
 @dataclass(slots=True)
@@ -238,6 +307,11 @@ class DevCluster:
                 f"--etcd-servers={self.etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # The endpoint reconciler would publish the advertised address in the
+                # `kubernetes` Service's endpoints, which may not be a loopback address
+                # (v1.37 refuses to start with one). Nothing here reaches the apiserver
+                # through that Service.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={port}",
                 f"--tls-cert-file={p.serving_cert}",
                 f"--tls-private-key-file={p.serving_key}",
@@ -257,6 +331,7 @@ class DevCluster:
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                *workload_api_flags(apiserver, runtime_config=True),
                 "--v=1",
             ],
             logs,
@@ -296,6 +371,7 @@ class DevCluster:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--leader-elect=true",
                 "--profiling=false",
+                *workload_api_flags(kcm),
                 "--v=1",
         ]  # fmt: skip
         child = self._spawn("kube-controller-manager", self._kcm_argv, logs)
@@ -350,12 +426,14 @@ class DevCluster:
         p = self.pki
         port = free_port()
         # An explicit config keeps a user's ~/.kwok/kwok.yaml out of the lab. It
-        # names the node stages (KWOK_NODE_STAGES says why); kwok runs its
-        # built-in pod stages.
+        # holds the node and pod stages, which kwok needs to do anything.
         config = self.workdir / "kwok.yaml"
         config.write_text(
-            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
-            "---\n" + KWOK_NODE_STAGES.read_text()
+            yaml.safe_dump(KWOK_CONFIGURATION, sort_keys=False)
+            + "---\n"
+            + KWOK_NODE_STAGES.read_text()
+            + "---\n"
+            + KWOK_POD_STAGES.read_text()
         )
         child = self._spawn(
             "kwok",

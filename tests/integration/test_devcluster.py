@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from lasched.devcluster import nodes
-from lasched.devcluster.binaries import KUBERNETES_VERSION
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
+from lasched.devcluster.binaries import KUBERNETES_VERSION, kubernetes_minor
+from lasched.devcluster.cluster import DevCluster, ensure_namespace, workload_api
 from lasched.devcluster.processes import pid_alive
 from lasched.kube.client import ApiError, KubeClient
 from tests.integration.helpers import eventually, pod
@@ -35,7 +35,7 @@ async def test_kwok_nodes_become_ready(kc: KubeClient) -> None:
 async def test_kwok_nodes_renew_leases_and_report_status_as_kubelets_do(kc: KubeClient) -> None:
     """Nodes renew their Lease every 10 s and leave an unchanged status alone for minutes.
 
-    kwok v0.7.0's own default would patch every node's status every 20 to 25 s
+    kwok's other heartbeat stage would patch every node's status every 20 to 25 s
     on top of the Lease; the cluster gives it the heartbeat-with-lease stage.
     """
     specs = nodes.uniform(3, prefix="beat")
@@ -85,6 +85,50 @@ async def test_pods_bound_to_kwok_nodes_run(kc: KubeClient, namespace: str) -> N
         return bool(p["status"].get("phase") == "Running")
 
     await eventually(running)
+
+
+async def test_kubernetes_workload_api_is_served_beside_lasched_podgroup_crd(
+    kc: KubeClient, namespace: str
+) -> None:
+    """Kubernetes' own Workload and PodGroup kinds (scheduling.k8s.io) are served with
+    their feature gates on, so a pod may name a native gang; lasched's PodGroup CRD
+    (scheduling.x-k8s.io/v1alpha1) is served beside them, a PodGroup of the same name
+    in each group."""
+    api = workload_api(kubernetes_minor((await kc.get("/version"))["gitVersion"]))
+    assert api is not None
+    kinds = {r["kind"] for r in (await kc.get(f"/apis/{api.group_version}"))["resources"]}
+    assert "Workload" in kinds
+    assert ("PodGroup" in kinds) == api.podgroups
+
+    await kc.post(
+        f"/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups",
+        {
+            "apiVersion": "scheduling.x-k8s.io/v1alpha1",
+            "kind": "PodGroup",
+            "metadata": {"name": "gang"},
+            "spec": {"minMember": 2},
+        },
+    )
+    if api.group_version != "scheduling.k8s.io/v1beta1":
+        return  # the objects below are written in v1beta1's schema (Kubernetes v1.37)
+    await kc.post(
+        f"/apis/{api.group_version}/namespaces/{namespace}/podgroups",
+        {
+            "apiVersion": api.group_version,
+            "kind": "PodGroup",
+            "metadata": {"name": "gang"},
+            "spec": {"schedulingPolicy": {"gang": {"minCount": 2}}},
+        },
+    )
+    member = pod("member", schedulingGroup={"podGroupName": "gang"})
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", member)
+    got = await kc.get(f"/api/v1/namespaces/{namespace}/pods/member")
+    # The apiserver drops a gated field when its gate is off.
+    assert got["spec"]["schedulingGroup"] == {"podGroupName": "gang"}
+    native = await kc.get(f"/apis/{api.group_version}/namespaces/{namespace}/podgroups/gang")
+    assert native["spec"]["schedulingPolicy"]["gang"]["minCount"] == 2
+    ours = await kc.get(f"/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups/gang")
+    assert ours["spec"]["minMember"] == 2
 
 
 async def test_rbac_is_enforced(kc: KubeClient, namespace: str, cluster: DevCluster) -> None:
