@@ -72,21 +72,38 @@ class ClientOptions:
     user_agent: str = "lasched"
 
 
-async def load_configuration(kubeconfig: str | None) -> Configuration:
+async def load_configuration(
+    kubeconfig: str | None, *, context: str | None = None
+) -> Configuration:
     """A kubernetes_asyncio Configuration from a kubeconfig path, or in-cluster.
 
     With ``kubeconfig=None`` the in-cluster service account is tried first, then
-    ``$KUBECONFIG`` / ``~/.kube/config``, as kubectl does.
+    ``$KUBECONFIG`` / ``~/.kube/config``, as kubectl does. ``context``: one of the
+    kubeconfig's contexts instead of its current one (kubectl's ``--context``).
     """
     cfg = Configuration()
-    if kubeconfig is None:
+    if kubeconfig is None and context is None:
         try:
             kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except kube_config.ConfigException:
             await kube_config.load_kube_config(client_configuration=cfg)
     else:
-        await kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        await kube_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=cfg
+        )
     return cfg
+
+
+def kubeconfig_namespace(kubeconfig: str | None, *, context: str | None = None) -> str | None:
+    """The namespace the kubeconfig's current context (or ``context``) names, if any:
+    kubectl's default for ``-n``."""
+    try:
+        contexts, current = kube_config.list_kube_config_contexts(config_file=kubeconfig)
+    except (kube_config.ConfigException, OSError):
+        return None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
 
 
 def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
@@ -120,9 +137,10 @@ class KubeClient:
 
     @classmethod
     async def from_kubeconfig(
-        cls, kubeconfig: str | None, options: ClientOptions | None = None
-    ) -> Self:
-        return cls(await load_configuration(kubeconfig), options)
+        cls, kubeconfig: str | None, options: ClientOptions | None = None, *,
+        context: str | None = None,
+    ) -> Self:  # fmt: skip
+        return cls(await load_configuration(kubeconfig, context=context), options)
 
     def companion(self, options: ClientOptions) -> KubeClient:
         """A client for the same apiserver and credentials with a connection pool of its own.
@@ -170,12 +188,17 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | None = 30.0,
+        headers: Mapping[str, str] | None = None,
     ) -> JSON:
-        """One request; the decoded JSON answer (``{}`` for an empty body)."""
+        """One request; the decoded JSON answer (``{}`` for an empty body).
+
+        ``headers``: more request headers (never the credentials, which come from the
+        configuration)."""
         data = orjson.dumps(body) if body is not None else None
         raw = await self._send(
             method, self._url(path, params), data=data,
             content_type=content_type if data is not None else None, timeout=timeout,
+            extra=headers,
         )  # fmt: skip
         if not raw:
             return {}
@@ -198,9 +221,10 @@ class KubeClient:
         content_type: str | None = None,
         timeout: float | None,
         accept: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> bytes:
         """The raw body of a 2xx answer; any other status raises :class:`ApiError`."""
-        headers = await self._headers(content_type)
+        headers = {**(extra or {}), **await self._headers(content_type)}
         if accept:
             headers["Accept"] = accept
         async with self._session.request(
