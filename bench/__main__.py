@@ -1,7 +1,8 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
 Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``memory``,
-``preemption``, ``chaos`` (docs/benchmarks.md). Each writes
+``preemption``, ``chaos`` (docs/benchmarks.md), and ``oracle``, which holds
+lasched's Filter verdicts to kube-scheduler's (bench/oracle.py). Each writes
 ``bench/results/<stem>.json``, ``<stem>.md`` and PNG plots next to them (``--out``
 elsewhere), shows progress on stderr, and prints the Markdown table. The
 machine's load average at the start and the end of the run is part of the
@@ -31,6 +32,7 @@ from bench import (
     gangs,
     latency,
     memory,
+    oracle,
     preemption,
     pyspy,
     report,
@@ -42,7 +44,9 @@ from bench.throughput import Progress
 from lasched.devcluster import binaries
 from lasched.devcluster.progress import reporter
 
-SCENARIOS = ("throughput", "workloads", "gangs", "latency", "memory", "preemption", "chaos")
+SCENARIOS = (
+    "throughput", "workloads", "gangs", "latency", "memory", "preemption", "chaos", "oracle",
+)  # fmt: skip
 
 
 def _machine() -> str:
@@ -104,7 +108,10 @@ def _parser() -> argparse.ArgumentParser:
         "25 shapes, 50m to 500m and 64 MiB to 1 GiB, drawn by its name and --seed (mixed)",
     )
     run.add_argument(
-        "--seed", type=int, help=f"workloads: MixedShapes' seed ({w.seed}); throughput: the shapes'"
+        "--seed",
+        type=int,
+        help=f"workloads: MixedShapes' seed ({w.seed}); throughput: the shapes'; "
+        f"oracle: the scenes' ({oracle.Config().seed})",
     )
     lat = latency.Config()
     run.add_argument(
@@ -130,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preemptors", type=int, help="preemption: high-priority pods")
     run.add_argument("--rounds", type=int, help="chaos: apiserver restarts per peer")
     run.add_argument("--down-seconds", type=float, help="chaos: how long the apiserver is down")
+    run.add_argument(
+        "--cases", type=int, help=f"oracle: pending pods to judge ({oracle.Config().cases})"
+    )
     return ap
 
 
@@ -186,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": _memory,
         "preemption": _preemption,
         "chaos": _chaos,
+        "oracle": _oracle,
     }[args.scenario]
     with reporter() as progress:
         stem, result, table_of, pngs = scenario(_Run(ap, args, common, out, env, progress))
@@ -367,6 +378,15 @@ def _chaos(r: _Run) -> Outcome:
         )
     ]
     return "chaos", chaos.to_json(cfg, samples, r.env), chaos.markdown, pngs
+
+
+def _oracle(r: _Run) -> Outcome:
+    cfg = oracle.Config(
+        controller_manager=r.common["controller_manager"],
+        **_given(r.args, cases="cases", seed="seed"),
+    )
+    tally = asyncio.run(oracle.run(cfg, r.progress))
+    return "oracle", oracle.to_json(cfg, tally, r.env), oracle.markdown, []
 
 
 def _check_peers(

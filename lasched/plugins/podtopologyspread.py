@@ -8,7 +8,9 @@ when ``nodeAffinityPolicy`` is Honor (the default), matches the pod's
 nodeSelector and required node affinity, and when ``nodeTaintsPolicy`` is
 Honor (default Ignore), has no NoSchedule / NoExecute taint the pod does not
 tolerate. A domain's count is the pods on its eligible nodes, in the pod's
-namespace and not terminating, that the constraint's selector matches.
+namespace and not terminating, that the constraint's selector matches; an
+empty selector (``labelSelector: {}``) counts none, as kube-scheduler's
+``countPodsMatchSelector``, though the pod itself still matches it.
 
 * **Filter** (``DoNotSchedule``): a node without a constraint's key fails
   with "node(s) didn't match pod topology spread constraints (missing
@@ -110,10 +112,20 @@ _MISSING_LABEL = unschedulable(REASON_MISSING_LABEL, unresolvable=True)
 PodMatch = Callable[[PodInfo], bool]
 
 
+def _no_pod(p: PodInfo) -> bool:
+    return False
+
+
 def _pod_matcher(c: SpreadConstraint) -> PodMatch:
+    """Which placed pods a constraint counts (its own pod's match is ``c.selects``)."""
     if c.owner is not None:
         uid = c.owner
         return lambda p: p.controller is not None and p.controller[1] == uid
+    if c.selector.everything:
+        # kube-scheduler's countPodsMatchSelector counts nothing for an empty selector
+        # (labelSelector: {}), though the pod still matches itself: such a constraint
+        # never rejects a node for its skew.
+        return _no_pod
     sel = c.selector.matches
     return lambda p: sel(p.labels)
 

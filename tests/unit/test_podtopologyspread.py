@@ -292,6 +292,37 @@ def test_reason_names_the_domain_unless_it_is_the_node() -> None:
     assert p.filter(state, by_host, a).reasons == (REASON,)
 
 
+def test_an_empty_selector_counts_no_pods() -> None:
+    """labelSelector {} counts no placed pod, as kube-scheduler's countPodsMatchSelector:
+    every node passes however the pods lie, and every node scores alike."""
+    existing = on("node-a", "node-a", "node-b")
+    _, got = run_filter(cluster(four_nodes(), existing), pod(FOO, spread(1, "zone", {})))
+    assert list(got.values()) == [OK] * 4
+    # The pod still matches itself: with minDomains above the domains, the skew is 0 + 1 - 0.
+    _, got = run_filter(
+        cluster(four_nodes(), existing), pod(FOO, spread(1, "zone", {}, minDomains=3))
+    )
+    assert list(got.values()) == [OK] * 4
+    # matchLabelKeys for a label the pod lacks leaves the selector empty.
+    lacking = pod(FOO, spread(1, "zone", {}, matchLabelKeys=["app"]))
+    _, got = run_filter(cluster(four_nodes(), existing), lacking)
+    assert list(got.values()) == [OK] * 4
+    # One it has makes a selector that counts.
+    having = pod({"app": "x"}, spread(1, "zone", {}, matchLabelKeys=["app"]))
+    _, got = run_filter(cluster(four_nodes(), on("node-a", labels={"app": "x"})), having)
+    assert list(got.values()) == [FAIL, FAIL, OK, OK]
+
+    cache = cluster(four_nodes(), existing)
+    p = PodTopologySpread(cache)
+    state = CycleState()
+    soft = pod(FOO, spread(1, "zone", {}, hard=False))
+    candidates = list(cache.node_infos())
+    assert p.pre_score(state, soft, candidates).code is Code.SUCCESS
+    raw = p.score_all(state, soft, candidates)
+    p.normalize(state, soft, raw)
+    assert raw == [100] * 4
+
+
 # ---- PreFilter state: kube-scheduler's TestPreFilterState ----------------------------
 
 INCLUSION: list[tuple[str, PodInfo, list[tuple[str, dict[str, Any]]], list[PodInfo],
