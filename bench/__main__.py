@@ -41,8 +41,8 @@ from bench import (
 )
 from bench import peers as peer_defs
 from bench.throughput import Progress
-from lasched.devcluster import binaries
-from lasched.devcluster.progress import reporter
+from lasched_dev.devcluster import binaries
+from lasched_dev.devcluster.progress import reporter
 
 SCENARIOS = (
     "throughput", "workloads", "gangs", "latency", "memory", "preemption", "chaos", "oracle",

@@ -6,7 +6,7 @@ kwok nodes have no network, so each node's agent is lasched-agent's own
 client speaking the real protocol over a real WebSocket, with a probe that
 answers from a table (``ProbeMethod.fixed``): what the agent on a node would
 measure to each other node and to each user endpoint. Each agent presents a
-token bound to an agent pod on its node (``lasched.devcluster.agents``), so
+token bound to an agent pod on its node (``lasched_dev.devcluster.agents``), so
 lasched's TokenReview sees the identity a DaemonSet pod would have.
 
 The spec (written by the latency scenario) is JSON::

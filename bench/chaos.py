@@ -29,11 +29,11 @@ import aiohttp
 
 from bench import peers
 from bench.throughput import Progress, delete_pods
-from lasched.devcluster import nodes
-from lasched.devcluster.apply import create_through_outage
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
 from lasched.model.quantity import milli
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.apply import create_through_outage
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "chaos"
 VERSION = 1

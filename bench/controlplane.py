@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.peers import proc_stats
-from lasched.devcluster.cluster import DevCluster
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster.cluster import DevCluster
 
 _DURATION = "apiserver_request_duration_seconds"
 

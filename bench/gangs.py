@@ -19,9 +19,9 @@ from typing import Any
 from bench import peers
 from bench.throughput import Progress, create_pods, delete_pods, percentile, pod_body
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "gangs"
 VERSION = 1

@@ -72,12 +72,12 @@ from bench.throughput import (
     stat,
 )
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import NAMESPACE as AGENT_NAMESPACE
-from lasched.devcluster.agents import agent_token
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
-from lasched.devcluster.processes import free_port, spawn, stop_children
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import NAMESPACE as AGENT_NAMESPACE
+from lasched_dev.devcluster.agents import agent_token
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.processes import free_port, spawn, stop_children
 
 SCENARIO = "latency"
 VERSION = 2

@@ -23,9 +23,9 @@ from typing import Any
 from bench import peers, pyspy
 from bench.throughput import Progress, create_bodies, delete_pods, pod_body, rotation
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "memory"
 VERSION = 1

@@ -68,11 +68,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from lasched.devcluster import binaries, nodes
-from lasched.devcluster.cluster import workload_api_flags
-from lasched.devcluster.processes import Child, spawn, stop_children
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.election import micro_time
+from lasched_dev.devcluster import binaries, nodes
+from lasched_dev.devcluster.cluster import workload_api_flags
+from lasched_dev.devcluster.processes import Child, spawn, stop_children
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -1140,8 +1140,8 @@ async def _ready(url: str, child: Child, timeout: float = 60.0) -> None:
 async def run(cfg: Config, progress: Callable[[str, int, int], None]) -> Tally:
     """A dev cluster, lasched following in its own process, kube-scheduler recording: judge."""
     from bench import peers  # the peers' process handling, shared with the other scenarios
-    from lasched.devcluster.cluster import DevCluster
-    from lasched.devcluster.processes import free_port
+    from lasched_dev.devcluster.cluster import DevCluster
+    from lasched_dev.devcluster.processes import free_port
 
     async with (
         DevCluster(controller_manager=cfg.controller_manager) as cluster,

@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
-from lasched.devcluster import binaries
-from lasched.devcluster.cluster import workload_api_flags
-from lasched.devcluster.processes import Child, spawn, stop_children
+from lasched_dev.devcluster import binaries
+from lasched_dev.devcluster.cluster import workload_api_flags
+from lasched_dev.devcluster.processes import Child, spawn, stop_children
 
 
 @dataclass(frozen=True, slots=True)

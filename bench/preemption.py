@@ -29,9 +29,9 @@ from bench.throughput import (
     percentile,
 )
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "preemption"
 VERSION = 1

@@ -53,11 +53,11 @@ from typing import Any, TypeVar
 
 from bench import controlplane, peers, pyspy, verify
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
-from lasched.devcluster.processes import Child, spawn, stop_children
 from lasched.kube.binding import bind, now_micro
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.processes import Child, spawn, stop_children
 
 SCENARIO = "throughput"
 VERSION = 2

@@ -77,9 +77,9 @@ from bench.throughput import (
     wait_writes,
 )
 from bench.timeline import Timeline
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "workloads"
 VERSION = 1

@@ -18,6 +18,12 @@ from lasched.settings import ConfigError, Settings
 log = logging.getLogger("lasched")
 
 
+DEV_MISSING = (
+    "needs lasched-dev, lasched's developer tools (pip install ./dev from the "
+    "source tree; `make setup` installs it)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lasched", description="A latency-aware Kubernetes scheduler.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,10 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_explain.main(args)
         logs.setup(level="INFO")
         if args.command == "demo":
-            from lasched.demo import run_demo
+            from lasched_dev.demo import run_demo
 
             return _loop(run_demo(output=Path(args.output), keep=args.keep))
         return _dev(args)
+    except ModuleNotFoundError as e:
+        if e.name is None or not e.name.startswith("lasched_dev"):
+            raise
+        print(f"lasched {args.command}: {DEV_MISSING}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"lasched: configuration error: {e}", file=sys.stderr)
         return 2
@@ -139,9 +150,9 @@ def _load_config(path: str | None) -> tuple[Settings, tuple[str, ...]]:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from lasched.devcluster import binaries
-    from lasched.devcluster.cluster import default_workdir, stop_detached
-    from lasched.devcluster.progress import reporter
+    from lasched_dev.devcluster import binaries
+    from lasched_dev.devcluster.cluster import default_workdir, stop_detached
+    from lasched_dev.devcluster.progress import reporter
 
     if args.dev_command == "build":
         with reporter() as progress:
@@ -160,9 +171,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 async def _dev_up(args: argparse.Namespace, workdir: Path) -> int:
-    from lasched.devcluster import nodes
-    from lasched.devcluster.cluster import DevCluster, stop_detached
-    from lasched.devcluster.progress import reporter
+    from lasched_dev.devcluster import nodes
+    from lasched_dev.devcluster.cluster import DevCluster, stop_detached
+    from lasched_dev.devcluster.progress import reporter
 
     stop_detached(workdir)  # a stale cluster of the same name
     with reporter() as progress:

@@ -87,7 +87,14 @@ def main(args: argparse.Namespace) -> int:
             extra = f" ({left} stale pairs left out)" if left else ""
             console.print(f"wrote {n} pairs to {args.export}{extra}")
         if args.png:
-            from lasched import plots
+            try:
+                from lasched_dev import plots
+            except ModuleNotFoundError:
+                console.print(
+                    "--png needs lasched-dev with its plots extra "
+                    "(pip install './dev[plots]' from the source tree)"
+                )
+                return 2
 
             title = f"RTT in ms, row measures column (ttl {data['ttlSeconds']:g} s)"
             plots.heatmap_png(Path(args.png), places=places(data), pairs=data["pairs"], title=title)

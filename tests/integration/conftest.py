@@ -16,9 +16,9 @@ from typing import Any, Self
 import pytest
 
 from lasched import app
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import KubeClient
 from lasched.settings import Settings
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 pytestmark = pytest.mark.integration
 

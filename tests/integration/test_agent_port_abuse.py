@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import lasched_protocol as proto
 from lasched import settings
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import agent_token
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import agent_token
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, node_of, pod
 

@@ -10,9 +10,9 @@ import pytest
 
 import lasched_protocol as proto
 from lasched import settings
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import agent_token
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import agent_token
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 

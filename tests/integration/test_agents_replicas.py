@@ -23,11 +23,11 @@ import aiohttp
 import pytest
 
 from lasched import settings
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import agent_token
 from lasched.kube.client import ApiError, KubeClient
 from lasched_agent.fanout import Address, FanOut
 from lasched_agent.prober import ProbeMethod, Prober
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import agent_token
 from tests.integration.conftest import RunningScheduler, SchedulerFactory
 from tests.integration.helpers import eventually, node_of
 from tests.integration.test_latency_placement import latency_pod, note

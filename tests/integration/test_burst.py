@@ -6,9 +6,9 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
 from lasched.model.quantity import milli, value
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, pod, pods
 

@@ -25,14 +25,14 @@ import aiohttp
 import pytest
 import yaml
 
-from lasched.devcluster import nodes
-from lasched.devcluster.apply import create_through_outage
-from lasched.devcluster.cluster import DevCluster
-from lasched.devcluster.faults import FreezingProxy
-from lasched.devcluster.processes import Child, free_port, spawn, terminate
 from lasched.kube.client import ApiError, KubeClient
 from lasched.model.quantity import milli
 from lasched.settings import HealthSettings, LeaderElectionSettings, Settings
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.apply import create_through_outage
+from lasched_dev.devcluster.cluster import DevCluster
+from lasched_dev.devcluster.faults import FreezingProxy
+from lasched_dev.devcluster.processes import Child, free_port, spawn, terminate
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, pod
 

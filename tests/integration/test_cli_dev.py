@@ -8,9 +8,9 @@ import sys
 
 import orjson
 
-from lasched.devcluster.cluster import default_workdir
-from lasched.devcluster.processes import pid_alive
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster.cluster import default_workdir
+from lasched_dev.devcluster.processes import pid_alive
 
 
 async def _cli(*args: str) -> tuple[int, str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import ensure_namespace
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, pods
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lasched.demo import ROLES, SITE_OF, rtt_matrix, rtt_ms, run_demo
+from lasched_dev.demo import ROLES, SITE_OF, rtt_matrix, rtt_ms, run_demo
 
 # Placement-table rows per role: the gang's four members, and batch-low's
 # survivor, preempted replica and pending replacement.

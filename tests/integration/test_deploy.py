@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from lasched import settings
-from lasched.devcluster import binaries
-from lasched.devcluster.apply import apply
-from lasched.devcluster.cluster import ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import binaries
+from lasched_dev.devcluster.apply import apply
+from lasched_dev.devcluster.cluster import ensure_namespace
 from tests.unit.test_dockerfile import copy_args, env_pairs, ignore_rules, ignored, parse
 
 ROOT = Path(__file__).parents[2]

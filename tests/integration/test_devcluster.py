@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
-from lasched.devcluster import nodes
-from lasched.devcluster.binaries import KUBERNETES_VERSION, kubernetes_minor
-from lasched.devcluster.cluster import DevCluster, ensure_namespace, workload_api
-from lasched.devcluster.processes import pid_alive
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.binaries import KUBERNETES_VERSION, kubernetes_minor
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, workload_api
+from lasched_dev.devcluster.processes import pid_alive
 from tests.integration.helpers import eventually, pod
 
 

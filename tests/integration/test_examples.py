@@ -24,11 +24,11 @@ import pytest
 import yaml
 
 from lasched import settings
-from lasched.devcluster import binaries, nodes
-from lasched.devcluster.apply import apply, load_manifests
-from lasched.devcluster.cluster import DevCluster, ensure_namespace, service_account_kubeconfig
-from lasched.devcluster.processes import spawn, stop_children
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import binaries, nodes
+from lasched_dev.devcluster.apply import apply, load_manifests
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, service_account_kubeconfig
+from lasched_dev.devcluster.processes import spawn, stop_children
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, pods
 

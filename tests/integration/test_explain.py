@@ -21,10 +21,10 @@ import orjson
 import pytest
 
 from lasched import cli, settings
-from lasched.devcluster import nodes
 from lasched.kube.client import ApiError, KubeClient
 from lasched.latency import static
 from lasched.latency.cache import LatencyCache
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, pod
 

@@ -12,10 +12,10 @@ import aiohttp
 import orjson
 
 from lasched import settings
-from lasched.devcluster import binaries, nodes
-from lasched.devcluster.cluster import DevCluster
-from lasched.devcluster.processes import Child, spawn, stop_children
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import binaries, nodes
+from lasched_dev.devcluster.cluster import DevCluster
+from lasched_dev.devcluster.processes import Child, spawn, stop_children
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, pod, pods
 from tests.integration.test_preemption import preempted_notes, slow_evictions

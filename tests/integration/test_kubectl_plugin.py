@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from lasched import app, settings
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 from tests.integration.helpers import events_for, eventually, pod
 
 EXE = Path(sys.executable).with_name("kubectl-lasched")

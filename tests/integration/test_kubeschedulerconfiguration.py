@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from lasched import cli
-from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
 from lasched.settings import Settings
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from lasched import settings
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import agent_token
 from lasched.kube.client import KubeClient
 from lasched_agent.prober import ProbeMethod, Prober
 from lasched_agent.stream import AgentClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import agent_token
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 

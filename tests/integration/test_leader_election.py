@@ -16,12 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster
-from lasched.devcluster.processes import Child, spawn, terminate
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.election import LeaderElector, LeadershipLost, LeaseConfig, micro_time
 from lasched.model.quantity import milli
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster
+from lasched_dev.devcluster.processes import Child, spawn, terminate
 from tests.integration.helpers import eventually, pod
 
 RENEW_DEADLINE = 2.0

@@ -16,9 +16,9 @@ import orjson
 
 from bench import oracle
 from lasched import kubeschedconfig, settings
-from lasched.devcluster.cluster import DevCluster
 from lasched.kube.client import KubeClient
 from lasched.settings import Settings
+from lasched_dev.devcluster.cluster import DevCluster
 from tests.integration.conftest import SchedulerFactory
 
 SEEDS = (1, 2)

@@ -18,8 +18,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lasched.cache.cache import NodeInfo
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster
 from lasched.framework.interface import (
     SKIP,
     SUCCESS,
@@ -34,6 +32,8 @@ from lasched.kube.client import KubeClient
 from lasched.model.pod import PodInfo
 from lasched.scheduler import Scheduler
 from lasched.settings import LeaderElectionSettings, Settings
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster
 from tests.integration.helpers import events_for, eventually, pod, pods
 
 POINTS = [

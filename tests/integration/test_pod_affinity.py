@@ -30,9 +30,9 @@ import orjson
 import pytest
 
 from lasched import cli
-from lasched.devcluster import nodes
-from lasched.devcluster.cluster import DevCluster
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
 

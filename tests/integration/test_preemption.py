@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from lasched.devcluster import nodes
 from lasched.kube import statuswriter
 from lasched.kube.binding import evict
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
 

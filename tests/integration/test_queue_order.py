@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from lasched.devcluster import nodes
 from lasched.kube.client import ApiError, KubeClient
 from lasched.settings import Settings
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, pod, pods
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 from lasched import settings
-from lasched.devcluster import nodes
-from lasched.devcluster.apply import apply, load_manifests
-from lasched.devcluster.cluster import DevCluster, service_account_kubeconfig
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.apply import apply, load_manifests
+from lasched_dev.devcluster.cluster import DevCluster, service_account_kubeconfig
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
 

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 
 from lasched import settings
-from lasched.devcluster import nodes
 from lasched.kube.client import KubeClient
+from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
 

@@ -70,7 +70,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from lasched.devcluster.processes import pid_alive
+from lasched_dev.devcluster.processes import pid_alive
 
 LOCK_DIR = Path("/run/lasched-netlab")
 NETNS_DIR = Path("/run/netns")

@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import lasched.metrics
-from lasched.devcluster import binaries
+from lasched_dev.devcluster import binaries
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "deploy" / "charts" / "lasched"

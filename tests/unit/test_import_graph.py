@@ -101,6 +101,33 @@ def test_the_pure_layers_never_reach_the_api() -> None:
     assert found == set()
 
 
+def top_level_imports(path: Path) -> set[str]:
+    """What a module imports when it is loaded (not inside functions)."""
+    deps: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            deps.add(node.module)
+        elif isinstance(node, ast.Import):
+            deps.update(alias.name for alias in node.names)
+    return deps
+
+
+def test_the_scheduler_never_loads_the_developer_tools() -> None:
+    """The dev cluster, the demo and plots are lasched-dev: no lasched module loads them,
+    and only the CLI's developer commands import them, when run."""
+    loads = {
+        module_name(p)
+        for p in PACKAGE.rglob("*.py")
+        if any(d.startswith("lasched_dev") for d in top_level_imports(p))
+    }
+    assert loads == set()
+    lazy = {
+        m for m, deps in all_imports().items() if any(d.startswith("lasched_dev") for d in deps)
+    }
+    assert lazy <= {"lasched.cli", "lasched.cli_explain"}
+    assert not (PACKAGE / "devcluster").exists()
+
+
 @pytest.mark.parametrize(
     ("graph", "expected"),
     [

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lasched.devcluster.cluster import KWOK_NODE_ANNOTATION
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster.cluster import KWOK_NODE_ANNOTATION
 
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"

@@ -54,13 +54,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from lasched import app, cli_explain, settings
-from lasched.devcluster import nodes
-from lasched.devcluster.agents import agent_token
-from lasched.devcluster.cluster import DevCluster, ensure_namespace
-from lasched.devcluster.processes import Child, spawn
-from lasched.devcluster.progress import reporter
 from lasched.kube.client import ApiError, KubeClient
 from lasched.model.pod import parse_time
+from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.agents import agent_token
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.processes import Child, spawn
+from lasched_dev.devcluster.progress import reporter
 
 log = logging.getLogger(__name__)
 
@@ -665,7 +665,7 @@ async def _report(d: Demo, out: Path) -> None:
 
 async def _pictures(d: Demo, out: Path, pods: list[LivePod]) -> None:
     try:
-        from lasched import plots
+        from lasched_dev import plots
 
         latency = await d.debug("/debug/latency")
         sites = [

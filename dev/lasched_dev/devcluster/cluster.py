@@ -45,8 +45,9 @@ import aiohttp
 import orjson
 import yaml
 
-from lasched.devcluster import binaries, pki
-from lasched.devcluster.processes import (
+from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster import binaries, pki
+from lasched_dev.devcluster.processes import (
     Child,
     free_port,
     pid_alive,
@@ -54,7 +55,6 @@ from lasched.devcluster.processes import (
     stop_children,
     terminate,
 )
-from lasched.kube.client import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ class DevCluster:
             self.controller_manager_restarts += 1
 
     async def _bootstrap(self) -> None:
-        from lasched.devcluster.apply import apply, load_manifests
+        from lasched_dev.devcluster.apply import apply, load_manifests
 
         async with await self.client() as kc:
             await ensure_namespace(kc, "default")

@@ -10,8 +10,8 @@ it does in a real cluster.
 
 from __future__ import annotations
 
-from lasched.devcluster.cluster import ensure_namespace
 from lasched.kube.client import ApiError, KubeClient
+from lasched_dev.devcluster.cluster import ensure_namespace
 
 NAMESPACE = "lasched-system"
 SERVICE_ACCOUNT = "lasched-agent"
