@@ -48,7 +48,7 @@ returns.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
 from lasched.framework import events
@@ -461,7 +461,77 @@ class ScoreState:
 # ---- the plugin --------------------------------------------------------------------------
 
 
-class InterPodAffinity(Batchable):
+class _Verdicts(Protocol):
+    changed: Changes
+
+    def verdict(self, labels: Mapping[str, str]) -> Status: ...
+
+
+S = TypeVar("S", bound=_Verdicts)
+
+
+class DomainFilter(Generic[S]):
+    """Filter and filter_all of a plugin whose PreFilter counts per topology domain.
+
+    The PreFilter state ``S`` answers for the cache's own, unchanged nodes
+    from its counts (``verdict``); a node that is a copy (preemption's trimmed
+    nodes, explain's), holds nominated pods or changed since the counts goes
+    through the plugin's own ``_check``. ``_pre_filter_key`` and
+    ``_others_key`` name the plugin's entries in the CycleState.
+    """
+
+    _cache: SchedulerCache
+    _pre_filter_key: str
+    _others_key: str
+
+    def _compute(self, pod: PodInfo) -> S | Status | None:
+        raise NotImplementedError
+
+    def _check(self, st: S, pod: PodInfo, ni: NodeInfo) -> Status:
+        raise NotImplementedError
+
+    def _state(self, state: CycleState, pod: PodInfo) -> S | Status | None:
+        """``pod``'s PreFilter state (a Status if PreFilter rejects it).
+
+        Computed here when PreFilter did not run for this pod: a caller outside
+        the cycle, or gang preemption filtering the other members of a group
+        with the cycle's state; those are kept in the state for the cycle.
+        """
+        entry = state.data.get(self._pre_filter_key)
+        if entry is not None and entry[0] == pod.key:
+            got: S | None = entry[1]
+            return got
+        others: dict[PodKey, S | Status | None]
+        others = state.data.setdefault(self._others_key, {})
+        if pod.key not in others:
+            others[pod.key] = self._compute(pod)
+        return others[pod.key]
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
+        st = self._state(state, pod)
+        if st is None or isinstance(st, Status):
+            return st or SUCCESS
+        return self._check(st, pod, node)
+
+    def filter_all(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> list[Status]:
+        """``[filter(state, pod, n) for n in nodes]``; the cache's own nodes read the counts."""
+        st = self._state(state, pod)
+        if st is None or isinstance(st, Status):
+            return [st or SUCCESS] * len(nodes)
+        node_info, changed, verdict = self._cache.node_info, st.changed, st.verdict
+        out: list[Status] = []
+        append = out.append
+        for ni in nodes:
+            if ni.nominated or changed or node_info(ni.name) is not ni:
+                append(self._check(st, pod, ni))
+            else:
+                append(verdict(ni.node.labels))  # type: ignore[union-attr]
+        return out
+
+
+class InterPodAffinity(DomainFilter[FilterState], Batchable):
     """PreFilter, Filter, PreScore, Score for pod affinity and anti-affinity.
 
     ``hard_pod_affinity_weight`` (kube-scheduler's ``hardPodAffinityWeight``,
@@ -475,6 +545,8 @@ class InterPodAffinity(Batchable):
     """
 
     name = "InterPodAffinity"
+    _pre_filter_key = _PRE_FILTER
+    _others_key = _OTHERS
 
     def __init__(
         self,
@@ -648,45 +720,6 @@ class InterPodAffinity(Batchable):
             tally.refresh()
             return tally
         return self._tallies.get(key, self._cache, part)
-
-    def _state(self, state: CycleState, pod: PodInfo) -> FilterState | Status | None:
-        """``pod``'s PreFilter state (a Status if PreFilter rejects it).
-
-        Computed here when PreFilter did not run for this pod: a caller outside
-        the cycle, or gang preemption filtering the other members of a group
-        with the cycle's state; those are kept in the state for the cycle.
-        """
-        entry = state.data.get(_PRE_FILTER)
-        if entry is not None and entry[0] == pod.key:
-            got: FilterState | None = entry[1]
-            return got
-        others: dict[PodKey, FilterState | Status | None] = state.data.setdefault(_OTHERS, {})
-        if pod.key not in others:
-            others[pod.key] = self._compute(pod)
-        return others[pod.key]
-
-    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
-        st = self._state(state, pod)
-        if st is None or isinstance(st, Status):
-            return st or SUCCESS
-        return self._check(st, pod, node)
-
-    def filter_all(
-        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
-    ) -> list[Status]:
-        """``[filter(state, pod, n) for n in nodes]``; the cache's own nodes read the counts."""
-        st = self._state(state, pod)
-        if st is None or isinstance(st, Status):
-            return [st or SUCCESS] * len(nodes)
-        node_info, changed, verdict = self._cache.node_info, st.changed, st.verdict
-        out: list[Status] = []
-        append = out.append
-        for ni in nodes:
-            if ni.nominated or changed or node_info(ni.name) is not ni:
-                append(self._check(st, pod, ni))
-            else:
-                append(verdict(ni.node.labels))  # type: ignore[union-attr]
-        return out
 
     def _check(self, st: FilterState, pod: PodInfo, ni: NodeInfo) -> Status:
         assert ni.node is not None

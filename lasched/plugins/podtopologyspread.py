@@ -78,6 +78,7 @@ from lasched.plugins.interpodaffinity import (
     HOSTNAME,
     MEMO_LIMIT,
     Changes,
+    DomainFilter,
     Part,
     Tallies,
     Tokens,
@@ -351,7 +352,7 @@ class SpreadScoreState:
         return math.floor(total + 0.5)
 
 
-class PodTopologySpread(Batchable):
+class PodTopologySpread(DomainFilter[SpreadFilterState], Batchable):
     """PreFilter, Filter, PreScore, Score for topologySpreadConstraints.
 
     ``default_constraints`` and ``defaulting_type`` are kube-scheduler's
@@ -363,6 +364,8 @@ class PodTopologySpread(Batchable):
     """
 
     name = "PodTopologySpread"
+    _pre_filter_key = _PRE_FILTER
+    _others_key = _OTHERS
 
     def __init__(
         self,
@@ -510,42 +513,6 @@ class PodTopologySpread(Batchable):
         counts = [cast("dict[str, int]", tally.sums.get(i, {})) for i in range(len(cs))]
         hist = [tally.hist.get(i, {}) for i in range(len(cs))]
         return SpreadFilterState(pod, counter, counts, hist)
-
-    def _state(self, state: CycleState, pod: PodInfo) -> SpreadFilterState | Status | None:
-        """``pod``'s PreFilter state, computed here for a pod PreFilter did not see
-        (a caller outside the cycle, gang preemption's other members)."""
-        entry = state.data.get(_PRE_FILTER)
-        if entry is not None and entry[0] == pod.key:
-            got: SpreadFilterState | None = entry[1]
-            return got
-        others: dict[PodKey, SpreadFilterState | Status | None]
-        others = state.data.setdefault(_OTHERS, {})
-        if pod.key not in others:
-            others[pod.key] = self._compute(pod)
-        return others[pod.key]
-
-    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
-        st = self._state(state, pod)
-        if st is None or isinstance(st, Status):
-            return st or SUCCESS
-        return self._check(st, pod, node)
-
-    def filter_all(
-        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
-    ) -> list[Status]:
-        """``[filter(state, pod, n) for n in nodes]``; the cache's own nodes read the counts."""
-        st = self._state(state, pod)
-        if st is None or isinstance(st, Status):
-            return [st or SUCCESS] * len(nodes)
-        node_info, changed, verdict = self._cache.node_info, st.changed, st.verdict
-        out: list[Status] = []
-        append = out.append
-        for ni in nodes:
-            if ni.nominated or changed or node_info(ni.name) is not ni:
-                append(self._check(st, pod, ni))
-            else:
-                append(verdict(ni.node.labels))  # type: ignore[union-attr]
-        return out
 
     def _check(self, st: SpreadFilterState, pod: PodInfo, ni: NodeInfo) -> Status:
         node = ni.node
