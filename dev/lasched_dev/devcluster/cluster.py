@@ -488,15 +488,22 @@ class DevCluster:
     async def compact_etcd(self) -> int:
         """Compact etcd's history up to now (as the apiserver does every 5 minutes).
 
-        Watches resumed from an older resourceVersion then get 410 Gone.
-        Returns the revision compacted to.
+        Two writes to a key outside ``/registry`` go first, so the compacted
+        revision is strictly newer than any resourceVersion a client has seen
+        (a watch resumed from a client's last revision, even one taken from a
+        bookmark at the head, then gets 410 Gone). Returns the revision
+        compacted to.
         """
+        marker = base64.b64encode(b"/lasched-dev/compaction-marker").decode()
         async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{self.etcd_url}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()}
-            ) as resp:
-                resp.raise_for_status()
-                revision = int((await resp.json())["header"]["revision"])
+            revision = 0
+            for value in (b"1", b"2"):
+                async with http.post(
+                    f"{self.etcd_url}/v3/kv/put",
+                    json={"key": marker, "value": base64.b64encode(value).decode()},
+                ) as resp:
+                    resp.raise_for_status()
+                    revision = int((await resp.json())["header"]["revision"])
             async with http.post(
                 f"{self.etcd_url}/v3/kv/compaction", json={"revision": revision, "physical": True}
             ) as resp:
