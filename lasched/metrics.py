@@ -92,6 +92,10 @@ event_loop_lag = Gauge(
     "lasched_event_loop_lag_seconds",
     "How late the event loop last ran a timer: a measure of how long it was blocked.",
 )
+events_dropped = Counter(
+    "lasched_events_dropped_total",
+    "Events not written because the recorder's queue was full (an overloaded apiserver).",
+)
 events_failed = Counter(
     "lasched_events_failed_total",
     "Events not written because the apiserver failed or could not be reached (logged).",

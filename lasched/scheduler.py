@@ -37,9 +37,9 @@ from lasched.cycle import SchedulingCycle, pre_enqueue
 from lasched.eventhandlers import NodeEvents, Parts, PodEvents, PodGroupEvents, PodWarnings
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube import discovery
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ClientOptions, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
-from lasched.kube.events import EventRecorder
+from lasched.kube.events import CONCURRENCY, EventRecorder
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.kube.statuswriter import StatusWriter
 from lasched.kube.tokenreview import agent_authenticator
@@ -258,6 +258,11 @@ class Scheduler:
 
     def _profiles(self) -> dict[str, Profile]:
         """Every profile of the settings, by scheduler name, sharing the parts above."""
+        # Events on a pool of their own: a burst of them never waits for, or takes,
+        # the connections the bindings use.
+        events_client = self.client.companion(
+            ClientOptions(max_connections=CONCURRENCY, user_agent="lasched/events")
+        )
         return {
             p.scheduler_name: Profile(
                 name=p.scheduler_name,
@@ -273,7 +278,7 @@ class Scheduler:
                     evictions=self.evictions,
                     namespace_labels=self._namespace_labels,
                 ),
-                events=EventRecorder(self.client, controller=p.scheduler_name),
+                events=EventRecorder(events_client, controller=p.scheduler_name),
             )
             for p in self.settings.profiles
         }

@@ -1,18 +1,20 @@
 """Kubernetes Events (events.k8s.io/v1), written beside the scheduling loop.
 
-``record()`` never awaits: it puts the event on a bounded queue that a few
-workers drain, so a slow apiserver can delay events but never scheduling.
-When the queue is full the event is dropped and counted, as client-go's
-broadcaster does. Repeats of the same event for the same object (same reason
-and note) within :data:`SERIES_WINDOW` update the first event's ``series``
-instead of creating new objects, like kube-scheduler's repeated
-FailedScheduling events.
+``record()`` never awaits: it notes the event and queues it for a pool of
+writers that runs :data:`CONCURRENCY` writes at once on a connection pool of
+its own, so Events keep pace with a burst of bindings (kube-scheduler's
+broadcaster writes each Event on a goroutine of its own) and never take the
+connections the bindings need. The queue is bounded: past it an event is
+dropped and counted (``lasched_events_dropped_total``), as client-go's
+broadcaster drops past its channel.
 
-One worker writes events in order, as kube-scheduler's broadcaster does:
-every Event is an apiserver write that competes with the next pods'
-bindings, and concurrent Event writes lengthen those bindings when the
-apiserver is busy. More workers join only while a backlog builds (a burst of
-thousands of pods), one per :data:`BACKLOG_PER_WORKER` queued events.
+Repeats, as kube-scheduler's event correlator folds them: an event with the
+same object, reason and note as one written within :data:`SERIES_WINDOW` is
+not a new object but a step of the first one's ``series``. Each series has at
+most one write in flight; the repeats that come meanwhile are folded into the
+next write, so a pod retried a hundred times costs a handful of PATCHes.
+``eventTime`` and ``series.lastObservedTime`` are the times of recording, not
+of writing, so a backlog does not shift them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 SERIES_WINDOW = 30 * 60.0
-BACKLOG_PER_WORKER = 256
+CONCURRENCY = 16  # writes in flight (and connections) per recorder
+_PRUNE_AT = 50_000  # series kept before the expired ones are dropped
 _MAX_NOTE = 1024  # in UTF-8 bytes: the apiserver rejects longer notes (422)
 
 
@@ -64,20 +67,22 @@ class ObjectRef:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+@dataclass(slots=True, eq=False)
+class _Series:
+    """One event and its repeats: what was recorded, and what the apiserver has."""
+
     regarding: ObjectRef
     type: str
     reason: str
     action: str
     note: str
-
-
-@dataclass(slots=True)
-class _Series:
-    name: str
-    count: int
-    last: float
+    event_time: str  # the first recording's time (eventTime)
+    recorded: float  # monotonic time of the last recording
+    observed: str  # the last recording's time (series.lastObservedTime)
+    count: int = 1  # recordings so far
+    written: int = 0  # recordings the apiserver has (0: not created yet)
+    name: str | None = None  # the Event's name once created
+    queued: bool = False  # waiting in the queue or being written
 
 
 class EventRecorder:
@@ -90,14 +95,13 @@ class EventRecorder:
         controller: str,
         instance: str | None = None,
         queue_size: int = 10_000,
-        workers: int = 4,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self._client = client
         self.controller = controller
         self.instance = instance or f"{controller}-{socket.gethostname()}"
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size)
-        self._workers = workers
-        self._backlog = asyncio.Event()  # set while more than BACKLOG_PER_WORKER wait
+        self._queue: asyncio.Queue[_Series] = asyncio.Queue(queue_size)
+        self._concurrency = concurrency
         self._series: dict[tuple[str, str, str], _Series] = {}
         self.dropped = 0
         self.written = 0
@@ -105,89 +109,123 @@ class EventRecorder:
     def record(
         self, regarding: ObjectRef, *, type: str, reason: str, action: str, note: str
     ) -> None:
-        """Queue an event; returns at once."""
+        """Note an event and queue its write; returns at once."""
+        note = fit_note(note)
+        key = (regarding.uid, reason, note)
+        now = time.monotonic()
+        stamp = now_micro()
+        series = self._series.get(key)
+        if series is not None and now - series.recorded < SERIES_WINDOW:
+            series.count += 1
+            series.recorded = now
+            series.observed = stamp
+        else:
+            series = _Series(regarding, type, reason, action, note, stamp, now, stamp)
+            self._series[key] = series
+            if len(self._series) > _PRUNE_AT:
+                self._prune(now)
+        if not series.queued:
+            self._enqueue(series)
+
+    def _enqueue(self, series: _Series) -> None:
         try:
-            self._queue.put_nowait(_Pending(regarding, type, reason, action, fit_note(note)))
+            self._queue.put_nowait(series)
         except asyncio.QueueFull:
             self.dropped += 1
-        if self._queue.qsize() > BACKLOG_PER_WORKER:
-            self._backlog.set()
+            metrics.events_dropped.inc()
+            return
+        series.queued = True
 
     async def run(self) -> None:
-        """Drain the queue until cancelled."""
+        """Write queued events, :data:`CONCURRENCY` at once, until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            for i in range(self._workers):
-                tg.create_task(self._worker(i), name=f"events-{self.controller}-{i}")
+            for i in range(self._concurrency):
+                tg.create_task(self._worker(), name=f"events-{self.controller}-{i}")
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait (bounded) until every queued event has been written."""
         async with asyncio.timeout(timeout):
             await self._queue.join()
 
-    async def _worker(self, index: int) -> None:
+    async def _worker(self) -> None:
         while True:
-            # Worker 0 always writes; worker i only while more than i backlogs wait.
-            while index and self._queue.qsize() <= index * BACKLOG_PER_WORKER:
-                self._backlog.clear()
-                await self._backlog.wait()
-            ev = await self._queue.get()
+            series = await self._queue.get()
+            ok = False
             try:
-                await self._write(ev)
-                self.written += 1
-            except ApiError as e:
-                # A pod deleted meanwhile, or its namespace terminating: nothing to tell.
-                if not (e.not_found or (e.status == 403 and "terminated" in e.message)):
-                    log.warning("event %s for %s not written: %s", ev.reason, ev.regarding.name, e)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                # The apiserver restarting (aiohttp's ServerDisconnectedError), a refused
-                # connection, a timeout, or a bug: this event is lost, the writer is not.
-                log.warning(
-                    "event %s for %s not written: %s: %s",
-                    ev.reason, ev.regarding.name, type(e).__name__, e,
-                )  # fmt: skip
-                metrics.events_failed.inc()
+                ok = await self._write_one(series)
             finally:
+                series.queued = False
+                # Repeats recorded while this write was in flight go in the next one.
+                # After a failure they wait for the next recording: no retry loop
+                # against an apiserver that is away.
+                if ok and series.count > series.written:
+                    self._enqueue(series)
                 self._queue.task_done()
 
-    async def _write(self, ev: _Pending) -> None:
-        ns = ev.regarding.namespace or "default"
-        key = (ev.regarding.uid, ev.reason, ev.note)
-        now = time.monotonic()
-        series = self._series.get(key)
-        if series is not None and now - series.last < SERIES_WINDOW:
-            series.count += 1
-            series.last = now
+    async def _write_one(self, series: _Series) -> bool:
+        """Write one series' state; False when the write failed (logged and counted)."""
+        try:
+            await self._write(series)
+            self.written += 1
+            return True
+        except ApiError as e:
+            # A pod deleted meanwhile, or its namespace terminating: nothing to tell.
+            if not (e.not_found or (e.status == 403 and "terminated" in e.message)):
+                log.warning("event %s for %s not written: %s", series.reason,
+                            series.regarding.name, e)  # fmt: skip
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # The apiserver restarting (aiohttp's ServerDisconnectedError), a refused
+            # connection, a timeout, or a bug: this write is lost, the writer is not.
+            log.warning(
+                "event %s for %s not written: %s: %s",
+                series.reason, series.regarding.name, type(e).__name__, e,
+            )  # fmt: skip
+            metrics.events_failed.inc()
+            return False
+
+    async def _write(self, series: _Series) -> None:
+        ns = series.regarding.namespace or "default"
+        count = series.count
+        if series.name is not None:
             try:
                 await self._client.patch(
                     f"/apis/events.k8s.io/v1/namespaces/{ns}/events/{series.name}",
-                    {"series": {"count": series.count, "lastObservedTime": now_micro()}},
+                    {"series": {"count": count, "lastObservedTime": series.observed}},
                 )
+                series.written = count
                 return
             except ApiError as e:
                 if not e.not_found:
                     raise
-        name = f"{ev.regarding.name}.{uuid.uuid4().hex[:16]}"
-        await self._client.post(
-            f"/apis/events.k8s.io/v1/namespaces/{ns}/events",
-            {
-                "apiVersion": "events.k8s.io/v1",
-                "kind": "Event",
-                "metadata": {"name": name, "namespace": ns},
-                "eventTime": now_micro(),
-                "reportingController": self.controller,
-                "reportingInstance": self.instance,
-                "action": ev.action,
-                "reason": ev.reason,
-                "regarding": ev.regarding.as_json(),
-                "note": ev.note,
-                "type": ev.type,
-            },
-        )
-        self._series[key] = _Series(name=name, count=1, last=now)
-        if len(self._series) > 50_000:
-            self._prune(now)
+            # The Event expired (the apiserver keeps them an hour): start it again.
+        name = f"{series.regarding.name}.{uuid.uuid4().hex[:16]}"
+        body: dict[str, object] = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "eventTime": series.event_time,
+            "reportingController": self.controller,
+            "reportingInstance": self.instance,
+            "action": series.action,
+            "reason": series.reason,
+            "regarding": series.regarding.as_json(),
+            "note": series.note,
+            "type": series.type,
+        }
+        if count > 1:
+            body["series"] = {"count": count, "lastObservedTime": series.observed}
+        await self._client.post(f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body)
+        series.name = name
+        series.written = count
 
     def _prune(self, now: float) -> None:
-        self._series = {k: s for k, s in self._series.items() if now - s.last < SERIES_WINDOW}
+        """Forget expired series; if too many are live, the older half of them too
+        (a repeat of a forgotten one creates a new Event: nothing is lost)."""
+        live = [(k, s) for k, s in self._series.items() if now - s.recorded < SERIES_WINDOW]
+        if len(live) > _PRUNE_AT // 2:
+            live.sort(key=lambda kv: kv[1].recorded)
+            live = live[len(live) - _PRUNE_AT // 2 :]
+        self._series = dict(live)

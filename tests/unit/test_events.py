@@ -1,4 +1,4 @@
-"""EventRecorder: one writer in order, more only while a backlog builds."""
+"""EventRecorder: concurrent writes, repeats folded into series, a bounded queue."""
 
 from __future__ import annotations
 
@@ -7,28 +7,41 @@ import contextlib
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
+from lasched.kube.binding import now_micro
 from lasched.kube.client import KubeClient
-from lasched.kube.events import BACKLOG_PER_WORKER, EventRecorder, ObjectRef, fit_note
+from lasched.kube.events import EventRecorder, ObjectRef, fit_note
 
 
 class BlockingClient:
-    """Every POST waits until released; counts how many wait at once."""
+    """Every write waits until released; counts how many wait at once."""
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.most_in_flight = 0
         self.notes: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.patches: list[dict[str, Any]] = []
         self.release = asyncio.Event()
 
-    async def post(self, path: str, body: Any) -> dict[str, Any]:
+    async def _wait(self) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await self.release.wait()
         finally:
             self.in_flight -= 1
+
+    async def post(self, path: str, body: Any) -> dict[str, Any]:
+        await self._wait()
         self.notes.append(body["note"])
+        self.bodies.append(body)
+        return {}
+
+    async def patch(self, path: str, body: Any) -> dict[str, Any]:
+        await self._wait()
+        self.patches.append(body)
         return {}
 
 
@@ -41,44 +54,109 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_one_writer_in_order_without_a_backlog() -> None:
-    """A few queued events are written by one worker, one at a time, in order."""
+async def test_writes_run_concurrently_up_to_the_limit() -> None:
+    """A burst is written CONCURRENCY at a time, not one by one, and every event lands."""
     client = BlockingClient()
-    rec = EventRecorder(cast(KubeClient, client), controller="lasched")
+    rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=8)
     task = asyncio.create_task(rec.run())
     try:
+        for i in range(100):
+            rec.record(pod(i), type="Normal", reason="Scheduled", action="Binding", note=f"n{i}")
+        await _settle()
+        assert client.in_flight == 8
+        client.release.set()
+        await rec.flush(timeout=5)
+        assert client.most_in_flight == 8
+        assert sorted(client.notes) == sorted(f"n{i}" for i in range(100))
+        assert rec.written == 100
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_event_time_is_the_time_of_recording_not_of_writing() -> None:
+    """A backlog delays the write, not the eventTime the Event carries."""
+    client = BlockingClient()
+    rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=1)
+    task = asyncio.create_task(rec.run())
+    try:
+        rec.record(pod(0), type="Normal", reason="Scheduled", action="Binding", note="n0")
+        before = now_micro()
+        await asyncio.sleep(0.05)
+        client.release.set()
+        await rec.flush(timeout=5)
+        (body,) = client.bodies
+        assert body["eventTime"] <= before
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_repeats_fold_into_one_series_with_one_write_in_flight() -> None:
+    """Fifty repeats while the create is in flight: one create, then one PATCH with the count."""
+    client = BlockingClient()
+    rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=4)
+    task = asyncio.create_task(rec.run())
+    try:
+        await _settle()  # the writers wait for work
+        for i in range(50):
+            rec.record(pod(1), type="Warning", reason="FailedScheduling", action="Scheduling",
+                       note="0/3 nodes are available")  # fmt: skip
+            if i == 0:
+                await _settle()  # the create is in flight with a count of 1
+        await _settle()
+        assert client.in_flight == 1  # one write per series at a time
+        client.release.set()
+        await rec.flush(timeout=5)
+        assert len(client.bodies) == 1
+        assert "series" not in client.bodies[0]  # created at the first recording
+        assert [p["series"]["count"] for p in client.patches] == [50]
+        rec.record(pod(1), type="Warning", reason="FailedScheduling", action="Scheduling",
+                   note="0/3 nodes are available")  # fmt: skip
+        await rec.flush(timeout=5)
+        assert [p["series"]["count"] for p in client.patches] == [50, 51]
+        # Another note is another Event.
+        rec.record(pod(1), type="Warning", reason="FailedScheduling", action="Scheduling",
+                   note="0/4 nodes are available")  # fmt: skip
+        await rec.flush(timeout=5)
+        assert len(client.bodies) == 2
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_full_queue_drops_and_counts() -> None:
+    """Past the queue's bound an event is dropped and counted, never awaited."""
+    client = BlockingClient()
+    rec = EventRecorder(cast(KubeClient, client), controller="lasched", queue_size=10,
+                        concurrency=2)  # fmt: skip
+    task = asyncio.create_task(rec.run())
+    dropped_before = _dropped_total()
+    try:
+        await _settle()
         for i in range(20):
             rec.record(pod(i), type="Normal", reason="Scheduled", action="Binding", note=f"n{i}")
-        await _settle()
-        assert client.in_flight == 1
+        assert rec.dropped == 10  # 10 queued; the writers had not taken any yet
+        assert _dropped_total() - dropped_before == 10
         client.release.set()
         await rec.flush(timeout=5)
-        assert client.most_in_flight == 1
-        assert client.notes == [f"n{i}" for i in range(20)]
+        assert len(client.notes) == 10
+        # A dropped event is not remembered as written: recorded again, it is created.
+        rec.record(pod(15), type="Normal", reason="Scheduled", action="Binding", note="n15")
+        await rec.flush(timeout=5)
+        assert "n15" in client.notes
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
-async def test_helpers_join_while_a_backlog_builds() -> None:
-    """Beyond BACKLOG_PER_WORKER queued events a second writer joins, beyond twice a third."""
-    client = BlockingClient()
-    rec = EventRecorder(cast(KubeClient, client), controller="lasched", workers=4)
-    task = asyncio.create_task(rec.run())
-    try:
-        for i in range(2 * BACKLOG_PER_WORKER + 10):
-            rec.record(pod(i), type="Normal", reason="Scheduled", action="Binding", note=f"n{i}")
-        await _settle()
-        assert client.in_flight == 3
-        client.release.set()
-        await rec.flush(timeout=5)
-        assert sorted(client.notes) == sorted(f"n{i}" for i in range(2 * BACKLOG_PER_WORKER + 10))
-        assert rec.written == 2 * BACKLOG_PER_WORKER + 10
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def _dropped_total() -> float:
+    value = REGISTRY.get_sample_value("lasched_events_dropped_total")
+    return value or 0.0
 
 
 @pytest.mark.parametrize(
