@@ -2,9 +2,10 @@
 
 kubernetes_asyncio is used for what it does well and rarely: reading a
 kubeconfig or the in-cluster service account (including exec plugins and token
-rotation). Requests themselves go through one aiohttp session and are decoded
-with orjson, because the generated models cost far more CPU per object than the
-scheduler can afford on its hot paths (see docs/architecture.md, "Decoding").
+rotation). Watches go through one aiohttp session, every other request through
+:mod:`lasched.kube.http1`'s lean pool; answers are decoded with orjson, because
+the generated models cost far more CPU per object than the scheduler can afford
+on its hot paths (see docs/architecture.md, "Decoding" and "Requests").
 
 Errors: every non-2xx answer raises :class:`ApiError` carrying the HTTP status
 and the apiserver's ``Status`` reason and message.
@@ -16,12 +17,14 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
+
+from lasched.kube.http1 import Http1Pool
 
 JSON = dict[str, Any]
 
@@ -123,16 +126,22 @@ class KubeClient:
         self._cfg = cfg
         self.options = options or ClientOptions()
         self.host: str = (cfg.host or "").rstrip("/")
+        tls = _ssl_context(cfg)
+        # Streams (watches) on aiohttp; every other request on the lean pool.
         connector = aiohttp.TCPConnector(
-            limit=self.options.max_connections,
-            ssl=_ssl_context(cfg),
-            resolver=system_resolver(),
+            limit=self.options.max_connections, ssl=tls, resolver=system_resolver()
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
             read_bufsize=_READ_BUFSIZE,
             headers={"User-Agent": self.options.user_agent, "Accept": "application/json"},
         )
+        self._pool = Http1Pool(self.host, ssl_context=tls, limit=self.options.max_connections)
+        self._base_path = urlsplit(self.host).path
+        self._fixed_headers = {
+            "User-Agent": self.options.user_agent,
+            "Accept": "application/json",
+        }
         self._companions: list[KubeClient] = []
 
     @classmethod
@@ -155,6 +164,7 @@ class KubeClient:
     async def close(self) -> None:
         for other in self._companions:
             await other.close()
+        await self._pool.close()
         await self._session.close()
 
     async def __aenter__(self) -> Self:
@@ -176,8 +186,7 @@ class KubeClient:
     def _url(self, path: str, params: Mapping[str, str | int | bool] | None) -> str:
         if not params:
             return self.host + path
-        clean = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
-        return f"{self.host}{path}?{urlencode(clean)}"
+        return f"{self.host}{path}?{_query(params)}"
 
     async def request(
         self,
@@ -196,7 +205,7 @@ class KubeClient:
         configuration)."""
         data = orjson.dumps(body) if body is not None else None
         raw = await self._send(
-            method, self._url(path, params), data=data,
+            method, path, params, data=data,
             content_type=content_type if data is not None else None, timeout=timeout,
             extra=headers,
         )  # fmt: skip
@@ -207,15 +216,14 @@ class KubeClient:
 
     async def text(self, path: str, *, timeout: float | None = 30.0) -> str:
         """A GET whose answer is text, not JSON (``/metrics``, ``/version`` of some servers)."""
-        raw = await self._send(
-            "GET", self._url(path, None), timeout=timeout, accept="text/plain, */*"
-        )
+        raw = await self._send("GET", path, None, timeout=timeout, accept="text/plain, */*")
         return raw.decode()
 
     async def _send(
         self,
         method: str,
-        url: str,
+        path: str,
+        params: Mapping[str, str | int | bool] | None,
         *,
         data: bytes | None = None,
         content_type: str | None = None,
@@ -224,16 +232,16 @@ class KubeClient:
         extra: Mapping[str, str] | None = None,
     ) -> bytes:
         """The raw body of a 2xx answer; any other status raises :class:`ApiError`."""
-        headers = {**(extra or {}), **await self._headers(content_type)}
+        headers = {**self._fixed_headers, **(extra or {}), **await self._headers(content_type)}
         if accept:
             headers["Accept"] = accept
-        async with self._session.request(
-            method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as resp:
-            raw = await resp.read()
-            if resp.status >= 300:
-                raise _api_error(resp.status, raw)
-            return raw
+        target = self._base_path + path
+        if params:
+            target += "?" + _query(params)
+        status, raw = await self._pool.request(method, target, headers, data, timeout)
+        if status >= 300:
+            raise _api_error(status, raw)
+        return raw
 
     async def get(self, path: str, **params: str | int | bool) -> JSON:
         return await self.request("GET", path, params=params)
@@ -278,6 +286,12 @@ class KubeClient:
             while line := await resp.content.readline():
                 if line.strip():
                     yield orjson.loads(line)
+
+
+def _query(params: Mapping[str, str | int | bool]) -> str:
+    return urlencode(
+        {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+    )
 
 
 def _api_error(status: int, raw: bytes) -> ApiError:

@@ -93,7 +93,12 @@ async def _bound_exactly(kc: KubeClient, namespace: str, names: list[str], n: in
 
 
 STARVATION = 5.0
-TICK = 1.0  # the stream: every tick one running pod completes and two new ones arrive
+# The stream: every tick two new pods arrive and, a tick later, one running pod
+# completes. A tick longer than the initial backoff (1 s) means the pods that
+# arrived a tick before are out of their first backoff when room frees, so the
+# stream is always ahead of "low" until it starves; at 1 s, whether they were
+# out of it yet was a race that "low" sometimes won.
+TICK = 1.5
 
 
 @pytest.mark.parametrize(
