@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import gc
 import logging
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -17,6 +18,9 @@ from lasched.settings import ConfigError, Settings
 
 log = logging.getLogger("lasched")
 
+
+# Where ``lasched explain`` and ``lasched latency`` ask by default: the scheduler's port.
+DEFAULT_URL = "http://127.0.0.1:10271"
 
 DEV_MISSING = (
     "needs lasched-dev, lasched's developer tools (pip install ./dev from the "
@@ -53,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="keep everything running afterwards, until Ctrl-C"
     )
 
-    from lasched import cli_explain
-
-    cli_explain.add_parsers(sub)
+    _explain_parsers(sub)
 
     dev = sub.add_parser(
         "dev", help="the local control plane (etcd, kube-apiserver, kube-controller-manager, kwok)"
@@ -75,6 +77,31 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--name", default="default")
     dev_sub.add_parser("build", help="build (or find) the control-plane binaries")
     return p
+
+
+def _explain_parsers(sub: Any) -> None:
+    """``explain`` and ``latency``, which :mod:`lasched.cli_explain` runs. Declared here,
+    not there: that module loads rich and urllib.request, which ``lasched run`` never
+    needs, and the parser is built for every command."""
+    url_help = f"the scheduler's HTTP address (env LASCHED_URL; default {DEFAULT_URL})"
+    token_help = "a file with a bearer token, for a scheduler on another host"
+    ex = sub.add_parser("explain", help="why a pod is pending, or how its node scores now")
+    ex.add_argument("pod", metavar="NAMESPACE/POD")
+    ex.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
+    ex.add_argument("--token-file", help=token_help)
+    ex.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
+
+    lat = sub.add_parser("latency", help="the RTT matrix lasched holds, with freshness")
+    lat.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
+    lat.add_argument("--token-file", help=token_help)
+    lat.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
+    lat.add_argument("--pairs", action="store_true", help="one row per pair instead of a matrix")
+    lat.add_argument("--png", metavar="FILE", help="also draw the matrix as a heatmap PNG")
+    lat.add_argument(
+        "--export",
+        metavar="FILE",
+        help="write the fresh pairs in latency.staticFile's format (.json or .csv)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 import time
 import urllib.error
@@ -30,35 +29,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-DEFAULT_URL = "http://127.0.0.1:10271"
 JSON = dict[str, Any]
 
 
 class FetchError(RuntimeError):
     """The scheduler could not be asked, or refused; the message says which."""
-
-
-def add_parsers(sub: Any) -> None:
-    """Add ``explain`` and ``latency`` to ``lasched``'s subcommands."""
-    url_help = f"the scheduler's HTTP address (env LASCHED_URL; default {DEFAULT_URL})"
-    token_help = "a file with a bearer token, for a scheduler on another host"
-    ex = sub.add_parser("explain", help="why a pod is pending, or how its node scores now")
-    ex.add_argument("pod", metavar="NAMESPACE/POD")
-    ex.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
-    ex.add_argument("--token-file", help=token_help)
-    ex.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
-
-    lat = sub.add_parser("latency", help="the RTT matrix lasched holds, with freshness")
-    lat.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
-    lat.add_argument("--token-file", help=token_help)
-    lat.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
-    lat.add_argument("--pairs", action="store_true", help="one row per pair instead of a matrix")
-    lat.add_argument("--png", metavar="FILE", help="also draw the matrix as a heatmap PNG")
-    lat.add_argument(
-        "--export",
-        metavar="FILE",
-        help="write the fresh pairs in latency.staticFile's format (.json or .csv)",
-    )
 
 
 def main(args: argparse.Namespace) -> int:

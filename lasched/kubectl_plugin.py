@@ -49,7 +49,8 @@ from rich.table import Table
 
 from lasched import cli_explain
 from lasched.debugapi import EXPLAIN_PATH, LATENCY_PATH, PROXIED_AUTHORIZATION
-from lasched.kube.client import ApiError, KubeClient, kubeconfig_namespace
+from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.kubeconfig import kubeconfig_namespace
 
 JSON = dict[str, Any]
 PROG = "kubectl lasched"

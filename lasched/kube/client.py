@@ -2,7 +2,8 @@
 
 kubernetes_asyncio is used for what it does well and rarely: reading a
 kubeconfig or the in-cluster service account (including exec plugins and token
-rotation). Watches go through one aiohttp session, every other request through
+rotation), in :mod:`lasched.kube.kubeconfig`, which loads only that part of it.
+Watches go through one aiohttp session, every other request through
 :mod:`lasched.kube.http1`'s lean pool; answers are decoded with orjson, because
 the generated models cost far more CPU per object than the scheduler can afford
 on its hot paths (see docs/architecture.md, "Decoding" and "Requests").
@@ -16,15 +17,17 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import Configuration
 
 from lasched.kube.http1 import Http1Pool
+from lasched.kube.kubeconfig import load_configuration
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client.configuration import Configuration
 
 JSON = dict[str, Any]
 
@@ -73,40 +76,6 @@ class ClientOptions:
 
     max_connections: int = 64
     user_agent: str = "lasched"
-
-
-async def load_configuration(
-    kubeconfig: str | None, *, context: str | None = None
-) -> Configuration:
-    """A kubernetes_asyncio Configuration from a kubeconfig path, or in-cluster.
-
-    With ``kubeconfig=None`` the in-cluster service account is tried first, then
-    ``$KUBECONFIG`` / ``~/.kube/config``, as kubectl does. ``context``: one of the
-    kubeconfig's contexts instead of its current one (kubectl's ``--context``).
-    """
-    cfg = Configuration()
-    if kubeconfig is None and context is None:
-        try:
-            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except kube_config.ConfigException:
-            await kube_config.load_kube_config(client_configuration=cfg)
-    else:
-        await kube_config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=cfg
-        )
-    return cfg
-
-
-def kubeconfig_namespace(kubeconfig: str | None, *, context: str | None = None) -> str | None:
-    """The namespace the kubeconfig's current context (or ``context``) names, if any:
-    kubectl's default for ``-n``."""
-    try:
-        contexts, current = kube_config.list_kube_config_contexts(config_file=kubeconfig)
-    except (kube_config.ConfigException, OSError):
-        return None
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
-    namespace = ((chosen or {}).get("context") or {}).get("namespace")
-    return str(namespace) if namespace else None
 
 
 def _ssl_context(cfg: Configuration) -> ssl.SSLContext:

@@ -245,29 +245,57 @@ class Informer(Generic[T]):
                 self.connected = False
 
     async def _list(self) -> None:
+        """List every object, page by page, into a fresh store; then reconcile.
+
+        The next page is asked for before this one is decoded: the apiserver prepares it
+        while the objects of this one are read, instead of each side waiting for the other
+        (a large cluster's first list is dozens of pages). A continue token that expires
+        mid-list (410) starts the list over.
+        """
         fresh: dict[str, T] = {}
         params: dict[str, str | int | bool] = {**self._selectors, "limit": self._page_size}
-        while True:
-            try:
-                page = await self._client.request("GET", self._path, params=params, timeout=120)
-            except ApiError as e:
-                if e.gone and "continue" in params:  # continue token expired mid-list
-                    params.pop("continue")
-                    fresh.clear()
-                    continue
-                raise
-            self.last_heard = self._clock()
-            for item in page.get("items") or ():
-                obj = self._decoded(item)
-                if obj is not None:
-                    fresh[obj.key] = obj
-            meta = page.get("metadata") or {}
-            token = meta.get("continue")
-            if not token:
-                self.resource_version = meta.get("resourceVersion", "")
-                break
-            params["continue"] = token
+        pending = self._page(params)
+        try:
+            while True:
+                try:
+                    page = await pending
+                except ApiError as e:
+                    if e.gone and "continue" in params:  # continue token expired mid-list
+                        params.pop("continue")
+                        fresh.clear()
+                        pending = self._page(params)
+                        continue
+                    raise
+                self.last_heard = self._clock()
+                meta = page.get("metadata") or {}
+                token = meta.get("continue")
+                if token:
+                    params["continue"] = token
+                    pending = self._page(params)
+                    # One turn of the loop sends the request; then this page is decoded.
+                    await asyncio.sleep(0)
+                for item in page.get("items") or ():
+                    obj = self._decoded(item)
+                    if obj is not None:
+                        fresh[obj.key] = obj
+                del page  # before the next page arrives: one decoded page alive at a time
+                if not token:
+                    self.resource_version = meta.get("resourceVersion", "")
+                    break
+        finally:
+            pending.cancel()  # cancelled or failed mid-list: the prefetch goes too (else no-op)
         self._reconcile(fresh)
+
+    def _page(self, params: Mapping[str, str | int | bool]) -> asyncio.Task[JSON]:
+        """One page of the list, asked for now (``params`` as they are at this call)."""
+        task = asyncio.create_task(
+            self._client.request("GET", self._path, params=dict(params), timeout=120),
+            name=f"informer-{self.name}-page",
+        )
+        # A prefetch abandoned with its error (the list was cancelled) is not an
+        # unretrieved exception to log: whoever awaits the task still gets the error.
+        task.add_done_callback(_retrieved)
+        return task
 
     def _reconcile(self, fresh: dict[str, T]) -> None:
         old_store = self.store
@@ -367,6 +395,11 @@ class Informer(Generic[T]):
             self._deliver(self._handler.on_delete, prev if prev is not None else obj)
         else:
             log.warning("informer=%s ignoring watch event of type %r", self.name, kind)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _raw_of(obj: object) -> JSON:

@@ -40,8 +40,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import aiofiles
-import aiofiles.os
 import orjson
 
 from lasched.latency.cache import LatencyCache, SavedPair, SavedPlace
@@ -144,6 +142,8 @@ async def save(cache: LatencyCache, path: str | Path, *, now: float | None = Non
     the previous snapshot, if there was one. Safe to cancel, for the same
     reason.
     """
+    import aiofiles.os  # only with a snapshot file: not on every scheduler's start path
+
     target = Path(path)
     data, n = encode(cache, now=time.time() if now is None else now)
     tmp = target.with_name(target.name + ".tmp")
@@ -172,6 +172,8 @@ async def load(cache: LatencyCache, path: str | Path, *, now: float) -> int:
     cancel: the cache is only changed after the whole file has been read and
     checked.
     """
+    import aiofiles  # only with a snapshot file: not on every scheduler's start path
+
     p = Path(path)
     try:
         async with aiofiles.open(p, "rb") as f:
