@@ -28,8 +28,9 @@ _REPO = f"{Path(__file__).resolve().parents[1]}/"
 # a sample counts for an area when any frame of its stack passes the test.
 AREAS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("scheduling cycle (schedule_one)", lambda f: f.startswith("SchedulingCycle.schedule_one ")),
-    ("cycle: Filter", lambda f: f.startswith("Framework._find_feasible ")),
-    ("cycle: Score", lambda f: f.startswith("Framework.score_nodes ")),
+    # Node by node, or from the node columns (lasched/framework/columnar.py).
+    ("cycle: Filter", lambda f: f.startswith(("Framework._find_feasible ", "find_feasible "))),
+    ("cycle: Score", lambda f: f.startswith(("Framework.score_nodes ", "Framework._score_col"))),
     ("cycle: PostFilter (preemption)", lambda f: f.startswith("Framework.run_post_filters ")),
     ("binding cycle (bind request)", lambda f: f.startswith("SchedulingCycle._binding_cycle ")),
     ("status writes and evictions", lambda f: "lasched/kube/binding.py" in f and "bind " not in f),

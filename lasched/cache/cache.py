@@ -16,6 +16,10 @@ Invariants (kube-scheduler's, enforced here):
   kube-scheduler's NodeInfo does; the cache keeps the nodes where either is
   non-empty, so InterPodAffinity's symmetric check reads those pods alone
   instead of every pod of every cycle.
+* *Columns.* Every NodeInfo the cache holds owns a row of :attr:`columns`
+  (lasched/cache/columns.py) and writes its changes there as they happen;
+  the cache writes nominations. The cycle's common filters and scores read
+  the columns for every node at once.
 * *Change journal.* Every change to a node or its pods bumps ``version`` and
   records the node's name; :meth:`changed_since` lists the nodes changed
   after a version, so plugins that sum over every node (topology spreading,
@@ -33,6 +37,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from lasched.cache.columns import NodeColumns
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.resources import Resources
@@ -54,9 +59,13 @@ class NodeInfo:
     ``pods_with_affinity`` holds the pods that have any inter-pod affinity
     term, ``pods_with_required_anti_affinity`` those with a required
     anti-affinity term (both kept by :meth:`add_pod` / :meth:`remove_pod`).
+    A NodeInfo the cache holds has ``columns`` and its ``row`` there, and
+    writes every change of its node or pods through; any other (a
+    simulation's copy) has none (``row`` -1).
     """
 
     __slots__ = (
+        "columns",
         "generation",
         "memo",
         "name",
@@ -68,6 +77,7 @@ class NodeInfo:
         "pods_with_affinity",
         "pods_with_required_anti_affinity",
         "requested",
+        "row",
         "used_ports",
     )
 
@@ -86,12 +96,30 @@ class NodeInfo:
         self.nominated: dict[PodKey, PodInfo] = {}
         self.generation = 0
         self.memo: dict[object, tuple[Any, ...]] = {}
+        self.columns: NodeColumns | None = None
+        self.row = -1
+
+    def attach(self, columns: NodeColumns) -> None:
+        """Take a row of ``columns`` and keep it in step from now on (the cache's nodes)."""
+        self.columns = columns
+        self.row = columns.take_row()
+        columns.write_node(self.row, self.node)
+        columns.write_usage(self.row, self.requested, self.non_zero_cpu, self.non_zero_mem)
+        columns.write_nominated(self.row, len(self.nominated))
+
+    def detach(self) -> None:
+        """Give the row back (the cache no longer holds this NodeInfo)."""
+        if self.columns is not None:
+            self.columns.free_row(self.row)
+        self.columns, self.row = None, -1
 
     def set_node(self, node: Node | None) -> None:
         """Replace the Node object (None: the node was deleted, its pods not yet)."""
         self.node = node
         self.name = node.name if node else ""
         self.generation += 1
+        if self.columns is not None:
+            self.columns.write_node(self.row, node)
 
     def add_pod(self, pod: PodInfo) -> None:
         self.pods[pod.key] = pod
@@ -114,6 +142,8 @@ class NodeInfo:
             if pod.pod_affinity.required_anti_affinity:
                 self.pods_with_required_anti_affinity[pod.key] = pod
         self.generation += 1
+        if self.columns is not None:
+            self.columns.write_usage(self.row, used, self.non_zero_cpu, self.non_zero_mem)
 
     def remove_pod(self, key: PodKey) -> PodInfo | None:
         pod = self.pods.pop(key, None)
@@ -140,6 +170,8 @@ class NodeInfo:
             self.pods_with_affinity.pop(key, None)
             self.pods_with_required_anti_affinity.pop(key, None)
         self.generation += 1
+        if self.columns is not None:
+            self.columns.write_usage(self.row, used, self.non_zero_cpu, self.non_zero_mem)
         return pod
 
     def nominated_requests(self, priority: int, exclude: PodKey) -> Resources | None:
@@ -165,6 +197,7 @@ class SchedulerCache:
         if journal_length < 1:
             raise ValueError(f"journal_length must be at least 1, not {journal_length}")
         self._nodes: dict[str, NodeInfo] = {}
+        self.columns = NodeColumns()  # every NodeInfo in _nodes has a row here
         self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
         self._assumed: dict[PodKey, PodInfo] = {}
         self._nominations: dict[PodKey, str] = {}
@@ -242,7 +275,7 @@ class SchedulerCache:
     def add_node(self, node: Node) -> None:
         ni = self._nodes.get(node.name)
         if ni is None:
-            self._nodes[node.name] = NodeInfo(node)
+            self._nodes[node.name] = self._new_info(node)
         else:
             ni.set_node(node)
         self._touch(node.name)
@@ -257,6 +290,7 @@ class SchedulerCache:
             ni.set_node(None)  # keep the accounting until the pods' deletions arrive
         else:
             del self._nodes[name]
+            ni.detach()
         self._touch(name)
 
     # ---- pods from the informer -------------------------------------------
@@ -291,13 +325,16 @@ class SchedulerCache:
     def nominate(self, pod: PodInfo, node_name: str) -> None:
         """Hold room on ``node_name`` for ``pod`` until it is bound or deleted."""
         self.clear_nomination(pod.key)
-        self._node_for(node_name).nominated[pod.key] = pod
+        ni = self._node_for(node_name)
+        ni.nominated[pod.key] = pod
+        self.columns.write_nominated(ni.row, len(ni.nominated))
         self._nominations[pod.key] = node_name
 
     def clear_nomination(self, key: PodKey) -> None:
         node = self._nominations.pop(key, None)
         if node is not None and (ni := self._nodes.get(node)) is not None:
             ni.nominated.pop(key, None)
+            self.columns.write_nominated(ni.row, len(ni.nominated))
 
     def nominated_node(self, key: PodKey) -> str | None:
         return self._nominations.get(key)
@@ -342,6 +379,9 @@ class SchedulerCache:
             if (ni := self._nodes.get(target)) is not None and key in ni.nominated
         }
         self._nominations.clear()
+        for ni in self._nodes.values():
+            ni.columns, ni.row = None, -1  # the columns start afresh just below
+        self.columns.clear()
         self._nodes.clear()
         self._pod_node.clear()
         self._assumed.clear()
@@ -367,7 +407,12 @@ class SchedulerCache:
         ni = self._nodes.get(name)
         if ni is None:
             # A pod can arrive before its node (informers are independent).
-            ni = self._nodes[name] = NodeInfo(None)
+            ni = self._nodes[name] = self._new_info(None)
+        return ni
+
+    def _new_info(self, node: Node | None) -> NodeInfo:
+        ni = NodeInfo(node)
+        ni.attach(self.columns)
         return ni
 
     def _remove(self, key: PodKey) -> None:
@@ -383,6 +428,7 @@ class SchedulerCache:
         self._touch(name)
         if ni.node is None and not ni.pods and not ni.nominated:
             del self._nodes[name]
+            ni.detach()
 
     def _index_affinity(self, name: str, ni: NodeInfo) -> None:
         """Keep the affinity index of node ``name`` in step with its pods."""

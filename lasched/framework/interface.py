@@ -12,7 +12,10 @@ must not do I/O; the binding cycle (Permit waiting, Bind) is asynchronous.
 What a plugin can do is declared, never guessed: the extension points are the
 runtime-checkable Protocols it implements (kube-scheduler's
 ``getExtensionPoints``), the fast forms of Filter and Score are Protocols too
-(:class:`FilterAllPlugin`, :class:`ScoreAllPlugin`), and what opportunistic
+(:class:`FilterAllPlugin`, :class:`ScoreAllPlugin`), and so are the
+column forms that judge every candidate node in a few numpy operations
+(:class:`FilterColumnsPlugin`, :class:`ScoreColumnsPlugin`, reading the
+cache's lasched/cache/columns.py); and what opportunistic
 batching needs to know is a trait the class inherits (:class:`Batchable`,
 :class:`ScoreReadsNodePods`). The runtime looks each up once, when a
 framework is built, never per cycle.
@@ -31,7 +34,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from lasched.cache.cache import NodeInfo
+    from lasched.cache.columns import NodeColumns
     from lasched.framework.events import ClusterEventWithHint
     from lasched.model.pod import PodInfo
     from lasched.queue.queue import QueuedPod
@@ -144,6 +151,35 @@ class FilterAllPlugin(FilterPlugin, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ColumnVerdicts:
+    """A Filter's verdicts on many nodes at once, as :meth:`FilterColumnsPlugin.filter_columns`
+    gives them: ``codes[i]`` is 0 when node ``i`` passes, ``k > 0`` when it is rejected
+    with ``statuses[k - 1]``, and -1 when only the per-node ``filter`` can tell (which
+    ``settled`` False must announce)."""
+
+    codes: NDArray[np.int64]
+    statuses: tuple[Status, ...] = ()
+    settled: bool = True
+
+
+@runtime_checkable
+class FilterColumnsPlugin(FilterPlugin, Protocol):
+    """A Filter that also judges every candidate node at once from the cache's columns."""
+
+    def filter_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> ColumnVerdicts | None:
+        """The verdicts of ``filter`` on the nodes at ``rows`` of ``columns``, or None
+        when this pod needs the per-node form.
+
+        The same verdicts and statuses as ``filter``; reads nothing ``filter``
+        would not and changes nothing, so the runtime may ask about more nodes
+        than one-at-a-time filtering would reach.
+        """
+        ...
+
+
 @runtime_checkable
 class PostFilterPlugin(Plugin, Protocol):
     def post_filter(
@@ -175,6 +211,18 @@ class ScoreAllPlugin(ScorePlugin, Protocol):
 
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         """Exactly ``[self.score(state, pod, n) for n in nodes]``."""
+        ...
+
+
+@runtime_checkable
+class ScoreColumnsPlugin(ScorePlugin, Protocol):
+    """A Score plugin that also scores every feasible node at once from the cache's columns."""
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> NDArray[np.int64] | None:
+        """``score`` of the nodes at ``rows``, then ``normalize`` over them, in one call;
+        None when this pod needs the per-node form."""
         ...
 
 

@@ -4,6 +4,11 @@ Filtering and scoring follow kube-scheduler's ``schedulePod``: filter nodes,
 starting where the previous cycle stopped, until enough feasible nodes are
 found (``percentageOfNodesToScore``), score those, and pick the best; ties are
 broken at random so that equal nodes share the load.
+
+With enough nodes, and the nodes the cache's own, the Filter and Score
+plugins that offer column forms judge every candidate node at once
+(lasched/framework/columnar.py); the decisions, the nodes evaluated and the
+random numbers the tie-break draws are those of the per-node form.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
 from prometheus_client import Histogram
 
 from lasched import metrics
 from lasched.cache.cache import NodeInfo
+from lasched.cache.columns import NodeColumns
 from lasched.framework import batching
 from lasched.framework.batching import Batch
+from lasched.framework.columnar import FilterFailed, FilterStep, NodeView, find_feasible
 from lasched.framework.events import EVERY_EVENT, ClusterEventWithHint, QueueingHints
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
@@ -31,6 +40,7 @@ from lasched.framework.interface import (
     CycleState,
     EnqueueExtensions,
     FilterAllPlugin,
+    FilterColumnsPlugin,
     FilterPlugin,
     PermitPlugin,
     Plugin,
@@ -43,6 +53,7 @@ from lasched.framework.interface import (
     QueueSortPlugin,
     ReservePlugin,
     ScoreAllPlugin,
+    ScoreColumnsPlugin,
     ScorePlugin,
     ScoreReadsNodePods,
     Status,
@@ -54,11 +65,16 @@ log = logging.getLogger(__name__)
 
 _UNSCHEDULABLE = Status(Code.UNSCHEDULABLE)
 
-FilterAll = Callable[[CycleState, PodInfo, Sequence[NodeInfo]], list[Status]]
 ScoreAll = Callable[[CycleState, PodInfo, Sequence[NodeInfo]], list[int]]
+ScoreColumns = Callable[
+    [CycleState, PodInfo, NodeColumns, NDArray[np.intp]], NDArray[np.int64] | None
+]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+
+COLUMNS_MIN_NODES = 64
+"""Below this many nodes, numpy's cost per call outweighs a Python loop: judge per node."""
 
 
 @dataclass(slots=True)
@@ -98,7 +114,34 @@ class ScheduleResult:
     node: str
     evaluated: int
     feasible: int
-    scores: dict[str, int]
+    scores: Mapping[str, int]
+
+
+class NodeScores(Mapping[str, int]):
+    """Each feasible node's total score by name, made a dict only when first read
+    (the cycle itself needs the best one alone)."""
+
+    __slots__ = ("_dict", "_nodes", "_totals")
+
+    def __init__(self, nodes: Sequence[NodeInfo], totals: NDArray[np.int64]) -> None:
+        self._nodes, self._totals = nodes, totals
+        self._dict: dict[str, int] | None = None
+
+    def _scores(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = dict(
+                zip((ni.name for ni in self._nodes), self._totals.tolist(), strict=True)
+            )
+        return self._dict
+
+    def __getitem__(self, name: str) -> int:
+        return self._scores()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._scores())
+
+    def __len__(self) -> int:
+        return len(self._scores())
 
 
 class Framework:
@@ -148,19 +191,29 @@ class Framework:
         self._rng = rng or random.Random()
         self._durations: dict[tuple[str, Code], Histogram] = {}
         self._batch: Batch | None = None
+        self.columns_min_nodes = COLUMNS_MIN_NODES
+        self._view: NodeView | None = None  # of the last node list judged from the columns
         self._compile()
 
     def _compile(self) -> None:
         """Look up, once, the declared capabilities the hot path uses."""
-        self._filter_steps: tuple[tuple[FilterPlugin, FilterAll | None], ...] = tuple(
-            (p, p.filter_all if isinstance(p, FilterAllPlugin) else None) for p in self._filters
+        self._filter_steps: tuple[FilterStep, ...] = tuple(
+            FilterStep(
+                p,
+                p.filter_all if isinstance(p, FilterAllPlugin) else None,
+                p.filter_columns if isinstance(p, FilterColumnsPlugin) else None,
+            )
+            for p in self._filters
         )
-        self._score_steps: tuple[tuple[ScorePlugin, int, ScoreAll | None, bool], ...] = tuple(
+        self._score_steps: tuple[
+            tuple[ScorePlugin, int, ScoreAll | None, bool, ScoreColumns | None], ...
+        ] = tuple(
             (
                 p,
                 w,
                 p.score_all if isinstance(p, ScoreAllPlugin) else None,
                 isinstance(p, ScoreReadsNodePods),
+                p.score_columns if isinstance(p, ScoreColumnsPlugin) else None,
             )
             for p, w in self._scores
         )
@@ -419,6 +472,9 @@ class Framework:
         self._batch = None
 
         t0 = time.perf_counter()
+        view = self._node_view(nodes)
+        if view is not None:
+            return self._schedule_columns(state, pod, view, skip=skip, sig=sig, cycle=cycle, t0=t0)
         feasible, failed, evaluated = self._find_feasible(state, pod, nodes, skip)
         self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
         if not feasible:
@@ -426,16 +482,7 @@ class Framework:
         if len(feasible) == 1 or not self._scores:
             node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
             return ScheduleResult(node.name, evaluated, len(feasible), {})
-        skip_score: set[str] = set()
-        for p in self._pre_scores:
-            try:
-                st = p.pre_score(state, pod, feasible)
-            except Exception as e:
-                raise PluginError.from_exception(p.name, e, point="PreScore") from e
-            if st.code is Code.SKIP:
-                skip_score.add(p.name)
-            elif st.code is not Code.SUCCESS:
-                raise PluginError(st.with_plugin(p.name))
+        skip_score = self._run_pre_scores(state, pod, feasible)
         t0 = time.perf_counter()
         static: dict[str, int] | None = {} if sig is not None else None
         totals = self.score_nodes(state, pod, feasible, skip=skip_score, static=static)
@@ -449,6 +496,142 @@ class Framework:
             )  # fmt: skip
         return ScheduleResult(chosen, evaluated, len(feasible), totals)
 
+    def _run_pre_scores(
+        self, state: CycleState, pod: PodInfo, feasible: list[NodeInfo]
+    ) -> set[str]:
+        """The Score plugins whose PreScore said SKIP."""
+        skip_score: set[str] = set()
+        for p in self._pre_scores:
+            try:
+                st = p.pre_score(state, pod, feasible)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e, point="PreScore") from e
+            if st.code is Code.SKIP:
+                skip_score.add(p.name)
+            elif st.code is not Code.SUCCESS:
+                raise PluginError(st.with_plugin(p.name))
+        return skip_score
+
+    def _node_view(self, nodes: Sequence[NodeInfo]) -> NodeView | None:
+        """The columns' view of ``nodes``, when the cycle should judge from the columns.
+
+        Built once per node list (the cycle replaces its list when nodes come
+        or go) and kept while the columns' layout is unchanged.
+        """
+        if len(nodes) < self.columns_min_nodes:
+            return None
+        view = self._view
+        if view is not None and view.fresh(nodes):
+            return view
+        self._view = view = NodeView.of(nodes)
+        return view
+
+    def _schedule_columns(
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        view: NodeView,
+        *,
+        skip: set[str],
+        sig: Hashable | None,
+        cycle: int | None,
+        t0: float,
+    ) -> ScheduleResult | FitError:
+        """:meth:`schedule` from Filter on, judging from the columns where plugins can."""
+        num_all = view.size
+        start = self._next_start % num_all
+        steps = [s for s in self._filter_steps if s.plugin.name not in skip]
+        try:
+            feasible, found, failed, evaluated = find_feasible(
+                state, pod, view, steps, start=start,
+                want=self.num_feasible_nodes_to_find(num_all),
+            )  # fmt: skip
+        except FilterFailed as f:
+            if f.status is not None:
+                raise PluginError(f.status) from None
+            assert f.exc is not None
+            raise PluginError.from_exception(f.plugin, f.exc, point="Filter") from f.exc
+        self._next_start = (start + evaluated) % num_all
+        self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
+        if not feasible:
+            return FitError(num_all_nodes=num_all, node_statuses=failed)
+        if len(feasible) == 1 or not self._scores:
+            node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
+            return ScheduleResult(node.name, evaluated, len(feasible), {})
+        skip_score = self._run_pre_scores(state, pod, feasible)
+        t0 = time.perf_counter()
+        totals, static = self._score_columns(
+            state, pod, view, view.rows.take(found), feasible,
+            skip=skip_score, with_static=sig is not None,
+        )  # fmt: skip
+        self._observe("Score", SUCCESS, t0)
+        # The per-node form's choice, drawing the same random number: among the best, in
+        # node order, rng.choice of a list as long.
+        ties: list[int] = (totals == totals.max()).nonzero()[0].tolist()
+        chosen = feasible[self._rng.choice(ties)]
+        if sig is not None and cycle is not None and static is not None:
+            names = [ni.name for ni in feasible]
+            self._batch = Batch(
+                signature=sig, cycle=cycle, skip=frozenset(skip_score), chosen=chosen,
+                feasible=feasible, totals=dict(zip(names, totals.tolist(), strict=True)),
+                static=dict(zip(names, static.tolist(), strict=True)), rng=self._rng,
+            )  # fmt: skip
+        return ScheduleResult(chosen.name, evaluated, len(feasible), NodeScores(feasible, totals))
+
+    def _score_columns(
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        view: NodeView,
+        rows: NDArray[np.intp],
+        feasible: list[NodeInfo],
+        *,
+        skip: set[str],
+        with_static: bool,
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64] | None]:
+        """:meth:`score_nodes` as arrays: the weighted totals and, ``with_static``, the part
+        of them from plugins that are not :class:`ScoreReadsNodePods`."""
+        totals = np.zeros(len(feasible), dtype=np.int64)
+        static = np.zeros(len(feasible), dtype=np.int64) if with_static else None
+        for plugin, weight, score_all, reads_pods, score_columns in self._score_steps:
+            if plugin.name in skip:
+                continue
+            raw: list[int] | None = None
+            try:
+                scores = (
+                    score_columns(state, pod, view.columns, rows)
+                    if score_columns is not None
+                    else None
+                )
+                if scores is None:
+                    if score_all is not None:
+                        raw = score_all(state, pod, feasible)
+                    else:
+                        score = plugin.score
+                        raw = [score(state, pod, n) for n in feasible]
+                    plugin.normalize(state, pod, raw)
+                else:
+                    scores = np.asarray(scores, dtype=np.int64)
+                    if scores.shape != (len(feasible),):
+                        raise ValueError(f"{scores.shape} scores for {len(feasible)} nodes")
+            except Exception as e:
+                raise PluginError.from_exception(plugin.name, e, point="Score") from e
+            if raw is not None:
+                if raw and (min(raw) < 0 or max(raw) > MAX_NODE_SCORE):
+                    bad = next(s for s in raw if not 0 <= s <= MAX_NODE_SCORE)
+                    raise PluginError(error(f"{plugin.name} scored {bad}, outside 0..100"))
+                scores = np.array(raw, dtype=np.int64)
+            # Read as unsigned, a negative score is huge: one reduction checks both ends.
+            elif scores is not None and scores.view(np.uint64).max() > MAX_NODE_SCORE:
+                bad = int(scores[np.flatnonzero((scores < 0) | (scores > MAX_NODE_SCORE))[0]])
+                raise PluginError(error(f"{plugin.name} scored {bad}, outside 0..100"))
+            assert scores is not None
+            weighted = scores * weight if weight != 1 else scores
+            totals += weighted
+            if static is not None and not reads_pods:
+                static += weighted
+        return totals, static
+
     def _hint(
         self, state: CycleState, pod: PodInfo, sig: Hashable, cycle: int
     ) -> ScheduleResult | None:
@@ -460,7 +643,7 @@ class Framework:
             return None
         t0 = time.perf_counter()
         dynamic = [
-            (p, w) for p, w, _, reads_pods in self._score_steps
+            (p, w) for p, w, _, reads_pods, _ in self._score_steps
             if reads_pods and p.name not in b.skip
         ]  # fmt: skip
 
@@ -498,7 +681,11 @@ class Framework:
         have filtered. A :class:`FilterAllPlugin` checks the chunk in one call.
         """
         num_all = len(nodes)
-        filters = [step for step in self._filter_steps if step[0].name not in skip]
+        filters = [
+            (step.plugin, step.filter_all)
+            for step in self._filter_steps
+            if step.plugin.name not in skip
+        ]
         want = self.num_feasible_nodes_to_find(num_all)
         feasible: list[NodeInfo] = []
         failed: dict[str, Status] = {}
@@ -567,7 +754,7 @@ class Framework:
         """
         totals: list[int] | None = None
         static_totals = [0] * len(nodes) if static is not None else None
-        for plugin, weight, score_all, reads_pods in self._score_steps:
+        for plugin, weight, score_all, reads_pods, _ in self._score_steps:
             if plugin.name in skip:
                 continue
             try:

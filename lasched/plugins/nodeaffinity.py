@@ -2,14 +2,22 @@
 node affinity scores. Matching follows ``k8s.io/component-helpers``'
 NodeSelector: terms are ORed, the requirements of a term ANDed, and an empty
 term matches nothing. A pod it rejected is worth another try when a node
-that matches it is added, or comes to match it by a label change."""
+that matches it is added, or comes to match it by a label change.
+
+The column forms judge every candidate node at once from the cache's label
+columns, a verdict per distinct label value (lasched/plugins/labelcolumns.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from lasched.cache.cache import NodeInfo
+from lasched.cache.columns import NodeColumns
 from lasched.framework import events
 from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
@@ -17,14 +25,17 @@ from lasched.framework.interface import (
     SKIP,
     SUCCESS,
     Batchable,
+    ColumnVerdicts,
     CycleState,
     Status,
     unschedulable,
 )
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
+from lasched.plugins import labelcolumns
 
 REASON = "node(s) didn't match Pod's node affinity/selector"
+_REJECTED = unschedulable(REASON, unresolvable=True)
 
 
 def _int(text: str) -> int | None:
@@ -61,13 +72,18 @@ def match_expression(req: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 def match_field(req: Mapping[str, Any], node: Node) -> bool:
     """matchFields supports only metadata.name with In / NotIn."""
+    return match_field_name(req, node.name)
+
+
+def match_field_name(req: Mapping[str, Any], name: str) -> bool:
+    """:func:`match_field` for a node called ``name``."""
     if req.get("key") != "metadata.name":
         return False
     values = req.get("values") or ()
     if req.get("operator") == "In":
-        return node.name in values
+        return name in values
     if req.get("operator") == "NotIn":
-        return node.name not in values
+        return name not in values
     return False
 
 
@@ -98,6 +114,9 @@ def pod_matches_node(pod: PodInfo, node: Node) -> bool:
     if terms is None:
         return True
     return any(match_term(t, node) for t in terms)
+
+
+_MATCHERS = labelcolumns.Matchers(match_expression, match_field_name)
 
 
 def _node_now_matches(pod: PodInfo, old: Any, new: Any) -> events.QueueingHint:
@@ -136,7 +155,22 @@ class NodeAffinity(Batchable):
         assert node.node is not None
         if pod_matches_node(pod, node.node):
             return SUCCESS
-        return unschedulable(REASON, unresolvable=True)
+        return _REJECTED
+
+    def filter_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> ColumnVerdicts | None:
+        """``filter`` of every node at ``rows``, from its label values' verdicts."""
+        mask = labelcolumns.selector_mask(columns, rows, pod.node_selector)
+        if mask is None:
+            return None
+        terms = required_terms(pod)
+        if terms is not None:
+            matched = labelcolumns.terms_mask(_MATCHERS, columns, rows, terms)
+            if matched is None:
+                return None
+            mask &= matched
+        return ColumnVerdicts((~mask).astype(np.int64), (_REJECTED,))
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         assert node.node is not None
@@ -147,6 +181,29 @@ class NodeAffinity(Batchable):
             if weight and match_term(pref.get("preference") or {}, node.node):
                 total += weight
         return total
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> NDArray[np.int64] | None:
+        """``score`` of every node at ``rows``, then ``normalize``."""
+        na = pod.affinity.get("nodeAffinity") or {}
+        prefs = labelcolumns.weights(
+            na.get("preferredDuringSchedulingIgnoredDuringExecution") or ()
+        )
+        if prefs is None:
+            return None
+        total = np.zeros(len(rows), dtype=np.int64)
+        for weight, term in prefs:
+            if weight:
+                matched = labelcolumns.term_mask(_MATCHERS, columns, rows, term)
+                if matched is None:
+                    return None
+                total += matched * weight
+        top = int(total.max()) if total.size else 0
+        if top == 0:
+            return total
+        out: NDArray[np.int64] = total * MAX_NODE_SCORE // top
+        return out
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Scale so the best node gets 100 (kube-scheduler's DefaultNormalizeScore)."""

@@ -14,6 +14,13 @@ per node; it keeps each node's score in ``NodeInfo.memo`` with the node's
 generation and the pod's non-zero requests, so a burst of alike pods computes
 only the nodes that changed. Each gives exactly what the plain formulas give.
 
+With the cache's columns (lasched/cache/columns.py) the filter and both
+scores judge every candidate node in a few array operations instead
+(``filter_columns``, ``score_columns``), in the same integer arithmetic
+(and, for BalancedAllocation, the same float64 divisions). A pod with
+extended resources, a node with nominated pods, and values too large for
+exact arithmetic go the per-node way.
+
 A pod NodeResourcesFit rejected is worth another try when a node that
 could hold it arrives or grows, or when room is freed: a pod deleted (or
 an assumed pod forgotten, or a preemptor that held room), or one that
@@ -25,13 +32,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from lasched.cache.cache import NodeInfo
+from lasched.cache.columns import (
+    ALLOC_CPU,
+    ALLOC_MEMORY,
+    NONZERO_CPU,
+    NodeColumns,
+    regular,
+)
 from lasched.framework import events
 from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
     MAX_NODE_SCORE,
     SUCCESS,
     Batchable,
+    ColumnVerdicts,
     CycleState,
     ScoreReadsNodePods,
     Status,
@@ -147,6 +165,79 @@ def _rejection(reasons: tuple[str, ...]) -> Status:
     return st
 
 
+# filter_columns' codes: a bit per reason, in fit_reasons' order.
+_TOO_MANY_PODS, _NO_CPU, _NO_MEMORY, _NO_EPHEMERAL = 1, 2, 4, 8
+_FIT_REJECTIONS = tuple(
+    _rejection(
+        tuple(
+            reason
+            for bit, reason in (
+                (_TOO_MANY_PODS, REASON_TOO_MANY_PODS),
+                (_NO_CPU, insufficient(CPU)),
+                (_NO_MEMORY, insufficient(MEMORY)),
+                (_NO_EPHEMERAL, insufficient(EPHEMERAL_STORAGE)),
+            )
+            if code & bit
+        )
+    )
+    for code in range(1, 16)
+)
+
+Ints = NDArray[np.int64]
+_BITS = np.array([_TOO_MANY_PODS, _NO_CPU, _NO_MEMORY, _NO_EPHEMERAL], dtype=np.int64)
+_NEVER = -(1 << 62)  # a need that no free amount is below: the resource is not requested
+
+
+class _Loads:
+    """What both resource scores read of the nodes at some rows, with a pod placed: the
+    allocatable CPU and memory (2 x n), that with 1 for 0 (a divisor), and the non-zero
+    requests with the pod's. Kept in the CycleState for the other score of the cycle."""
+
+    __slots__ = ("capacity", "columns", "divisor", "non_zero", "requested", "rows", "version")
+
+    def __init__(self, columns: NodeColumns, rows: NDArray[np.intp], pod: PodInfo) -> None:
+        self.columns, self.version, self.rows, self.non_zero = (
+            columns, columns.version, rows, pod.non_zero
+        )  # fmt: skip
+        load = columns.load.take(rows, axis=1)
+        self.capacity = load[ALLOC_CPU : ALLOC_MEMORY + 1]
+        self.requested = load[NONZERO_CPU:]
+        self.requested += np.array(pod.non_zero, dtype=np.int64)[:, None]
+        self.divisor = np.maximum(self.capacity, 1)
+
+    @classmethod
+    def of(
+        cls, state: CycleState, columns: NodeColumns, rows: NDArray[np.intp], pod: PodInfo
+    ) -> _Loads:
+        loads: _Loads | None = state.data.get(_LOADS)
+        if (
+            loads is None
+            or loads.rows is not rows
+            or loads.columns is not columns
+            or loads.version != columns.version
+            or loads.non_zero != pod.non_zero
+        ):
+            loads = state.data[_LOADS] = cls(columns, rows, pod)
+        return loads
+
+
+_LOADS = "NodeResources/loads"
+
+
+def _ratios_free(loads: _Loads) -> Ints:
+    """:func:`_ratio_free` of each node and resource (regular values: a capacity of 0
+    leaves nothing free)."""
+    free = np.maximum(loads.capacity - loads.requested, 0)
+    out: Ints = free * MAX_NODE_SCORE // loads.divisor
+    return out
+
+
+def _ratios_used(loads: _Loads) -> Ints:
+    """:func:`_ratio_used` of each node and resource (regular values: capacity 0 gives 0)."""
+    out: Ints = np.minimum(loads.requested, loads.capacity) * MAX_NODE_SCORE // loads.divisor
+    return out
+
+
 class _NodeScore(Protocol):
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int: ...
 
@@ -220,6 +311,7 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         self._cpu_weight = resources.get(CPU, 0)
         self._mem_weight = resources.get(MEMORY, 0)
         self._ratio = _ratio_free if strategy == "LeastAllocated" else _ratio_used
+        self._ratios = _ratios_free if strategy == "LeastAllocated" else _ratios_used
 
     def events_to_register(self) -> list[ClusterEventWithHint]:
         """A node added or grown; a pod deleted or scaled down."""
@@ -280,6 +372,23 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
             append(self.filter(state, pod, ni))
         return out
 
+    def filter_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> ColumnVerdicts | None:
+        """``filter`` of every node at ``rows``: a bit per missing resource, in
+        fit_reasons' order; -1 (the per-node form) where pods are nominated."""
+        req = pod.requests
+        cpu, mem, eph = req.milli_cpu, req.memory, req.ephemeral_storage
+        if req.scalar or columns.irregular or not regular(cpu, mem, eph):
+            return None
+        # Not room for it: free < need (allocatable < requested + need, both exact).
+        need = np.array([[1], [cpu or _NEVER], [mem or _NEVER], [eph or _NEVER]], dtype=np.int64)
+        codes: Ints = _BITS @ (columns.free.take(rows, axis=1) < need)
+        if not columns.nominated_rows:
+            return ColumnVerdicts(codes, _FIT_REJECTIONS)
+        codes[columns.nominated.take(rows) > 0] = -1  # the room they hold: see fit_reasons()
+        return ColumnVerdicts(codes, _FIT_REJECTIONS, settled=False)
+
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         n = node.node
         assert n is not None
@@ -293,6 +402,17 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         """``[score(state, pod, n) for n in nodes]``, remembered per node."""
         return _remembered(self, state, pod, nodes)
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> Ints | None:
+        """``score`` of every node at ``rows`` (normalize changes nothing)."""
+        if columns.irregular or not regular(*pod.non_zero):
+            return None
+        cpu, mem = self._ratios(_Loads.of(state, columns, rows, pod))
+        wc, wm = self._cpu_weight, self._mem_weight
+        out: Ints = (cpu + mem) // 2 if wc == wm else (cpu * wc + mem * wm) // (wc + wm)
+        return out
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         return None
@@ -319,6 +439,21 @@ class BalancedAllocation(Batchable, ScoreReadsNodePods):
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         """``[score(state, pod, n) for n in nodes]``, remembered per node."""
         return _remembered(self, state, pod, nodes)
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> Ints | None:
+        """``score`` of every node at ``rows``, in the same float64 steps."""
+        if columns.irregular or not regular(*pod.non_zero):
+            return None
+        loads = _Loads.of(state, columns, rows, pod)
+        # Both operands are below 2**53, so int / int is float64 division, as in Python.
+        cpu, mem = np.minimum(1.0, loads.requested / loads.divisor)
+        scores = ((1 - np.abs(cpu - mem) / 2) * MAX_NODE_SCORE).astype(np.int64)  # int(): trunc
+        cpu_capacity, mem_capacity = loads.capacity
+        empty = (cpu_capacity == 0) | (mem_capacity == 0)
+        out: Ints = np.where(empty, 0, scores)
+        return out
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         return None

@@ -5,16 +5,30 @@ readiness; lasched also reads the Ready condition itself, so that a cluster
 whose taint manager lags (or has none) never gets pods on a dead node.
 A pod it rejected is worth another try when a node that is Ready and not
 cordoned (or cordoned, and tolerated) is added or becomes so.
+
+``filter_columns`` reads readiness and the cordon from the cache's columns
+for every candidate node at once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from lasched.cache.cache import NodeInfo
+from lasched.cache.columns import NodeColumns
 from lasched.framework import events
 from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
-from lasched.framework.interface import SUCCESS, Batchable, CycleState, Status, unschedulable
+from lasched.framework.interface import (
+    SUCCESS,
+    Batchable,
+    ColumnVerdicts,
+    CycleState,
+    Status,
+    unschedulable,
+)
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
 
@@ -22,6 +36,14 @@ UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_NOT_READY = "node(s) were not ready"
+
+_NOT_READY = unschedulable(REASON_NOT_READY, unresolvable=True)
+_CORDONED = unschedulable(REASON_UNSCHEDULABLE, unresolvable=True)
+_REJECTIONS = (_NOT_READY, _CORDONED)  # codes 1 and 2 of filter_columns
+# filter_columns' code by the columns' condition bits (NOT_READY 1, CORDONED 2): not
+# ready first, as filter() checks; a cordon only for a pod that does not tolerate it.
+_CODES = np.array([0, 1, 2, 1], dtype=np.int64)
+_CODES_TOLERATED = np.array([0, 1, 0, 1], dtype=np.int64)
 
 
 def _tolerates_unschedulable(pod: PodInfo) -> bool:
@@ -68,7 +90,14 @@ class NodeUnschedulable(Batchable):
         n = node.node
         assert n is not None
         if not n.ready:
-            return unschedulable(REASON_NOT_READY, unresolvable=True)
+            return _NOT_READY
         if n.unschedulable and not _tolerates_unschedulable(pod):
-            return unschedulable(REASON_UNSCHEDULABLE, unresolvable=True)
+            return _CORDONED
         return SUCCESS
+
+    def filter_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> ColumnVerdicts:
+        """``filter`` of every node at ``rows``: 1 not ready, 2 cordoned (and not tolerated)."""
+        table = _CODES_TOLERATED if _tolerates_unschedulable(pod) else _CODES
+        return ColumnVerdicts(table.take(columns.condition.take(rows)), _REJECTIONS)
