@@ -33,7 +33,7 @@ from lasched.kube.client import ApiError, KubeClient
 log = logging.getLogger(__name__)
 
 SERIES_WINDOW = 30 * 60.0
-CONCURRENCY = 16  # writes in flight (and connections) per recorder
+CONCURRENCY = 64  # writes in flight (and connections) per recorder
 _PRUNE_AT = 50_000  # series kept before the expired ones are dropped
 _MAX_NOTE = 1024  # in UTF-8 bytes: the apiserver rejects longer notes (422)
 
