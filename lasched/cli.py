@@ -87,14 +87,11 @@ def _explain_parsers(sub: Any) -> None:
     token_help = "a file with a bearer token, for a scheduler on another host"
     ex = sub.add_parser("explain", help="why a pod is pending, or how its node scores now")
     ex.add_argument("pod", metavar="NAMESPACE/POD")
-    ex.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
-    ex.add_argument("--token-file", help=token_help)
-    ex.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
-
     lat = sub.add_parser("latency", help="the RTT matrix lasched holds, with freshness")
-    lat.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
-    lat.add_argument("--token-file", help=token_help)
-    lat.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
+    for cmd in (ex, lat):
+        cmd.add_argument("--url", default=os.environ.get("LASCHED_URL", DEFAULT_URL), help=url_help)
+        cmd.add_argument("--token-file", help=token_help)
+        cmd.add_argument("--json", action="store_true", help="print the scheduler's JSON answer")
     lat.add_argument("--pairs", action="store_true", help="one row per pair instead of a matrix")
     lat.add_argument("--png", metavar="FILE", help="also draw the matrix as a heatmap PNG")
     lat.add_argument(

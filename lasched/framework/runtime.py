@@ -476,12 +476,8 @@ class Framework:
         if view is not None:
             return self._schedule_columns(state, pod, view, skip=skip, sig=sig, cycle=cycle, t0=t0)
         feasible, failed, evaluated = self._find_feasible(state, pod, nodes, skip)
-        self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
-        if not feasible:
-            return FitError(num_all_nodes=num_all, node_statuses=failed)
-        if len(feasible) == 1 or not self._scores:
-            node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
-            return ScheduleResult(node.name, evaluated, len(feasible), {})
+        if (early := self._unscored(feasible, failed, evaluated, num_all, t0)) is not None:
+            return early
         skip_score = self._run_pre_scores(state, pod, feasible)
         t0 = time.perf_counter()
         static: dict[str, int] | None = {} if sig is not None else None
@@ -495,6 +491,24 @@ class Framework:
                 feasible=feasible, totals=totals, static=static, rng=self._rng,
             )  # fmt: skip
         return ScheduleResult(chosen, evaluated, len(feasible), totals)
+
+    def _unscored(
+        self,
+        feasible: list[NodeInfo],
+        failed: dict[str, Status],
+        evaluated: int,
+        num_all: int,
+        t0: float,
+    ) -> ScheduleResult | FitError | None:
+        """After Filter, on either path: the outcome when no scoring is needed (nothing
+        fits, one node fits, or no Score plugin), else None."""
+        self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
+        if not feasible:
+            return FitError(num_all_nodes=num_all, node_statuses=failed)
+        if len(feasible) == 1 or not self._scores:
+            node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
+            return ScheduleResult(node.name, evaluated, len(feasible), {})
+        return None
 
     def _run_pre_scores(
         self, state: CycleState, pod: PodInfo, feasible: list[NodeInfo]
@@ -552,12 +566,8 @@ class Framework:
             assert f.exc is not None
             raise PluginError.from_exception(f.plugin, f.exc, point="Filter") from f.exc
         self._next_start = (start + evaluated) % num_all
-        self._observe("Filter", SUCCESS if feasible else _UNSCHEDULABLE, t0)
-        if not feasible:
-            return FitError(num_all_nodes=num_all, node_statuses=failed)
-        if len(feasible) == 1 or not self._scores:
-            node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
-            return ScheduleResult(node.name, evaluated, len(feasible), {})
+        if (early := self._unscored(feasible, failed, evaluated, num_all, t0)) is not None:
+            return early
         skip_score = self._run_pre_scores(state, pod, feasible)
         t0 = time.perf_counter()
         totals, static = self._score_columns(

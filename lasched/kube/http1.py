@@ -19,7 +19,6 @@ the caller decides whether the outcome must be read back, as with any client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections import deque
@@ -196,9 +195,7 @@ class Http1Pool:
         for conn in list(self._open):
             self._discard(conn)
         self._idle.clear()
-        # Let the transports' close callbacks run (TLS shutdowns are best effort).
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # let the transports' close callbacks run
 
     @property
     def connections(self) -> int:

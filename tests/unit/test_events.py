@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -45,6 +46,18 @@ class BlockingClient:
         return {}
 
 
+@contextlib.asynccontextmanager
+async def writing(rec: EventRecorder) -> AsyncIterator[None]:
+    """The recorder's writers run for the block."""
+    task = asyncio.create_task(rec.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def pod(i: int) -> ObjectRef:
     return ObjectRef(kind="Pod", namespace="ns", name=f"p-{i}", uid=f"uid-{i}")
 
@@ -58,8 +71,7 @@ async def test_writes_run_concurrently_up_to_the_limit() -> None:
     """A burst is written CONCURRENCY at a time, not one by one, and every event lands."""
     client = BlockingClient()
     rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=8)
-    task = asyncio.create_task(rec.run())
-    try:
+    async with writing(rec):
         for i in range(100):
             rec.record(pod(i), type="Normal", reason="Scheduled", action="Binding", note=f"n{i}")
         await _settle()
@@ -69,18 +81,13 @@ async def test_writes_run_concurrently_up_to_the_limit() -> None:
         assert client.most_in_flight == 8
         assert sorted(client.notes) == sorted(f"n{i}" for i in range(100))
         assert rec.written == 100
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_event_time_is_the_time_of_recording_not_of_writing() -> None:
     """A backlog delays the write, not the eventTime the Event carries."""
     client = BlockingClient()
     rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=1)
-    task = asyncio.create_task(rec.run())
-    try:
+    async with writing(rec):
         rec.record(pod(0), type="Normal", reason="Scheduled", action="Binding", note="n0")
         before = now_micro()
         await asyncio.sleep(0.05)
@@ -88,18 +95,13 @@ async def test_event_time_is_the_time_of_recording_not_of_writing() -> None:
         await rec.flush(timeout=5)
         (body,) = client.bodies
         assert body["eventTime"] <= before
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_repeats_fold_into_one_series_with_one_write_in_flight() -> None:
     """Fifty repeats while the create is in flight: one create, then one PATCH with the count."""
     client = BlockingClient()
     rec = EventRecorder(cast(KubeClient, client), controller="lasched", concurrency=4)
-    task = asyncio.create_task(rec.run())
-    try:
+    async with writing(rec):
         await _settle()  # the writers wait for work
         for i in range(50):
             rec.record(pod(1), type="Warning", reason="FailedScheduling", action="Scheduling",
@@ -122,10 +124,6 @@ async def test_repeats_fold_into_one_series_with_one_write_in_flight() -> None:
                    note="0/4 nodes are available")  # fmt: skip
         await rec.flush(timeout=5)
         assert len(client.bodies) == 2
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_full_queue_drops_and_counts() -> None:
@@ -133,9 +131,8 @@ async def test_a_full_queue_drops_and_counts() -> None:
     client = BlockingClient()
     rec = EventRecorder(cast(KubeClient, client), controller="lasched", queue_size=10,
                         concurrency=2)  # fmt: skip
-    task = asyncio.create_task(rec.run())
     dropped_before = _dropped_total()
-    try:
+    async with writing(rec):
         await _settle()
         for i in range(20):
             rec.record(pod(i), type="Normal", reason="Scheduled", action="Binding", note=f"n{i}")
@@ -148,10 +145,6 @@ async def test_a_full_queue_drops_and_counts() -> None:
         rec.record(pod(15), type="Normal", reason="Scheduled", action="Binding", note="n15")
         await rec.flush(timeout=5)
         assert "n15" in client.notes
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _dropped_total() -> float:
@@ -182,8 +175,7 @@ async def test_record_writes_a_non_ascii_note_within_1024_bytes() -> None:
     client = BlockingClient()
     client.release.set()
     rec = EventRecorder(cast(KubeClient, client), controller="lasched")
-    task = asyncio.create_task(rec.run())
-    try:
+    async with writing(rec):
         note = "annotation lasched.io/max-rtt=" + "é" * 700
         rec.record(pod(0), type="Warning", reason="InvalidLatencyRequirement", action="Scheduling",
                    note=note)  # fmt: skip
@@ -192,7 +184,3 @@ async def test_record_writes_a_non_ascii_note_within_1024_bytes() -> None:
         assert len(written.encode()) <= 1024
         assert written.endswith("é…")
         assert note.startswith(written[:-1])
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
