@@ -63,6 +63,20 @@ async def connect(
     return ws, targets
 
 
+async def targets_until(
+    ws: aiohttp.ClientWebSocketResponse, targets: proto.Targets, want: set[str]
+) -> proto.Targets:
+    """The first Targets pushed to ``ws`` (from ``targets`` on) that lists every id in ``want``."""
+    deadline = time.monotonic() + 10
+    while not want <= {t.id for t in targets.targets}:
+        msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        frame = proto.decode(msg.data)
+        if isinstance(frame, proto.Targets):
+            targets = frame
+    return targets
+
+
 def samples(seq: int, rtts: dict[str, float]) -> bytes:
     return proto.encode(
         proto.Samples(
@@ -115,6 +129,9 @@ async def test_valid_agent_gets_targets_and_a_garbage_frame_closes_only_its_conn
     keep working."""
     ws0, targets0 = await connect(http, port, await agent_token(kc, node="edge-0"), "edge-0")
     ws1, _ = await connect(http, port, await agent_token(kc, node="edge-1"), "edge-1")
+    # lasched serves agents before its node informer has listed: the first list may lack
+    # nodes, and the hub pushes a new Targets when they arrive.
+    targets0 = await targets_until(ws0, targets0, {"edge-1", "edge-2"})
     ids = {t.id: t for t in targets0.targets}
     assert {"edge-1", "edge-2", "users-eu"} <= set(ids)
     assert "edge-0" not in ids
@@ -144,7 +161,8 @@ async def test_pod_waits_for_latency_then_schedules_when_it_improves(
     kc: KubeClient, namespace: str, port: int, http: aiohttp.ClientSession
 ) -> None:
     """A delay label no node meets stays pending with the reason; a better RTT schedules it."""
-    ws, _ = await connect(http, port, await agent_token(kc, node="edge-0"), "edge-0")
+    ws, targets = await connect(http, port, await agent_token(kc, node="edge-0"), "edge-0")
+    await targets_until(ws, targets, {"edge-1", "edge-2"})  # samples for others are dropped
     await ws.send_bytes(samples(1, {"edge-1": 30.0, "edge-2": 40.0}))
 
     body = pod("near-edge-0")
