@@ -83,6 +83,9 @@ SCENARIO = "latency"
 VERSION = 2
 
 PRIORITY_CLASS = "latency-critical"
+GANG_LABEL = "lasched.io/pod-group"
+GANG_MIN_LABEL = "lasched.io/min-available"
+GANG_BUDGET_ANNOTATION = "lasched.io/group-max-rtt"
 SITE_LABEL = "bench.lasched.io/site"
 SEED_LABEL = "bench.lasched.io/seed"
 
@@ -183,10 +186,14 @@ def pod_bodies(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[
 def _pod(
     name: str, c: topology.PodClass, scheduler: str, *, site: str, region: str, zone: bool
 ) -> dict[str, Any]:
+    labels = {"bench": SCENARIO, "class": c.name, "kind": c.kind}
     if c.kind == "hard":
         annotations = {verify.MAX_RTT_ANNOTATION: f"{c.users}={c.max_rtt_ms:g}ms"}
     else:
         annotations = {"lasched.io/prefer-low-rtt": c.users}
+    if c.budget_ms is not None:
+        labels |= {GANG_LABEL: c.name, GANG_MIN_LABEL: str(c.count)}
+        annotations[GANG_BUDGET_ANNOTATION] = f"{c.budget_ms:g}ms"
     spec: dict[str, Any] = {
         "schedulerName": scheduler,
         "terminationGracePeriodSeconds": 0,
@@ -203,11 +210,7 @@ def _pod(
     if zone:
         spec["affinity"] = {"nodeAffinity": _zone_affinity(c.kind, site, region)}
     return {
-        "metadata": {
-            "name": name,
-            "labels": {"bench": SCENARIO, "class": c.name, "kind": c.kind},
-            "annotations": annotations,
-        },
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": spec,
     }
 

@@ -5,6 +5,11 @@ its cpu, memory and pod count allow; a hard pod only goes to a node within its
 ``max-rtt`` of its users. Pods of one class (same users, kind and size) are
 interchangeable, so the variables are integers ``x[class, node]`` (how many
 of the class the node holds), which is exact and keeps the program small.
+A gang is all or nothing within its budget: a binary ``z[gang]`` (placed)
+with ``sum x[gang, *] = members * z[gang]``, and a binary ``y[gang, site]``
+(a member on that site) with ``x[gang, node] <= members * y[gang, site]``
+and ``y[gang, s] + y[gang, t] <= 1`` for every two sites farther apart than
+the budget (RTTs are per site pair, so nodes need no pairs of their own).
 
 The objective is lexicographic, solved in three rounds, each fixing the
 previous round's optimum as a constraint:
@@ -50,9 +55,10 @@ class Optimum:
 
 @dataclass(frozen=True, slots=True)
 class _Program:
-    pairs: list[tuple[int, int]]  # variable -> (class index, node index)
-    cost: np.ndarray  # RTT per variable
-    hard: np.ndarray  # 1 where the variable's class is hard
+    pairs: list[tuple[int, int]]  # x variable -> (class index, node index); x come first
+    cost: np.ndarray  # RTT per variable (0 for a gang's z and y)
+    hard: np.ndarray  # 1 where the variable is an x of a hard class
+    count: np.ndarray  # 1 where the variable is an x (a pod placed)
     upper: np.ndarray
     constraints: list[LinearConstraint]
 
@@ -69,7 +75,16 @@ def _program(topo: Topology) -> _Program:
                 continue
             pairs.append((ci, ni))
             cost.append(rtt)
-    nv = len(pairs)
+    nx = len(pairs)
+    gangs = [ci for ci, c in enumerate(classes) if c.budget_ms is not None]
+    sites = sorted({n.site for n in nodes})
+    z_of = {ci: nx + k for k, ci in enumerate(gangs)}
+    y_of = {
+        (ci, site): nx + len(gangs) + k * len(sites) + j
+        for k, ci in enumerate(gangs)
+        for j, site in enumerate(sites)
+    }
+    nv = nx + len(gangs) + len(gangs) * len(sites)
     per_class = lil_matrix((len(classes), nv))
     cpu, mem, count = (lil_matrix((len(nodes), nv)) for _ in range(3))
     for v, (ci, ni) in enumerate(pairs):
@@ -83,11 +98,37 @@ def _program(topo: Topology) -> _Program:
         LinearConstraint(mem.tocsr(), 0, [n.memory_mi for n in nodes]),
         LinearConstraint(count.tocsr(), 0, [n.pods - RESERVED_PODS for n in nodes]),
     ]
+    if gangs:
+        rows: list[tuple[dict[int, float], float, float]] = []
+        for ci in gangs:
+            c = classes[ci]
+            budget = c.budget_ms or 0.0
+            members = {v: 1.0 for v, (cj, _) in enumerate(pairs) if cj == ci}
+            rows.append(({**members, z_of[ci]: -float(c.count)}, 0.0, 0.0))  # all or nothing
+            for v, (cj, ni) in enumerate(pairs):
+                if cj == ci:  # a member only on a site the gang uses
+                    rows.append(
+                        ({v: 1.0, y_of[(ci, nodes[ni].site)]: -float(c.count)}, -np.inf, 0.0)
+                    )
+            for i, a in enumerate(sites):
+                for b in sites[i + 1 :]:
+                    if topo.site_rtt[(a, b)] > budget:
+                        rows.append(({y_of[(ci, a)]: 1.0, y_of[(ci, b)]: 1.0}, -np.inf, 1.0))
+        m = lil_matrix((len(rows), nv))
+        for r, (coef, _, _) in enumerate(rows):
+            for v, weight in coef.items():
+                m[r, v] = weight
+        cons.append(LinearConstraint(m.tocsr(), [lo for _, lo, _ in rows], [hi for *_, hi in rows]))
+    upper = np.ones(nv)
+    upper[:nx] = [classes[ci].count for ci, _ in pairs]
     return _Program(
         pairs=pairs,
-        cost=np.array(cost, dtype=float),
-        hard=np.array([1.0 if classes[ci].kind == "hard" else 0.0 for ci, _ in pairs]),
-        upper=np.array([classes[ci].count for ci, _ in pairs], dtype=float),
+        cost=np.concatenate([np.array(cost, dtype=float), np.zeros(nv - nx)]),
+        hard=np.array(
+            [1.0 if classes[ci].kind == "hard" else 0.0 for ci, _ in pairs] + [0.0] * (nv - nx)
+        ),
+        count=np.concatenate([np.ones(nx), np.zeros(nv - nx)]),
+        upper=upper,
         constraints=cons,
     )
 
@@ -95,12 +136,12 @@ def _program(topo: Topology) -> _Program:
 def _solve(
     p: _Program, objective: np.ndarray, extra: list[LinearConstraint]
 ) -> tuple[np.ndarray, str, float]:
-    if len(p.pairs) == 0:
+    if len(p.upper) == 0:
         return np.zeros(0), "no variables", 0.0
     res = milp(
         objective,
-        integrality=np.ones(len(p.pairs)),
-        bounds=Bounds(np.zeros(len(p.pairs)), p.upper),
+        integrality=np.ones(len(p.upper)),
+        bounds=Bounds(np.zeros(len(p.upper)), p.upper),
         constraints=[*p.constraints, *extra],
         options={"time_limit": TIME_LIMIT_S, "disp": False, "mip_rel_gap": 0.0},
     )
@@ -125,7 +166,7 @@ def optimum(topo: Topology) -> Optimum:
     p = _program(topo)
     if not p.pairs:
         return Optimum({}, {}, [], "no variables")
-    ones = np.ones(len(p.pairs))
+    ones = p.count
     x, _, _ = _solve(p, -p.hard, [])
     hard_best = float(p.hard @ x)
     keep_hard = LinearConstraint(p.hard, hard_best - 0.5, np.inf)

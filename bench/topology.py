@@ -13,11 +13,14 @@ The workload is per user population: **hard** pods (``lasched.io/max-rtt``,
 a limit a few ms above the best RTT their users can get, so the own site and
 sometimes a neighbour qualify; PriorityClass ``latency-critical``) and
 **soft** pods (``lasched.io/prefer-low-rtt``), each class with its own cpu and
-memory. Demand at a site is drawn between 60 and 110 % of its capacity, so
-sites overflow into their neighbours and the cloud. Hard demand is trimmed
-until every hard pod has a placement within its limit (checked with the
-exact optimiser, :mod:`bench.milp`), so a hard pod left pending is always a
-scheduler's doing.
+memory; for about half the populations also one **gang** of 3 to 6 members
+that prefer low RTT to their users and must lie within a ``group-max-rtt``
+of 1 to 12 ms of each other, all or nothing. Demand at a site is drawn
+between 60 and 110 % of its capacity, so sites overflow into their
+neighbours and the cloud. Hard demand is trimmed until every hard pod has
+a placement within its limit (checked with the exact optimiser,
+:mod:`bench.milp`), so a hard pod left pending is always a scheduler's
+doing.
 
 Everything is a pure function of the seed and the sizes: the same seed gives
 the same topology, workload and optimum on any machine.
@@ -74,13 +77,14 @@ class Users:
 
 @dataclass(frozen=True, slots=True)
 class PodClass:
-    name: str  # <site>-hard, <site>-soft
+    name: str  # <site>-hard, <site>-soft, <site>-gang
     users: str
-    kind: str  # "hard" or "soft"
-    count: int
+    kind: str  # "hard", "soft" or "gang"
+    count: int  # a gang class is one gang of this many members
     cpu_milli: int
     memory_mi: int
     max_rtt_ms: float | None = None  # hard pods only
+    budget_ms: float | None = None  # gangs only: the most RTT between any two members
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,9 @@ class Sizes:
     demand: tuple[float, float] = (0.6, 1.1)  # pods' cpu at a user site over its capacity
     hard_share: tuple[float, float] = (0.3, 0.6)  # of that demand, hard pods
     slack_ms: tuple[float, float] = (3.0, 12.0)  # hard limit above the users' best RTT
+    gang_share: float = 0.5  # of user populations with a gang (drawn apart: see _gangs)
+    gang_members: tuple[int, int] = (3, 6)
+    gang_budget_ms: tuple[float, float] = (1.0, 12.0)  # group-max-rtt
 
 
 @dataclass(frozen=True)
@@ -252,10 +259,39 @@ def generate(seed: int, sizes: Sizes = Sizes(), *, prefix: str | None = None) ->
                 rng.choice(POD_MEMORY),
             )
         )
-    topo = Topology(
-        seed, tuple(sites), tuple(nodes), tuple(users), tuple(classes), site_rtt, users_rtt
-    )
-    return _feasible(topo)
+    gangs = _gangs(seed, sizes, users)
+    return _feasible(
+        Topology(
+            seed, tuple(sites), tuple(nodes), tuple(users), (*classes, *gangs), site_rtt,
+            users_rtt,
+        )
+    )  # fmt: skip
+
+
+def _gangs(seed: int, sizes: Sizes, users: list[Users]) -> list[PodClass]:
+    """One gang for about ``gang_share`` of the user populations: members that prefer low RTT
+    to their users and must lie within ``group-max-rtt`` of each other.
+
+    Drawn from a generator of their own, so the rest of a seed's topology and
+    workload is what it was before gangs joined the scenario.
+    """
+    rng = random.Random(f"{seed}-gangs")
+    out = []
+    for u in users:
+        if rng.random() >= sizes.gang_share:
+            continue
+        out.append(
+            PodClass(
+                f"{u.site}-gang",
+                u.name,
+                "gang",
+                rng.randint(*sizes.gang_members),
+                rng.choice(POD_CPU),
+                rng.choice(POD_MEMORY),
+                budget_ms=float(math.ceil(rng.uniform(*sizes.gang_budget_ms))),
+            )
+        )
+    return out
 
 
 def _feasible(topo: Topology) -> Topology:
@@ -288,6 +324,7 @@ def _feasible(topo: Topology) -> Topology:
                 c.cpu_milli,
                 c.memory_mi,
                 c.max_rtt_ms,
+                c.budget_ms,
             )
             if c.name == worst
             else c

@@ -43,7 +43,7 @@ from lasched.framework.events import (
 from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.latency.cache import LatencyCache, Rtt
 from lasched.model import selector
-from lasched.model.latencyreq import LatencyRequirements
+from lasched.model.latencyreq import LatencyRequirements, Preference
 from lasched.model.pod import PodInfo
 
 CLOUD_ROLE_LABEL = "kubernetes.io/role"
@@ -59,6 +59,9 @@ _PEERS = "Latency/peers"
 _GROUP = "Latency/group"
 _MODE = "LatencyScore/mode"
 _ROOM = "LatencyScore/room"
+_NEED = "LatencyScore/need"
+_SCORED = "LatencyScore/scored"
+_NO_ROOM_MS = 10_000.0
 _RTT_FLOOR_US = 1000  # see LatencyScore.normalize
 
 
@@ -285,47 +288,70 @@ class LatencyScore(Batchable):
             state.data[_MODE] = "cloud"
             return SUCCESS
         if req.group_max_ms is not None and pod.group is not None:
-            return self._pre_score_group(state, pod, req.group_max_ms, nodes)
-        if not req.soft:
+            return self._pre_score_group(state, pod, req, req.group_max_ms, nodes)
+        scored = _scored(req)
+        if scored is None:
             return SKIP
         state.data[_MODE] = "rtt"
-        if req.peers is not None and req.peers.max_ms is None:
+        state.data[_SCORED] = scored
+        if req.peers is not None and (req.peers.max_ms is None or not scored.preferences):
             state.data[_PEERS] = self._peer_nodes(pod.namespace, req.peers.selector)
         return SUCCESS
 
     def _pre_score_group(
-        self, state: CycleState, pod: PodInfo, budget: float, nodes: list[NodeInfo]
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        req: LatencyRequirements,
+        budget: float,
+        nodes: list[NodeInfo],
     ) -> Status:
         """A gang with a pairwise budget is placed member by member, so choose well early.
 
-        Once members are placed, the next one prefers nodes near them (the
-        filter already bounds the worst pair). The first member, the *anchor*,
-        prefers the node with the most other feasible nodes within the budget,
-        so the gang starts in the site with the most room around it instead
-        of wherever resources alone would put it, and then fails as a whole.
+        Once members are placed, the next one prefers nodes near its users
+        (its preferences, else the places it limits) and near the placed
+        members (the filter already bounds the worst pair). The first member,
+        the *anchor*, goes nearest its users among the nodes with room for
+        the whole gang within the budget around them (room counted in
+        members: what the feasible nodes within the budget can still hold); a
+        gang that names no users anchors where that room is largest, so it
+        starts where it fits instead of wherever resources alone would put
+        it, and then fails as a whole.
         """
+        users = _places(req)
+        state.data[_SCORED] = LatencyRequirements(preferences=users)
         placed = self._group_nodes(pod)
         if placed:
             state.data[_MODE] = "group"
             state.data[_PEERS] = placed
             return SUCCESS
         if len(nodes) > self._anchor_limit:
-            return SKIP  # O(n^2) lookups: beyond this, resources alone decide the anchor
-        names = [n.name for n in nodes]
+            # O(n^2) lookups: beyond this, the users (or resources alone) decide the anchor.
+            if not users:
+                return SKIP
+            state.data[_MODE] = "rtt"
+            return SUCCESS
+        fits = {n.name: _members_fit(n, pod) for n in nodes}
         room = {
             a: sum(
-                1
-                for b in names
-                if (r := between(self._cache, a, b)) is not None and not r.stale and r.ms <= budget
+                k
+                for b, k in fits.items()
+                if k and (r := between(self._cache, a, b)) is not None and not r.stale
+                and r.ms <= budget
             )
-            for a in names
-        }
-        state.data[_MODE] = "anchor"
+            for a in fits
+        }  # fmt: skip
         state.data[_ROOM] = room
+        if not users:
+            state.data[_MODE] = "anchor"
+            return SUCCESS
+        need = pod.group.min_available if pod.group is not None else None
+        state.data[_NEED] = need or 1
+        state.data[_MODE] = "anchor-users"
         return SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        """Cloud mode: 100 on cloud nodes. RTT mode: the weighted cost in µs, -1 if unknown."""
+        """Cloud mode: 100 on cloud nodes. RTT modes: the weighted cost in µs, -1 if unknown."""
         if state.data.get(_MODE) == "cloud":
             assert node.node is not None
             return MAX_NODE_SCORE if node.node.labels.get(CLOUD_ROLE_LABEL) == CLOUD_ROLE else 0
@@ -334,13 +360,13 @@ class LatencyScore(Batchable):
             # Negated so that, like costs, lower is better for normalize().
             room: dict[str, int] = state.data[_ROOM]
             return 1_000_000 - room.get(node.name, 0)
-        req = pod.latency
-        assert req is not None
-        if mode == "group":
-            cost = _cost(self._cache, LatencyRequirements(), state.data[_PEERS], node.name)
-        else:
-            cost = _cost(self._cache, req, state.data.get(_PEERS, set()), node.name)
-        return -1 if cost is None else round(cost * 1000)
+        scored: LatencyRequirements = state.data[_SCORED]
+        cost = _cost(self._cache, scored, state.data.get(_PEERS, set()), node.name)
+        if cost is None:
+            return -1
+        if mode == "anchor-users" and state.data[_ROOM].get(node.name, 0) < state.data[_NEED]:
+            cost += _NO_ROOM_MS  # the gang would not fit around it: a last resort
+        return round(cost * 1000)
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Costs to 0..100: relative to the best node for RTTs, min-max for the anchor's room.
@@ -369,6 +395,44 @@ class LatencyScore(Batchable):
                 scores[i] = MAX_NODE_SCORE
             else:
                 scores[i] = MAX_NODE_SCORE * (hi - s) // (hi - lo)
+
+
+def _members_fit(node: NodeInfo, pod: PodInfo) -> int:
+    """How many pods like ``pod`` the node has room for, by cpu, memory and pod count."""
+    if node.node is None:
+        return 0
+    alloc, used, req = node.node.allocatable, node.requested, pod.requests
+    room = alloc.pods - len(node.pods)
+    for free, ask in (
+        (alloc.milli_cpu - used.milli_cpu, req.milli_cpu),
+        (alloc.memory - used.memory, req.memory),
+    ):
+        if ask > 0:
+            room = min(room, free // ask)
+    return max(room, 0)
+
+
+def _places(req: LatencyRequirements) -> tuple[Preference, ...]:
+    """The places a pod's RTT is scored against: its preferences, else the places it limits.
+
+    A hard limit says where the pod's traffic goes; within the limit, lower
+    is still better for it. Scoring by resources alone instead let a pod
+    with a wide limit spread to far nodes, costing its users latency, while
+    a nearer node stayed free.
+    """
+    if req.preferences:
+        return req.preferences
+    return tuple(Preference(place, 1) for place in dict.fromkeys(lim.place for lim in req.limits))
+
+
+def _scored(req: LatencyRequirements) -> LatencyRequirements | None:
+    """What :meth:`LatencyScore.score` weighs for a pod outside a budgeted gang, or None."""
+    places = _places(req)
+    if places:
+        return LatencyRequirements(preferences=places)
+    if req.peers is not None:
+        return LatencyRequirements()  # near its peers alone
+    return None
 
 
 def _cost(

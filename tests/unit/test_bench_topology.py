@@ -133,6 +133,39 @@ def test_hard_pods_first_then_count_then_rtt() -> None:
     assert milp.optimum(_tiny(classes, nodes)).placed == {"a-soft": 2}
 
 
+def _gang_on_one_site(
+    topo: topology.Topology, c: PodClass, room: dict[str, list[int]]
+) -> list[float]:
+    """Place gang ``c`` on the nearest site that holds all its members; their RTTs, or []."""
+    for rtt, site in sorted(
+        (rtt, site) for (u, site), rtt in topo.users_rtt.items() if u == c.users
+    ):
+        trial = {n.name: list(room[n.name]) for n in topo.nodes if n.site == site}
+        left = c.count
+        for r in trial.values():
+            while left and r[0] >= c.cpu_milli and r[1] >= c.memory_mi and r[2] >= 1:
+                r[0], r[1], r[2], left = r[0] - c.cpu_milli, r[1] - c.memory_mi, r[2] - 1, left - 1
+        if not left:
+            room.update(trial)
+            return [rtt] * c.count
+    return []
+
+
+def test_a_gang_is_placed_whole_and_within_its_budget_or_not_at_all() -> None:
+    """Sites a and b are 5 ms apart; a gang of 3 (one member per node) needs both."""
+    nodes = [
+        Node("na", "a", 1000, 4096),
+        Node("nb0", "b", 1000, 4096),
+        Node("nb1", "b", 1000, 4096),
+    ]
+    gang = PodClass("a-gang", "users-a", "gang", 3, 1000, 512, budget_ms=4.0)
+    assert milp.optimum(_tiny([gang], nodes)).placed == {}  # 5 ms > 4 ms: not even two of them
+    wide = PodClass("a-gang", "users-a", "gang", 3, 1000, 512, budget_ms=5.0)
+    best = milp.optimum(_tiny([wide], nodes))
+    assert best.placed == {"a-gang": 3}
+    assert best.rtts_ms == [2.0, 10.0, 10.0]
+
+
 @settings(max_examples=25)
 @given(st.integers(0, 10_000))
 def test_generated_optimum_beats_a_greedy_placement(seed: int) -> None:
@@ -144,6 +177,11 @@ def test_generated_optimum_beats_a_greedy_placement(seed: int) -> None:
     room = {n.name: [n.cpu_milli, n.memory_mi, n.pods - milp.RESERVED_PODS] for n in topo.nodes}
     placed, total = 0, 0.0
     for c in sorted(topo.classes, key=lambda c: c.kind != "hard"):
+        if c.budget_ms is not None:  # a gang: whole, on one site (within any budget), or not
+            got = _gang_on_one_site(topo, c, room)
+            placed += len(got)
+            total += sum(got)
+            continue
         for _ in range(c.count):
             options = sorted(
                 (topo.users_rtt[(c.users, n.site)], n.name)

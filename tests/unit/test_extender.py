@@ -152,9 +152,22 @@ async def test_prioritize_scales_scores_to_max_extender_priority(client: Client)
 
 
 async def test_prioritize_gives_zeros_when_the_score_does_not_apply(client: Client) -> None:
-    """Hard limits only: LatencyScore skips the pod, every node scores 0."""
-    result = await post(client, "prioritize", by_names(a_pod(labels={"delay_edge-1": "25"})))
+    """No latency requirement (and no cloud fallback): LatencyScore skips, every node 0."""
+    result = await post(client, "prioritize", by_names(a_pod()))
     assert result == [{"Host": n, "Score": 0} for n in NODES]
+
+
+async def test_prioritize_scores_a_hard_limit_as_a_preference_for_its_place(
+    client: Client,
+) -> None:
+    """Hard limits only: within the limit, lower RTT to the limited place scores higher."""
+    result = await post(client, "prioritize", by_names(a_pod(labels={"delay_edge-1": "25"})))
+    assert result == [
+        {"Host": "edge-1", "Score": 10},
+        {"Host": "edge-2", "Score": 1},
+        {"Host": "edge-3", "Score": 0},
+        {"Host": "cloud-1", "Score": 0},
+    ]
 
 
 async def test_prioritize_reads_labels_of_the_nodes_sent() -> None:

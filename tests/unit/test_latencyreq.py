@@ -225,11 +225,20 @@ def test_score_does_not_depend_on_the_farthest_node() -> None:
     assert s_near["edge-2"] - s_near["cloud"] == 27
 
 
-def test_score_skips_pods_without_preferences() -> None:
-    """Hard-only or no requirements: the score is skipped (cloud fallback off)."""
+def test_score_skips_pods_without_requirements() -> None:
+    """No latency requirement: the score is skipped (cloud fallback off)."""
     s = LatencyScore(LatencyCache())
-    assert s.pre_score(CycleState(), pod_with({MAX_RTT: "x=5"}), []).code is Code.SKIP
     assert s.pre_score(CycleState(), pod_with({}), []).code is Code.SKIP
+
+
+def test_hard_only_pods_prefer_lower_rtt_within_their_limit() -> None:
+    """A max-rtt limit alone scores nodes by RTT to the limited place, as a preference would."""
+    cache = cache_with({("near", "users"): 2.0, ("far", "users"): 9.0})
+    s = LatencyScore(cache)
+    scores = run_score(s, pod_with({MAX_RTT: "users=10ms"}), ["near", "far"])
+    assert scores == {"near": 100, "far": 100 * 3 // 10}
+    delay = run_score(s, pod_with({}, {"delay_users": "10"}), ["near", "far"])
+    assert delay == scores
 
 
 def test_cloud_fallback_for_unconstrained_pods() -> None:
@@ -270,6 +279,43 @@ def test_gang_anchor_prefers_the_site_with_most_room_within_budget() -> None:
     scores = run_score(s, pod_with({GROUP_MAX_RTT: "5ms"}, member), small + big)
     assert max(scores, key=lambda n: scores[n]).startswith("b-")
     assert scores["a-0"] == 0
+
+
+def test_gang_anchor_goes_near_its_users_where_the_gang_has_room() -> None:
+    """A budgeted gang whose users are near site a anchors at a, not at the roomier b;
+    a site too small for the whole gang within the budget is a last resort."""
+    a, b, tiny = ["a-0", "a-1", "a-2"], ["b-0", "b-1", "b-2", "b-3"], ["t-0"]
+    pairs: dict[tuple[str, str], float] = {}
+    for site in (a, b, tiny):
+        for x in site:
+            for y in site:
+                if x != y:
+                    pairs[(x, y)] = 0.3
+    for xs, ys, ms in ((a, b, 40.0), (a, tiny, 30.0), (b, tiny, 50.0)):
+        for x in xs:
+            for y in ys:
+                pairs[(x, y)] = pairs[(y, x)] = ms
+    for n, ms in {**dict.fromkeys(a, 3.0), **dict.fromkeys(b, 40.0), "t-0": 1.0}.items():
+        pairs[(n, "users")] = ms
+    s = LatencyScore(cache_with(pairs))
+    member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
+    for ann in ({PREFER_LOW_RTT: "users"}, {MAX_RTT: "users=45ms"}):
+        body = pod_json("p", cpu="5")  # one member per 8-cpu node
+        body["metadata"] |= {"annotations": {GROUP_MAX_RTT: "5ms", **ann}, "labels": member}
+        scores = run_score(s, PodInfo(body), a + b + tiny)
+        assert max(scores, key=lambda n: scores[n]).startswith("a-"), (ann, scores)
+        assert scores["t-0"] == 0  # nearest its users, but room for one member within 5 ms
+
+
+def test_later_gang_members_prefer_nodes_near_their_users_and_the_placed_ones() -> None:
+    """Among nodes within the budget of the placed member, the one nearer the users wins."""
+    cache = cache_with({("m", "x"): 1.0, ("m", "y"): 1.0, ("x", "users"): 9.0, ("y", "users"): 2.0})
+    s = LatencyScore(cache, group_nodes=lambda pod: {"m"})
+    member = {"lasched.io/pod-group": "g", "lasched.io/min-available": "3"}
+    scores = run_score(
+        s, pod_with({GROUP_MAX_RTT: "5ms", PREFER_LOW_RTT: "users"}, member), ["x", "y"]
+    )
+    assert scores["y"] > scores["x"]
 
 
 def test_later_gang_members_prefer_nodes_near_the_placed_ones() -> None:

@@ -1,0 +1,342 @@
+"""The latency scenario's placements in process: lasched's cycle on a seeded topology,
+against the exact optimum, in seconds instead of minutes.
+
+    python -m bench.latencysim [--seeds 1,2,3,4,5] [--regions 3] [--arrival fifo|burst]
+                               [--gangs N] [--json OUT]
+
+No apiserver and no agents: a :class:`~lasched.scheduler.Scheduler` gets the
+topology's nodes (with one agent pod bound on each, as the cluster scenario
+has) and its RTT matrix fed straight into its latency cache, then schedules
+the scenario's pods with its own framework: PreFilter to Permit, and
+PostFilter (preemption) for a pod that fits nowhere, whose victims are
+deleted and created again as their ReplicaSet would, at the end of the
+arrivals. ``fifo`` schedules each pod as it arrives, in the scenario's
+creation order (the cluster scenario's case: pods are created about as fast
+as they are bound); ``burst`` lets every pod arrive first, so the queue's
+priority order decides. A pod that fits nowhere waits and is tried again
+whenever room frees or a pod arrives (a gang's first members wait for the
+rest). A gang whose members are not all placed at the end counts as pending
+in full (its waiting members would time out and leave). Time does not pass
+here: Permit timeouts and a failed gang's backoff are not played out, so a
+gang that fails once stays pending; the cluster scenario plays them out.
+
+This is where placement policy is worked on; the cluster scenario
+(``python -m bench run latency``) is where its results are measured. The two
+share the topology, the pods and the optimum (:mod:`bench.topology`,
+:mod:`bench.milp`), so a policy that does well here and not there points at
+timing, not at the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import math
+import random
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+
+from bench import latency as scenario
+from bench import milp, topology
+from lasched import settings as settings_mod
+from lasched.framework.interface import Code, CycleState
+from lasched.framework.runtime import FitError
+from lasched.kube.client import KubeClient
+from lasched.model.node import Node
+from lasched.model.pod import PodInfo
+from lasched.scheduler import Scheduler
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+PRIORITY = {"hard": 1000, "soft": 0, "gang": 0}
+NAMESPACE = "sim"
+
+
+class _NoClient:
+    """Stands in for the API client: the cycle itself never does I/O."""
+
+    def companion(self, options: object) -> _NoClient:
+        return self
+
+
+@dataclass
+class Outcome:
+    """One seed's placements, by pod name (the latest incarnation of each)."""
+
+    seed: int
+    topo: topology.Topology
+    optimum: milp.Optimum
+    node_of: dict[str, str] = field(default_factory=dict)  # body name -> node ('' pending)
+    evictions: int = 0
+
+    def rtts(self, kind: str | None = None) -> list[float]:
+        classes = {c.name: c for c in self.topo.classes}
+        out = []
+        for name, node in self.node_of.items():
+            c = classes[name.rsplit("-", 1)[0]]
+            if node and (kind is None or c.kind == kind):
+                out.append(self.topo.users_rtt[(c.users, self.topo.site_of[node])])
+        return out
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for n in self.node_of.values() if not n)
+
+    def drop_partial_gangs(self) -> None:
+        """A gang not placed in full leaves: all or nothing, as its Permit ensures."""
+        for c in self.topo.classes:
+            if c.budget_ms is None:
+                continue
+            members = [m for m in self.node_of if m.rsplit("-", 1)[0] == c.name]
+            if not all(self.node_of[m] for m in members):
+                for m in members:
+                    self.node_of[m] = ""
+
+    @property
+    def gang_violations(self) -> int:
+        """Placed gangs with two members farther apart than their budget."""
+        bad = 0
+        for c in self.topo.classes:
+            if c.budget_ms is None:
+                continue
+            sites = {
+                self.topo.site_of[n]
+                for m, n in self.node_of.items()
+                if n and m.rsplit("-", 1)[0] == c.name
+            }
+            bad += any(self.topo.site_rtt[(a, b)] > c.budget_ms for a in sites for b in sites)
+        return bad
+
+    @property
+    def violations(self) -> int:
+        classes = {c.name: c for c in self.topo.classes}
+        bad = 0
+        for name, node in self.node_of.items():
+            c = classes[name.rsplit("-", 1)[0]]
+            if node and c.max_rtt_ms is not None:
+                bad += self.topo.users_rtt[(c.users, self.topo.site_of[node])] > c.max_rtt_ms
+        return bad
+
+    @property
+    def ratio(self) -> float:
+        r = self.rtts()
+        return (sum(r) / len(r)) / self.optimum.mean_rtt_ms if r else math.nan
+
+    def gang_ratio(self) -> float:
+        """Gang members' mean RTT to their users over the optimum's, for gangs both placed."""
+        gangs = {c.name: c for c in self.topo.classes if c.budget_ms is not None}
+        mine, best = [], []
+        for name, c in gangs.items():
+            nodes = [n for m, n in self.node_of.items() if n and m.rsplit("-", 1)[0] == name]
+            opt = [(n, k) for (cn, n), k in self.optimum.assignment.items() if cn == name]
+            if len(nodes) == c.count and opt:
+                mine += [self.topo.users_rtt[(c.users, self.topo.site_of[n])] for n in nodes]
+                best += [self.topo.users_rtt[(c.users, self.topo.site_of[n])] for n, k in opt
+                         for _ in range(k)]  # fmt: skip
+        return statistics.fmean(mine) / statistics.fmean(best) if mine else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "pods": len(self.node_of),
+            "pending": self.pending,
+            "optimum_pending": self.topo.pods() - self.optimum.pods,
+            "violations": self.violations + self.gang_violations,
+            "gangs": sum(1 for c in self.topo.classes if c.budget_ms is not None),
+            "gang_rtt_ratio": round(self.gang_ratio(), 4),
+            "evictions": self.evictions,
+            "mean_rtt_ms": round(statistics.fmean(self.rtts()), 3),
+            "mean_rtt_hard_ms": round(statistics.fmean(self.rtts("hard") or [0]), 3),
+            "mean_rtt_soft_ms": round(statistics.fmean(self.rtts("soft") or [0]), 3),
+            "optimum_mean_rtt_ms": round(self.optimum.mean_rtt_ms, 3),
+            "ratio": round(self.ratio, 4),
+        }
+
+
+def _node_json(n: topology.Node, topo: topology.Topology) -> dict[str, Any]:
+    alloc = {"cpu": f"{n.cpu_milli}m", "memory": f"{n.memory_mi}Mi", "pods": str(n.pods)}
+    return {
+        "metadata": {
+            "name": n.name,
+            "labels": {
+                "kubernetes.io/hostname": n.name,
+                ZONE_LABEL: n.site,
+                REGION_LABEL: topo.region_of[n.site],
+            },
+            "resourceVersion": "1",
+        },
+        "spec": {},
+        "status": {
+            "allocatable": alloc,
+            "capacity": alloc,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def _pod_info(body: dict[str, Any], name: str, seq: int) -> PodInfo:
+    doc = orjson.loads(orjson.dumps(body))
+    doc["metadata"]["name"] = name
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["metadata"]["uid"] = f"uid-{name}-{seq}"
+    doc["metadata"]["creationTimestamp"] = None
+    kind = doc["metadata"]["labels"]["kind"]
+    doc["spec"]["priority"] = PRIORITY[kind]
+    doc["status"] = {"phase": "Pending"}
+    return PodInfo(doc)
+
+
+def build(topo: topology.Topology) -> Scheduler:
+    """A scheduler holding the topology's nodes, an agent pod on each, and its RTTs."""
+    cfg = settings_mod.parse({"latency": {"ttlSeconds": 86_400}})
+    sched = Scheduler(cast(KubeClient, _NoClient()), cfg)
+    for n in topo.nodes:
+        sched.cache.add_node(Node(_node_json(n, topo)))
+        agent = {
+            "metadata": {"name": f"agent-{n.name}", "namespace": "kube-system", "uid": n.name},
+            "spec": {"nodeName": n.name, "containers": [{"name": "agent"}]},
+            "status": {"phase": "Running"},
+        }
+        sched.cache.add_pod(PodInfo(agent))
+    for src, row in topo.matrix().items():
+        for dst, ms in row.items():
+            sched.latency.observe(src, dst, median_ms=ms, samples=5)
+    return sched
+
+
+class _Sim:
+    """One seed's run: the queue (priority, then arrival), pods that fit nowhere, evictions."""
+
+    def __init__(self, topo: topology.Topology, optimum: milp.Optimum) -> None:
+        self.sched = build(topo)
+        self.fw = self.sched.profiles["lasched"].framework
+        self.fw._rng = random.Random(topo.seed)  # the tie-break: seeded so decisions repeat
+        self.nodes = self.sched.cycle.nodes()
+        pods = scenario.pod_bodies(topo, "lasched", "lasched")
+        self.bodies = {b["metadata"]["name"]: b for b in pods}
+        self.out = Outcome(topo.seed, topo, optimum, dict.fromkeys(self.bodies, ""))
+        self.latest = {name: name for name in self.bodies}  # body name -> current pod name
+        self.body_of: dict[str, str] = {}
+        self.seq = itertools.count()
+        self.arrivals: list[tuple[str, str]] = [(n, n) for n in self.bodies]  # (body, pod)
+        self.active: list[tuple[int, int, PodInfo, str]] = []  # (-priority, seq, pod, body)
+        self.waiting: list[tuple[PodInfo, str]] = []  # fitted nowhere: retried on a change
+        self.placed: dict[str, PodInfo] = {}  # pod name -> assumed pod
+
+    def push(self, pod: PodInfo, body: str) -> None:
+        heapq.heappush(self.active, (-pod.priority, next(self.seq), pod, body))
+
+    def arrive(self) -> None:
+        body, name = self.arrivals.pop(0)
+        pod = _pod_info(self.bodies[body], name, next(self.seq))
+        self.body_of[name] = body
+        self.sched.gang.pod_added(pod)  # what the pod informer's handler tells the gang plugin
+        self.push(pod, body)
+
+    def retry_waiting(self) -> None:
+        while self.waiting:
+            self.push(*self.waiting.pop())
+
+    def drain(self) -> None:
+        while self.active:
+            _, _, pod, body = heapq.heappop(self.active)
+            if self.latest[body] == pod.name:
+                self.cycle(pod, body)
+
+    def cycle(self, pod: PodInfo, body: str) -> None:
+        state = CycleState()
+        result = self.fw.schedule(state, pod, self.nodes)
+        if isinstance(result, FitError):
+            nominated = self.fw.run_post_filters(state, pod, result)
+            if nominated is None or not nominated.victims:
+                self.waiting.append((pod, body))
+                return
+            for victim in nominated.victims:
+                self.evict(victim)
+            self.push(pod, body)  # nominated: tried again at once
+            self.retry_waiting()
+            return
+        assumed = self.sched.cache.assume(pod, result.node)
+        st = self.fw.run_reserve(state, assumed, result.node)
+        if st.ok:
+            permit, _ = self.fw.run_permit(state, assumed, result.node)
+            assert permit.ok or permit.code is Code.WAIT, permit
+        self.placed[pod.name] = assumed
+        self.out.node_of[body] = result.node
+
+    def evict(self, victim: PodInfo) -> None:
+        """Delete a victim and create it again at the end of the arrivals, as its
+        ReplicaSet would."""
+        self.sched.cache.remove_pod(victim.key)
+        gone = self.placed.pop(victim.name)
+        self.sched.gang.pod_deleted(gone)
+        self.out.evictions += 1
+        body = self.body_of[gone.name]
+        self.out.node_of[body] = ""
+        replacement = f"{body}-r{self.out.evictions}"
+        self.latest[body] = replacement
+        self.arrivals.append((body, replacement))
+
+
+def simulate(topo: topology.Topology, optimum: milp.Optimum, *, arrival: str) -> Outcome:
+    """Schedule the scenario's pods in process; see the module docstring."""
+    sim = _Sim(topo, optimum)
+    if arrival == "burst":
+        while sim.arrivals:
+            sim.arrive()
+        sim.drain()
+    while sim.arrivals:
+        sim.arrive()
+        sim.retry_waiting()  # a gang's earlier members were waiting for this one, perhaps
+        sim.drain()
+    sim.out.drop_partial_gangs()
+    return sim.out
+
+
+def _run(seeds: Iterable[int], regions: int, arrival: str) -> list[Outcome]:
+    outs = []
+    for seed in seeds:
+        topo = topology.generate(seed, topology.Sizes(regions=regions))
+        opt = milp.optimum(topo)
+        out = simulate(topo, opt, arrival=arrival)
+        print(orjson.dumps(out.summary()).decode(), file=sys.stderr)
+        outs.append(out)
+    return outs
+
+
+def main() -> None:
+    doc = __doc__ or ""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seeds", default="1,2,3,4,5")
+    ap.add_argument("--regions", type=int, default=3)
+    ap.add_argument("--arrival", choices=("fifo", "burst"), default="fifo")
+    ap.add_argument("--json", help="write every seed's figures here")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    outs = _run(seeds, args.regions, args.arrival)
+    ratios = [o.ratio for o in outs]
+    gangs = [g for o in outs if not math.isnan(g := o.gang_ratio())] or [math.nan]
+    print(
+        f"mean RTT over the optimum: median {statistics.median(ratios):.3f}x "
+        f"({min(ratios):.3f}x to {max(ratios):.3f}x) over {len(outs)} seeds; "
+        f"violations {sum(o.violations + o.gang_violations for o in outs)}, "
+        f"pending {sum(o.pending for o in outs)} "
+        f"(optimum {sum(o.topo.pods() - o.optimum.pods for o in outs)}), "
+        f"evictions {sum(o.evictions for o in outs)}; gangs over the optimum: median "
+        f"{statistics.median(gangs):.3f}x ({min(gangs):.3f}x to {max(gangs):.3f}x)"
+    )
+    if args.json:
+        Path(args.json).write_bytes(
+            orjson.dumps([o.summary() for o in outs], option=orjson.OPT_INDENT_2)
+        )
+
+
+if __name__ == "__main__":
+    main()
