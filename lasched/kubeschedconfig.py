@@ -15,8 +15,10 @@ the file ends one of three ways, and each names the field by its path:
   no use for (``parallelism``, ``clientConnection.qps``, DefaultPreemption's
   ``minCandidateNodesPercentage``, ...);
 * **an error**: a plugin lasched does not have (saying what it offers
-  instead), a value it cannot honour (``RequestedToCapacityRatio``), a field
-  kube-scheduler's v1 does not have.
+  instead), a value it cannot honour (an extended resource for
+  ``LeastAllocated``), one kube-scheduler's validation refuses (a
+  ``RequestedToCapacityRatio`` shape out of order), a field kube-scheduler's
+  v1 does not have.
 
 What only lasched's own file sets (latency, server, extender, queue aging
 beyond PrioritySort's args) keeps its default.
@@ -39,7 +41,12 @@ from lasched.framework.registry import (
     quoted,
     unknown_plugin,
 )
-from lasched.plugins.noderesources import SCORED_RESOURCES, STRATEGIES
+from lasched.plugins.noderesources import (
+    REQUESTED_TO_CAPACITY_RATIO,
+    SCORED_RESOURCES,
+    STRATEGIES,
+)
+from lasched.plugins.requestedtocapacity import ShapeError, validate_shape
 from lasched.profiles import IN_TREE
 from lasched.settings import DEFAULT_RESOURCE_WEIGHTS, ConfigError, ProfileSettings, Settings
 
@@ -62,14 +69,13 @@ _ELSEWHERE: Mapping[str, str] = {
     "GCEPDLimits": "volumes are not supported yet",
     "AzureDiskLimits": "volumes are not supported yet",
     "CinderLimits": "volumes are not supported yet",
-    "ImageLocality": "not supported yet",
     "DynamicResources": "dynamic resource allocation is not supported yet",
     "SelectorSpread": "not supported",
     "NodePreferAvoidPods": "not supported",
     "NodeResourcesLeastAllocated": "use NodeResourcesFit with scoringStrategy.type LeastAllocated",
     "NodeResourcesMostAllocated": "use NodeResourcesFit with scoringStrategy.type MostAllocated",
-    "RequestedToCapacityRatio": "not supported yet; NodeResourcesFit offers LeastAllocated "
-    "and MostAllocated",
+    "RequestedToCapacityRatio": "use NodeResourcesFit with scoringStrategy.type "
+    "RequestedToCapacityRatio",
     "CapacityScheduling": "elastic quotas are not supported yet",
     "NodeResourceTopologyMatch": "NUMA-aware placement is not supported yet",
     "NodeResourcesAllocatable": "use NodeResourcesFit with LeastAllocated or MostAllocated",
@@ -235,6 +241,7 @@ class _ProfileArgs:
     """What one profile's ``pluginConfig`` sets."""
 
     scoring_strategy: str = "LeastAllocated"
+    scoring_shape: tuple[tuple[int, int], ...] | None = None
     resource_weights: Mapping[str, int] = field(
         default_factory=lambda: dict(DEFAULT_RESOURCE_WEIGHTS)
     )
@@ -370,6 +377,7 @@ def _profiles(top: _Fields) -> tuple[list[ProfileSettings], _ProfileArgs]:
             ProfileSettings(
                 scheduler_name=name,
                 scoring_strategy=args.scoring_strategy,
+                scoring_shape=args.scoring_shape,
                 resource_weights=args.resource_weights,
                 plugins=plugins,
                 plugin_args=args.plugin_args,
@@ -495,24 +503,28 @@ def _fit_args(args: _Fields, out: _ProfileArgs) -> None:
     args.ignore("ignoredResourceGroups", why)
     strategy = args.child("scoringStrategy")
     kind = strategy.string("type") or "LeastAllocated"
-    if kind == "RequestedToCapacityRatio":
-        raise ConfigError(
-            f"{strategy.name('type')}: RequestedToCapacityRatio is not supported yet; "
-            f"lasched offers {' and '.join(STRATEGIES)}"
-        )
     if kind not in STRATEGIES:
         raise ConfigError(
-            f"{strategy.name('type')} must be {' or '.join(STRATEGIES)}, not {kind!r}"
+            f"{strategy.name('type')} must be {', '.join(STRATEGIES[:-1])} or {STRATEGIES[-1]}, "
+            f"not {kind!r}"
         )
-    strategy.ignore("requestedToCapacityRatio", "it shapes RequestedToCapacityRatio only")
+    shaped = kind == REQUESTED_TO_CAPACITY_RATIO
+    shape = None
+    if shaped:
+        shape = _shape(strategy.child("requestedToCapacityRatio"))
+    else:
+        strategy.ignore("requestedToCapacityRatio", "it shapes RequestedToCapacityRatio only")
     weights: dict[str, int] = {}
     for j, item in enumerate(strategy.list("resources")):
         r = _Fields(item, f"{strategy.name('resources')}[{j}]", args.warnings)
         resource = r.string("name")
-        if resource not in SCORED_RESOURCES:
+        if resource is None:
+            raise ConfigError(f"{r.name('name')} is required")
+        if not shaped and resource not in SCORED_RESOURCES:
             raise ConfigError(
                 f"{r.name('name')}: lasched's NodeResourcesFit scores "
-                f"{' and '.join(SCORED_RESOURCES)}, not {resource!r}"
+                f"{' and '.join(SCORED_RESOURCES)} with {kind}, not {resource!r} "
+                f"({REQUESTED_TO_CAPACITY_RATIO} scores any resource)"
             )
         if resource in weights:
             raise ConfigError(f"{r.name('name')}: {resource} is listed twice")
@@ -521,7 +533,25 @@ def _fit_args(args: _Fields, out: _ProfileArgs) -> None:
         r.finish()
     strategy.finish()
     out.scoring_strategy = kind
+    out.scoring_shape = shape
     out.resource_weights = weights or dict(DEFAULT_RESOURCE_WEIGHTS)
+
+
+def _shape(ratio: _Fields) -> tuple[tuple[int, int], ...]:
+    """``requestedToCapacityRatio.shape``, checked as kube-scheduler's validation does."""
+    points = []
+    for j, item in enumerate(ratio.list("shape")):
+        p = _Fields(item, f"{ratio.name('shape')}[{j}]", ratio.warnings)
+        # int32 fields; one left out is 0, as in Go.
+        utilization = p.integer("utilization", minimum=-(2**31), maximum=_INT32_MAX) or 0
+        score = p.integer("score", minimum=-(2**31), maximum=_INT32_MAX) or 0
+        p.finish()
+        points.append((utilization, score))
+    ratio.finish()
+    try:
+        return validate_shape(points)
+    except ShapeError as e:
+        raise ConfigError(f"{ratio.name('shape')}{e.field}: {e.message}") from None
 
 
 def _balanced_args(args: _Fields, out: _ProfileArgs) -> None:
@@ -591,6 +621,7 @@ def _no_args(name: str) -> ReadArgs:
 
 _TAKE_NO_ARGS = (
     "SchedulingGates",
+    "ImageLocality",
     "NodeUnschedulable",
     "TaintToleration",
     "NodePorts",

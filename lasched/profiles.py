@@ -51,6 +51,7 @@ from lasched.model.affinity import NamespaceLabels, no_namespace_labels
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
 from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.imagelocality import ImageLocality
 from lasched.plugins.interpodaffinity import InterPodAffinity
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
@@ -118,7 +119,8 @@ class Handle:
 
 
 def _fit(args: Args, h: Handle) -> NodeResourcesFit:
-    return NodeResourcesFit(h.profile.scoring_strategy, resources=h.profile.resource_weights)
+    p = h.profile
+    return NodeResourcesFit(p.scoring_strategy, resources=p.resource_weights, shape=p.scoring_shape)
 
 
 def _default_preemption(args: Args, h: Handle) -> DefaultPreemption:
@@ -154,6 +156,7 @@ IN_TREE: Registry[Handle] = {
     "NodePorts": lambda args, h: NodePorts(),
     "NodeResourcesFit": _fit,
     "NodeResourcesBalancedAllocation": lambda args, h: BalancedAllocation(),
+    "ImageLocality": lambda args, h: ImageLocality(h.cache.images),
     "PodTopologySpread": lambda args, h: PodTopologySpread.from_args(h.cache, args),
     "InterPodAffinity": lambda args, h: InterPodAffinity.from_args(
         h.cache, args, namespace_labels=h.namespace_labels
@@ -184,6 +187,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "InterPodAffinity",
     "DefaultPreemption",
     "NodeResourcesBalancedAllocation",
+    "ImageLocality",
     "LatencyScore",
     "DefaultBinder",
 )

@@ -36,6 +36,7 @@ DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
     "TaintToleration": 3,
     "PodTopologySpread": 2,
     "InterPodAffinity": 2,
+    "ImageLocality": 1,
     "LatencyScore": 5,
 }
 
@@ -47,13 +48,17 @@ DEFAULT_RESOURCE_WEIGHTS: Mapping[str, int] = {"cpu": 1, "memory": 1}
 class ProfileSettings:
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     scoring_strategy: str = "LeastAllocated"
-    """NodeResourcesFit's: LeastAllocated (spread) or MostAllocated (bin-pack)."""
+    """NodeResourcesFit's: LeastAllocated (spread), MostAllocated (bin-pack) or
+    RequestedToCapacityRatio (along ``scoring_shape``; from a KubeSchedulerConfiguration)."""
+    scoring_shape: tuple[tuple[int, int], ...] | None = None
+    """RequestedToCapacityRatio's (utilization, score) points; None for the other strategies."""
     score_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
     """The default score plugins' weights; 0 turns a score off."""
     resource_weights: Mapping[str, int] = field(
         default_factory=lambda: dict(DEFAULT_RESOURCE_WEIGHTS)
     )
-    """NodeResourcesFit's ``scoringStrategy.resources``: cpu and memory, each weighted."""
+    """NodeResourcesFit's ``scoringStrategy.resources``, each weighted: cpu and memory
+    (RequestedToCapacityRatio: any resource)."""
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     """Plugins enabled and disabled per extension point over the defaults, as in a
     KubeSchedulerConfiguration profile (lasched.framework.registry has the rules)."""

@@ -20,6 +20,10 @@ Invariants (kube-scheduler's, enforced here):
   (lasched/cache/columns.py) and writes its changes there as they happen;
   the cache writes nominations. The cycle's common filters and scores read
   the columns for every node at once.
+* *Images.* :attr:`SchedulerCache.images` counts the nodes that exist and,
+  per image name, those that list it (lasched/cache/images.py), updated on
+  every node add, update and delete, so ImageLocality reads an image's spread
+  without a pass over the nodes.
 * *Change journal.* Every change to a node or its pods bumps ``version`` and
   records the node's name; :meth:`changed_since` lists the nodes changed
   after a version, so plugins that sum over every node (topology spreading,
@@ -38,6 +42,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lasched.cache.columns import NodeColumns
+from lasched.cache.images import ImageStates
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.resources import Resources
@@ -198,6 +203,7 @@ class SchedulerCache:
             raise ValueError(f"journal_length must be at least 1, not {journal_length}")
         self._nodes: dict[str, NodeInfo] = {}
         self.columns = NodeColumns()  # every NodeInfo in _nodes has a row here
+        self.images = ImageStates()  # every Node object of _nodes counted once
         self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
         self._assumed: dict[PodKey, PodInfo] = {}
         self._nominations: dict[PodKey, str] = {}
@@ -277,7 +283,10 @@ class SchedulerCache:
         if ni is None:
             self._nodes[node.name] = self._new_info(node)
         else:
+            if ni.node is not None:
+                self.images.remove(ni.node)
             ni.set_node(node)
+        self.images.add(node)
         self._touch(node.name)
 
     update_node = add_node
@@ -286,6 +295,8 @@ class SchedulerCache:
         ni = self._nodes.get(name)
         if ni is None:
             return
+        if ni.node is not None:
+            self.images.remove(ni.node)
         if ni.pods:
             ni.set_node(None)  # keep the accounting until the pods' deletions arrive
         else:
@@ -382,6 +393,7 @@ class SchedulerCache:
         for ni in self._nodes.values():
             ni.columns, ni.row = None, -1  # the columns start afresh just below
         self.columns.clear()
+        self.images.clear()
         self._nodes.clear()
         self._pod_node.clear()
         self._assumed.clear()

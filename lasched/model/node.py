@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lasched.model.images import node_images
 from lasched.model.resources import Resources
 
 
@@ -26,6 +27,7 @@ class Node:
     __slots__ = (
         "addresses",
         "allocatable",
+        "images",
         "labels",
         "name",
         "ready",
@@ -53,6 +55,8 @@ class Node:
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in status.get("conditions") or ()
         )
+        # Image name -> size in bytes, for ImageLocality (kube-scheduler's ImageStates keys).
+        self.images: Mapping[str, int] = node_images(status)
         self.addresses: dict[str, str] = {
             a.get("type", ""): a.get("address", "") for a in status.get("addresses") or ()
         }

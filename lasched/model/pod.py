@@ -27,6 +27,7 @@ from lasched.model.affinity import (
     parse_pod_affinity,
     parse_spread_constraints,
 )
+from lasched.model.images import pod_images
 from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
@@ -65,6 +66,7 @@ class PodInfo:
         "group",
         "group_error",
         "host_ports",
+        "images",
         "key",
         "labels",
         "latency",
@@ -118,6 +120,8 @@ class PodInfo:
         self.requests: Resources = pod_requests(spec)
         self.non_zero: tuple[int, int] = non_zero_requests(spec)
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
+        # Normalized images of the init containers, then the containers (ImageLocality).
+        self.images: tuple[str, ...] = pod_images(spec)
         self.latency: LatencyRequirements | None
         self.latency, self.latency_error = parse_requirements(self.labels, self.annotations)
         self.group: GroupDecl | None = None

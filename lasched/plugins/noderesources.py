@@ -4,7 +4,9 @@ The filter follows kube-scheduler's ``fitsRequest``: the pod count first, then
 CPU, memory, ephemeral storage and every extended resource the pod requests.
 The scores are kube-scheduler's ``LeastAllocated`` (spread) and
 ``MostAllocated`` (bin-pack) over CPU and memory, computed on non-zero
-requests so that request-less pods still spread.
+requests so that request-less pods still spread, and its
+``RequestedToCapacityRatio`` (a utilization-to-score shape over CPU, memory,
+ephemeral storage and extended resources: lasched/plugins/requestedtocapacity.py).
 
 These run for hundreds of nodes per pod, so they are written for speed:
 Filter checks the common case (no extended resources, no nominated pods)
@@ -58,6 +60,7 @@ from lasched.framework.interface import (
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
 from lasched.model.resources import CPU, EPHEMERAL_STORAGE, MEMORY, Resources
+from lasched.plugins.requestedtocapacity import RequestedToCapacityRatio
 
 REASON_TOO_MANY_PODS = "Too many pods"
 
@@ -274,17 +277,21 @@ def _remembered(
     return out
 
 
-STRATEGIES = ("LeastAllocated", "MostAllocated")
+REQUESTED_TO_CAPACITY_RATIO = "RequestedToCapacityRatio"
+STRATEGIES = ("LeastAllocated", "MostAllocated", REQUESTED_TO_CAPACITY_RATIO)
 SCORED_RESOURCES = (CPU, MEMORY)
+"""What LeastAllocated and MostAllocated score; RequestedToCapacityRatio takes any resource."""
 DEFAULT_RESOURCE_WEIGHTS: Mapping[str, int] = {CPU: 1, MEMORY: 1}
 
 
 class NodeResourcesFit(Batchable, ScoreReadsNodePods):
-    """Filter, and score by ``strategy``: ``LeastAllocated`` or ``MostAllocated``.
+    """Filter, and score by ``strategy``: ``LeastAllocated``, ``MostAllocated`` or
+    ``RequestedToCapacityRatio`` (which needs ``shape``, its (utilization, score) points).
 
-    ``resources`` weighs the CPU and memory scores as kube-scheduler's
-    ``scoringStrategy.resources`` does (the weighted mean, rounded down);
-    a resource left out is not scored.
+    ``resources`` weighs the resource scores as kube-scheduler's
+    ``scoringStrategy.resources`` does (LeastAllocated and MostAllocated: the
+    weighted mean of CPU and memory, rounded down; RequestedToCapacityRatio:
+    see its module); a resource left out is not scored.
     """
 
     name = "NodeResourcesFit"
@@ -294,20 +301,33 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         strategy: str = "LeastAllocated",
         *,
         resources: Mapping[str, int] = DEFAULT_RESOURCE_WEIGHTS,
+        shape: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be LeastAllocated or MostAllocated, not {strategy!r}")
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        shaped = strategy == REQUESTED_TO_CAPACITY_RATIO
         for resource, weight in resources.items():
-            if resource not in SCORED_RESOURCES:
-                raise ValueError(f"resources may name cpu and memory only, not {resource!r}")
+            if not shaped and resource not in SCORED_RESOURCES:
+                raise ValueError(
+                    f"resources may name cpu and memory only with {strategy}, not {resource!r}"
+                )
+            if not isinstance(resource, str) or not resource:
+                raise ValueError(f"resources must be named, not {resource!r}")
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                 raise ValueError(
                     f"resources[{resource!r}] must be a positive integer, not {weight!r}"
                 )
         if not resources:
-            raise ValueError("resources must name cpu, memory or both")
+            raise ValueError("resources must name at least one resource")
+        if shaped != (shape is not None):
+            raise ValueError(
+                f"shape is for {REQUESTED_TO_CAPACITY_RATIO}, which needs one"
+                if shaped
+                else f"shape is for {REQUESTED_TO_CAPACITY_RATIO} only, not {strategy}"
+            )
         self.strategy = strategy
         self.resources = dict(resources)
+        self._shaped = RequestedToCapacityRatio(shape, resources) if shape is not None else None
         self._cpu_weight = resources.get(CPU, 0)
         self._mem_weight = resources.get(MEMORY, 0)
         self._ratio = _ratio_free if strategy == "LeastAllocated" else _ratio_used
@@ -390,6 +410,8 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         return ColumnVerdicts(codes, _FIT_REJECTIONS, settled=False)
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        if self._shaped is not None:
+            return self._shaped.score(pod, node)
         n = node.node
         assert n is not None
         cpu = self._ratio(n.allocatable.milli_cpu, node.non_zero_cpu + pod.non_zero[0])
@@ -400,7 +422,11 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         return (cpu * wc + mem * wm) // (wc + wm)
 
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-        """``[score(state, pod, n) for n in nodes]``, remembered per node."""
+        """``[score(state, pod, n) for n in nodes]``, remembered per node when the score
+        reads only CPU and memory."""
+        shaped = self._shaped
+        if shaped is not None and not shaped.reads_only_cpu_and_memory:
+            return [shaped.score(pod, ni) for ni in nodes]
         return _remembered(self, state, pod, nodes)
 
     def score_columns(
@@ -409,6 +435,11 @@ class NodeResourcesFit(Batchable, ScoreReadsNodePods):
         """``score`` of every node at ``rows`` (normalize changes nothing)."""
         if columns.irregular or not regular(*pod.non_zero):
             return None
+        if self._shaped is not None:
+            if not self._shaped.reads_only_cpu_and_memory:
+                return None
+            loads = _Loads.of(state, columns, rows, pod)
+            return self._shaped.score_columns(loads.capacity, loads.requested)
         cpu, mem = self._ratios(_Loads.of(state, columns, rows, pod))
         wc, wm = self._cpu_weight, self._mem_weight
         out: Ints = (cpu + mem) // 2 if wc == wm else (cpu * wc + mem * wm) // (wc + wm)

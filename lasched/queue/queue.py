@@ -171,6 +171,7 @@ SCHEDULING_FIELDS = (
     "host_ports",
     "spread_constraints",  # the parsed spec.topologySpreadConstraints
     "controller",  # default topology spreading groups pods by it
+    "images",  # the containers' images, which ImageLocality scores by
 )
 NOT_SCHEDULING_FIELDS = (
     # Status, written by schedulers (lasched's own PodScheduled condition and

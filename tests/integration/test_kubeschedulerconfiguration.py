@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from lasched import cli
@@ -11,8 +12,9 @@ from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 
-# Two profiles: "packer" bin-packs (NodeResourcesFit MostAllocated as its only resource
-# score) and has no TaintToleration at all; "spreader" is kube-scheduler's default profile.
+# Three profiles: "packer" bin-packs (NodeResourcesFit MostAllocated as its only resource
+# score) and has no TaintToleration at all; "spreader" is kube-scheduler's default profile;
+# "shaped" bin-packs along a RequestedToCapacityRatio shape (the fuller, the better).
 CONFIGURATION = """
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -37,6 +39,23 @@ profiles:
               - {name: cpu, weight: 1}
               - {name: memory, weight: 1}
   - schedulerName: spreader
+  - schedulerName: shaped
+    plugins:
+      score:
+        disabled:
+          - name: NodeResourcesBalancedAllocation
+    pluginConfig:
+      - name: NodeResourcesFit
+        args:
+          scoringStrategy:
+            type: RequestedToCapacityRatio
+            requestedToCapacityRatio:
+              shape:
+                - {utilization: 0, score: 0}
+                - {utilization: 100, score: 10}
+            resources:
+              - {name: cpu, weight: 1}
+              - {name: memory, weight: 1}
 """
 
 
@@ -108,3 +127,25 @@ async def test_a_filter_disabled_in_the_profile_is_off(
     events = await eventually(failed)
     assert all("untolerated taint" in str(e["note"]) for e in events)
     assert await node_of(kc, namespace, "refused") == ""
+
+
+async def test_requested_to_capacity_ratio_packs_along_its_shape(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """shaped puts each of a series of pods on the node its predecessors filled, until full."""
+    where = {"ksc-test": "shape"}
+    names = ["shape-a", "shape-b", "shape-c"]
+    await nodes.create_nodes(
+        kc, [nodes.NodeSpec(name=n, cpu="4", memory="16Gi", labels=where) for n in names]
+    )
+    await nodes.wait_ready(kc, names)
+    await run_scheduler(configured(tmp_path))
+
+    placed = []
+    for i in range(6):  # 1 CPU each: four fill one node, the next two start another
+        body = pod(f"shaped-{i}", cpu="1", memory="1Gi", scheduler="shaped", nodeSelector=where)
+        await kc.post(f"/api/v1/namespaces/{namespace}/pods", body)
+        placed.append(await eventually(partial(node_of, kc, namespace, f"shaped-{i}")))
+    assert len(set(placed[:4])) == 1
+    assert len(set(placed[4:])) == 1
+    assert placed[4] != placed[0]

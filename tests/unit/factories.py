@@ -72,10 +72,12 @@ def node_json(
     taints: list[dict[str, str]] | None = None,
     labels: dict[str, str] | None = None,
     extended: dict[str, str] | None = None,
+    images: list[tuple[list[str], int]] | None = None,
     rv: str = "1",
 ) -> dict[str, Any]:
+    """A node; ``images`` are its ``status.images``, each (names, sizeBytes)."""
     alloc = {"cpu": cpu, "memory": memory, "pods": pods, **(extended or {})}
-    return {
+    body: dict[str, Any] = {
         "metadata": {"name": name, "labels": labels or {}, "resourceVersion": rv},
         "spec": {"unschedulable": unschedulable, "taints": taints or []},
         "status": {
@@ -84,6 +86,9 @@ def node_json(
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         },
     }
+    if images is not None:
+        body["status"]["images"] = [{"names": names, "sizeBytes": size} for names, size in images]
+    return body
 
 
 def make_node(name: str, **kwargs: Any) -> Node:

@@ -53,6 +53,13 @@ SCORES: list[ScoreColumnsPlugin] = [
     NodeResourcesFit(),
     NodeResourcesFit("MostAllocated"),
     NodeResourcesFit(resources={"cpu": 3, "memory": 1}),
+    NodeResourcesFit("RequestedToCapacityRatio", shape=((0, 0), (100, 10))),
+    NodeResourcesFit("RequestedToCapacityRatio", shape=((0, 10), (30, 0))),  # truncating steps
+    NodeResourcesFit(
+        "RequestedToCapacityRatio",
+        resources={"cpu": 3, "memory": 2},
+        shape=((7, 2), (37, 10), (83, 1)),
+    ),
     BalancedAllocation(),
 ]
 

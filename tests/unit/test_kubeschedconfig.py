@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from lasched import cli, kubeschedconfig
 from lasched.framework.registry import ExtensionPoint
 from lasched.kubeschedconfig import is_kube_scheduler_configuration, parse_duration, translate
+from lasched.plugins.noderesources import NodeResourcesFit
 from lasched.settings import ConfigError
 from tests.unit.test_registry import at, build
 
@@ -52,7 +53,7 @@ profiles:
         disabled:
           - name: NodeResourcesBalancedAllocation
           - name: TaintToleration
-          - name: ImageLocality          # kube-scheduler's: nothing to disable here
+          - name: ImageLocality
         enabled:
           - name: NodeResourcesFit
             weight: 5
@@ -115,7 +116,11 @@ def test_a_realistic_configuration_translates() -> None:
         ("NodeResourcesFit", 5), ("NodeAffinity", 2), ("PodTopologySpread", 2),
         ("InterPodAffinity", 2),
     ]  # fmt: skip
-    assert names[P.PRE_SCORE] == ["NodeAffinity", "PodTopologySpread", "InterPodAffinity"]
+    # Disabled at score only, ImageLocality keeps its (cheap) PreScore, as a plugin does
+    # in kube-scheduler.
+    assert names[P.PRE_SCORE] == [
+        "NodeAffinity", "PodTopologySpread", "InterPodAffinity", "ImageLocality",
+    ]  # fmt: skip
     assert fw.percentage_of_nodes_to_score == 100
     assert at(build(s.profiles[0], s)) == at(build())  # a profile of defaults is the default
 
@@ -154,7 +159,7 @@ def test_ignored_fields_are_warned_about_by_path() -> None:
          "profiles[0].pluginConfig[0].args.x"),
         (one_profile(plugins={"filter": {"enabled": [{"name": "NodePorts", "weight": 3}]}}),
          "profiles[0].plugins.filter.enabled[0].weight"),
-        (one_profile(pluginConfig=[{"name": "ImageLocality", "args": {"x": 1}}]),
+        (one_profile(pluginConfig=[{"name": "VolumeZone", "args": {"x": 1}}]),
          "profiles[0].pluginConfig[0]"),
     ],
     ids=[
@@ -175,7 +180,8 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
             one_profile(plugins={"score": {"enabled": [{"name": "NodeAffinity"},
                                                        {"name": "Foo", "weight": 1}]}}),
             'profiles[0].plugins.score.enabled[1].name: unknown plugin "Foo"; lasched has: '
-            "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, InterPodAffinity, "
+            "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, ImageLocality, "
+            "InterPodAffinity, "
             "LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
             "NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, "
             "PodTopologySpread, PrioritySort, SchedulingGates, TaintToleration",
@@ -208,14 +214,15 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
         (
             one_profile(pluginConfig=[{"name": "NodeResourcesFit", "args": {
                 "scoringStrategy": {"type": "RequestedToCapacityRatio"}}}]),
-            "profiles[0].pluginConfig[0].args.scoringStrategy.type: RequestedToCapacityRatio "
-            "is not supported yet; lasched offers LeastAllocated and MostAllocated",
+            "profiles[0].pluginConfig[0].args.scoringStrategy.requestedToCapacityRatio.shape: "
+            "Required value: at least one point must be specified",
         ),
         (
             one_profile(pluginConfig=[{"name": "NodeResourcesFit", "args": {"scoringStrategy": {
                 "resources": [{"name": "nvidia.com/gpu", "weight": 1}]}}}]),
             "profiles[0].pluginConfig[0].args.scoringStrategy.resources[0].name: lasched's "
-            "NodeResourcesFit scores cpu and memory, not 'nvidia.com/gpu'",
+            "NodeResourcesFit scores cpu and memory with LeastAllocated, not 'nvidia.com/gpu' "
+            "(RequestedToCapacityRatio scores any resource)",
         ),
         (
             one_profile(pluginConfig=[{"name": "NodeAffinity", "args": {"addedAffinity": {}}}]),
@@ -266,7 +273,7 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
     ],
     ids=[
         "unknown-plugin", "volume-binding", "network-overhead", "topological-sort",
-        "unknown-disabled", "pre-bind", "enable-star", "requested-to-capacity", "gpu-weight",
+        "unknown-disabled", "pre-bind", "enable-star", "shapeless", "gpu-weight",
         "empty-added-affinity", "added-affinity", "config-twice", "config-unknown", "typo",
         "v1beta3", "duration-type", "lease-vs-renew", "backoff-order", "percentage",
         "duplicate-profile", "queue-sort-args-differ",
@@ -399,3 +406,74 @@ def test_score_weights_of_a_configuration_are_the_frameworks(weights: dict[str, 
     built = {p.name: w for p, w in build(s.profiles[0], s).scores}
     for name, weight in weights.items():
         assert built[name] == weight
+
+
+def fit_strategy(**strategy: Any) -> dict[str, Any]:
+    return one_profile(pluginConfig=[{"name": "NodeResourcesFit", "args": {"scoringStrategy": {
+        "type": "RequestedToCapacityRatio", **strategy}}}])  # fmt: skip
+
+
+def test_requested_to_capacity_ratio_translates_with_its_shape() -> None:
+    """The shape and any resources, extended ones too, reach the profile's NodeResourcesFit."""
+    data = fit_strategy(
+        requestedToCapacityRatio={"shape": [{"utilization": 0, "score": 0},
+                                            {"utilization": 100, "score": 10}]},
+        resources=[{"name": "nvidia.com/gpu", "weight": 3}, {"name": "cpu"}],
+    )  # fmt: skip
+    t = translate(data)
+    assert t.warnings == ()
+    profile = t.settings.profiles[0]
+    assert profile.scoring_strategy == "RequestedToCapacityRatio"
+    assert profile.scoring_shape == ((0, 0), (100, 10))
+    assert profile.resource_weights == {"nvidia.com/gpu": 3, "cpu": 1}
+    fit = next(p for p, _ in build(profile, t.settings).scores if p.name == "NodeResourcesFit")
+    assert isinstance(fit, NodeResourcesFit) and fit.strategy == "RequestedToCapacityRatio"
+
+
+SHAPE = "profiles[0].pluginConfig[0].args.scoringStrategy.requestedToCapacityRatio.shape"
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([{"utilization": 50, "score": 1}, {"utilization": 50, "score": 2}],
+         f"{SHAPE}[1].utilization: Invalid value: 50: utilization values must be sorted in "
+         "increasing order"),
+        ([{"utilization": 101, "score": 1}],
+         f"{SHAPE}[0].utilization: Invalid value: 101: not in valid range [0, 100]"),
+        ([{"utilization": 0, "score": 0}, {"utilization": 100, "score": 100}],
+         f"{SHAPE}[1].score: Invalid value: 100: not in valid range [0, 10]"),
+        ([], f"{SHAPE}: Required value: at least one point must be specified"),
+        ([{"utilization": "50%", "score": 1}],
+         f"{SHAPE}[0].utilization must be an integer from -2147483648 to 2147483647, not '50%'"),
+        ([{"utilization": 0, "scor": 1}], f"{SHAPE}[0].scor: unknown field"),
+    ],
+    ids=["unsorted", "utilization-range", "score-range", "empty", "not-a-number", "typo"],
+)  # fmt: skip
+def test_a_bad_shape_names_its_field(shape: list[dict[str, Any]], message: str) -> None:
+    """A shape kube-scheduler's validation refuses is an error naming the point and field."""
+    with pytest.raises(ConfigError) as err:
+        translate(fit_strategy(requestedToCapacityRatio={"shape": shape}))
+    assert message in str(err.value)
+
+
+def test_a_shape_for_another_strategy_is_ignored_with_a_warning() -> None:
+    """requestedToCapacityRatio under MostAllocated does nothing, and says so."""
+    data = fit_strategy(type="MostAllocated", requestedToCapacityRatio={"shape": []})
+    (warning,) = translate(data).warnings
+    assert warning.startswith(
+        "profiles[0].pluginConfig[0].args.scoringStrategy.requestedToCapacityRatio is ignored"
+    )
+
+
+def test_image_locality_is_a_default_score_plugin_that_takes_no_args() -> None:
+    """ImageLocality scores with weight 1 unless disabled; args given to it are ignored."""
+    s = translate(one_profile(pluginConfig=[{"name": "ImageLocality", "args": {"x": 1}}]))
+    assert s.warnings == (
+        "profiles[0].pluginConfig[0].args.x is ignored: ImageLocality takes no args",
+    )
+    assert ("ImageLocality", 1) in [
+        (p.name, w) for p, w in build(s.settings.profiles[0], s.settings).scores
+    ]
+    off = translate(one_profile(plugins={"score": {"disabled": [{"name": "ImageLocality"}]}}))
+    assert "ImageLocality" not in at(build(off.settings.profiles[0], off.settings))[P.SCORE]

@@ -94,14 +94,14 @@ def test_resource_weights_weigh_cpu_and_memory_scores() -> None:
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
-        ({"nvidia.com/gpu": 1}, "cpu and memory only, not 'nvidia.com/gpu'"),
+        ({"nvidia.com/gpu": 1}, "cpu and memory only with LeastAllocated, not 'nvidia.com/gpu'"),
         ({"cpu": 0}, r"resources\['cpu'\] must be a positive integer, not 0"),
-        ({}, "resources must name cpu, memory or both"),
+        ({}, "resources must name at least one resource"),
     ],
     ids=["other-resource", "zero-weight", "none"],
 )
 def test_resource_weights_are_checked(resources: dict[str, int], message: str) -> None:
-    """Only cpu and memory are scored, each with a positive weight."""
+    """LeastAllocated scores only cpu and memory, each with a positive weight."""
     with pytest.raises(ValueError, match=message):
         NodeResourcesFit(resources=resources)
 

@@ -113,10 +113,13 @@ def test_default_profile_is_todays_plugin_order() -> None:
             "LatencyFilter", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
         ],
         P.POST_FILTER: ["GangPreemption", "Coscheduling", "DefaultPreemption"],
-        P.PRE_SCORE: ["NodeAffinity", "PodTopologySpread", "InterPodAffinity", "LatencyScore"],
+        P.PRE_SCORE: [
+            "NodeAffinity", "PodTopologySpread", "InterPodAffinity", "ImageLocality",
+            "LatencyScore",
+        ],
         P.SCORE: [
             "TaintToleration", "NodeAffinity", "NodeResourcesFit", "PodTopologySpread",
-            "InterPodAffinity", "NodeResourcesBalancedAllocation", "LatencyScore",
+            "InterPodAffinity", "NodeResourcesBalancedAllocation", "ImageLocality", "LatencyScore",
         ],
         P.RESERVE: ["Coscheduling"],
         P.PERMIT: ["Coscheduling"],
@@ -146,12 +149,12 @@ def test_a_plugin_is_built_once_for_all_its_points() -> None:
 
 def test_default_weights_are_kube_schedulers() -> None:
     """TaintToleration 3, NodeAffinity, PodTopologySpread and InterPodAffinity 2, the
-    resource scores 1, LatencyScore 5."""
+    resource scores and ImageLocality 1, LatencyScore 5."""
     weights = {p.name: w for p, w in build().scores}
     assert weights == {
         "TaintToleration": 3, "NodeAffinity": 2, "NodeResourcesFit": 1,
         "PodTopologySpread": 2, "InterPodAffinity": 2,
-        "NodeResourcesBalancedAllocation": 1, "LatencyScore": 5,
+        "NodeResourcesBalancedAllocation": 1, "ImageLocality": 1, "LatencyScore": 5,
     }  # fmt: skip
 
 
@@ -162,7 +165,8 @@ def test_disabled_at_a_point_leaves_the_plugins_other_points() -> None:
     assert "TaintToleration" in names[P.SCORE]
     names = at(build(profile_with(score=off("TaintToleration", "NodeResourcesBalancedAllocation"))))
     assert names[P.SCORE] == [
-        "NodeAffinity", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity", "LatencyScore",
+        "NodeAffinity", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
+        "ImageLocality", "LatencyScore",
     ]  # fmt: skip
     assert "TaintToleration" in names[P.FILTER]
 

@@ -46,6 +46,9 @@ class NodeSpec:
     region: str | None = None
     zone: str | None = None
     unschedulable: bool = False
+    images: Sequence[tuple[Sequence[str], int]] = ()
+    """``status.images`` as a kubelet reports them: (names, sizeBytes) each; kwok's status
+    patches leave them in place."""
 
     def manifest(self) -> dict[str, Any]:
         labels = {
@@ -89,8 +92,13 @@ class NodeSpec:
                 "annotations": {KWOK_NODE_ANNOTATION: "fake"},
             },
             "spec": spec,
-            "status": {"capacity": resources, "allocatable": resources},
-        }
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                **({"images": [{"names": list(n), "sizeBytes": b} for n, b in self.images]}
+                   if self.images else {}),
+            },
+        }  # fmt: skip
 
 
 def uniform(
