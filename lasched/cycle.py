@@ -7,7 +7,8 @@ and Permit. Nothing in it awaits, so no informer event can change the cache
 under it (docs/architecture.md). The **binding cycle**
 (:meth:`SchedulingCycle._binding_cycle`) then runs beside the loop as a
 bounded background task: it waits at Permit if a plugin asked to, waits for
-the pod's earlier status writes, binds, and records the Event.
+the pod's earlier status writes, runs PreBind (a pod's volumes are bound
+there), binds, and records the Event.
 
 Invariants, kube-scheduler's:
 
@@ -362,7 +363,8 @@ class SchedulingCycle:
     # ---- the binding cycle ----------------------------------------------------
 
     async def _binding_cycle(self, a: Attempt) -> None:
-        """Permit wait, then bind. Every path that does not bind unreserves and forgets."""
+        """Permit wait, PreBind, then bind. Every path that does not bind unreserves and
+        forgets."""
         pod, node = a.assumed, a.assumed.node_name
         bound = False
         try:
@@ -376,6 +378,10 @@ class SchedulingCycle:
             if not self._leading():
                 # Paused or cut off past the renew deadline: the next leader decides.
                 self._requeue(pod, "this scheduler stopped leading before the bind", error=True)
+                return
+            pre = await a.profile.framework.run_pre_bind(a.state, pod, node)
+            if not pre.ok:
+                self._pre_bind_failed(a, pre)
                 return
             t0 = time.perf_counter()
             st = await a.profile.framework.run_bind(a.state, pod, node)
@@ -443,6 +449,16 @@ class SchedulingCycle:
         if pod.latency is not None and (why := self._placement_note(pod, pod.node_name)):
             note += f": {why}"
         return note
+
+    def _pre_bind_failed(self, a: Attempt, status: Status) -> None:
+        """A PreBind plugin refused or failed (kube-scheduler's ``handleBindingCycleError``):
+        the pod goes back, as unschedulable by that plugin or, for an error, with backoff."""
+        log.info(
+            "pod=%s prebind on node=%s: %s", a.assumed.key, a.assumed.node_name, status.message
+        )
+        self._record_failure(a.profile, a.assumed, status.message)
+        error = status.code is Code.ERROR
+        self._requeue(a.assumed, status.message, error=error, plugins=(status.plugin,))
 
     def _failed_after_reserve(self, a: Attempt, verdict: Status) -> None:
         """Permit rejected or timed out: the pod goes back as unschedulable."""

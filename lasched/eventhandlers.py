@@ -13,7 +13,9 @@ and after, and the plugins' queueing hints decide whom it moves:
   pod relabelled or scaled down (``AssignedPod/Update…``), a bound pod
   deleted (``AssignedPod/Delete``), a pending preemptor that held room
   deleted (``UnscheduledPod/Delete``);
-* a PodGroup object added, changed or deleted (``PodGroup/…``).
+* a PodGroup object added, changed or deleted (``PodGroup/…``);
+* a PersistentVolumeClaim, PersistentVolume, StorageClass or CSINode added
+  or changed (:class:`StorageEvents`).
 
 A pending pod's own update moves only that pod, and only when it changed
 something the scheduler reads (``SchedulingQueue.update``): the status lasched
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lasched.cache.cache import SchedulerCache
+from lasched.cache.volumes import VolumeCache
 from lasched.framework import events
 from lasched.framework.events import ClusterEvent, EventResource
 from lasched.framework.waiting import WaitingRoom
@@ -250,3 +253,33 @@ class PodGroupEvents:
 
     def on_delete(self, group: PodGroup) -> None:
         self.s.queue.on_event(events.POD_GROUP_DELETE, group, None)
+
+
+class StorageEvents:
+    """Claims, volumes, storage classes and CSINodes: what the volume plugins read.
+
+    Each change first reaches the volume cache (a newer version replaces one
+    the scheduler assumed, and a PreBind waiting for the PV controller looks
+    again), then the queue: an add or an update is a ``<resource>/Add`` or
+    ``<resource>/UpdateOther`` event for the pods the volume plugins rejected.
+    A deletion frees nothing a pod waits for, so it moves no pod.
+    """
+
+    def __init__(
+        self, queue: SchedulingQueue, volumes: VolumeCache, resource: EventResource
+    ) -> None:
+        self._queue = queue
+        self._volumes = volumes
+        self._add = ClusterEvent(resource, events.ActionType.ADD)
+        self._update = ClusterEvent(resource, events.ActionType.UPDATE_OTHER)
+
+    def on_add(self, obj: object) -> None:
+        self._volumes.observed(obj)
+        self._queue.on_event(self._add, None, obj)
+
+    def on_update(self, old: object, new: object) -> None:
+        self._volumes.observed(new)
+        self._queue.on_event(self._update, old, new)
+
+    def on_delete(self, obj: object) -> None:
+        self._volumes.observed(obj, deleted=True)

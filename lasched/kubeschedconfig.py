@@ -61,14 +61,11 @@ _INT32_MAX = 2**31 - 1
 # and what to use instead. Disabling one is allowed (there is nothing to disable).
 _ELSEWHERE: Mapping[str, str] = {
     "NodeName": "not needed: lasched never schedules a pod that names its node",
-    "VolumeBinding": "volumes are not supported yet",
-    "VolumeRestrictions": "volumes are not supported yet",
-    "VolumeZone": "volumes are not supported yet",
-    "NodeVolumeLimits": "volumes are not supported yet",
-    "EBSLimits": "volumes are not supported yet",
-    "GCEPDLimits": "volumes are not supported yet",
-    "AzureDiskLimits": "volumes are not supported yet",
-    "CinderLimits": "volumes are not supported yet",
+    "EBSLimits": "NodeVolumeLimits counts CSI volumes; in-tree volume limits are not supported",
+    "GCEPDLimits": "NodeVolumeLimits counts CSI volumes; in-tree volume limits are not supported",
+    "AzureDiskLimits": "NodeVolumeLimits counts CSI volumes; in-tree volume limits are not "
+    "supported",
+    "CinderLimits": "NodeVolumeLimits counts CSI volumes; in-tree volume limits are not supported",
     "DynamicResources": "dynamic resource allocation is not supported yet",
     "SelectorSpread": "not supported",
     "NodePreferAvoidPods": "not supported",
@@ -97,7 +94,7 @@ _ELSEWHERE: Mapping[str, str] = {
 
 # Extension points of kube-scheduler's v1 where lasched runs no plugin, and those it
 # has no cycle for at all.
-_NO_PLUGINS_AT = ("preBind", "postBind")
+_NO_PLUGINS_AT = ("postBind",)
 _PLACEMENT_POINTS = ("placementGenerate", "placementScore", "placementFeasible")
 _NO_PLACEMENT = "lasched has no pod group placement cycle"
 
@@ -612,6 +609,13 @@ def _latency_score_args(args: _Fields, out: _ProfileArgs) -> None:
         out.latency["cloudFallback"] = cloud
 
 
+def _volume_binding_args(args: _Fields, out: _ProfileArgs) -> None:
+    timeout = args.integer("bindTimeoutSeconds", minimum=0)
+    args.ignore("shape", "lasched does not score nodes by storage capacity")
+    if timeout is not None:
+        out.plugin_args["VolumeBinding"] = {"bindTimeoutSeconds": timeout}
+
+
 def _no_args(name: str) -> ReadArgs:
     def read(args: _Fields, out: _ProfileArgs) -> None:
         args.ignore_rest(f"{name} takes no args")
@@ -628,6 +632,9 @@ _TAKE_NO_ARGS = (
     "LatencyFilter",
     "GangPreemption",
     "DefaultBinder",
+    "VolumeRestrictions",
+    "VolumeZone",
+    "NodeVolumeLimits",
 )
 
 _ARGS: Mapping[str, ReadArgs] = {
@@ -638,6 +645,7 @@ _ARGS: Mapping[str, ReadArgs] = {
     "Coscheduling": _coscheduling_args,
     "PrioritySort": _priority_sort_args,
     "LatencyScore": _latency_score_args,
+    "VolumeBinding": _volume_binding_args,
     **{name: _no_args(name) for name in _TAKE_NO_ARGS},
 }
 """How the args of each of lasched's plugins are read; a plugin of the registry without

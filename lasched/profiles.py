@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.cache.volumes import VolumeCache
 from lasched.framework.interface import (
     BindPlugin,
     CycleState,
@@ -25,6 +26,7 @@ from lasched.framework.interface import (
     PermitPlugin,
     Plugin,
     PostFilterPlugin,
+    PreBindPlugin,
     PreEnqueuePlugin,
     PreFilterPlugin,
     PreScorePlugin,
@@ -47,6 +49,7 @@ from lasched.framework.runtime import Framework
 from lasched.kube.binding import DefaultBinder
 from lasched.kube.client import KubeClient
 from lasched.kube.events import EventRecorder
+from lasched.kube.volumes import KubeVolumeWrites
 from lasched.model.affinity import NamespaceLabels, no_namespace_labels
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
@@ -58,11 +61,15 @@ from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
+from lasched.plugins.nodevolumelimits import NodeVolumeLimits
 from lasched.plugins.podtopologyspread import PodTopologySpread
 from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
+from lasched.plugins.volumebinding import VolumeBinding
+from lasched.plugins.volumerestrictions import VolumeRestrictions
+from lasched.plugins.volumezone import VolumeZone
 from lasched.settings import ConfigError, ProfileSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -94,6 +101,7 @@ class Handle:
         latency_score: LatencyScore,
         evictions: Evictions,
         namespace_labels: NamespaceLabels = no_namespace_labels,
+        volumes: VolumeCache | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -105,6 +113,7 @@ class Handle:
         self.latency_score = latency_score
         self.evictions = evictions
         self.namespace_labels = namespace_labels
+        self.volumes = volumes if volumes is not None else VolumeCache()
         self._framework: Framework | None = None
 
     def attach(self, framework: Framework) -> None:
@@ -142,6 +151,18 @@ def _gang_preemption(args: Args, h: Handle) -> GangPreemption:
     )
 
 
+def _volume_binding(args: Args, h: Handle) -> VolumeBinding:
+    cache = h.cache
+
+    def node_labels(name: str) -> Mapping[str, str] | None:
+        ni = cache.node_info(name)
+        return None if ni is None or ni.node is None else ni.node.labels
+
+    return VolumeBinding.from_args(
+        args, h.volumes, KubeVolumeWrites(h.client), node_labels=node_labels
+    )
+
+
 def _priority_sort(args: Args, h: Handle) -> PrioritySort:
     q = h.settings.queue
     return PrioritySort(points_per_minute=q.aging_points_per_minute, max_boost=q.aging_max_boost)
@@ -157,6 +178,10 @@ IN_TREE: Registry[Handle] = {
     "NodeResourcesFit": _fit,
     "NodeResourcesBalancedAllocation": lambda args, h: BalancedAllocation(),
     "ImageLocality": lambda args, h: ImageLocality(h.cache.images),
+    "VolumeRestrictions": lambda args, h: VolumeRestrictions(h.volumes, h.cache),
+    "NodeVolumeLimits": lambda args, h: NodeVolumeLimits(h.volumes),
+    "VolumeBinding": _volume_binding,
+    "VolumeZone": lambda args, h: VolumeZone(h.volumes),
     "PodTopologySpread": lambda args, h: PodTopologySpread.from_args(h.cache, args),
     "InterPodAffinity": lambda args, h: InterPodAffinity.from_args(
         h.cache, args, namespace_labels=h.namespace_labels
@@ -183,6 +208,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "NodePorts",
     "LatencyFilter",
     "NodeResourcesFit",
+    "VolumeRestrictions",
+    "NodeVolumeLimits",
+    "VolumeBinding",
+    "VolumeZone",
     "PodTopologySpread",
     "InterPodAffinity",
     "DefaultPreemption",
@@ -240,19 +269,21 @@ def build_framework(
     latency_score: LatencyScore,
     evictions: Evictions,
     namespace_labels: NamespaceLabels = no_namespace_labels,
+    volumes: VolumeCache | None = None,
     registry: Registry[Handle] = IN_TREE,
 ) -> Framework:
     """A profile's plugins placed by the registry's rules, scores weighted by config.
 
     ``evictions`` is shared by every profile: a victim being evicted for one
-    profile's pod is terminating for all of them. A plugin the registry does
-    not know, or one enabled where it cannot run, is a :class:`ConfigError`
-    naming the field.
+    profile's pod is terminating for all of them; so is ``volumes``, what the
+    volume plugins read and assume (none given: no claims, volumes or classes).
+    A plugin the registry does not know, or one enabled where it cannot run, is
+    a :class:`ConfigError` naming the field.
     """
     handle = Handle(
         settings=settings, profile=profile, client=client, cache=cache, gang=gang,
         pdbs=pdbs, latency=latency, latency_score=latency_score, evictions=evictions,
-        namespace_labels=namespace_labels,
+        namespace_labels=namespace_labels, volumes=volumes,
     )  # fmt: skip
     name = profile.scheduler_name
     try:
@@ -285,6 +316,7 @@ def build_framework(
         scores=[(p, placed.weights[p.name]) for p in scores],
         reserves=cast(tuple[ReservePlugin, ...], at(ExtensionPoint.RESERVE)),
         permits=cast(tuple[PermitPlugin, ...], at(ExtensionPoint.PERMIT)),
+        pre_binds=cast(tuple[PreBindPlugin, ...], at(ExtensionPoint.PRE_BIND)),
         binders=cast(tuple[BindPlugin, ...], at(ExtensionPoint.BIND)),
         percentage_of_nodes_to_score=(
             settings.percentage_of_nodes_to_score if percentage is None else percentage

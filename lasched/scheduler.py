@@ -33,8 +33,17 @@ from typing import Any
 import lasched_protocol as proto
 from lasched import metrics
 from lasched.cache.cache import SchedulerCache
+from lasched.cache.volumes import VolumeCache
 from lasched.cycle import SchedulingCycle, pre_enqueue
-from lasched.eventhandlers import NodeEvents, Parts, PodEvents, PodGroupEvents, PodWarnings
+from lasched.eventhandlers import (
+    NodeEvents,
+    Parts,
+    PodEvents,
+    PodGroupEvents,
+    PodWarnings,
+    StorageEvents,
+)
+from lasched.framework.events import EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube import discovery
 from lasched.kube.client import ClientOptions, KubeClient
@@ -54,6 +63,7 @@ from lasched.model.node import Node
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
+from lasched.model.volume import Claim, CSINode, StorageClass, Volume
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.preemption import Evictions
@@ -146,6 +156,14 @@ class Scheduler:
         )
         # Preemption victims from the decision until the informer shows them gone.
         self.evictions = Evictions(self.cache.node_info)
+        # What the volume plugins read: the storage informers' stores (built below, read
+        # at call time) and the volumes and claims assumed over them.
+        self.volumes = VolumeCache(
+            claims=lambda: self.claim_informer.store,
+            volumes=lambda: self.volume_informer.store,
+            classes=lambda: self.class_informer.store,
+            csinodes=lambda: self.csinode_informer.store,
+        )
         self.profiles = self._profiles()
         q = settings.queue
         self.queue = SchedulingQueue(
@@ -250,6 +268,26 @@ class Scheduler:
             name="podgroups",
             idle_timeout=idle,
         )
+        self.claim_informer: Informer[Claim] = Informer(
+            client, path="/api/v1/persistentvolumeclaims", decode=Claim,
+            handler=StorageEvents(self.queue, self.volumes, EventResource.PERSISTENT_VOLUME_CLAIM),
+            name="persistentvolumeclaims", idle_timeout=idle,
+        )  # fmt: skip
+        self.volume_informer: Informer[Volume] = Informer(
+            client, path="/api/v1/persistentvolumes", decode=Volume,
+            handler=StorageEvents(self.queue, self.volumes, EventResource.PERSISTENT_VOLUME),
+            name="persistentvolumes", idle_timeout=idle,
+        )  # fmt: skip
+        self.class_informer: Informer[StorageClass] = Informer(
+            client, path="/apis/storage.k8s.io/v1/storageclasses", decode=StorageClass,
+            handler=StorageEvents(self.queue, self.volumes, EventResource.STORAGE_CLASS),
+            name="storageclasses", idle_timeout=idle,
+        )  # fmt: skip
+        self.csinode_informer: Informer[CSINode] = Informer(
+            client, path="/apis/storage.k8s.io/v1/csinodes", decode=CSINode,
+            handler=StorageEvents(self.queue, self.volumes, EventResource.CSI_NODE),
+            name="csinodes", idle_timeout=idle,
+        )  # fmt: skip
         self._podgroups_served = False
         self._loop_blocked_until = 0.0
         self._loop_blocked_for = 0.0
@@ -277,6 +315,7 @@ class Scheduler:
                     latency_score=self.latency_score,
                     evictions=self.evictions,
                     namespace_labels=self._namespace_labels,
+                    volumes=self.volumes,
                 ),
                 events=EventRecorder(events_client, controller=p.scheduler_name),
             )
@@ -313,9 +352,21 @@ class Scheduler:
 
     # ---- life cycle ---------------------------------------------------------
 
+    def _storage_informers(self) -> list[Informer[Any]]:
+        return [
+            self.claim_informer,
+            self.volume_informer,
+            self.class_informer,
+            self.csinode_informer,
+        ]
+
     @property
     def synced(self) -> bool:
-        return self.pod_informer.synced.is_set() and self.node_informer.synced.is_set()
+        return (
+            self.pod_informer.synced.is_set()
+            and self.node_informer.synced.is_set()
+            and all(inf.synced.is_set() for inf in self._storage_informers())
+        )
 
     @property
     def leading(self) -> bool:
@@ -330,7 +381,7 @@ class Scheduler:
         """
         problems = []
         informers: list[Informer[Any]] = [self.pod_informer, self.node_informer]
-        informers += [self.pdb_informer, self.namespace_informer]
+        informers += [self.pdb_informer, self.namespace_informer, *self._storage_informers()]
         if self._podgroups_served:
             informers.append(self.podgroup_informer)
         for inf in informers:
@@ -355,8 +406,12 @@ class Scheduler:
         log.info("leading: scheduling %d pending pods", len(self.queue))
 
     async def wait_synced(self) -> None:
+        """The nodes, the pods and what the volume plugins read are listed (a pod's
+        claim is never taken for missing because its informer has not listed yet)."""
         await self.node_informer.synced.wait()
         await self.pod_informer.synced.wait()
+        for inf in self._storage_informers():
+            await inf.synced.wait()
 
     async def run(self) -> None:
         """Informers, event writers and the scheduling loop, until cancelled."""
@@ -394,6 +449,8 @@ class Scheduler:
             guarded("informer-pods", self.pod_informer.run)
             guarded("informer-pdbs", self.pdb_informer.run)
             guarded("informer-namespaces", self.namespace_informer.run)
+            for inf in self._storage_informers():
+                guarded(f"informer-{inf.name}", inf.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
             guarded("timers", self.timers.run)
             for p in self.profiles.values():

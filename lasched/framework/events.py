@@ -50,6 +50,10 @@ class EventResource(enum.StrEnum):
     NODE = "Node"
     POD_GROUP = "PodGroup"  # a PodGroup object, or a group that stopped holding
     LATENCY = "Latency"  # an RTT pair changed significantly
+    PERSISTENT_VOLUME_CLAIM = "PersistentVolumeClaim"
+    PERSISTENT_VOLUME = "PersistentVolume"
+    STORAGE_CLASS = "StorageClass"
+    CSI_NODE = "CSINode"
     WILDCARD = "*"
 
 
@@ -64,7 +68,8 @@ class ActionType(enum.Flag):
     UPDATE_NODE_CONDITION = 32  # the Ready condition
     UPDATE_POD_LABEL = 64
     UPDATE_POD_SCALE_DOWN = 128  # requests shrank
-    UPDATE_OTHER = 256  # an update of a PodGroup or an RTT, or a group's hold ending
+    # An update of a PodGroup, an RTT or a storage object, or a group's hold ending.
+    UPDATE_OTHER = 256
     UPDATE = 4 | 8 | 16 | 32 | 64 | 128 | 256
     ALL = 1 | 2 | UPDATE
 
@@ -114,6 +119,8 @@ POD_GROUP_ADD = ClusterEvent(EventResource.POD_GROUP, ActionType.ADD)
 POD_GROUP_UPDATE = ClusterEvent(EventResource.POD_GROUP, ActionType.UPDATE_OTHER)
 POD_GROUP_DELETE = ClusterEvent(EventResource.POD_GROUP, ActionType.DELETE)
 LATENCY_UPDATE = ClusterEvent(EventResource.LATENCY, ActionType.UPDATE_OTHER)
+ADD_OR_UPDATE = ActionType.ADD | ActionType.UPDATE_OTHER
+"""A storage object's registrations: added, or changed (kube-scheduler's ``Add|Update``)."""
 WILDCARD_EVENT = ClusterEvent(EventResource.WILDCARD, ActionType.ALL)
 """Every selected pod is worth another try, whoever rejected it (a timed move, the
 safety flush): kube-scheduler's UnschedulableTimeout and ForceActivate."""

@@ -7,7 +7,7 @@ bug in that plugin: the runtime reports it as an error with the plugin's name,
 and the pod is retried with backoff.
 
 The scheduling cycle calls every extension point synchronously, so plugins
-must not do I/O; the binding cycle (Permit waiting, Bind) is asynchronous.
+must not do I/O; the binding cycle (Permit waiting, PreBind, Bind) is asynchronous.
 
 What a plugin can do is declared, never guessed: the extension points are the
 runtime-checkable Protocols it implements (kube-scheduler's
@@ -20,7 +20,7 @@ batching needs to know is a trait the class inherits (:class:`Batchable`,
 :class:`ScoreReadsNodePods`). The runtime looks each up once, when a
 framework is built, never per cycle.
 
-A plugin that rejects pods (PreEnqueue, PreFilter, Filter, Reserve, Permit)
+A plugin that rejects pods (PreEnqueue, PreFilter, Filter, Reserve, Permit, PreBind)
 says which cluster events can help them by implementing
 :class:`EnqueueExtensions` (lasched.framework.events); one that does not is
 taken to be helped by every event.
@@ -245,6 +245,17 @@ class PermitPlugin(Plugin, Protocol):
 
 
 @runtime_checkable
+class PreBindPlugin(Plugin, Protocol):
+    """Runs in the binding cycle, after Permit and before Bind (kube-scheduler's
+    PreBind): the place for API writes a binding depends on, such as binding a
+    pod's volumes. SUCCESS goes on to Bind; a rejection (UNSCHEDULABLE…) or an
+    error unreserves and forgets the pod, which is tried again: a rejection
+    waits for the events this plugin registered, an error backs off."""
+
+    async def pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...
+
+
+@runtime_checkable
 class BindPlugin(Plugin, Protocol):
     """Writes the binding. The first binder that does not SKIP decides:
 
@@ -253,7 +264,7 @@ class BindPlugin(Plugin, Protocol):
       elsewhere, or deleted): forget it, never rebind;
     * anything else: it is not bound; the pod is retried with backoff.
 
-    This is the one asynchronous extension point: it runs in the binding cycle.
+    It runs in the binding cycle, as PreBind does.
     """
 
     async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status: ...

@@ -42,6 +42,7 @@ from lasched.framework.interface import (
     PermitPlugin,
     Plugin,
     PostFilterPlugin,
+    PreBindPlugin,
     PreEnqueuePlugin,
     PreFilterPlugin,
     PreScorePlugin,
@@ -78,6 +79,7 @@ class ExtensionPoint(enum.Enum):
     SCORE = "score"
     RESERVE = "reserve"
     PERMIT = "permit"
+    PRE_BIND = "preBind"
     BIND = "bind"
 
 
@@ -91,6 +93,7 @@ _PROTOCOLS: Mapping[ExtensionPoint, type] = {
     ExtensionPoint.SCORE: ScorePlugin,
     ExtensionPoint.RESERVE: ReservePlugin,
     ExtensionPoint.PERMIT: PermitPlugin,
+    ExtensionPoint.PRE_BIND: PreBindPlugin,
     ExtensionPoint.BIND: BindPlugin,
 }
 

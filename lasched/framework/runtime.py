@@ -47,6 +47,7 @@ from lasched.framework.interface import (
     PodSigner,
     PostFilterPlugin,
     PostFilterResult,
+    PreBindPlugin,
     PreEnqueuePlugin,
     PreFilterPlugin,
     PreScorePlugin,
@@ -167,6 +168,7 @@ class Framework:
         pre_scores: Sequence[PreScorePlugin] = (),
         reserves: Sequence[ReservePlugin] = (),
         permits: Sequence[PermitPlugin] = (),
+        pre_binds: Sequence[PreBindPlugin] = (),
         binders: Sequence[BindPlugin] = (),
         percentage_of_nodes_to_score: int = 0,
         rng: random.Random | None = None,
@@ -179,6 +181,7 @@ class Framework:
         self.queueing_hints = QueueingHints()
         self.post_filters: tuple[PostFilterPlugin, ...] = tuple(post_filters)
         self.binders: tuple[BindPlugin, ...] = tuple(binders)
+        self._pre_binds: tuple[PreBindPlugin, ...] = tuple(pre_binds)
         self._pre_filters = tuple(pre_filters)
         self._filters = tuple(filters)
         self._pre_scores = tuple(pre_scores)
@@ -231,7 +234,7 @@ class Framework:
         registrations: dict[str, list[ClusterEventWithHint]] = {}
         rejecting: tuple[Plugin, ...] = (
             *self._pre_enqueue, *self._pre_filters, *self._filters,
-            *self._reserves, *self._permits,
+            *self._reserves, *self._permits, *self._pre_binds,
         )  # fmt: skip
         for p in rejecting:
             if p.name not in registrations:
@@ -305,6 +308,15 @@ class Framework:
     @permits.setter
     def permits(self, plugins: tuple[PermitPlugin, ...]) -> None:
         self._permits = tuple(plugins)
+        self._compile()
+
+    @property
+    def pre_binds(self) -> tuple[PreBindPlugin, ...]:
+        return self._pre_binds
+
+    @pre_binds.setter
+    def pre_binds(self, plugins: tuple[PreBindPlugin, ...]) -> None:
+        self._pre_binds = tuple(plugins)
         self._compile()
 
     def num_feasible_nodes_to_find(self, num_all: int) -> int:
@@ -395,6 +407,26 @@ class Framework:
         if waits:
             return Status(Code.WAIT), waits
         return SUCCESS, {}
+
+    async def run_pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        """Every PreBind in order; the first that does not succeed decides (a SKIP
+        counts as success). An error's message names the plugin, as kube-scheduler's
+        ``running PreBind plugin "VolumeBinding": ...``."""
+        if not self._pre_binds:
+            return SUCCESS
+        t0 = time.perf_counter()
+        for p in self._pre_binds:
+            try:
+                st = await p.pre_bind(state, pod, node)
+            except Exception as e:
+                st = PluginError.from_exception(p.name, e, point="PreBind").as_status()
+            if st.code is Code.ERROR:
+                st = Status(Code.ERROR, (f'running PreBind plugin "{p.name}": {st.message}',))
+            if st.code not in (Code.SUCCESS, Code.SKIP):
+                self._observe("PreBind", st, t0)
+                return st.with_plugin(p.name)
+        self._observe("PreBind", SUCCESS, t0)
+        return SUCCESS
 
     async def run_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
         """The first binder that does not SKIP decides (see BindPlugin)."""

@@ -33,6 +33,7 @@ from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
 from lasched.model.strict import integer
+from lasched.model.volume import PodClaim, pod_claims
 
 PodKey = NewType("PodKey", str)
 """``namespace/name``."""
@@ -60,6 +61,7 @@ class PodInfo:
         "affinity",
         "affinity_error",
         "annotations",
+        "claims",
         "controller",
         "created",
         "deleting",
@@ -122,6 +124,8 @@ class PodInfo:
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
         # Normalized images of the init containers, then the containers (ImageLocality).
         self.images: tuple[str, ...] = pod_images(spec)
+        # The PersistentVolumeClaims its volumes use (lasched/plugins/volumebinding.py).
+        self.claims: tuple[PodClaim, ...] = pod_claims(self.name, spec) if "volumes" in spec else ()
         self.latency: LatencyRequirements | None
         self.latency, self.latency_error = parse_requirements(self.labels, self.annotations)
         self.group: GroupDecl | None = None

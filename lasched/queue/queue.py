@@ -193,6 +193,7 @@ NOT_SCHEDULING_FIELDS = (
     "pod_affinity",
     "affinity_error",
     "spread_error",
+    "claims",  # spec.volumes cannot change
 )
 
 

@@ -16,6 +16,7 @@ from lasched_dev.devcluster.apply import apply, load_manifests
 from lasched_dev.devcluster.cluster import DevCluster, service_account_kubeconfig
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
+from tests.integration.test_volumes import local_volume
 
 MANIFEST = Path(__file__).parents[2] / "deploy" / "manifests" / "lasched.yaml"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/lasched-system/leases"
@@ -38,8 +39,8 @@ async def status(call: Awaitable[object]) -> int:
 async def test_manifest_rbac_is_enough_to_schedule(
     cluster: DevCluster, kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
 ) -> None:
-    """Binds, preempts, and records Scheduled, FailedScheduling and Preempted events, with
-    only the manifest's rights."""
+    """Binds, preempts, binds a local volume at PreBind, and records Scheduled,
+    FailedScheduling and Preempted events, with only the manifest's rights."""
     await apply(kc, rbac_objects())
     kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched"
@@ -65,7 +66,23 @@ async def test_manifest_rbac_is_enough_to_schedule(
     vip = pod("vip", cpu="2", nodeSelector={"pool": "rbac-preempt"})
     vip["metadata"]["annotations"] = {"priority": "1000"}
     await kc.post(f"/api/v1/namespaces/{namespace}/pods", vip)
+    # A WaitForFirstConsumer claim whose only volume is on rbac-0.
+    sc = f"rbac-local-{namespace}"
+    await kc.post("/apis/storage.k8s.io/v1/storageclasses", {
+        "metadata": {"name": sc}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    })  # fmt: skip
+    await kc.post("/api/v1/persistentvolumes", local_volume(f"rbac-{namespace}", "rbac-0", sc))
+    await kc.post(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod(
+        "with-volume", volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+    ))  # fmt: skip
     assert await eventually(lambda: node_of(kc, namespace, "fits")) == "rbac-0"
+    assert await eventually(lambda: node_of(kc, namespace, "with-volume"), timeout=30) == "rbac-0"
     assert await eventually(lambda: node_of(kc, namespace, "vip"), timeout=30) == "rbac-1"
     assert "low" not in await pods(kc, namespace)
 

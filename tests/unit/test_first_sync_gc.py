@@ -29,6 +29,8 @@ async def client() -> AsyncIterator[KubeClient]:
 def synced(sched: Scheduler) -> None:
     sched.pod_informer.synced.set()
     sched.node_informer.synced.set()
+    for inf in sched._storage_informers():
+        inf.synced.set()
 
 
 async def test_collector_rests_until_synced_then_what_exists_is_frozen(client: KubeClient) -> None:

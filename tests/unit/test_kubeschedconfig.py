@@ -110,8 +110,11 @@ def test_a_realistic_configuration_translates() -> None:
     names = at(fw)
     assert names[P.FILTER] == [
         "NodeUnschedulable", "NodeAffinity", "NodePorts", "LatencyFilter", "NodeResourcesFit",
+        "VolumeRestrictions", "NodeVolumeLimits", "VolumeBinding", "VolumeZone",
         "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
+    assert names[P.PRE_BIND] == []  # disabled at preBind
+    assert names[P.RESERVE] == ["Coscheduling", "VolumeBinding"]
     assert [(p.name, w) for p, w in fw.scores] == [
         ("NodeResourcesFit", 5), ("NodeAffinity", 2), ("PodTopologySpread", 2),
         ("InterPodAffinity", 2),
@@ -134,11 +137,7 @@ def test_ignored_fields_are_warned_about_by_path() -> None:
         "clientConnection.burst",
         "profiles[1].pluginConfig[1].args.minCandidateNodesPercentage",
         "profiles[1].pluginConfig[1].args.minCandidateNodesAbsolute",
-        "profiles[1].pluginConfig[2]",
     ]
-    assert 'profiles[1].pluginConfig[2] is ignored: lasched has no plugin "VolumeBinding"' in (
-        warnings
-    )
 
 
 @pytest.mark.parametrize(
@@ -159,7 +158,7 @@ def test_ignored_fields_are_warned_about_by_path() -> None:
          "profiles[0].pluginConfig[0].args.x"),
         (one_profile(plugins={"filter": {"enabled": [{"name": "NodePorts", "weight": 3}]}}),
          "profiles[0].plugins.filter.enabled[0].weight"),
-        (one_profile(pluginConfig=[{"name": "VolumeZone", "args": {"x": 1}}]),
+        (one_profile(pluginConfig=[{"name": "DynamicResources", "args": {"x": 1}}]),
          "profiles[0].pluginConfig[0]"),
     ],
     ids=[
@@ -184,12 +183,13 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
             "InterPodAffinity, "
             "LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
             "NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, "
-            "PodTopologySpread, PrioritySort, SchedulingGates, TaintToleration",
+            "NodeVolumeLimits, PodTopologySpread, PrioritySort, SchedulingGates, "
+            "TaintToleration, VolumeBinding, VolumeRestrictions, VolumeZone",
         ),
         (
-            one_profile(plugins={"multiPoint": {"enabled": [{"name": "VolumeBinding"}]}}),
+            one_profile(plugins={"multiPoint": {"enabled": [{"name": "EBSLimits"}]}}),
             'profiles[0].plugins.multiPoint.enabled[0].name: lasched has no plugin '
-            '"VolumeBinding" (volumes are not supported yet); lasched has: Coscheduling',
+            '"EBSLimits" (NodeVolumeLimits counts CSI volumes',
         ),
         (
             one_profile(plugins={"score": {"enabled": [{"name": "NetworkOverhead"}]}}),
@@ -204,8 +204,8 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
             'profiles[0].plugins.filter.disabled[0].name: unknown plugin "TaintTolerations"',
         ),
         (
-            one_profile(plugins={"preBind": {"enabled": [{"name": "Coscheduling"}]}}),
-            "profiles[0].plugins.preBind.enabled[0].name: lasched runs no plugin at preBind",
+            one_profile(plugins={"postBind": {"enabled": [{"name": "Coscheduling"}]}}),
+            "profiles[0].plugins.postBind.enabled[0].name: lasched runs no plugin at postBind",
         ),
         (
             one_profile(plugins={"filter": {"enabled": [{"name": "*"}]}}),
@@ -272,8 +272,8 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
         ),
     ],
     ids=[
-        "unknown-plugin", "volume-binding", "network-overhead", "topological-sort",
-        "unknown-disabled", "pre-bind", "enable-star", "shapeless", "gpu-weight",
+        "unknown-plugin", "ebs-limits", "network-overhead", "topological-sort",
+        "unknown-disabled", "post-bind", "enable-star", "shapeless", "gpu-weight",
         "empty-added-affinity", "added-affinity", "config-twice", "config-unknown", "typo",
         "v1beta3", "duration-type", "lease-vs-renew", "backoff-order", "percentage",
         "duplicate-profile", "queue-sort-args-differ",

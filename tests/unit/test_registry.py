@@ -69,6 +69,7 @@ def at(fw: Framework) -> dict[ExtensionPoint, list[str]]:
         P.SCORE: [p.name for p, _ in fw.scores],
         P.RESERVE: [p.name for p in fw.reserves],
         P.PERMIT: [p.name for p in fw.permits],
+        P.PRE_BIND: [p.name for p in fw.pre_binds],
         P.BIND: [p.name for p in fw.binders],
     }
 
@@ -105,12 +106,14 @@ def test_default_profile_is_todays_plugin_order() -> None:
         P.PRE_ENQUEUE: ["SchedulingGates", "Coscheduling"],
         P.QUEUE_SORT: ["PrioritySort"],
         P.PRE_FILTER: [
-            "Coscheduling", "NodeAffinity", "NodePorts", "LatencyFilter", "PodTopologySpread",
+            "Coscheduling", "NodeAffinity", "NodePorts", "LatencyFilter", "VolumeRestrictions",
+            "NodeVolumeLimits", "VolumeBinding", "VolumeZone", "PodTopologySpread",
             "InterPodAffinity",
         ],
         P.FILTER: [
             "NodeUnschedulable", "TaintToleration", "NodeAffinity", "NodePorts",
-            "LatencyFilter", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
+            "LatencyFilter", "NodeResourcesFit", "VolumeRestrictions", "NodeVolumeLimits",
+            "VolumeBinding", "VolumeZone", "PodTopologySpread", "InterPodAffinity",
         ],
         P.POST_FILTER: ["GangPreemption", "Coscheduling", "DefaultPreemption"],
         P.PRE_SCORE: [
@@ -121,8 +124,9 @@ def test_default_profile_is_todays_plugin_order() -> None:
             "TaintToleration", "NodeAffinity", "NodeResourcesFit", "PodTopologySpread",
             "InterPodAffinity", "NodeResourcesBalancedAllocation", "ImageLocality", "LatencyScore",
         ],
-        P.RESERVE: ["Coscheduling"],
+        P.RESERVE: ["Coscheduling", "VolumeBinding"],
         P.PERMIT: ["Coscheduling"],
+        P.PRE_BIND: ["VolumeBinding"],
         P.BIND: ["DefaultBinder"],
     }  # fmt: skip
 
@@ -177,6 +181,7 @@ def test_disabled_at_multipoint_removes_the_plugin_everywhere() -> None:
     assert not any("NodeAffinity" in n for n in names.values())
     assert names[P.FILTER] == [
         "NodeUnschedulable", "TaintToleration", "NodePorts", "LatencyFilter", "NodeResourcesFit",
+        "VolumeRestrictions", "NodeVolumeLimits", "VolumeBinding", "VolumeZone",
         "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
 

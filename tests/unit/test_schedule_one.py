@@ -216,6 +216,20 @@ class FakeBinder:
         return self.answer
 
 
+class FakePreBind:
+    """A PreBind plugin that answers ``status`` and remembers whom it saw."""
+
+    name = "Volumes"
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        self.calls: list[tuple[str, str]] = []
+
+    async def pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        self.calls.append((pod.name, node))
+        return self.status
+
+
 class World:
     """A SchedulingCycle over its own queue, cache and profile; the API is all fakes."""
 
@@ -227,6 +241,7 @@ class World:
         reserve: Status = SUCCESS,
         permit: Status | Exception = SUCCESS,
         bind: Status = SUCCESS,
+        pre_bind: Status = SUCCESS,
         preemption: bool = False,
         broken_cache: bool = False,
     ) -> None:
@@ -242,6 +257,7 @@ class World:
         self.evictions = Evictions(self.cache.node_info)
         self.first, self.second = Reservations("First"), Reservations("Second", reserve)
         self.binder = FakeBinder(bind)
+        self.pre_bind = FakePreBind(pre_bind)
         filters: list[FilterPlugin] = [NodeResourcesFit()]
         if explode:
             filters.append(Exploding())
@@ -265,6 +281,7 @@ class World:
             scores=[],
             reserves=[self.first, self.second],
             permits=[Gate(permit)],
+            pre_binds=[self.pre_bind],
             binders=[self.binder],
         )
         self.queue = SchedulingQueue(
@@ -512,6 +529,32 @@ async def test_a_pod_rejected_at_permit_is_unreserved_forgotten_and_requeued() -
     # Parked as unschedulable, then moved with the rest: the room it held is free again.
     assert w.where(pod) is QueueState.BACKOFF
     assert w.waiting.get(pod.key) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "note"),
+    [
+        (
+            Status(Code.ERROR, ("binding volumes: timed out",)),
+            'running PreBind plugin "Volumes": binding volumes: timed out',
+        ),
+        (unschedulable("volume node affinity conflict"), "volume node affinity conflict"),
+    ],
+    ids=["error-backs-off", "rejection-parks"],
+)
+async def test_a_failed_pre_bind_unreserves_forgets_and_requeues(status: Status, note: str) -> None:
+    """PreBind runs after Permit, before Bind; its failure undoes the attempt and says why."""
+    w = World(pre_bind=status)
+    pod = make_pod("p", cpu="1")
+    await w.attempt(pod)
+    await w.settled()
+    assert w.pre_bind.calls == [("p", "n1")]
+    assert w.binder.calls == []
+    assert w.events.recorded == [("p", "FailedScheduling", note)]
+    assert w.cache.outstanding() == []
+    assert w.first.unreserved == w.first.reserved == ["p"]
+    # Requeued; the room it held is free again, which moves it on to backoff.
+    assert w.where(pod) is QueueState.BACKOFF
 
 
 async def test_a_permit_deadline_passing_rejects_the_pod() -> None:
