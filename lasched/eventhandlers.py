@@ -16,6 +16,8 @@ and after, and the plugins' queueing hints decide whom it moves:
 * a PodGroup object added, changed or deleted (``PodGroup/…``);
 * a PersistentVolumeClaim, PersistentVolume, StorageClass or CSINode added
   or changed (:class:`StorageEvents`).
+* a NodeResourceTopology added, changed or deleted (``NodeResourceTopology/…``):
+  the node's NUMA zones, kept in :class:`~lasched.cache.topology.Topologies`.
 
 A pending pod's own update moves only that pod, and only when it changed
 something the scheduler reads (``SchedulingQueue.update``): the status lasched
@@ -36,12 +38,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lasched.cache.cache import SchedulerCache
+from lasched.cache.topology import Topologies
 from lasched.cache.volumes import VolumeCache
 from lasched.framework import events
 from lasched.framework.events import ClusterEvent, EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube.events import ObjectRef
 from lasched.model.node import Node
+from lasched.model.numa import NodeTopology
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
 from lasched.plugins.coscheduling import Coscheduling
@@ -134,6 +138,10 @@ class PodEvents:
             self.s.warnings.warn(pod, "InvalidPodAffinity", pod.affinity_error)
         if pod.spread_error:
             self.s.warnings.warn(pod, "InvalidTopologySpreadConstraint", pod.spread_error)
+        if pod.numa is not None and pod.numa.error:
+            self.s.warnings.warn(pod, "InvalidNUMARequirement", pod.numa.error)
+        elif pod.numa is not None and pod.numa.note:
+            self.s.warnings.warn(pod, "NUMARequirementNarrowed", pod.numa.note)
 
     def _track_group(self, pod: PodInfo) -> None:
         """Group membership counts every member, bound or pending; a new one may open gates."""
@@ -206,6 +214,7 @@ class PodEvents:
             or pod.latency_error
             or pod.affinity_error
             or pod.spread_error
+            or pod.numa is not None
         ):
             self.s.warnings.forget(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
@@ -283,3 +292,37 @@ class StorageEvents:
 
     def on_delete(self, obj: object) -> None:
         self._volumes.observed(obj, deleted=True)
+
+
+class TopologyEvents:
+    """A node's NUMA zones published, changed or withdrawn: kept, and told to the queue."""
+
+    def __init__(self, topologies: Topologies, queue: SchedulingQueue) -> None:
+        self._topologies = topologies
+        self._queue = queue
+
+    def on_add(self, topology: NodeTopology) -> None:
+        self._topologies.set(topology)
+        self._queue.on_event(events.NRT_ADD, None, topology)
+
+    def on_update(self, old: NodeTopology, new: NodeTopology) -> None:
+        self._topologies.set(new)
+        self._queue.on_event(events.NRT_UPDATE, old, new)
+
+    def on_delete(self, topology: NodeTopology) -> None:
+        self._topologies.remove(topology.name)
+        self._queue.on_event(events.NRT_DELETE, topology, None)
+
+    def unreadable(self, raw: Mapping[str, Any], error: BaseException) -> None:
+        """An object the informer could not decode: its node publishes nothing readable,
+        rather than what it published before (the informer logged the traceback)."""
+        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+        name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+        log.warning(
+            "NodeResourceTopology %s cannot be read (%s); node %s is taken to publish no "
+            "NUMA topology until it is fixed",
+            name or "?", error, name or "?",
+        )  # fmt: skip
+        if name and self._topologies.get(name) is not None:
+            self._topologies.remove(name)
+            self._queue.on_event(events.NRT_DELETE, None, None)

@@ -46,6 +46,7 @@ from lasched.plugins.noderesources import (
     SCORED_RESOURCES,
     STRATEGIES,
 )
+from lasched.plugins.numafit import STRATEGIES as NUMA_STRATEGIES
 from lasched.plugins.requestedtocapacity import ShapeError, validate_shape
 from lasched.profiles import IN_TREE
 from lasched.settings import DEFAULT_RESOURCE_WEIGHTS, ConfigError, ProfileSettings, Settings
@@ -74,7 +75,6 @@ _ELSEWHERE: Mapping[str, str] = {
     "RequestedToCapacityRatio": "use NodeResourcesFit with scoringStrategy.type "
     "RequestedToCapacityRatio",
     "CapacityScheduling": "elastic quotas are not supported yet",
-    "NodeResourceTopologyMatch": "NUMA-aware placement is not supported yet",
     "NodeResourcesAllocatable": "use NodeResourcesFit with LeastAllocated or MostAllocated",
     "TargetLoadPacking": "load-aware scoring is not supported yet",
     "LoadVariationRiskBalancing": "load-aware scoring is not supported yet",
@@ -590,6 +590,35 @@ def _coscheduling_args(args: _Fields, out: _ProfileArgs) -> None:
     )
 
 
+def _topology_match_args(args: _Fields, out: _ProfileArgs) -> None:
+    """scheduler-plugins' NodeResourceTopologyMatchArgs: the scoring strategy is read; the
+    cache settings are lasched's own (docs/numa.md, "Reserve accounting")."""
+    why = "lasched holds its placements until the topology shows them (docs/numa.md)"
+    for key in ("cacheResyncPeriodSeconds", "cache", "discardReservedNodes"):
+        args.ignore(key, why)
+    strategy = args.child("scoringStrategy")
+    kind = strategy.string("type") or "LeastAllocated"
+    if kind not in NUMA_STRATEGIES:
+        raise ConfigError(
+            f"{strategy.name('type')} must be {', '.join(NUMA_STRATEGIES)}, not {kind!r}"
+        )
+    weights: dict[str, int] = {}
+    for j, item in enumerate(strategy.list("resources")):
+        r = _Fields(item, f"{strategy.name('resources')}[{j}]", args.warnings)
+        resource = r.string("name")
+        if not resource:
+            raise ConfigError(f"{r.name('name')} is required")
+        if resource in weights:
+            raise ConfigError(f"{r.name('name')}: {resource} is listed twice")
+        weights[resource] = r.integer("weight", minimum=0, maximum=100) or 1
+        r.finish()
+    strategy.finish()
+    out.plugin_args["NodeResourceTopologyMatch"] = {
+        "scoringStrategy": kind,
+        **({"resources": weights} if weights else {}),
+    }
+
+
 def _priority_sort_args(args: _Fields, out: _ProfileArgs) -> None:
     points = args.number("agingPointsPerMinute")
     boost = args.integer("agingMaxBoost", minimum=0)
@@ -646,6 +675,7 @@ _ARGS: Mapping[str, ReadArgs] = {
     "PrioritySort": _priority_sort_args,
     "LatencyScore": _latency_score_args,
     "VolumeBinding": _volume_binding_args,
+    "NodeResourceTopologyMatch": _topology_match_args,
     **{name: _no_args(name) for name in _TAKE_NO_ARGS},
 }
 """How the args of each of lasched's plugins are read; a plugin of the registry without

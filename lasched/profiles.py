@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.cache.topology import Topologies
 from lasched.cache.volumes import VolumeCache
 from lasched.framework.interface import (
     BindPlugin,
@@ -60,6 +61,7 @@ from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.nodeaffinity import NodeAffinity
 from lasched.plugins.nodeports import NodePorts
 from lasched.plugins.noderesources import BalancedAllocation, NodeResourcesFit
+from lasched.plugins.noderesourcetopology import NodeResourceTopologyMatch
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
 from lasched.plugins.nodevolumelimits import NodeVolumeLimits
 from lasched.plugins.podtopologyspread import PodTopologySpread
@@ -102,8 +104,10 @@ class Handle:
         evictions: Evictions,
         namespace_labels: NamespaceLabels = no_namespace_labels,
         volumes: VolumeCache | None = None,
+        topologies: Topologies | None = None,
     ) -> None:
         self.settings = settings
+        self.topologies = topologies if topologies is not None else Topologies()
         self.profile = profile
         self.client = client
         self.cache = cache
@@ -182,6 +186,9 @@ IN_TREE: Registry[Handle] = {
     "NodeVolumeLimits": lambda args, h: NodeVolumeLimits(h.volumes),
     "VolumeBinding": _volume_binding,
     "VolumeZone": lambda args, h: VolumeZone(h.volumes),
+    "NodeResourceTopologyMatch": lambda args, h: NodeResourceTopologyMatch.from_args(
+        h.topologies, args
+    ),
     "PodTopologySpread": lambda args, h: PodTopologySpread.from_args(h.cache, args),
     "InterPodAffinity": lambda args, h: InterPodAffinity.from_args(
         h.cache, args, namespace_labels=h.namespace_labels
@@ -212,6 +219,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "NodeVolumeLimits",
     "VolumeBinding",
     "VolumeZone",
+    "NodeResourceTopologyMatch",
     "PodTopologySpread",
     "InterPodAffinity",
     "DefaultPreemption",
@@ -225,7 +233,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 lasched's own plugins sit where their order at each point matters: a group's
 checks before the node filters and its preemption before the pod's, the
 latency limits before the resource fit (a node too far away is rejected as
-unresolvable, so preemption does not try it)."""
+unresolvable, so preemption does not try it). NodeResourceTopologyMatch is
+scheduler-plugins', in the default profile because it costs nothing for a pod
+that asks no NUMA alignment (its PreFilter skips it; docs/numa.md)."""
 
 
 def default_plugins(profile: ProfileSettings) -> tuple[PluginRef, ...]:
@@ -270,6 +280,7 @@ def build_framework(
     evictions: Evictions,
     namespace_labels: NamespaceLabels = no_namespace_labels,
     volumes: VolumeCache | None = None,
+    topologies: Topologies | None = None,
     registry: Registry[Handle] = IN_TREE,
 ) -> Framework:
     """A profile's plugins placed by the registry's rules, scores weighted by config.
@@ -283,7 +294,7 @@ def build_framework(
     handle = Handle(
         settings=settings, profile=profile, client=client, cache=cache, gang=gang,
         pdbs=pdbs, latency=latency, latency_score=latency_score, evictions=evictions,
-        namespace_labels=namespace_labels, volumes=volumes,
+        namespace_labels=namespace_labels, volumes=volumes, topologies=topologies,
     )  # fmt: skip
     name = profile.scheduler_name
     try:

@@ -33,6 +33,7 @@ from typing import Any
 import lasched_protocol as proto
 from lasched import metrics
 from lasched.cache.cache import SchedulerCache
+from lasched.cache.topology import Topologies
 from lasched.cache.volumes import VolumeCache
 from lasched.cycle import SchedulingCycle, pre_enqueue
 from lasched.eventhandlers import (
@@ -42,6 +43,7 @@ from lasched.eventhandlers import (
     PodGroupEvents,
     PodWarnings,
     StorageEvents,
+    TopologyEvents,
 )
 from lasched.framework.events import EventResource
 from lasched.framework.waiting import WaitingRoom
@@ -60,6 +62,8 @@ from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model import selector
 from lasched.model.namespace import Namespace
 from lasched.model.node import Node
+from lasched.model.numa import API_VERSION as NRT_API
+from lasched.model.numa import NodeTopology
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import PodGroup
@@ -164,6 +168,8 @@ class Scheduler:
             classes=lambda: self.class_informer.store,
             csinodes=lambda: self.csinode_informer.store,
         )
+        # NUMA zones by node (NodeResourceTopology), with the holds of lasched's placements.
+        self.topologies = Topologies(clock=clock)
         self.profiles = self._profiles()
         q = settings.queue
         self.queue = SchedulingQueue(
@@ -268,6 +274,27 @@ class Scheduler:
             name="podgroups",
             idle_timeout=idle,
         )
+        self._build_storage_informers(client, idle)
+        self._podgroups_served = False
+        self._topologies_served = False
+        self._loop_blocked_until = 0.0
+        self._loop_blocked_for = 0.0
+        metrics.track_queue(self.queue.counts)
+        metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
+
+    def _build_storage_informers(self, client: KubeClient, idle: float) -> None:
+        """Claims, volumes, storage classes and CSINodes, read by the volume plugins; and
+        NodeResourceTopologies, read by NodeResourceTopologyMatch."""
+        topology_events = TopologyEvents(self.topologies, self.queue)
+        self.topology_informer: Informer[NodeTopology] = Informer(
+            client,
+            path=f"/apis/{NRT_API}/noderesourcetopologies",
+            decode=NodeTopology,
+            handler=topology_events,
+            name="noderesourcetopologies",
+            idle_timeout=idle,
+            on_error=topology_events.unreadable,
+        )
         self.claim_informer: Informer[Claim] = Informer(
             client, path="/api/v1/persistentvolumeclaims", decode=Claim,
             handler=StorageEvents(self.queue, self.volumes, EventResource.PERSISTENT_VOLUME_CLAIM),
@@ -288,11 +315,6 @@ class Scheduler:
             handler=StorageEvents(self.queue, self.volumes, EventResource.CSI_NODE),
             name="csinodes", idle_timeout=idle,
         )  # fmt: skip
-        self._podgroups_served = False
-        self._loop_blocked_until = 0.0
-        self._loop_blocked_for = 0.0
-        metrics.track_queue(self.queue.counts)
-        metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
 
     def _profiles(self) -> dict[str, Profile]:
         """Every profile of the settings, by scheduler name, sharing the parts above."""
@@ -316,6 +338,7 @@ class Scheduler:
                     evictions=self.evictions,
                     namespace_labels=self._namespace_labels,
                     volumes=self.volumes,
+                    topologies=self.topologies,
                 ),
                 events=EventRecorder(events_client, controller=p.scheduler_name),
             )
@@ -384,6 +407,8 @@ class Scheduler:
         informers += [self.pdb_informer, self.namespace_informer, *self._storage_informers()]
         if self._podgroups_served:
             informers.append(self.podgroup_informer)
+        if self._topologies_served:
+            informers.append(self.topology_informer)
         for inf in informers:
             if (why := inf.health()) is not None:
                 problems.append(why)
@@ -452,6 +477,7 @@ class Scheduler:
             for inf in self._storage_informers():
                 guarded(f"informer-{inf.name}", inf.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
+            guarded("nrt-api", lambda: self._topologies_if_served(tg))
             guarded("timers", self.timers.run)
             for p in self.profiles.values():
                 guarded(f"events-{p.name}", p.events.run)
@@ -517,6 +543,22 @@ class Scheduler:
         tg.create_task(
             supervised("informer-podgroups", self.podgroup_informer.run),
             name="informer-podgroups",
+        )
+
+    async def _topologies_if_served(self, tg: asyncio.TaskGroup) -> None:
+        """Watch NodeResourceTopologies when the cluster serves their API (asked until it
+        answers). Without it, NUMA policies of nodes are unknown: nodes pass, and pods that
+        annotate a strict NUMA policy wait (docs/numa.md)."""
+        if not await discovery.serves(self.client, NRT_API):
+            log.info(
+                "no NodeResourceTopology API (%s) in this cluster; NUMA zones are unknown",
+                NRT_API,
+            )
+            return
+        self._topologies_served = True
+        tg.create_task(
+            supervised("informer-noderesourcetopologies", self.topology_informer.run),
+            name="informer-noderesourcetopologies",
         )
 
     async def _monitor_loop(self) -> None:

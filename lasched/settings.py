@@ -38,6 +38,7 @@ DEFAULT_SCORE_WEIGHTS: Mapping[str, int] = {
     "InterPodAffinity": 2,
     "ImageLocality": 1,
     "LatencyScore": 5,
+    "NodeResourceTopologyMatch": 1,  # scheduler-plugins' default
 }
 
 

@@ -54,6 +54,7 @@ class EventResource(enum.StrEnum):
     PERSISTENT_VOLUME = "PersistentVolume"
     STORAGE_CLASS = "StorageClass"
     CSI_NODE = "CSINode"
+    NODE_RESOURCE_TOPOLOGY = "NodeResourceTopology"  # a node's NUMA zones (NRT object)
     WILDCARD = "*"
 
 
@@ -68,7 +69,7 @@ class ActionType(enum.Flag):
     UPDATE_NODE_CONDITION = 32  # the Ready condition
     UPDATE_POD_LABEL = 64
     UPDATE_POD_SCALE_DOWN = 128  # requests shrank
-    # An update of a PodGroup, an RTT or a storage object, or a group's hold ending.
+    # An update of a PodGroup, an RTT, a storage object or an NRT, or a group's hold ending.
     UPDATE_OTHER = 256
     UPDATE = 4 | 8 | 16 | 32 | 64 | 128 | 256
     ALL = 1 | 2 | UPDATE
@@ -121,6 +122,10 @@ POD_GROUP_DELETE = ClusterEvent(EventResource.POD_GROUP, ActionType.DELETE)
 LATENCY_UPDATE = ClusterEvent(EventResource.LATENCY, ActionType.UPDATE_OTHER)
 ADD_OR_UPDATE = ActionType.ADD | ActionType.UPDATE_OTHER
 """A storage object's registrations: added, or changed (kube-scheduler's ``Add|Update``)."""
+
+NRT_ADD = ClusterEvent(EventResource.NODE_RESOURCE_TOPOLOGY, ActionType.ADD)
+NRT_UPDATE = ClusterEvent(EventResource.NODE_RESOURCE_TOPOLOGY, ActionType.UPDATE_OTHER)
+NRT_DELETE = ClusterEvent(EventResource.NODE_RESOURCE_TOPOLOGY, ActionType.DELETE)
 WILDCARD_EVENT = ClusterEvent(EventResource.WILDCARD, ActionType.ALL)
 """Every selected pod is worth another try, whoever rejected it (a timed move, the
 safety flush): kube-scheduler's UnschedulableTimeout and ForceActivate."""

@@ -6,7 +6,7 @@ several times the memory (see bench/). Sub-structures that plugins interpret
 
 Labels and annotations are free text, so decoding never fails on their
 values: a malformed one becomes an error text (``latency_error``,
-``group_error``, ``priority_error``) that the scheduler turns into a Warning
+``group_error``, ``priority_error``, ``numa.error``) that the scheduler turns into a Warning
 Event. Pod (anti-)affinity and topology spread constraints are parsed here,
 once per pod version (lasched/model/affinity.py); a malformed one becomes
 ``affinity_error`` / ``spread_error``, which its plugin's PreFilter reports.
@@ -29,6 +29,7 @@ from lasched.model.affinity import (
 )
 from lasched.model.images import pod_images
 from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
+from lasched.model.numa import NumaRequest, numa_request
 from lasched.model.podgroup import GroupDecl, GroupError, declared_group
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
@@ -79,6 +80,7 @@ class PodInfo:
         "node_selector",
         "nominated_node_name",
         "non_zero",
+        "numa",
         "phase",
         "pod_affinity",
         "preemption_policy",
@@ -143,6 +145,8 @@ class PodInfo:
         self.pod_affinity, self.affinity_error = parse_pod_affinity(
             self.affinity, namespace=self.namespace, labels=self.labels
         )
+        # None for most pods: nothing the kubelet would NUMA-align, no annotation.
+        self.numa: NumaRequest | None = numa_request(spec, self.annotations, self.requests)
         self.spread_constraints: tuple[SpreadConstraint, ...]
         self.spread_error: str | None
         self.spread_constraints, self.spread_error = parse_spread_constraints(

@@ -194,6 +194,7 @@ NOT_SCHEDULING_FIELDS = (
     "affinity_error",
     "spread_error",
     "claims",  # spec.volumes cannot change
+    "numa",  # annotations, requests and QoS (limits resize with requests)
 )
 
 

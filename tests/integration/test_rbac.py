@@ -20,6 +20,7 @@ from tests.integration.test_volumes import local_volume
 
 MANIFEST = Path(__file__).parents[2] / "deploy" / "manifests" / "lasched.yaml"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/lasched-system/leases"
+NRTS = "/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies"
 
 
 def rbac_objects() -> list[dict[str, object]]:
@@ -99,8 +100,9 @@ async def test_manifest_rbac_is_enough_to_schedule(
 async def test_manifest_rbac_is_not_more_than_needed(
     cluster: DevCluster, kc: KubeClient, namespace: str
 ) -> None:
-    """The scheduler's ServiceAccount reads nodes and its own Lease, but cannot create or
-    update pods, read secrets, or touch another Lease; the agent's can do nothing."""
+    """The scheduler's ServiceAccount reads nodes, NUMA topologies and its own Lease, but
+    cannot create or update pods or topologies, read secrets, or touch another Lease; the
+    agent's can do nothing."""
     await apply(kc, rbac_objects())
     kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched"
@@ -123,6 +125,9 @@ async def test_manifest_rbac_is_not_more_than_needed(
         path = f"/api/v1/namespaces/{namespace}/pods/victim"
         assert await status(sa.patch(path, {"metadata": {}})) == 403
         assert await status(sa.get(f"/api/v1/namespaces/{namespace}/secrets")) == 403
+        # NUMA zones: read, never written (the topology-updater publishes them).
+        assert await status(sa.get(NRTS)) == 200
+        assert await status(sa.post(NRTS, {"metadata": {"name": "forged"}})) == 403
 
     agent_kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched-agent"

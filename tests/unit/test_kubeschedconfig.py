@@ -111,18 +111,19 @@ def test_a_realistic_configuration_translates() -> None:
     assert names[P.FILTER] == [
         "NodeUnschedulable", "NodeAffinity", "NodePorts", "LatencyFilter", "NodeResourcesFit",
         "VolumeRestrictions", "NodeVolumeLimits", "VolumeBinding", "VolumeZone",
-        "PodTopologySpread", "InterPodAffinity",
+        "NodeResourceTopologyMatch", "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
     assert names[P.PRE_BIND] == []  # disabled at preBind
-    assert names[P.RESERVE] == ["Coscheduling", "VolumeBinding"]
+    assert names[P.RESERVE] == ["Coscheduling", "VolumeBinding", "NodeResourceTopologyMatch"]
     assert [(p.name, w) for p, w in fw.scores] == [
-        ("NodeResourcesFit", 5), ("NodeAffinity", 2), ("PodTopologySpread", 2),
-        ("InterPodAffinity", 2),
+        ("NodeResourcesFit", 5), ("NodeAffinity", 2), ("NodeResourceTopologyMatch", 1),
+        ("PodTopologySpread", 2), ("InterPodAffinity", 2),
     ]  # fmt: skip
     # Disabled at score only, ImageLocality keeps its (cheap) PreScore, as a plugin does
     # in kube-scheduler.
     assert names[P.PRE_SCORE] == [
-        "NodeAffinity", "PodTopologySpread", "InterPodAffinity", "ImageLocality",
+        "NodeAffinity", "NodeResourceTopologyMatch", "PodTopologySpread", "InterPodAffinity",
+        "ImageLocality",
     ]  # fmt: skip
     assert fw.percentage_of_nodes_to_score == 100
     assert at(build(s.profiles[0], s)) == at(build())  # a profile of defaults is the default
@@ -180,8 +181,8 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
                                                        {"name": "Foo", "weight": 1}]}}),
             'profiles[0].plugins.score.enabled[1].name: unknown plugin "Foo"; lasched has: '
             "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, ImageLocality, "
-            "InterPodAffinity, "
-            "LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
+            "InterPodAffinity, LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
+            "NodeResourceTopologyMatch, "
             "NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, "
             "NodeVolumeLimits, PodTopologySpread, PrioritySort, SchedulingGates, "
             "TaintToleration, VolumeBinding, VolumeRestrictions, VolumeZone",
@@ -477,3 +478,38 @@ def test_image_locality_is_a_default_score_plugin_that_takes_no_args() -> None:
     ]
     off = translate(one_profile(plugins={"score": {"disabled": [{"name": "ImageLocality"}]}}))
     assert "ImageLocality" not in at(build(off.settings.profiles[0], off.settings))[P.SCORE]
+
+
+def test_node_resource_topology_match_is_accepted_with_its_args() -> None:
+    """scheduler-plugins' NUMA plugin and its scoring strategy carry over; its cache
+    settings are ignored with a warning naming them."""
+    t = translate(
+        one_profile(
+            plugins={"multiPoint": {"enabled": [{"name": "NodeResourceTopologyMatch"}]}},
+            pluginConfig=[
+                {
+                    "name": "NodeResourceTopologyMatch",
+                    "args": {
+                        "scoringStrategy": {
+                            "type": "MostAllocated",
+                            "resources": [{"name": "nvidia.com/gpu", "weight": 3}],
+                        },
+                        "cacheResyncPeriodSeconds": 5,
+                    },
+                }
+            ],
+        )
+    )
+    fw = build(t.settings.profiles[0], t.settings)
+    plugin = next(p for p in fw.filters if p.name == "NodeResourceTopologyMatch")
+    assert (plugin.strategy, plugin.resources) == ("MostAllocated", {"nvidia.com/gpu": 3})  # type: ignore[attr-defined]
+    assert any("cacheResyncPeriodSeconds is ignored" in w for w in t.warnings)
+    with pytest.raises(ConfigError, match=r"scoringStrategy.type must be LeastAllocated"):
+        translate(
+            one_profile(
+                pluginConfig=[
+                    {"name": "NodeResourceTopologyMatch",
+                     "args": {"scoringStrategy": {"type": "Random"}}}
+                ]
+            )
+        )  # fmt: skip

@@ -107,24 +107,26 @@ def test_default_profile_is_todays_plugin_order() -> None:
         P.QUEUE_SORT: ["PrioritySort"],
         P.PRE_FILTER: [
             "Coscheduling", "NodeAffinity", "NodePorts", "LatencyFilter", "VolumeRestrictions",
-            "NodeVolumeLimits", "VolumeBinding", "VolumeZone", "PodTopologySpread",
-            "InterPodAffinity",
+            "NodeVolumeLimits", "VolumeBinding", "VolumeZone", "NodeResourceTopologyMatch",
+            "PodTopologySpread", "InterPodAffinity",
         ],
         P.FILTER: [
             "NodeUnschedulable", "TaintToleration", "NodeAffinity", "NodePorts",
             "LatencyFilter", "NodeResourcesFit", "VolumeRestrictions", "NodeVolumeLimits",
-            "VolumeBinding", "VolumeZone", "PodTopologySpread", "InterPodAffinity",
+            "VolumeBinding", "VolumeZone", "NodeResourceTopologyMatch", "PodTopologySpread",
+            "InterPodAffinity",
         ],
         P.POST_FILTER: ["GangPreemption", "Coscheduling", "DefaultPreemption"],
         P.PRE_SCORE: [
-            "NodeAffinity", "PodTopologySpread", "InterPodAffinity", "ImageLocality",
-            "LatencyScore",
+            "NodeAffinity", "NodeResourceTopologyMatch", "PodTopologySpread", "InterPodAffinity",
+            "ImageLocality", "LatencyScore",
         ],
         P.SCORE: [
-            "TaintToleration", "NodeAffinity", "NodeResourcesFit", "PodTopologySpread",
-            "InterPodAffinity", "NodeResourcesBalancedAllocation", "ImageLocality", "LatencyScore",
+            "TaintToleration", "NodeAffinity", "NodeResourcesFit", "NodeResourceTopologyMatch",
+            "PodTopologySpread", "InterPodAffinity", "NodeResourcesBalancedAllocation",
+            "ImageLocality", "LatencyScore",
         ],
-        P.RESERVE: ["Coscheduling", "VolumeBinding"],
+        P.RESERVE: ["Coscheduling", "VolumeBinding", "NodeResourceTopologyMatch"],
         P.PERMIT: ["Coscheduling"],
         P.PRE_BIND: ["VolumeBinding"],
         P.BIND: ["DefaultBinder"],
@@ -157,6 +159,7 @@ def test_default_weights_are_kube_schedulers() -> None:
     weights = {p.name: w for p, w in build().scores}
     assert weights == {
         "TaintToleration": 3, "NodeAffinity": 2, "NodeResourcesFit": 1,
+        "NodeResourceTopologyMatch": 1,
         "PodTopologySpread": 2, "InterPodAffinity": 2,
         "NodeResourcesBalancedAllocation": 1, "ImageLocality": 1, "LatencyScore": 5,
     }  # fmt: skip
@@ -169,8 +172,8 @@ def test_disabled_at_a_point_leaves_the_plugins_other_points() -> None:
     assert "TaintToleration" in names[P.SCORE]
     names = at(build(profile_with(score=off("TaintToleration", "NodeResourcesBalancedAllocation"))))
     assert names[P.SCORE] == [
-        "NodeAffinity", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
-        "ImageLocality", "LatencyScore",
+        "NodeAffinity", "NodeResourcesFit", "NodeResourceTopologyMatch", "PodTopologySpread",
+        "InterPodAffinity", "ImageLocality", "LatencyScore",
     ]  # fmt: skip
     assert "TaintToleration" in names[P.FILTER]
 
@@ -182,7 +185,7 @@ def test_disabled_at_multipoint_removes_the_plugin_everywhere() -> None:
     assert names[P.FILTER] == [
         "NodeUnschedulable", "TaintToleration", "NodePorts", "LatencyFilter", "NodeResourcesFit",
         "VolumeRestrictions", "NodeVolumeLimits", "VolumeBinding", "VolumeZone",
-        "PodTopologySpread", "InterPodAffinity",
+        "NodeResourceTopologyMatch", "PodTopologySpread", "InterPodAffinity",
     ]  # fmt: skip
 
 

@@ -92,6 +92,8 @@ KWOK_CONFIGURATION: dict[str, Any] = {
 # does this cluster whatever its size: a small one never reaches the limit.
 CONTROLLER_MANAGER_CLIENT_FLAGS = ("--kube-api-qps=100", "--kube-api-burst=100")
 CRDS_DIR = Path(__file__).parent / "crds"
+# scheduler-plugins' PodGroup, and the NodeResourceTopology of NFD's topology-updater.
+CRDS = ("podgroups.yaml", "noderesourcetopologies.yaml")
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.64.0.0/10"
 
@@ -430,7 +432,7 @@ class DevCluster:
 
         async with await self.client() as kc:
             await ensure_namespace(kc, "default")
-            crds = load_manifests(CRDS_DIR / "podgroups.yaml")
+            crds = [m for f in CRDS for m in load_manifests(CRDS_DIR / f)]
             await apply(kc, crds)
             await _wait_established(kc, [c["metadata"]["name"] for c in crds])
 
