@@ -306,7 +306,16 @@ def _filters(
         verdicts.append({"node": ni.name, "feasible": not rejections, "rejections": rejections})
         if not rejections:
             feasible.append(ni)
-    return verdicts, feasible
+    # A tier judges the feasible nodes together (a cycle's FilterFeasible step).
+    dropped: dict[str, Status] = {}
+    kept = fw.narrow(state, pod, feasible, dropped, skip=skip)
+    if kept is None:
+        return verdicts, feasible
+    for v in verdicts:
+        if (tier := dropped.get(v["node"])) is not None:
+            v["feasible"] = False
+            v["rejections"].append(_status(tier, tier.plugin))
+    return verdicts, [feasible[i] for i in kept]
 
 
 def _summary(total: int, verdicts: list[JSON]) -> str:

@@ -41,6 +41,7 @@ from lasched.framework.registry import (
     quoted,
     unknown_plugin,
 )
+from lasched.plugins.latency import DefaultPreference
 from lasched.plugins.noderesources import (
     REQUESTED_TO_CAPACITY_RATIO,
     SCORED_RESOURCES,
@@ -245,7 +246,6 @@ class _ProfileArgs:
     plugin_args: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     # Args of plugins one instance of which serves every profile: all profiles must agree.
     queue: dict[str, Any] = field(default_factory=dict)
-    latency: dict[str, Any] = field(default_factory=dict)
 
 
 def translate(data: Any) -> Translation:
@@ -285,7 +285,6 @@ def translate(data: Any) -> Translation:
     top.finish()
     queue.update(shared.queue)
     own["queue"] = queue
-    own["latency"] = shared.latency
     try:
         parsed = lasched_settings.parse(own)
     except ConfigError as e:
@@ -361,10 +360,7 @@ def _profiles(top: _Fields) -> tuple[list[ProfileSettings], _ProfileArgs]:
         f.finish()
         if first is None:
             first = args
-        for what, mine, theirs in (
-            ("PrioritySort", args.queue, first.queue),
-            ("LatencyScore", args.latency, first.latency),
-        ):
+        for what, mine, theirs in (("PrioritySort", args.queue, first.queue),):
             if mine != theirs:
                 raise ConfigError(
                     f"{f.name('pluginConfig')}: the args of {what} differ from profiles[0]'s; "
@@ -633,9 +629,23 @@ def _priority_sort_args(args: _Fields, out: _ProfileArgs) -> None:
 
 
 def _latency_score_args(args: _Fields, out: _ProfileArgs) -> None:
+    """``defaultPreference`` (none, central, cloud) and its older spelling ``cloudFallback``:
+    the profile's own, handed to its LatencyScore (which checks they agree)."""
+    own: dict[str, Any] = {}
     cloud = args.boolean("cloudFallback")
     if cloud is not None:
-        out.latency["cloudFallback"] = cloud
+        own["cloudFallback"] = cloud
+    preference = args.string("defaultPreference")
+    if preference is not None:
+        choices = tuple(p.value for p in DefaultPreference)
+        if preference not in choices:
+            raise ConfigError(
+                f"{args.name('defaultPreference')} must be one of {', '.join(choices)}, "
+                f"not {preference!r}"
+            )
+        own["defaultPreference"] = preference
+    if own:
+        out.plugin_args["LatencyScore"] = own
 
 
 def _volume_binding_args(args: _Fields, out: _ProfileArgs) -> None:
@@ -664,6 +674,7 @@ _TAKE_NO_ARGS = (
     "VolumeRestrictions",
     "VolumeZone",
     "NodeVolumeLimits",
+    "CloudTier",
 )
 
 _ARGS: Mapping[str, ReadArgs] = {

@@ -54,6 +54,7 @@ from lasched.kube.volumes import KubeVolumeWrites
 from lasched.model.affinity import NamespaceLabels, no_namespace_labels
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo
+from lasched.plugins.cloudtier import CloudTier
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.imagelocality import ImageLocality
 from lasched.plugins.interpodaffinity import InterPodAffinity
@@ -200,7 +201,9 @@ IN_TREE: Registry[Handle] = {
     "Coscheduling": lambda args, h: h.gang,
     "GangPreemption": _gang_preemption,
     "LatencyFilter": lambda args, h: h.latency,
-    "LatencyScore": lambda args, h: h.latency_score,
+    # A profile's args choose its default preference; the latency view stays shared.
+    "LatencyScore": lambda args, h: h.latency_score.configured(args, "args"),
+    "CloudTier": lambda args, h: CloudTier(),
 }
 """lasched's plugins by name: kube-scheduler's names for kube-scheduler's plugins."""
 

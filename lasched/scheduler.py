@@ -52,6 +52,7 @@ from lasched.kube.client import ClientOptions, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import CONCURRENCY, EventRecorder
 from lasched.kube.informers import Informer, StoreOnly
+from lasched.kube.owners import OwnerSizes
 from lasched.kube.statuswriter import StatusWriter
 from lasched.kube.tokenreview import agent_authenticator
 from lasched.latency import goldpinger, snapshot
@@ -66,7 +67,7 @@ from lasched.model.numa import API_VERSION as NRT_API
 from lasched.model.numa import NodeTopology
 from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
-from lasched.model.podgroup import PodGroup
+from lasched.model.podgroup import OwnerRef, PodGroup
 from lasched.model.volume import Claim, CSINode, StorageClass, Volume
 from lasched.plugins.coscheduling import Coscheduling
 from lasched.plugins.latency import LatencyFilter, LatencyScore
@@ -134,6 +135,8 @@ class Scheduler:
                     retry_period=le.retry_period_seconds,
                 ),
             )
+        # A group without a declared size asks its controller (a GET beside the loop).
+        self.owner_sizes = OwnerSizes(client, on_read=self._owner_read, clock=clock)
         # One gang state for the process: a group's members may use several profiles.
         # Its hooks act through the cycle, built below: they run only once pods are tried.
         self.gang = Coscheduling(
@@ -143,6 +146,7 @@ class Scheduler:
             on_release=lambda g: self.cycle.gang_released(g),  # noqa: PLW0108
             on_permitted=lambda g: self.cycle.gang_permitted(g),  # noqa: PLW0108
             podgroup=self.podgroup,
+            owner_size=self.owner_sizes.lookup,
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
             timers=self.timers,
@@ -156,6 +160,7 @@ class Scheduler:
             self.latency,
             peer_nodes=functools.partial(peer_nodes, self.cache),
             group_nodes=functools.partial(group_nodes, self.cache, self.gang),
+            node_names=lambda: [ni.name for ni in self.cache.node_infos()],
             cloud_fallback=settings.latency.cloud_fallback,
         )
         # Preemption victims from the decision until the informer shows them gone.
@@ -360,6 +365,16 @@ class Scheduler:
 
     def podgroup(self, key: str) -> PodGroup | None:
         return self.podgroup_informer.store.get(key)
+
+    def _owner_read(self, namespace: str, ref: OwnerRef) -> None:
+        """A controller's size was read (or changed): its group's gates may open, or its
+        members settle now if it gave none."""
+        members = self.gang.members_owned_by(namespace, ref.uid)
+        self.queue.recheck_gated(members)
+        pod = self.pod(members[0]) if members else None
+        g = self.gang.group_of(pod) if pod is not None else None
+        if g is not None and (settled := self.gang.settles_at(g)) is not None:
+            self.queue.move_at(settled, self.gang.members_of(g.key), key=f"podgroup-settle/{g.key}")
 
     def pdbs(self) -> Iterable[PDB]:
         return self.pdb_informer.store.values()
@@ -598,6 +613,7 @@ class Scheduler:
         for wp in self.waiting:
             wp.reject("shutdown", "the scheduler is shutting down")
         grace = self.settings.shutdown_grace_seconds
+        await self.owner_sizes.reads.cancel_all()
         if not await self.binds.drain(grace):
             log.warning("binds still in flight after %.0f s; abandoning them", grace)
             await self.binds.cancel_all()

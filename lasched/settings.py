@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from lasched.framework.registry import PluginsConfig
+from lasched.framework.registry import ExtensionPoint, PluginRef, PluginsConfig, PluginSet
 
 DEFAULT_SCHEDULER_NAME = "lasched"
 
@@ -283,6 +283,30 @@ def _weights(r: _Reader) -> dict[str, int]:
     return weights
 
 
+DEFAULT_PREFERENCES = ("none", "central", "cloud")
+CLOUD_TIERS = ("none", "hard")
+
+
+def _tiers(pr: _Reader) -> tuple[dict[str, Mapping[str, Any]], PluginsConfig]:
+    """A profile's ``defaultPreference`` (LatencyScore's arg) and ``cloudTier: hard``
+    (the CloudTier filter enabled), as a KubeSchedulerConfiguration would say them."""
+    args: dict[str, Mapping[str, Any]] = {}
+    preference = pr.raw("defaultPreference")
+    if preference is not None:
+        pr.string("defaultPreference", "none", choices=DEFAULT_PREFERENCES)
+        args["LatencyScore"] = {"defaultPreference": preference}
+    plugins = PluginsConfig()
+    if pr.string("cloudTier", "none", choices=CLOUD_TIERS) == "hard":
+        plugins = PluginsConfig(
+            points={
+                ExtensionPoint.FILTER: PluginSet(
+                    enabled=(PluginRef("CloudTier", source=pr._name("cloudTier")),)
+                )
+            }
+        )
+    return args, plugins
+
+
 def _path(r: _Reader, key: str) -> str | None:
     v = r.raw(key)
     if v is not None and (not isinstance(v, str) or not v):
@@ -415,6 +439,7 @@ def parse(data: Any) -> Settings:
     else:
         for i, item in enumerate(profiles_raw):
             pr = _Reader(item, f"profiles[{i}]")
+            plugin_args, plugins = _tiers(pr)
             profiles.append(
                 ProfileSettings(
                     scheduler_name=pr.string("schedulerName", DEFAULT_SCHEDULER_NAME),
@@ -424,6 +449,8 @@ def parse(data: Any) -> Settings:
                         choices=("LeastAllocated", "MostAllocated"),
                     ),
                     score_weights=_weights(pr.child("scoreWeights")),
+                    plugin_args=plugin_args,
+                    plugins=plugins,
                 )
             )
             pr.finish()

@@ -12,7 +12,8 @@ must not do I/O; the binding cycle (Permit waiting, PreBind, Bind) is asynchrono
 What a plugin can do is declared, never guessed: the extension points are the
 runtime-checkable Protocols it implements (kube-scheduler's
 ``getExtensionPoints``), the fast forms of Filter and Score are Protocols too
-(:class:`FilterAllPlugin`, :class:`ScoreAllPlugin`), and so are the
+(:class:`FilterAllPlugin`, :class:`ScoreAllPlugin`), as is a Filter that
+judges the feasible nodes together (:class:`FilterFeasiblePlugin`), and so are the
 column forms that judge every candidate node in a few numpy operations
 (:class:`FilterColumnsPlugin`, :class:`ScoreColumnsPlugin`, reading the
 cache's lasched/cache/columns.py); and what opportunistic
@@ -148,6 +149,22 @@ class FilterAllPlugin(FilterPlugin, Protocol):
         self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
     ) -> list[Status]:
         """Exactly ``[self.filter(state, pod, n) for n in nodes]``."""
+        ...
+
+
+@runtime_checkable
+class FilterFeasiblePlugin(FilterPlugin, Protocol):
+    """A Filter that also judges the feasible nodes together, after every Filter passed
+    them: a node may be dropped for what the others are (a tier: cloud nodes only when
+    no edge node fits). kube-scheduler has no such point; lasched runs it on the nodes
+    a cycle found feasible, before PreScore, and ``lasched explain`` shows its verdicts.
+    """
+
+    def filter_feasible(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]
+    ) -> list[Status] | None:
+        """A verdict per node of ``nodes``, or None to keep them all. Must keep at
+        least one node: a tier orders nodes, it never makes a pod unschedulable."""
         ...
 
 

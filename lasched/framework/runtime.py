@@ -41,6 +41,7 @@ from lasched.framework.interface import (
     EnqueueExtensions,
     FilterAllPlugin,
     FilterColumnsPlugin,
+    FilterFeasiblePlugin,
     FilterPlugin,
     PermitPlugin,
     Plugin,
@@ -207,6 +208,9 @@ class Framework:
                 p.filter_columns if isinstance(p, FilterColumnsPlugin) else None,
             )
             for p in self._filters
+        )
+        self._feasible_filters = tuple(
+            p for p in self._filters if isinstance(p, FilterFeasiblePlugin)
         )
         self._score_steps: tuple[
             tuple[ScorePlugin, int, ScoreAll | None, bool, ScoreColumns | None], ...
@@ -508,6 +512,8 @@ class Framework:
         if view is not None:
             return self._schedule_columns(state, pod, view, skip=skip, sig=sig, cycle=cycle, t0=t0)
         feasible, failed, evaluated = self._find_feasible(state, pod, nodes, skip)
+        if (kept := self.narrow(state, pod, feasible, failed, skip=skip)) is not None:
+            feasible = [feasible[i] for i in kept]
         if (early := self._unscored(feasible, failed, evaluated, num_all, t0)) is not None:
             return early
         skip_score = self._run_pre_scores(state, pod, feasible)
@@ -541,6 +547,41 @@ class Framework:
             node = feasible[0] if len(feasible) == 1 else self._rng.choice(feasible)
             return ScheduleResult(node.name, evaluated, len(feasible), {})
         return None
+
+    def narrow(
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        feasible: Sequence[NodeInfo],
+        failed: dict[str, Status],
+        *,
+        skip: set[str] | frozenset[str] = frozenset(),
+    ) -> list[int] | None:
+        """The :class:`FilterFeasiblePlugin` verdicts on the feasible nodes together: the
+        positions kept (None: all), each dropped node's Status added to ``failed``."""
+        kept: list[int] | None = None
+        for p in self._feasible_filters:
+            if p.name in skip or not feasible:
+                continue
+            alive = feasible if kept is None else [feasible[i] for i in kept]
+            try:
+                verdicts = p.filter_feasible(state, pod, alive)
+            except Exception as e:
+                raise PluginError.from_exception(p.name, e, point="Filter") from e
+            if verdicts is None:
+                continue
+            if len(verdicts) != len(alive):
+                raise PluginError(error(f"{p.name} judged {len(verdicts)} of {len(alive)} nodes"))
+            positions = list(range(len(feasible))) if kept is None else kept
+            kept = []
+            for at, st in zip(positions, verdicts, strict=True):
+                if st.code is Code.SUCCESS:
+                    kept.append(at)
+                elif st.code is Code.ERROR:
+                    raise PluginError(st.with_plugin(p.name))
+                else:
+                    failed[feasible[at].name] = st.with_plugin(p.name)
+        return kept
 
     def _run_pre_scores(
         self, state: CycleState, pod: PodInfo, feasible: list[NodeInfo]
@@ -598,6 +639,9 @@ class Framework:
             assert f.exc is not None
             raise PluginError.from_exception(f.plugin, f.exc, point="Filter") from f.exc
         self._next_start = (start + evaluated) % num_all
+        if (kept := self.narrow(state, pod, feasible, failed, skip=skip)) is not None:
+            feasible = [feasible[i] for i in kept]
+            found = found[np.asarray(kept, dtype=np.intp)]
         if (early := self._unscored(feasible, failed, evaluated, num_all, t0)) is not None:
             return early
         skip_score = self._run_pre_scores(state, pod, feasible)

@@ -115,6 +115,9 @@ class LatencyCache:
         # only every so often; its pairs stay fresh for that long times three.
         self._refresh: dict[str, float] = {}
         self.coordinates = coordinates if coordinates is not None else Coordinates()
+        self.version = 0
+        """Counts the changes to the pairs: what is derived from them (LatencyScore's mean
+        RTT per node) is worked out again only when it moved."""
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -144,6 +147,7 @@ class LatencyCache:
         samples = max(samples, 0)
         now = self._clock()
         self._feed(src, dst, median_ms, now)
+        self.version += 1
         e = self._pairs.get((src, dst))
         if e is None or e.pinned != pinned:
             self._pairs[(src, dst)] = _Entry(median_ms, p90_ms, loss, samples, now, source, pinned)
@@ -257,6 +261,7 @@ class LatencyCache:
                 ewma, _clamped_ms(p.p90_ms), loss, p.samples, updated, p.source, False
             )
             n += 1
+        self.version += n
         return n
 
     def export_places(self) -> list[SavedPlace]:

@@ -30,7 +30,7 @@ from lasched.model.affinity import (
 from lasched.model.images import pod_images
 from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
 from lasched.model.numa import NumaRequest, numa_request
-from lasched.model.podgroup import GroupDecl, GroupError, declared_group
+from lasched.model.podgroup import GroupDecl, GroupError, OwnerRef, declared_group, owner_ref
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
 from lasched.model.strict import integer
@@ -81,6 +81,7 @@ class PodInfo:
         "nominated_node_name",
         "non_zero",
         "numa",
+        "owner",
         "phase",
         "pod_affinity",
         "preemption_policy",
@@ -136,6 +137,13 @@ class PodInfo:
             self.group = declared_group(self.namespace, self.labels, self.annotations)
         except GroupError as e:
             self.group_error = str(e)
+        # A group declared without a size takes it from the controller (lasched.model.podgroup).
+        self.owner: OwnerRef | None = (
+            owner_ref(meta)
+            if self.group is not None and self.group.source == "annotation"
+            and self.group.min_available is None
+            else None
+        )  # fmt: skip
         if self.latency is not None and self.latency.group_max_ms and self.group is None:
             self.latency_error = f"annotation {GROUP_MAX_RTT} needs the pod to be in a pod group"
         # (kind, uid) of the controlling ownerReference: default spreading groups by it.

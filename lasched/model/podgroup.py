@@ -16,10 +16,25 @@ the earlier Python scheduler's annotation   ``pod-group: <name>``; optional
                                             ``pod-group-size: "<n>"``
 ==========================================  ===========================================
 
-For the ``pod-group`` annotation without a declared size, the group is
-all-or-nothing over the members that exist: min-available is the number of
-members seen once no new member has arrived for
-:data:`ANNOTATION_SETTLE_SECONDS`, so a group created pod by pod is not
+For the ``pod-group`` annotation without a declared size, the size comes
+from the members' controller (:func:`owner_size`, read from the apiserver by
+the scheduler and handed to the gang plugin as a lookup):
+
+==============  ==============================================================
+any controller  its annotation ``pod-group-size: "<n>"`` (a JobSet's Jobs, an
+                operator's objects: put it on the owner or the pod template)
+Job             ``min(parallelism, completions - succeeded)`` (``parallelism``
+                alone without ``completions``): the pods the Job controller
+                keeps running at once
+ReplicaSet      ``spec.replicas`` (a Deployment's pods belong to its current
+                ReplicaSet, whose replicas are the Deployment's)
+StatefulSet     ``spec.replicas``
+==============  ==============================================================
+
+Only when nothing says more (no controller, another kind, or one whose size
+cannot be read) is the group all-or-nothing over the members that exist:
+min-available is the number of members seen once no new member has arrived
+for :data:`ANNOTATION_SETTLE_SECONDS`, so a group created pod by pod is not
 mistaken for a group of one.
 
 Values are read strictly (ASCII digits, no ``inf``): min-available and the
@@ -150,6 +165,103 @@ def declared_group(
             source="annotation",
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRef:
+    """The ownerReference marked ``controller: true`` of a pod."""
+
+    kind: str
+    name: str
+    uid: str
+
+    def shown(self, namespace: str) -> str:
+        return f"{self.kind} {namespace}/{self.name}"
+
+
+def owner_ref(meta: Mapping[str, object]) -> OwnerRef | None:
+    """The pod's controlling ownerReference, None if it has none (or a malformed one)."""
+    refs = meta.get("ownerReferences")
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            kind, name, uid = ref.get("kind"), ref.get("name"), ref.get("uid")
+            fields = (kind, name, uid)
+            if all(isinstance(f, str) and f for f in fields):
+                return OwnerRef(str(kind), str(name), str(uid))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerSize:
+    """What a controller says about its group's size."""
+
+    size: int | None  # None: nothing (the group falls back to the lull)
+    source: str  # "Job default/train's parallelism", or why there is no size
+    problem: str | None = None  # a value that could not be read, naming its field
+
+
+OWNER_APIS: Mapping[str, str] = {
+    "Job": "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{namespace}/replicasets/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
+}
+"""The controllers whose size lasched reads, and where (a GET of the object)."""
+
+
+def _count(obj: Mapping[str, object], path: str, default: int | None) -> int | None:
+    """An integer field at a dotted path: ``default`` when absent; GroupError when not a
+    non-negative integer."""
+    value: object = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise GroupError(f"{path}={value!r} is not a non-negative integer")
+    return value
+
+
+def owner_size(namespace: str, ref: OwnerRef, obj: Mapping[str, object]) -> OwnerSize:
+    """The group size the controller object ``obj`` says (see the module docstring)."""
+    who = ref.shown(namespace)
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    if isinstance(annotations, Mapping) and isinstance(
+        declared := annotations.get(ANNOTATION_SIZE), str
+    ):
+        try:
+            n = _positive_int(declared, f"annotation {ANNOTATION_SIZE} of {who}")
+        except GroupError as e:
+            return OwnerSize(None, f"{who} has no readable size: {e}", str(e))
+        return OwnerSize(n, f"{who}'s annotation {ANNOTATION_SIZE}")
+    try:
+        if ref.kind == "Job":
+            parallelism = _count(obj, "spec.parallelism", 1)
+            completions = _count(obj, "spec.completions", None)
+            succeeded = _count(obj, "status.succeeded", 0)
+            assert parallelism is not None and succeeded is not None
+            if completions is None:
+                return _sized(parallelism, f"{who}'s parallelism")
+            left = completions - succeeded
+            if left < parallelism:
+                return _sized(left, f"{who}'s completions left ({completions} - {succeeded})")
+            return _sized(parallelism, f"{who}'s parallelism")
+        if ref.kind in ("ReplicaSet", "StatefulSet"):
+            replicas = _count(obj, "spec.replicas", 1)
+            assert replicas is not None
+            return _sized(replicas, f"{who}'s replicas")
+    except GroupError as e:
+        return OwnerSize(None, f"{who} has no readable size: {e}", f"{who}: {e}")
+    return OwnerSize(None, f"{who} says no size (annotate it with {ANNOTATION_SIZE})")
+
+
+def _sized(n: int, source: str) -> OwnerSize:
+    # 0 (a Job scaled to nothing, a ReplicaSet at 0): no group to wait for; let the lull decide.
+    if n < 1:
+        return OwnerSize(None, f"{source} is {n}")
+    return OwnerSize(min(n, MAX_MEMBERS), source)
 
 
 class PodGroup:

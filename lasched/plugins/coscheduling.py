@@ -3,7 +3,13 @@
 How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's view):
 
 1. **PreEnqueue** gates members until at least min-available members exist,
-   so a half-created group holds nothing; invalid declarations gate too.
+   so a half-created group holds nothing; invalid declarations gate too. A
+   group declared without a size (the ``pod-group`` annotation) takes it from
+   its controller, through the ``owner_size`` lookup the scheduler hands in
+   (a Job's parallelism, a ReplicaSet's replicas, ...: lasched.model.podgroup),
+   and waits while that is being read; only when the controller says nothing
+   is the group the members that exist after a lull. Every message about a
+   group's progress says where its size came from (:meth:`Coscheduling.size_source`).
 2. **One group reserves at a time.** The first member to reach Reserve makes
    its group the *holder*; members of other groups fail PreFilter with a
    reason naming the holder until it is done. Two groups can therefore never
@@ -57,10 +63,32 @@ from lasched.framework.interface import (
 )
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo, PodKey
-from lasched.model.podgroup import ANNOTATION_SETTLE_SECONDS, DEFAULT_TIMEOUT_SECONDS, PodGroup
+from lasched.model.podgroup import (
+    ANNOTATION_SETTLE_SECONDS,
+    ANNOTATION_SIZE,
+    DEFAULT_TIMEOUT_SECONDS,
+    KUBENEXUS_MIN,
+    LASCHED_MIN,
+    OwnerRef,
+    OwnerSize,
+    PodGroup,
+)
 from lasched.timers import Timer, TimerHeap
 
 log = logging.getLogger(__name__)
+
+OwnerSizeLookup = Callable[[str, OwnerRef], OwnerSize | None]
+"""(namespace, controller) -> what it says about the size; None while it is being read."""
+
+_DECLARED_BY = {
+    "lasched": f"label {LASCHED_MIN}",
+    "kubenexus": f"label {KUBENEXUS_MIN}",
+    "annotation": f"annotation {ANNOTATION_SIZE}",
+}
+
+
+def _no_owner_lookup(namespace: str, ref: OwnerRef) -> OwnerSize:
+    return OwnerSize(None, "controllers are not read")
 
 
 @dataclass(slots=True)
@@ -92,6 +120,14 @@ class Group:
             return f"members of pod group {self.key} disagree on min-available ({shown})"
         return None
 
+    def owner(self) -> tuple[str, OwnerRef] | None:
+        """The controller of the members without a declared size, when they share one."""
+        owners = {p.owner for p in self.members.values() if p.owner is not None}
+        if len(owners) != 1:
+            return None
+        first = next(iter(self.members.values()))
+        return first.namespace, owners.pop()
+
     def from_podgroup(self) -> bool:
         return any(
             p.group is not None and p.group.source == "podgroup" for p in self.members.values()
@@ -118,6 +154,7 @@ class Coscheduling(Batchable):
         on_release: Callable[[Group], None] = lambda g: None,
         on_permitted: Callable[[Group], None] = lambda g: None,
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
+        owner_size: OwnerSizeLookup = _no_owner_lookup,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
         initial_backoff: float = 1.0,
@@ -126,7 +163,8 @@ class Coscheduling(Batchable):
     ) -> None:
         """``on_release``: the group stopped holding (it failed or was permitted);
         ``timers``: where the holder's deadline goes (None: its owner calls
-        :meth:`expire`)."""
+        :meth:`expire`); ``owner_size``: what a group's controller says about its size
+        (never awaits: None while it is being read)."""
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._clock = clock
@@ -135,6 +173,7 @@ class Coscheduling(Batchable):
         self._on_release = on_release
         self._on_permitted = on_permitted
         self._podgroup = podgroup
+        self._owner_size = owner_size
         self.default_timeout = default_timeout
         self.settle_seconds = settle_seconds
         self.groups: dict[str, Group] = {}
@@ -186,9 +225,50 @@ class Coscheduling(Batchable):
         declared = g.min_available()
         if declared is not None:
             return declared
-        if self._clock() - g.last_joined < self.settle_seconds:
+        owned = self.owner_size(g)
+        if owned is not None and owned.size is not None:
+            return owned.size
+        if self._clock() - g.last_joined < self.settle_seconds or (
+            owned is None and g.owner() is not None
+        ):
             return None
         return len(g.members)
+
+    def owner_size(self, g: Group) -> OwnerSize | None:
+        """What the group's controller says (None: no controller, or it is being read)."""
+        if g.from_podgroup() or g.min_available() is not None:
+            return None
+        owner = g.owner()
+        return None if owner is None else self._owner_size(*owner)
+
+    def members_owned_by(self, namespace: str, uid: str) -> list[PodKey]:
+        """Members of the groups sized by this controller (its size was read again)."""
+        return [
+            k
+            for g in self.groups.values()
+            if (o := g.owner()) is not None and o[0] == namespace and o[1].uid == uid
+            for k in g.members
+        ]
+
+    def size_source(self, g: Group) -> str:
+        """Where the group's size comes from: ``size 3 from Job default/train's parallelism``."""
+        need = self.required(g)
+        if g.from_podgroup():
+            return f"min-available {need} from PodGroup {g.key}" if need else f"no PodGroup {g.key}"
+        declared = g.min_available()
+        if declared is not None:
+            decls = [p.group for p in g.members.values() if p.group is not None]
+            by = _DECLARED_BY.get(decls[0].source, "its members") if decls else "its members"
+            return f"min-available {declared} from {by}"
+        owned = self.owner_size(g)
+        if owned is not None and owned.size is not None:
+            return f"size {owned.size} from {owned.source}"
+        owner = g.owner()
+        if owned is None and owner is not None:
+            return f"size not known yet: reading {owner[1].shown(owner[0])}"
+        why = f"; {owned.source}" if owned is not None else ""
+        lull = f"the members that exist after {self.settle_seconds:g} s without a new one"
+        return f"size {need}: {lull}{why}" if need is not None else f"size: {lull}{why}"
 
     # ---- PreEnqueue -----------------------------------------------------------
 
@@ -201,6 +281,9 @@ class Coscheduling(Batchable):
         """When a group without min-available counts its members as complete, if it
         has not yet: its gate may open then, with no event to say so."""
         if g.from_podgroup() or g.min_available() is not None:
+            return None
+        owned = self.owner_size(g)
+        if owned is not None and owned.size is not None:
             return None
         when = g.last_joined + self.settle_seconds
         return when if when > self._clock() else None
@@ -240,11 +323,13 @@ class Coscheduling(Batchable):
         if need is None and g.from_podgroup():
             return unschedulable(f"pod group {g.key}: waiting for PodGroup {g.key} to exist")
         if need is None:
-            return unschedulable(f"pod group {g.key}: waiting for its members to arrive")
+            return unschedulable(
+                f"pod group {g.key}: waiting for its members to arrive ({self.size_source(g)})"
+            )
         if len(g.members) < need:
             return unschedulable(
-                f"pod group {g.key}: {len(g.members)} of {need} members exist; "
-                "waiting for the rest before reserving anything"
+                f"pod group {g.key}: {len(g.members)} of {need} members exist "
+                f"({self.size_source(g)}); waiting for the rest before reserving anything"
             )
         return SUCCESS
 
@@ -320,7 +405,10 @@ class Coscheduling(Batchable):
                 wp = self._room.get(key)
                 if wp is not None:
                     wp.allow(self.name)
-            log.info("pod group %s: %d of %d members placed; binding", g.key, placed, need)
+            log.info(
+                "pod group %s: %d of %d members placed (%s); binding",
+                g.key, placed, need, self.size_source(g),
+            )  # fmt: skip
             self._on_permitted(g)
             if self.holder == g.key:
                 self._release(g)
@@ -333,8 +421,8 @@ class Coscheduling(Batchable):
     def _summary(self, g: Group, why: str) -> str:
         need = self.required(g) or len(g.members)
         return (
-            f"pod group {g.key}: {self.placed(g)} of {need} members were placed; "
-            f"all reservations released ({why})"
+            f"pod group {g.key}: {self.placed(g)} of {need} members were placed "
+            f"({self.size_source(g)}); all reservations released ({why})"
         )
 
     def _reject_waiting(self, g: Group, message: str) -> None:

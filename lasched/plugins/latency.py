@@ -8,10 +8,14 @@ placed. It reads only *measured, fresh* RTTs: unknown or stale data fails
 closed, with a reason that says which.
 
 **LatencyScore** ranks nodes by weighted RTT to the places a pod prefers (or
-to its peers), where an unmeasured pair may fall back to an estimate. With
-``latency.cloudFallback`` on, a pod with no latency requirement at all
-prefers nodes labelled ``kubernetes.io/role=cloud``, keeping edge capacity
-for the pods that need it.
+to its peers), where an unmeasured pair may fall back to an estimate. A pod
+with no latency requirement at all follows the profile's *default
+preference* (:class:`DefaultPreference`): nothing (resources alone decide),
+``cloud`` (nodes labelled ``kubernetes.io/role=cloud``, keeping edge capacity
+for the pods that need it; ``latency.cloudFallback``), or ``central`` (the
+node with the lowest mean RTT to the other nodes, latent-scheduler's rule).
+The mean RTT per node is worked out once per change of the latency cache or
+of the node list, not once per pod.
 
 A pod LatencyFilter rejected is worth another try when RTTs change (the
 latency upkeep's ``Latency`` event, at most about once a second), when a
@@ -27,7 +31,8 @@ a user endpoint). A round trip crosses both directions either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import enum
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
@@ -54,6 +59,26 @@ PeerNodes = Callable[[str, Mapping[str, Any]], set[str]]
 """(namespace, label selector) -> nodes of the placed pods that match."""
 GroupNodes = Callable[[PodInfo], set[str]]
 """A pod -> nodes of the other members of its group that are placed."""
+NodeNames = Callable[[], Collection[str]]
+"""Every node's name (the ``central`` preference averages a node's RTT to the others)."""
+
+
+class DefaultPreference(enum.Enum):
+    """What LatencyScore prefers for a pod that states no latency requirement."""
+
+    NONE = "none"  # nothing: the other scores decide
+    CLOUD = "cloud"  # nodes labelled kubernetes.io/role=cloud
+    CENTRAL = "central"  # the lowest mean RTT to the other nodes
+
+    @classmethod
+    def parse(cls, value: object, what: str) -> DefaultPreference:
+        """``value`` as a preference; ValueError naming ``what`` when it is none of them."""
+        for p in cls:
+            if value == p.value:
+                return p
+        choices = ", ".join(p.value for p in cls)
+        raise ValueError(f"{what} must be one of {choices}, not {value!r}")
+
 
 _PEERS = "Latency/peers"
 _GROUP = "Latency/group"
@@ -62,6 +87,7 @@ _ROOM = "LatencyScore/room"
 _NEED = "LatencyScore/need"
 _SCORED = "LatencyScore/scored"
 _NO_ROOM_MS = 10_000.0
+_MEANS = "LatencyScore/means"
 _RTT_FLOOR_US = 1000  # see LatencyScore.normalize
 
 
@@ -260,8 +286,45 @@ def _worst(cache: LatencyCache, places: Iterable[str], node: str) -> tuple[str, 
     return max(found, key=lambda pr: pr[1].ms) if found else None
 
 
+class MeanRtt:
+    """Each node's mean RTT to the other nodes, kept until the RTTs or the nodes change.
+
+    Shared by every profile's LatencyScore: one computation per change,
+    O(nodes^2) lookups, however many pods are scored meanwhile.
+    """
+
+    def __init__(self, cache: LatencyCache, node_names: NodeNames) -> None:
+        self._cache = cache
+        self._node_names = node_names
+        self._key: tuple[int, frozenset[str]] | None = None
+        self._means: dict[str, float] = {}
+
+    def of(self) -> Mapping[str, float]:
+        """Mean RTT in ms by node; a node with no known RTT to any other is absent."""
+        names = frozenset(self._node_names())
+        key = (self._cache.version, names)
+        if key != self._key:
+            self._means = {n: m for n in names if (m := self._mean(n, names)) is not None}
+            self._key = key
+        return self._means
+
+    def _mean(self, node: str, names: frozenset[str]) -> float | None:
+        # Measured (stale too: a preference is better served by an old RTT than by
+        # none), else the coordinates' estimate; time alone then never changes the answer.
+        known = []
+        for other in names:
+            if other == node:
+                continue
+            rtt = between(self._cache, node, other)
+            if rtt is None:
+                rtt = self._cache.estimate(node, other)
+            if rtt is not None:
+                known.append(rtt.ms)
+        return sum(known) / len(known) if known else None
+
+
 class LatencyScore(Batchable):
-    """Lower weighted RTT scores higher; see the module docstring for cloud fallback."""
+    """Lower weighted RTT scores higher; see the module docstring for the default preference."""
 
     name = "LatencyScore"
 
@@ -271,21 +334,66 @@ class LatencyScore(Batchable):
         *,
         peer_nodes: PeerNodes = lambda ns, sel: set(),
         group_nodes: GroupNodes = lambda pod: set(),
+        node_names: NodeNames = lambda: (),
         cloud_fallback: bool = False,
+        default_preference: DefaultPreference | None = None,
         anchor_limit: int = 256,
+        means: MeanRtt | None = None,
     ) -> None:
+        """``default_preference`` None: ``cloud`` when ``cloud_fallback``, else ``none``."""
         self._cache = cache
         self._peer_nodes = peer_nodes
         self._group_nodes = group_nodes
-        self._cloud_fallback = cloud_fallback
+        self._node_names = node_names
+        if default_preference is None:
+            default_preference = (
+                DefaultPreference.CLOUD if cloud_fallback else DefaultPreference.NONE
+            )
+        self.default_preference = default_preference
         self._anchor_limit = anchor_limit
+        self._means = means if means is not None else MeanRtt(cache, node_names)
+
+    def configured(self, args: Mapping[str, Any], what: str = "LatencyScore") -> LatencyScore:
+        """This plugin with a profile's args (``defaultPreference``, or the older
+        ``cloudFallback``), sharing the latency view; ValueError names a bad arg."""
+        unknown = sorted(set(args) - {"defaultPreference", "cloudFallback"})
+        if unknown:
+            raise ValueError(f"{what}.{unknown[0]} is not an arg of LatencyScore")
+        preference = self.default_preference
+        cloud = args.get("cloudFallback")
+        if cloud is not None:
+            if not isinstance(cloud, bool):
+                raise ValueError(f"{what}.cloudFallback must be true or false, not {cloud!r}")
+            preference = DefaultPreference.CLOUD if cloud else DefaultPreference.NONE
+        if "defaultPreference" in args:
+            preference = DefaultPreference.parse(
+                args["defaultPreference"], f"{what}.defaultPreference"
+            )
+            if cloud is not None and (preference is DefaultPreference.CLOUD) != cloud:
+                raise ValueError(
+                    f"{what}.cloudFallback={str(cloud).lower()} contradicts "
+                    f"{what}.defaultPreference={preference.value}"
+                )
+        if preference is self.default_preference:
+            return self
+        return LatencyScore(
+            self._cache, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes,
+            node_names=self._node_names, default_preference=preference,
+            anchor_limit=self._anchor_limit, means=self._means,
+        )  # fmt: skip
+
+    def mean_rtt(self) -> Mapping[str, float]:
+        """Each node's mean RTT to the others in ms (the ``central`` preference's measure)."""
+        return self._means.of()
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status:
         req = pod.latency
         if req is None:
-            if not self._cloud_fallback:
+            if self.default_preference is DefaultPreference.NONE:
                 return SKIP
-            state.data[_MODE] = "cloud"
+            state.data[_MODE] = self.default_preference.value
+            if self.default_preference is DefaultPreference.CENTRAL:
+                state.data[_MEANS] = self._means.of()
             return SUCCESS
         if req.group_max_ms is not None and pod.group is not None:
             return self._pre_score_group(state, pod, req, req.group_max_ms, nodes)
@@ -351,11 +459,15 @@ class LatencyScore(Batchable):
         return SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        """Cloud mode: 100 on cloud nodes. RTT modes: the weighted cost in µs, -1 if unknown."""
-        if state.data.get(_MODE) == "cloud":
+        """Cloud mode: 100 on cloud nodes. RTT, gang and central modes: the cost in µs, -1 if
+        unknown."""
+        mode = state.data.get(_MODE)
+        if mode == "cloud":
             assert node.node is not None
             return MAX_NODE_SCORE if node.node.labels.get(CLOUD_ROLE_LABEL) == CLOUD_ROLE else 0
-        mode = state.data.get(_MODE)
+        if mode == "central":
+            mean: float | None = state.data[_MEANS].get(node.name)
+            return -1 if mean is None else round(mean * 1000)
         if mode == "anchor":
             # Negated so that, like costs, lower is better for normalize().
             room: dict[str, int] = state.data[_ROOM]
@@ -369,7 +481,9 @@ class LatencyScore(Batchable):
         return round(cost * 1000)
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
-        """Costs to 0..100: relative to the best node for RTTs, min-max for the anchor's room.
+        """Costs to 0..100: relative to the best node for RTTs, min-max for the anchor's room
+        and for the central node (the lowest mean RTT takes 100, the highest 0: the
+        central preference is latent-scheduler's rule, "the lowest", not a trade-off).
 
         An RTT cost scores ``100 * (best + 1 ms) / (cost + 1 ms)``: twice as
         far as the best node is worth about half, whatever the farthest node
@@ -389,7 +503,7 @@ class LatencyScore(Batchable):
         for i, s in enumerate(scores):
             if s < 0:
                 scores[i] = 0
-            elif mode != "anchor":
+            elif mode not in ("anchor", "central"):
                 scores[i] = MAX_NODE_SCORE * (lo + _RTT_FLOOR_US) // (s + _RTT_FLOOR_US)
             elif hi == lo:
                 scores[i] = MAX_NODE_SCORE

@@ -172,6 +172,7 @@ SCHEDULING_FIELDS = (
     "spread_constraints",  # the parsed spec.topologySpreadConstraints
     "controller",  # default topology spreading groups pods by it
     "images",  # the containers' images, which ImageLocality scores by
+    "owner",  # a pod group without a declared size is sized by it
 )
 NOT_SCHEDULING_FIELDS = (
     # Status, written by schedulers (lasched's own PodScheduled condition and

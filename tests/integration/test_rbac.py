@@ -128,6 +128,13 @@ async def test_manifest_rbac_is_not_more_than_needed(
         # NUMA zones: read, never written (the topology-updater publishes them).
         assert await status(sa.get(NRTS)) == 200
         assert await status(sa.post(NRTS, {"metadata": {"name": "forged"}})) == 403
+        # A pod group's controller: one object by name, never a list.
+        jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        assert await status(sa.get(f"{jobs}/absent")) == 404
+        assert await status(sa.get(jobs)) == 403
+        replicasets = f"/apis/apps/v1/namespaces/{namespace}/replicasets"
+        assert await status(sa.get(f"{replicasets}/absent")) == 404
+        assert await status(sa.get(replicasets)) == 403
 
     agent_kubeconfig = await service_account_kubeconfig(
         cluster, kc, namespace="lasched-system", name="lasched-agent"

@@ -180,9 +180,9 @@ def test_an_ignored_field_is_a_warning_naming_it(data: dict[str, Any], field: st
             one_profile(plugins={"score": {"enabled": [{"name": "NodeAffinity"},
                                                        {"name": "Foo", "weight": 1}]}}),
             'profiles[0].plugins.score.enabled[1].name: unknown plugin "Foo"; lasched has: '
-            "Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, ImageLocality, "
-            "InterPodAffinity, LatencyFilter, LatencyScore, NodeAffinity, NodePorts, "
-            "NodeResourceTopologyMatch, "
+            "CloudTier, Coscheduling, DefaultBinder, DefaultPreemption, GangPreemption, "
+            "ImageLocality, InterPodAffinity, LatencyFilter, LatencyScore, NodeAffinity, "
+            "NodePorts, NodeResourceTopologyMatch, "
             "NodeResourcesBalancedAllocation, NodeResourcesFit, NodeUnschedulable, "
             "NodeVolumeLimits, PodTopologySpread, PrioritySort, SchedulingGates, "
             "TaintToleration, VolumeBinding, VolumeRestrictions, VolumeZone",
@@ -313,7 +313,7 @@ def test_an_unnamed_lease_is_lascheds_own() -> None:
 
 
 def test_lasched_plugin_args_reach_their_settings() -> None:
-    """PrioritySort's aging and LatencyScore's cloud fallback are process-wide settings."""
+    """PrioritySort's aging is process-wide; LatencyScore's cloud fallback the profile's."""
     data = one_profile(
         pluginConfig=[
             {"name": "PrioritySort", "args": {"agingPointsPerMinute": 2, "agingMaxBoost": 40}},
@@ -322,7 +322,7 @@ def test_lasched_plugin_args_reach_their_settings() -> None:
     )
     s = translate(data).settings
     assert (s.queue.aging_points_per_minute, s.queue.aging_max_boost) == (2, 40)
-    assert s.latency.cloud_fallback is True
+    assert s.profiles[0].plugin_args["LatencyScore"] == {"cloudFallback": True}
 
 
 def test_args_of_a_plugin_that_reads_its_own_are_passed_as_written(

@@ -260,7 +260,7 @@ def test_unknown_plugin_is_an_error_naming_it_and_the_field() -> None:
     assert (
         'profiles[0].plugins.score.enabled[1].name: unknown plugin "NodeResourcesFitt"' in message
     )
-    assert "lasched has: Coscheduling, DefaultBinder, DefaultPreemption" in message
+    assert "lasched has: CloudTier, Coscheduling, DefaultBinder, DefaultPreemption" in message
 
 
 def test_a_plugin_enabled_where_it_cannot_run_is_an_error() -> None:
