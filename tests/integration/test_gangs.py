@@ -51,7 +51,10 @@ async def test_gang_of_8_waits_for_capacity_then_binds_together(
         return [e for e in evs if "members were placed" in str(e.get("note"))]
 
     (event, *_) = await eventually(explained, timeout=30)
-    assert "of 8 members were placed; all reservations released" in event["note"]
+    assert (
+        "of 8 members were placed (min-available 8 from label lasched.io/min-available); "
+        "all reservations released" in event["note"]
+    )
     await asyncio.sleep(1.0)
     assert await bound_names(kc, namespace, "w-") == set()  # never a partial gang
 
