@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,18 @@ MATRIX: dict[str, dict[str, float | None]] = {
 }
 
 
-@pytest.fixture
-async def agents(
-    kc: KubeClient, run_scheduler: SchedulerFactory, tmp_path: Path
+@asynccontextmanager
+async def simulated_agents(
+    kc: KubeClient,
+    run_scheduler: SchedulerFactory,
+    tmp_path: Path,
+    specs: list[nodes.NodeSpec],
+    matrix: dict[str, dict[str, float | None]],
 ) -> AsyncIterator[dict[str, dict[str, float | None]]]:
-    """lasched with one simulated agent per node; yields the matrix the agents read."""
-    await nodes.create_nodes(kc, [nodes.NodeSpec(name=n) for n in NODES])
-    await nodes.wait_ready(kc, list(NODES))
+    """lasched with one simulated agent per node, each reading its row of ``matrix``."""
+    names = [s.name for s in specs]
+    await nodes.create_nodes(kc, specs)
+    await nodes.wait_ready(kc, names)
     cfg = settings.parse(
         {
             "latency": {
@@ -52,24 +58,63 @@ async def agents(
         }
     )
     port = await run_scheduler(cfg)
-    matrix = {node: dict(row) for node, row in MATRIX.items()}
+    rows = {node: dict(row) for node, row in matrix.items()}
     tasks = []
-    for node in NODES:
+    for node in names:
         token = tmp_path / f"token-{node}"
         token.write_text(await agent_token(kc, node=node))
         client = AgentClient(
             url=f"ws://127.0.0.1:{port}/agents/v1",
             node=node,
-            prober=Prober(ProbeMethod.fixed(matrix[node]), probes_per_target=3),
+            prober=Prober(ProbeMethod.fixed(rows[node]), probes_per_target=3),
             token_file=token,
             heartbeat_seconds=2,
         )
         tasks.append(asyncio.create_task(client.run(), name=f"agent-{node}"))
-    yield matrix
-    for t in tasks:
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+    try:
+        yield rows
+    finally:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+@pytest.fixture
+async def agents(
+    kc: KubeClient, run_scheduler: SchedulerFactory, tmp_path: Path
+) -> AsyncIterator[dict[str, dict[str, float | None]]]:
+    """lasched with one simulated agent per node; yields the matrix the agents read."""
+    specs = [nodes.NodeSpec(name=n) for n in NODES]
+    async with simulated_agents(kc, run_scheduler, tmp_path, specs, MATRIX) as matrix:
+        yield matrix
+
+
+# Two sites: "near" (two 8-cpu nodes, 3 ms from the users) and "far" (three 16-cpu
+# nodes, 40 ms); 0.5 ms within a site, 40 ms between them.
+NEAR, FAR = ("near-0", "near-1"), ("far-0", "far-1", "far-2")
+
+
+def two_sites() -> dict[str, dict[str, float | None]]:
+    matrix: dict[str, dict[str, float | None]] = {}
+    for site, users in ((NEAR, 3.0), (FAR, 40.0)):
+        for node in site:
+            row: dict[str, float | None] = {"users-eu": users}
+            row |= {o: (0.5 if o in site else 40.0) for o in (*NEAR, *FAR) if o != node}
+            matrix[node] = row
+    return matrix
+
+
+@pytest.fixture
+async def sites(
+    kc: KubeClient, run_scheduler: SchedulerFactory, tmp_path: Path
+) -> AsyncIterator[dict[str, dict[str, float | None]]]:
+    """lasched and agents on the two sites of :func:`two_sites`."""
+    specs = [nodes.NodeSpec(name=n) for n in NEAR] + [
+        nodes.NodeSpec(name=n, cpu="16", memory="64Gi") for n in FAR
+    ]
+    async with simulated_agents(kc, run_scheduler, tmp_path, specs, two_sites()) as matrix:
+        yield matrix
 
 
 def not_on(*names: str) -> dict[str, Any]:
@@ -198,3 +243,43 @@ async def test_gang_with_pairwise_budget_lands_on_nodes_within_it(
     placed = {await eventually(lambda: node_of(kc, namespace, "m-0"), timeout=30)}
     placed.add(await eventually(lambda: node_of(kc, namespace, "m-1"), timeout=30))
     assert placed == {"edge-0", "edge-1"}
+
+
+async def wait_measured(kc: KubeClient, namespace: str) -> None:
+    """A probe pod limited to the near site binds: lasched holds the agents' RTTs."""
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    await kc.post(post, latency_pod("probe", annotations={"lasched.io/max-rtt": "users-eu=5ms"}))
+    assert await eventually(lambda: node_of(kc, namespace, "probe"), timeout=30) in NEAR
+
+
+async def test_budgeted_gang_goes_near_its_users_on_an_empty_cluster(
+    kc: KubeClient, namespace: str, sites: dict[str, dict[str, float | None]]
+) -> None:
+    """A gang of two whole-node members within 5 ms of each other, preferring users 3 ms
+    from the small site and 40 ms from the roomier one, lands on the small site."""
+    await wait_measured(kc, namespace)
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    for i in range(2):
+        member = latency_pod(
+            f"m-{i}",
+            labels={"lasched.io/pod-group": "pair", "lasched.io/min-available": "2"},
+            annotations={
+                "lasched.io/group-max-rtt": "5ms",
+                "lasched.io/prefer-low-rtt": "users-eu",
+            },
+            cpu="7",
+        )
+        await kc.post(post, member)
+    placed = {await eventually(lambda: node_of(kc, namespace, "m-0"), timeout=30)}
+    placed.add(await eventually(lambda: node_of(kc, namespace, "m-1"), timeout=30))
+    assert placed == set(NEAR)
+
+
+async def test_a_hard_limit_alone_still_prefers_the_nearer_node(
+    kc: KubeClient, namespace: str, sites: dict[str, dict[str, float | None]]
+) -> None:
+    """A pod allowed 45 ms from its users takes a 3 ms node, not an emptier 40 ms one."""
+    await wait_measured(kc, namespace)
+    post = f"/api/v1/namespaces/{namespace}/pods"
+    await kc.post(post, latency_pod("wide", annotations={"lasched.io/max-rtt": "users-eu=45ms"}))
+    assert await eventually(lambda: node_of(kc, namespace, "wide"), timeout=30) in NEAR
