@@ -163,6 +163,8 @@ async def test_latent_scheduler(
         scheduled = await ex.event("hello", "Scheduled")
         assert scheduled["reportingController"] == "my-latency-scheduler"
         (cache_node,) = (await ex.placed(1, app="cache")).values()
+        assert cache_node == "node-b"  # the lowest mean RTT to the other nodes
+        assert (await ex.live())["hello"]["spec"].get("nodeName") == "node-b"
         rtt = rtts(ex.folder)
         for pod_name, node in (await ex.placed(2, app="api")).items():
             ms = 0.0 if node == cache_node else rtt[(cache_node, node)]
@@ -271,8 +273,10 @@ async def test_kubernetes_edge_scheduler(
         await ex.apply("workload.yaml")
         (near,) = (await ex.placed(1, app="app1")).values()
         assert near in {"edge-1", "edge-2"}  # within 25 ms of edge-1
-        (cloud,) = (await ex.placed(1, app="app2")).values()
-        assert cloud in {"cloud-1", "cloud-2"}  # no delay label: the cloud tier
+        (edge,) = (await ex.placed(1, app="app2")).values()
+        assert edge in {"edge-1", "edge-2", "edge-3"}  # an edge node fits: not the cloud tier
+        (cloud,) = (await ex.placed(1, app="app4")).values()
+        assert cloud in {"cloud-1", "cloud-2"}  # no edge node has 12 GiB: the cloud tier
         (waiting,) = await ex.live(app="app3")
         note = (await ex.event(waiting, "FailedScheduling"))["note"]
         assert "more than 25 ms from edge-1" in note, note
