@@ -154,6 +154,8 @@ class Sample:
     cpu_seconds: float | None = None
     peak_rss_mb: float | None = None
     by_site: dict[str, int] = field(default_factory=dict)  # workload pods per site, at the end
+    # class -> site -> pods there at the end, to set beside the optimum's assignment
+    by_class: dict[str, dict[str, int]] = field(default_factory=dict)
     verify: dict[str, Any] = field(default_factory=dict)
     rtts_ms: list[float] = field(default_factory=list)
 
@@ -468,6 +470,7 @@ def _sample(
     pending_hard = pending_soft = pending_feasible = hard_met = violations = 0
     bound_times = [t for n, t in timeline.bound.items() if n != "warmup"]
     by_site: dict[str, int] = {}
+    by_class: dict[str, dict[str, int]] = {}
     for body in bodies:
         name = latest[body["metadata"]["name"]]
         c = classes[body["metadata"]["labels"]["class"]]
@@ -485,6 +488,8 @@ def _sample(
             continue
         site = topo.site_of.get(node, "?")
         by_site[site] = by_site.get(site, 0) + 1
+        here = by_class.setdefault(c.name, {})
+        here[site] = here.get(site, 0) + 1
         rtt = topo.users_rtt.get((c.users, site), math.nan)
         if c.kind == "hard":
             hard_rtts.append(rtt)
@@ -524,6 +529,7 @@ def _sample(
         cpu_seconds=cpu,
         peak_rss_mb=rss_mb,
         by_site=by_site,
+        by_class=by_class,
         verify=verdict.to_json(),
         rtts_ms=everything,
     )
