@@ -190,8 +190,14 @@ def _queue_facts(facts: Table, q: JSON) -> None:
 
 
 def _gang_facts(facts: Table, g: JSON) -> None:
+    if g.get("allOrNothing") is False:
+        # A basic-policy PodGroup: its members are scheduled one by one.
+        facts.add_row("group", escape(f"{g['group']}: {g.get('sizeSource', '')}"))
+        return
     required = g["required"] if g["required"] is not None else "? (members still arriving)"
     line = f"{escape(g['group'])}: {g['placed']} placed of {required} required"
+    if g.get("sizeSource"):
+        line += f" ({escape(g['sizeSource'])})"
     line += ", admitted" if g["permitted"] else ""
     line += f"; holder {escape(g['holder'])}" if g.get("holder") else "; no group is reserving"
     if g.get("deadlineInSeconds") is not None:

@@ -448,7 +448,7 @@ class SchedulingCycle:
         note = f"Successfully assigned {pod.key} to {pod.node_name}"
         if pod.latency is not None and (why := self._placement_note(pod, pod.node_name)):
             note += f": {why}"
-        g = self.gang.group_of(pod)
+        g = self.gang.gang_of(pod)
         if g is not None:
             # The group's state, and where its size came from (a controller, a label, a lull).
             need = self.gang.required(g) or len(g.members)

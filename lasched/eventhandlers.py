@@ -44,6 +44,7 @@ from lasched.framework import events
 from lasched.framework.events import ClusterEvent, EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube.events import ObjectRef
+from lasched.model.nativegroup import NativeGroup
 from lasched.model.node import Node
 from lasched.model.numa import NodeTopology
 from lasched.model.pod import PodInfo, PodKey
@@ -249,18 +250,19 @@ class NodeEvents:
 
 
 class PodGroupEvents:
-    """A PodGroup object appearing, changing or going may open its members' gates."""
+    """A PodGroup object (scheduler-plugins' or Kubernetes' own, or a v1.35 Workload)
+    appearing, changing or going may open its members' gates."""
 
     def __init__(self, s: Parts) -> None:
         self.s = s
 
-    def on_add(self, group: PodGroup) -> None:
+    def on_add(self, group: PodGroup | NativeGroup) -> None:
         self.s.queue.on_event(events.POD_GROUP_ADD, None, group)
 
-    def on_update(self, old: PodGroup, new: PodGroup) -> None:
+    def on_update(self, old: PodGroup | NativeGroup, new: PodGroup | NativeGroup) -> None:
         self.s.queue.on_event(events.POD_GROUP_UPDATE, old, new)
 
-    def on_delete(self, group: PodGroup) -> None:
+    def on_delete(self, group: PodGroup | NativeGroup) -> None:
         self.s.queue.on_event(events.POD_GROUP_DELETE, group, None)
 
 

@@ -221,6 +221,8 @@ def _gang(s: Sources, pod: PodInfo, mono: float) -> JSON | None:
         "members": members,
         "placed": gang.placed(g),
         "required": gang.required(g),
+        "allOrNothing": gang.all_or_nothing(g),
+        "sizeSource": gang.size_source(g),
         "permitted": g.permitted,
         "holder": gang.holder,
         "deadlineInSeconds": None if deadline is None else round(deadline, 3),

@@ -52,6 +52,7 @@ from lasched.kube.client import ClientOptions, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import CONCURRENCY, EventRecorder
 from lasched.kube.informers import Informer, StoreOnly
+from lasched.kube.nativegroups import NativeGroups
 from lasched.kube.owners import OwnerSizes
 from lasched.kube.statuswriter import StatusWriter
 from lasched.kube.tokenreview import agent_authenticator
@@ -69,7 +70,7 @@ from lasched.model.pdb import PDB
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import OwnerRef, PodGroup
 from lasched.model.volume import Claim, CSINode, StorageClass, Volume
-from lasched.plugins.coscheduling import Coscheduling
+from lasched.plugins.coscheduling import Coscheduling, Group
 from lasched.plugins.latency import LatencyFilter, LatencyScore
 from lasched.plugins.preemption import Evictions
 from lasched.plugins.queuesort import PrioritySort
@@ -146,6 +147,8 @@ class Scheduler:
             on_release=lambda g: self.cycle.gang_released(g),  # noqa: PLW0108
             on_permitted=lambda g: self.cycle.gang_permitted(g),  # noqa: PLW0108
             podgroup=self.podgroup,
+            native=lambda decl: self.native_groups.lookup(decl),  # noqa: PLW0108 (built below)
+            on_outcome=self._gang_outcome,
             owner_size=self.owner_sizes.lookup,
             initial_backoff=settings.queue.initial_backoff_seconds,
             max_backoff=settings.queue.max_backoff_seconds,
@@ -271,6 +274,17 @@ class Scheduler:
             name="namespaces",
             idle_timeout=idle,
         )
+        self._build_group_informers(client, parts, idle)
+        self._build_storage_informers(client, idle)
+        self._podgroups_served = False
+        self._topologies_served = False
+        self._loop_blocked_until = 0.0
+        self._loop_blocked_for = 0.0
+        metrics.track_queue(self.queue.counts)
+        metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
+
+    def _build_group_informers(self, client: KubeClient, parts: Parts, idle: float) -> None:
+        """scheduler-plugins' PodGroups, and Kubernetes' own (or v1.35's Workloads)."""
         self.podgroup_informer: Informer[PodGroup] = Informer(
             client,
             path=f"/apis/{PODGROUP_API}/podgroups",
@@ -279,13 +293,10 @@ class Scheduler:
             name="podgroups",
             idle_timeout=idle,
         )
-        self._build_storage_informers(client, idle)
-        self._podgroups_served = False
-        self._topologies_served = False
-        self._loop_blocked_until = 0.0
-        self._loop_blocked_for = 0.0
-        metrics.track_queue(self.queue.counts)
-        metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
+        # Kubernetes' own PodGroups (or v1.35's Workloads), in the shape the server serves.
+        self.native_groups = NativeGroups(
+            client, handler=PodGroupEvents(parts), status=self.status_writer, idle_timeout=idle
+        )
 
     def _build_storage_informers(self, client: KubeClient, idle: float) -> None:
         """Claims, volumes, storage classes and CSINodes, read by the volume plugins; and
@@ -366,6 +377,11 @@ class Scheduler:
     def podgroup(self, key: str) -> PodGroup | None:
         return self.podgroup_informer.store.get(key)
 
+    def _gang_outcome(self, g: Group, scheduled: bool, message: str) -> None:
+        """A gang's round ended: a Kubernetes PodGroup's status says how."""
+        if (decl := g.native()) is not None:
+            self.native_groups.outcome(decl, scheduled=scheduled, message=message)
+
     def _owner_read(self, namespace: str, ref: OwnerRef) -> None:
         """A controller's size was read (or changed): its group's gates may open, or its
         members settle now if it gave none."""
@@ -424,6 +440,8 @@ class Scheduler:
             informers.append(self.podgroup_informer)
         if self._topologies_served:
             informers.append(self.topology_informer)
+        if self.native_groups.informer is not None:
+            informers.append(self.native_groups.informer)
         for inf in informers:
             if (why := inf.health()) is not None:
                 problems.append(why)
@@ -493,6 +511,7 @@ class Scheduler:
                 guarded(f"informer-{inf.name}", inf.run)
             guarded("podgroup-api", lambda: self._podgroups_if_served(tg))
             guarded("nrt-api", lambda: self._topologies_if_served(tg))
+            guarded("native-podgroups", self.native_groups.run)
             guarded("timers", self.timers.run)
             for p in self.profiles.values():
                 guarded(f"events-{p.name}", p.events.run)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from lasched.framework.interface import SUCCESS, Code, CycleState, Status
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.client import JSON, ApiError, KubeClient
 from lasched.model.pod import PodInfo
 
 
@@ -109,6 +109,16 @@ async def set_podgroup_phase(
             f"/apis/{api}/namespaces/{namespace}/podgroups/{name}/status",
             {"status": {"phase": phase}},
         )
+    except ApiError as e:
+        if not e.not_found:
+            raise
+
+
+async def patch_podgroup_status(kc: KubeClient, *, path: str, patch: JSON) -> None:
+    """A strategic-merge patch of a Kubernetes PodGroup's status (conditions merge by
+    type, as kube-scheduler writes them); a PodGroup already gone is not an error."""
+    try:
+        await kc.patch(path, patch, patch_type="strategic")
     except ApiError as e:
         if not e.not_found:
             raise

@@ -26,8 +26,14 @@ from typing import Any
 
 import aiohttp
 
-from lasched.kube.binding import evict, set_nominated, set_podgroup_phase, set_unschedulable
-from lasched.kube.client import ApiError, KubeClient
+from lasched.kube.binding import (
+    evict,
+    patch_podgroup_status,
+    set_nominated,
+    set_podgroup_phase,
+    set_unschedulable,
+)
+from lasched.kube.client import JSON, ApiError, KubeClient
 from lasched.model.pod import PodInfo, PodKey
 from lasched.tasks import TaskSet
 
@@ -151,6 +157,16 @@ class StatusWriter:
             ),
             name=f"podgroup-{key}",
         )
+
+    def podgroup_status(self, path: str, patch: JSON) -> None:
+        """Patch a Kubernetes PodGroup's status at ``path`` (its ``/status`` subresource)."""
+        self._tasks.spawn(self._podgroup_status(path, patch), name=f"podgroup-status-{path}")
+
+    async def _podgroup_status(self, path: str, patch: JSON) -> None:
+        try:
+            await patch_podgroup_status(self._client, path=path, patch=patch)
+        except NOT_WRITTEN as e:
+            log.warning("%s not written: %s: %s", path, type(e).__name__, e)
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for every write; True if all finished."""

@@ -29,6 +29,7 @@ from lasched.model.affinity import (
 )
 from lasched.model.images import pod_images
 from lasched.model.latencyreq import GROUP_MAX_RTT, LatencyRequirements, parse_requirements
+from lasched.model.nativegroup import native_group
 from lasched.model.numa import NumaRequest, numa_request
 from lasched.model.podgroup import GroupDecl, GroupError, OwnerRef, declared_group, owner_ref
 from lasched.model.priority import effective_priority
@@ -134,7 +135,10 @@ class PodInfo:
         self.group: GroupDecl | None = None
         self.group_error: str | None = None
         try:
-            self.group = declared_group(self.namespace, self.labels, self.annotations)
+            # Kubernetes' own gang API first: it is what kube-scheduler would honour.
+            self.group = native_group(self.namespace, spec) or declared_group(
+                self.namespace, self.labels, self.annotations
+            )
         except GroupError as e:
             self.group_error = str(e)
         # A group declared without a size takes it from the controller (lasched.model.podgroup).

@@ -16,6 +16,9 @@ the earlier Python scheduler's annotation   ``pod-group: <name>``; optional
                                             ``pod-group-size: "<n>"``
 ==========================================  ===========================================
 
+Before all of these, a pod's own ``spec.schedulingGroup`` (``spec.workloadRef`` on
+v1.35), Kubernetes' gang API: :mod:`lasched.model.nativegroup` reads it.
+
 For the ``pod-group`` annotation without a declared size, the size comes
 from the members' controller (:func:`owner_size`, read from the apiserver by
 the scheduler and handed to the gang plugin as a lookup):
@@ -82,6 +85,10 @@ class GroupDecl:
     min_available: int | None  # None: all members seen (annotation without a size)
     timeout_seconds: float | None
     source: str
+    # Kubernetes' own API (lasched.model.nativegroup): the PodGroup or Workload named
+    # (namespace/name), and the Workload's podGroup.
+    ref: str | None = None
+    template: str | None = None
 
 
 class GroupError(ValueError):

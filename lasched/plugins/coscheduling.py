@@ -37,6 +37,14 @@ time of a group without min-available, are timed moves (the scheduler sets
 them: :meth:`Coscheduling.settles_at`). The reservation deadline is a timer
 on the scheduler's timer heap, so a group times out at its time.
 
+Kubernetes' own PodGroups (and v1.35's Workloads) are groups too
+(lasched.model.nativegroup): a gang policy's ``minCount`` is min-available, and
+a basic policy is no gang at all: its members are tried one by one as pods
+without a group (:meth:`Coscheduling.gang_of` is None for them) while still
+counting as a group for what reads membership (latency budgets, explain). Each
+round's outcome goes to ``on_outcome`` (the scheduler writes it into the
+PodGroup's status condition).
+
 Never is a group bound below min-available: a member binds only after Permit
 allowed the whole group.
 """
@@ -62,6 +70,7 @@ from lasched.framework.interface import (
     wait,
 )
 from lasched.framework.waiting import WaitingRoom
+from lasched.model.nativegroup import NativeGroup, Policy
 from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import (
     ANNOTATION_SETTLE_SECONDS,
@@ -69,6 +78,7 @@ from lasched.model.podgroup import (
     DEFAULT_TIMEOUT_SECONDS,
     KUBENEXUS_MIN,
     LASCHED_MIN,
+    GroupDecl,
     OwnerRef,
     OwnerSize,
     PodGroup,
@@ -87,8 +97,19 @@ _DECLARED_BY = {
 }
 
 
+NativeLookup = Callable[[GroupDecl], Policy | None]
+"""A native member's declaration -> its group's policy; None while its object is unseen."""
+
+OutcomeHook = Callable[["Group", bool, str], None]
+"""(group, scheduled, message): a round placed min-available members, or failed."""
+
+
 def _no_owner_lookup(namespace: str, ref: OwnerRef) -> OwnerSize:
     return OwnerSize(None, "controllers are not read")
+
+
+def _no_native(decl: GroupDecl) -> Policy | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -113,7 +134,20 @@ class Group:
         values = self._declared()
         return values.pop() if len(values) == 1 else None
 
+    def native(self) -> GroupDecl | None:
+        """The reference to Kubernetes' PodGroup (or Workload) its members name."""
+        return next(
+            (p.group for p in self.members.values() if p.group and p.group.source == "native"),
+            None,
+        )
+
     def disagreement(self) -> str | None:
+        sources = {p.group.source == "native" for p in self.members.values() if p.group}
+        if len(sources) > 1:
+            return (
+                f"members of pod group {self.key} name it both in spec.schedulingGroup "
+                "(or spec.workloadRef) and in labels or annotations"
+            )
         values = sorted(self._declared())
         if len(values) > 1:
             shown = ", ".join(str(v) for v in values)
@@ -154,6 +188,8 @@ class Coscheduling(Batchable):
         on_release: Callable[[Group], None] = lambda g: None,
         on_permitted: Callable[[Group], None] = lambda g: None,
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
+        native: NativeLookup = _no_native,
+        on_outcome: OutcomeHook = lambda g, scheduled, message: None,
         owner_size: OwnerSizeLookup = _no_owner_lookup,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         settle_seconds: float = ANNOTATION_SETTLE_SECONDS,
@@ -164,7 +200,8 @@ class Coscheduling(Batchable):
         """``on_release``: the group stopped holding (it failed or was permitted);
         ``timers``: where the holder's deadline goes (None: its owner calls
         :meth:`expire`); ``owner_size``: what a group's controller says about its size
-        (never awaits: None while it is being read)."""
+        (never awaits: None while it is being read); ``native``: the policy of the
+        Kubernetes PodGroup a member names."""
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._clock = clock
@@ -173,6 +210,8 @@ class Coscheduling(Batchable):
         self._on_release = on_release
         self._on_permitted = on_permitted
         self._podgroup = podgroup
+        self._native = native
+        self._on_outcome = on_outcome
         self._owner_size = owner_size
         self.default_timeout = default_timeout
         self.settle_seconds = settle_seconds
@@ -208,7 +247,25 @@ class Coscheduling(Batchable):
                 self._release(g)
 
     def group_of(self, pod: PodInfo) -> Group | None:
+        """The pod's group, whatever its policy (membership: latency budgets, explain)."""
         return self.groups.get(pod.group.key) if pod.group else None
+
+    def gang_of(self, pod: PodInfo) -> Group | None:
+        """The pod's group when it is all-or-nothing: not a basic-policy native group."""
+        g = self.group_of(pod)
+        return g if g is not None and self.all_or_nothing(g) else None
+
+    def policy(self, g: Group) -> Policy | None:
+        """A native group's policy; None for other groups, or while its object is unseen."""
+        decl = g.native()
+        return self._native(decl) if decl is not None else None
+
+    def all_or_nothing(self, g: Group) -> bool:
+        """False only for a native group whose object says ``basic``."""
+        if g.native() is None:
+            return True
+        p = self.policy(g)
+        return p is None or p.problem is not None or p.gang
 
     def placed_on(self, pod: PodInfo) -> str | None:
         return self._node_of(pod.key)
@@ -218,7 +275,11 @@ class Coscheduling(Batchable):
         return sum(1 for k in g.members if self._node_of(k))
 
     def required(self, g: Group) -> int | None:
-        """min-available, or for 'all members seen' the count once settled (None: not yet)."""
+        """min-available, or for 'all members seen' the count once settled (None: not yet,
+        or a basic-policy native group)."""
+        if g.native() is not None:
+            p = self.policy(g)
+            return p.min_count if p is not None and p.problem is None else None
         if g.from_podgroup():
             obj = self._podgroup(g.key)
             return obj.min_member if obj is not None else None
@@ -236,7 +297,7 @@ class Coscheduling(Batchable):
 
     def owner_size(self, g: Group) -> OwnerSize | None:
         """What the group's controller says (None: no controller, or it is being read)."""
-        if g.from_podgroup() or g.min_available() is not None:
+        if g.from_podgroup() or g.native() is not None or g.min_available() is not None:
             return None
         owner = g.owner()
         return None if owner is None else self._owner_size(*owner)
@@ -253,6 +314,13 @@ class Coscheduling(Batchable):
     def size_source(self, g: Group) -> str:
         """Where the group's size comes from: ``size 3 from Job default/train's parallelism``."""
         need = self.required(g)
+        if (decl := g.native()) is not None:
+            p = self.policy(g)
+            if p is None:
+                return f"no {_native_kind(decl)} {decl.ref} yet"
+            if p.problem is not None:
+                return p.problem
+            return f"min-available {need} from {p.source}" if p.gang else p.source
         if g.from_podgroup():
             return f"min-available {need} from PodGroup {g.key}" if need else f"no PodGroup {g.key}"
         declared = g.min_available()
@@ -280,7 +348,7 @@ class Coscheduling(Batchable):
     def settles_at(self, g: Group) -> float | None:
         """When a group without min-available counts its members as complete, if it
         has not yet: its gate may open then, with no event to say so."""
-        if g.from_podgroup() or g.min_available() is not None:
+        if g.from_podgroup() or g.native() is not None or g.min_available() is not None:
             return None
         owned = self.owner_size(g)
         if owned is not None and owned.size is not None:
@@ -319,6 +387,15 @@ class Coscheduling(Batchable):
             return SUCCESS
         if problem := g.disagreement():
             return unschedulable(problem)
+        if (decl := g.native()) is not None:
+            p = self.policy(g)
+            if p is None:
+                kind = _native_kind(decl)
+                return unschedulable(f"pod group {g.key}: waiting for {kind} {decl.ref} to exist")
+            if p.problem is not None:
+                return unschedulable(f"pod group {g.key}: {p.problem}")
+            if not p.gang:
+                return SUCCESS  # basic: each member is scheduled on its own
         need = self.required(g)
         if need is None and g.from_podgroup():
             return unschedulable(f"pod group {g.key}: waiting for PodGroup {g.key} to exist")
@@ -336,7 +413,7 @@ class Coscheduling(Batchable):
     # ---- PreFilter: one group reserves at a time ------------------------------
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status:
-        g = self.group_of(pod)
+        g = self.gang_of(pod)
         if g is None or g.permitted:
             return SKIP
         wait_s = g.backoff_until - self._clock()
@@ -355,7 +432,7 @@ class Coscheduling(Batchable):
     def post_filter(
         self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
     ) -> tuple[PostFilterResult | None, Status]:
-        g = self.group_of(pod)
+        g = self.gang_of(pod)
         if g is None or g.permitted or self.holder != g.key:
             return None, unschedulable()
         reasons: Counter[str] = Counter(r for st in statuses.values() for r in st.reasons)
@@ -363,12 +440,13 @@ class Coscheduling(Batchable):
         message = self._summary(g, f"member {pod.name} fits no node ({why})")
         self._reject_waiting(g, message)
         self._release(g, failed=True)
+        self._on_outcome(g, False, message)
         return None, unschedulable(message)
 
     # ---- Reserve / Unreserve ----------------------------------------------------
 
     def reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
-        g = self.group_of(pod)
+        g = self.gang_of(pod)
         if g is None or g.permitted:
             return SUCCESS
         if self.holder is None:
@@ -383,17 +461,19 @@ class Coscheduling(Batchable):
 
     def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
         """A member's reservation ended without a binding: the round is over for all."""
-        g = self.group_of(pod)
+        g = self.gang_of(pod)
         if g is None or g.permitted:
             return
-        self._reject_waiting(g, self._summary(g, f"member {pod.name} was not bound"))
+        message = self._summary(g, f"member {pod.name} was not bound")
+        self._reject_waiting(g, message)
         if self.holder == g.key:
             self._release(g, failed=True)
+            self._on_outcome(g, False, message)
 
     # ---- Permit -----------------------------------------------------------------------
 
     def permit(self, state: CycleState, pod: PodInfo, node: str) -> Status:
-        g = self.group_of(pod)
+        g = self.gang_of(pod)
         if g is None or g.permitted:
             return SUCCESS
         need = self.required(g) or len(g.members)
@@ -412,6 +492,7 @@ class Coscheduling(Batchable):
             self._on_permitted(g)
             if self.holder == g.key:
                 self._release(g)
+            self._on_outcome(g, True, f"{placed} of {need} members placed ({self.size_source(g)})")
             return SUCCESS
         remaining = (g.deadline or self._clock()) - self._clock()
         return wait(max(remaining, 0.0), f"pod group {g.key}: {placed} of {need} placed")
@@ -456,15 +537,26 @@ class Coscheduling(Batchable):
         if g is None or g.deadline is None or self._clock() < g.deadline:
             return
         timeout = self.timeout(g)
-        self._reject_waiting(g, self._summary(g, f"timed out after {timeout:g} s"))
+        message = self._summary(g, f"timed out after {timeout:g} s")
+        self._reject_waiting(g, message)
         self._release(g, failed=True)
+        self._on_outcome(g, False, message)
+
+
+def _native_kind(decl: GroupDecl) -> str:
+    return "PodGroup" if decl.template is None else "Workload"
 
 
 def _group_hint(pod: PodInfo, old: Any, new: Any) -> QueueingHint:
-    """A group that stopped holding lets any group go; a PodGroup object, its members."""
+    """A group that stopped holding lets any group go; a PodGroup object (scheduler-plugins'
+    or Kubernetes' own, or a v1.35 Workload), its members."""
     if isinstance(new, Group):
         return events.QUEUE
     changed = new if new is not None else old
-    if pod.group is not None and isinstance(changed, PodGroup) and changed.key == pod.group.key:
+    if pod.group is None:
+        return events.SKIP
+    if isinstance(changed, PodGroup) and changed.key == pod.group.key:
+        return events.QUEUE
+    if isinstance(changed, NativeGroup) and changed.key == pod.group.ref:
         return events.QUEUE
     return events.SKIP

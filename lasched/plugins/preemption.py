@@ -331,7 +331,7 @@ class GangPreemption:
     def post_filter(
         self, state: CycleState, pod: PodInfo, statuses: dict[str, Status]
     ) -> tuple[PostFilterResult | None, Status]:
-        g = self._gang.group_of(pod)
+        g = self._gang.gang_of(pod)
         if g is None or g.permitted or pod.preemption_policy == "Never":
             return None, Status(Code.UNSCHEDULABLE)
         unplaced = [

@@ -128,6 +128,12 @@ async def test_manifest_rbac_is_not_more_than_needed(
         # NUMA zones: read, never written (the topology-updater publishes them).
         assert await status(sa.get(NRTS)) == 200
         assert await status(sa.post(NRTS, {"metadata": {"name": "forged"}})) == 403
+        # Kubernetes' own PodGroups: read and their status condition patched, never created.
+        native = f"/apis/scheduling.k8s.io/v1beta1/namespaces/{namespace}/podgroups"
+        assert await status(sa.get(native)) == 200
+        assert await status(sa.post(native, {"metadata": {"name": "forged"}})) == 403
+        assert await status(sa.patch(f"{native}/absent/status", {"status": {}})) == 404
+        assert await status(sa.patch(f"{native}/absent", {"metadata": {}})) == 403
         # A pod group's controller: one object by name, never a list.
         jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
         assert await status(sa.get(f"{jobs}/absent")) == 404
