@@ -17,7 +17,10 @@ and after, and the plugins' queueing hints decide whom it moves:
 * a PersistentVolumeClaim, PersistentVolume, StorageClass or CSINode added
   or changed (:class:`StorageEvents`).
 * a NodeResourceTopology added, changed or deleted (``NodeResourceTopology/…``):
-  the node's NUMA zones, kept in :class:`~lasched.cache.topology.Topologies`.
+  the node's NUMA zones, kept in :class:`~lasched.cache.topology.Topologies`;
+  a node's agent reporting its zones is told to the queue the same way.
+  Bound pods are told to the topologies too, which account for them per zone
+  where an agent's report is all there is.
 
 A pending pod's own update moves only that pod, and only when it changed
 something the scheduler reads (``SchedulingQueue.update``): the status lasched
@@ -119,6 +122,8 @@ class Parts:
     """The node list changed: the cycle's list of nodes is stale."""
     peers_changed: Callable[[], None]
     """The node list or a node's address changed: agents need new targets."""
+    topologies: Topologies | None = None
+    """NUMA zones by node: bound pods are accounted there (per zone, for agent reports)."""
 
 
 class PodEvents:
@@ -165,6 +170,7 @@ class PodEvents:
             self.s.queue.delete(pod.key)
             if not pod.terminal:
                 self.s.cache.add_pod(pod)
+                self._adopt(pod)
                 self.s.queue.on_event(events.ASSIGNED_POD_ADD, None, pod)
         elif self._ours(pod) and not pod.deleting:
             self._check(pod)
@@ -180,6 +186,7 @@ class PodEvents:
             self.s.cache.update_pod(new)
             self.s.queue.delete(new.key)
             if not old.bound:
+                self._adopt(new)
                 self.s.queue.on_event(events.ASSIGNED_POD_ADD, None, new)
             elif action := events.pod_update_action(old, new):
                 self.s.queue.on_event(ClusterEvent(EventResource.ASSIGNED_POD, action), old, new)
@@ -190,6 +197,12 @@ class PodEvents:
                 self._check(new)
                 self._follow_nomination(new)
                 self.s.queue.update(new)
+
+    def _adopt(self, pod: PodInfo) -> None:
+        """A bound pod lasched holds no NUMA zone for (bound by another scheduler, or before a
+        restart) is held where an agent's report is the node's topology."""
+        if self.s.topologies is not None and pod.numa is not None and pod.numa.pod:
+            self.s.topologies.adopt(pod.key, pod.node_name, pod.numa.pod)
 
     def _follow_nomination(self, pod: PodInfo) -> None:
         """status.nominatedNodeName (ours, or from before a restart) holds room."""
@@ -219,6 +232,8 @@ class PodEvents:
         ):
             self.s.warnings.forget(pod)
         if self.s.cache.node_of(pod.key) is not None and not self.s.cache.is_assumed(pod.key):
+            if self.s.topologies is not None and pod.bound:
+                self.s.topologies.pod_gone(pod.key, pod.node_name)
             self.s.cache.remove_pod(pod.key)
             self.s.queue.on_event(events.ASSIGNED_POD_DELETE, pod, None)
         elif held_room:  # a pending preemptor: the room held for it on its node is free
@@ -244,6 +259,8 @@ class NodeEvents:
 
     def on_delete(self, node: Node) -> None:
         self.s.cache.remove_node(node.name)
+        if self.s.topologies is not None:
+            self.s.topologies.forget_node(node.name)
         self.s.invalidate_nodes()
         self.s.queue.on_event(events.NODE_DELETE, node, None)
         self.s.peers_changed()
@@ -299,9 +316,35 @@ class StorageEvents:
 class TopologyEvents:
     """A node's NUMA zones published, changed or withdrawn: kept, and told to the queue."""
 
-    def __init__(self, topologies: Topologies, queue: SchedulingQueue) -> None:
+    def __init__(
+        self,
+        topologies: Topologies,
+        queue: SchedulingQueue,
+        *,
+        cache: SchedulerCache | None = None,
+    ) -> None:
+        """``cache``: the pods bound to a node, adopted when its agent reports."""
         self._topologies = topologies
         self._queue = queue
+        self._cache = cache
+
+    def reported(self, node: str, topology: NodeTopology | None) -> None:
+        """The node's agent reported its zones, or (None) disconnected."""
+        if topology is None:
+            self._topologies.unreport(node)
+            return
+        before = self._topologies.get(node)
+        info = self._cache.node_info(node) if self._cache is not None else None
+        pods = [
+            (p.key, p.numa.pod)
+            for p in (info.pods.values() if info is not None else ())
+            if p.numa is not None and p.numa.pod
+        ]
+        self._topologies.report(topology, pods)
+        after = self._topologies.get(node)
+        if after is not before:  # not shadowed by a published object
+            event = events.NRT_ADD if before is None else events.NRT_UPDATE
+            self._queue.on_event(event, before, after)
 
     def on_add(self, topology: NodeTopology) -> None:
         self._topologies.set(topology)

@@ -210,6 +210,8 @@ class Scheduler:
                 for e in lat.endpoints
             ],
             on_change=self.upkeep.latency_changed,
+            # NUMA zones from agents where no NodeResourceTopology is published.
+            on_topology=lambda node, topo: self.topology_events.reported(node, topo),  # noqa: PLW0108
             options=HubOptions(interval_seconds=lat.report_interval_seconds),
         )
         self.binds = TaskSet("bind", settings.bind_concurrency)
@@ -239,6 +241,7 @@ class Scheduler:
             warnings=PodWarnings(self.profiles),
             invalidate_nodes=self.cycle.invalidate_nodes,
             peers_changed=self.upkeep.peers_changed,
+            topologies=self.topologies,
         )
         self.pod_events = PodEvents(parts)
         self.node_events = NodeEvents(parts)
@@ -301,7 +304,8 @@ class Scheduler:
     def _build_storage_informers(self, client: KubeClient, idle: float) -> None:
         """Claims, volumes, storage classes and CSINodes, read by the volume plugins; and
         NodeResourceTopologies, read by NodeResourceTopologyMatch."""
-        topology_events = TopologyEvents(self.topologies, self.queue)
+        self.topology_events = TopologyEvents(self.topologies, self.queue, cache=self.cache)
+        topology_events = self.topology_events
         self.topology_informer: Informer[NodeTopology] = Informer(
             client,
             path=f"/apis/{NRT_API}/noderesourcetopologies",

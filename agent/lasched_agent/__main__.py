@@ -22,6 +22,7 @@ from typing import Any
 
 from lasched_agent import __version__, config, logs, methods
 from lasched_agent.fanout import FanOut
+from lasched_agent.numa import TopologyWatch
 from lasched_agent.prober import Prober
 from lasched_agent.stream import AgentClient
 from lasched_protocol import Method
@@ -63,6 +64,14 @@ async def _run(cfg: config.AgentConfig, stop: asyncio.Event) -> None:
         max_targets_per_round=cfg.max_targets_per_round,
         max_in_flight=cfg.max_in_flight,
     )
+    topology = None
+    if cfg.report_topology:
+        topology = TopologyWatch(
+            cfg.sysfs,
+            policy=cfg.topology_policy,
+            scope=cfg.topology_scope,
+            interval=cfg.topology_seconds,
+        )
     client: AgentClient | FanOut
     if cfg.fan_out:
         client = FanOut(
@@ -73,6 +82,7 @@ async def _run(cfg: config.AgentConfig, stop: asyncio.Event) -> None:
             heartbeat_seconds=cfg.heartbeat_seconds,
             buffer_limit=cfg.buffer_limit,
             resolve_seconds=cfg.resolve_seconds,
+            topology=topology,
         )
     else:
         client = AgentClient(
@@ -82,10 +92,13 @@ async def _run(cfg: config.AgentConfig, stop: asyncio.Event) -> None:
             token_file=cfg.token_file,
             heartbeat_seconds=cfg.heartbeat_seconds,
             buffer_limit=cfg.buffer_limit,
+            topology=topology,
         )
     log.info(
-        "lasched-agent %s starting node=%s scheduler=%s method=%s fan_out=%s",
+        "lasched-agent %s starting node=%s scheduler=%s method=%s fan_out=%s "
+        "report_topology=%s",
         __version__, cfg.node, cfg.scheduler_url, method.name, str(cfg.fan_out).lower(),
+        str(cfg.report_topology).lower(),
     )  # fmt: skip
     agent = asyncio.create_task(client.run(), name="agent")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")

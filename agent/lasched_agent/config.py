@@ -1,9 +1,10 @@
 """Command line and environment -> :class:`AgentConfig`, with errors that name the flag.
 
 Flags win over environment variables; only the scheduler URL, the node
-name and fan-out come from the environment (``LASCHED_SCHEDULER_URL``,
-``NODE_NAME``, ``LASCHED_FAN_OUT``), since a DaemonSet sets them there (the
-node name through the downward API).
+name, fan-out and topology reporting come from the environment
+(``LASCHED_SCHEDULER_URL``, ``NODE_NAME``, ``LASCHED_FAN_OUT``,
+``LASCHED_REPORT_TOPOLOGY``), since a DaemonSet sets them there (the node
+name through the downward API).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Literal, NoReturn, cast
 from urllib.parse import urlsplit
 
 from lasched_agent import __version__
+from lasched_agent.numa import DEFAULT_SYSFS
+from lasched_protocol import TopologyPolicy, TopologyScope
 
 MethodChoice = Literal["auto", "icmp", "tcp"]
 LogFormat = Literal["text", "json"]
@@ -49,6 +52,11 @@ class AgentConfig:
     simulate_rtt_file: Path | None = None  # answer probes from this file (demos, tests)
     fan_out: bool = False  # stream to every replica the URL's host resolves to
     resolve_seconds: float = 15.0  # how often fan-out looks the replicas up
+    report_topology: bool = False  # report this node's NUMA zones (opt-in)
+    sysfs: Path = DEFAULT_SYSFS
+    topology_policy: TopologyPolicy = "none"  # the kubelet's, as the operator knows it
+    topology_scope: TopologyScope = "container"
+    topology_seconds: float = 60.0  # how often sysfs is read again
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,6 +154,40 @@ def _parser() -> _Parser:
         help="answer probes from this JSON file ({node: {target: ms}}, lasched's static "
         "RTT format) instead of the network; for demos and tests on fake nodes",
     )
+    p.add_argument(
+        "--report-topology",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="report this node's NUMA zones (CPUs, memory, GPUs per NUMA node, from sysfs) "
+        "to a scheduler that accepts them, for nodes without a NodeResourceTopology "
+        "(env LASCHED_REPORT_TOPOLOGY=true; default off)",
+    )
+    p.add_argument(
+        "--sysfs",
+        default=str(d.sysfs),
+        metavar="PATH",
+        help=f"where sysfs is mounted, for --report-topology (default {d.sysfs})",
+    )
+    p.add_argument(
+        "--topology-manager-policy",
+        default=d.topology_policy,
+        choices=("none", "best-effort", "restricted", "single-numa-node"),
+        help="the kubelet's --topology-manager-policy on this node, reported with the zones "
+        f"(default {d.topology_policy})",
+    )
+    p.add_argument(
+        "--topology-manager-scope",
+        default=d.topology_scope,
+        choices=("container", "pod"),
+        help=f"the kubelet's --topology-manager-scope (default {d.topology_scope})",
+    )
+    p.add_argument(
+        "--topology-seconds",
+        default=str(d.topology_seconds),
+        metavar="SECONDS",
+        help="how often sysfs is read again; a change is reported at once "
+        f"(default {d.topology_seconds:g})",
+    )
     p.add_argument("--log-format", default=d.log_format, choices=("text", "json"))
     p.add_argument(
         "--log-level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -175,6 +217,9 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     fan_out = a.fan_out
     if fan_out is None:
         fan_out = _env_bool(env, "LASCHED_FAN_OUT", flag="--fan-out")
+    report_topology = a.report_topology
+    if report_topology is None:
+        report_topology = _env_bool(env, "LASCHED_REPORT_TOPOLOGY", flag="--report-topology")
     return AgentConfig(
         scheduler_url=url,
         node=node,
@@ -192,6 +237,11 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         simulate_rtt_file=Path(a.simulate_rtt_file) if a.simulate_rtt_file else None,
         fan_out=fan_out,
         resolve_seconds=_seconds("--resolve-seconds", a.resolve_seconds),
+        report_topology=report_topology,
+        sysfs=Path(a.sysfs),
+        topology_policy=cast(TopologyPolicy, a.topology_manager_policy),
+        topology_scope=cast(TopologyScope, a.topology_manager_scope),
+        topology_seconds=_seconds("--topology-seconds", a.topology_seconds),
     )
 
 

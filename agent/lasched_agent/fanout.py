@@ -48,6 +48,7 @@ import aiohttp
 from lasched_agent import __version__
 from lasched_agent.backoff import Backoff
 from lasched_agent.clock import Clock, SystemClock
+from lasched_agent.numa import TopologyWatch
 from lasched_agent.prober import Prober
 from lasched_agent.stream import AgentClient
 from lasched_protocol import Sample, Target, Targets
@@ -102,6 +103,7 @@ class FanOut:
         session: aiohttp.ClientSession | None = None,
         connect_timeout: float = 10.0,
         agent_version: str = __version__,
+        topology: TopologyWatch | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -131,6 +133,7 @@ class FanOut:
         self._clock: Clock = clock or SystemClock()
         self._session = session
         self._connect_timeout = connect_timeout
+        self._topology = topology
         self._clients: dict[Address, AgentClient] = {}
         self._tasks: dict[Address, asyncio.Task[None]] = {}
         self._latest: OrderedDict[str, tuple[float, Sample]] = OrderedDict()
@@ -146,9 +149,10 @@ class FanOut:
 
         On cancellation every connection is closed with 1001 and outstanding
         probes are cancelled. Named tasks run inside: ``agent-prober``,
-        ``agent-resolver`` and one ``agent-connection:<address>:<port>`` per
-        replica; if one fails (a bug), the others are cancelled and the
-        failure propagates in an :class:`ExceptionGroup`.
+        ``agent-resolver``, ``agent-topology`` (with a ``topology``) and one
+        ``agent-connection:<address>:<port>`` per replica; if one fails (a
+        bug), the others are cancelled and the failure propagates in an
+        :class:`ExceptionGroup`.
         """
         async with contextlib.AsyncExitStack() as stack:
             session = self._session
@@ -164,6 +168,8 @@ class FanOut:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.prober.run(self._offer), name="agent-prober")
                     tg.create_task(self._resolve_forever(session, tg), name="agent-resolver")
+                    if self._topology is not None:
+                        tg.create_task(self._topology.run(), name="agent-topology")
             finally:
                 self._clients.clear()
                 self._tasks.clear()
@@ -229,6 +235,7 @@ class FanOut:
                 agent_version=self._agent_version,
                 host=self._host_header,
                 on_targets=self._apply_targets,
+                topology=self._topology,
             )
             self._catch_up(client)
             self._clients[address] = client

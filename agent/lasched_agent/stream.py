@@ -13,7 +13,10 @@ One connection goes like this:
    :class:`~lasched_protocol.Samples`, preceded by whatever waited in the
    buffer while disconnected; send a :class:`~lasched_protocol.Heartbeat`
    every ``heartbeat_seconds``. WebSocket pings at the same period detect a
-   peer that vanished without closing.
+   peer that vanished without closing. With a topology watch
+   (``--report-topology``), once a ``Targets`` says the scheduler accepts
+   them, send the node's :class:`~lasched_protocol.Topology` and again on
+   every change; a scheduler that does not say so gets none.
 4. Wait a backoff delay (:mod:`lasched_agent.backoff`) and start again.
 
 Probing never stops: it runs beside the connection and fills the buffer
@@ -59,8 +62,10 @@ from lasched_agent import __version__
 from lasched_agent.backoff import Backoff
 from lasched_agent.buffer import SampleBuffer
 from lasched_agent.clock import Clock, SystemClock
+from lasched_agent.numa import Report, TopologyWatch
 from lasched_agent.prober import Prober
 from lasched_protocol import (
+    ACCEPTS_TOPOLOGY,
     MAX_FRAME_BYTES,
     Heartbeat,
     Hello,
@@ -69,6 +74,7 @@ from lasched_protocol import (
     Sample,
     Samples,
     Targets,
+    Topology,
     decode,
     encode,
 )
@@ -114,7 +120,9 @@ class AgentClient:
     scheduler's host name, is sent as the ``Host`` header and checked as the
     TLS server name (``wss://``), so the scheduler sees the name it serves.
     ``on_targets`` receives each :class:`~lasched_protocol.Targets`; by
-    default it is applied to ``prober``.
+    default it is applied to ``prober``. ``topology``, when given, is this node's NUMA
+    topology (opt-in), reported to a scheduler that accepts it; :meth:`run` keeps it
+    read, :meth:`stream` alone only reports it.
     """
 
     def __init__(
@@ -133,6 +141,7 @@ class AgentClient:
         agent_version: str = __version__,
         host: str | None = None,
         on_targets: Callable[[Targets], None] | None = None,
+        topology: TopologyWatch | None = None,
     ) -> None:
         if heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be positive, not {heartbeat_seconds}")
@@ -153,6 +162,7 @@ class AgentClient:
         self._clock: Clock = clock or SystemClock()
         self._session = session
         self._on_targets = on_targets or self._apply_targets
+        self.topology = topology
         self._ready = asyncio.Event()  # the buffer has something to send
 
     async def run(self) -> None:
@@ -160,8 +170,9 @@ class AgentClient:
 
         On cancellation the connection is closed with 1001 (going away) and
         outstanding probes are cancelled. Two named tasks run inside:
-        ``agent-prober`` and ``agent-connection``; if either fails (a bug),
-        the other is cancelled and the failure propagates in an
+        ``agent-prober`` and ``agent-connection`` (and ``agent-topology``, which
+        reads the NUMA topology, with a ``topology``); if one fails (a bug),
+        the others are cancelled and the failure propagates in an
         :class:`ExceptionGroup`.
         """
         async with contextlib.AsyncExitStack() as stack:
@@ -177,6 +188,8 @@ class AgentClient:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.prober.run(self.offer), name="agent-prober")
                 tg.create_task(self.stream(session), name="agent-connection")
+                if self.topology is not None:
+                    tg.create_task(self.topology.run(), name="agent-topology")
 
     def offer(self, time: float, samples: tuple[Sample, ...]) -> None:
         """Queue one round's batch for the scheduler (into :attr:`buffer`); never blocks."""
@@ -260,11 +273,18 @@ class AgentClient:
         )
         if hello is not None:
             return hello
+        accepted = asyncio.Event()  # a Targets said the scheduler takes Topology
         tasks = [
-            asyncio.create_task(self._receive(ws), name="agent-receive"),
+            asyncio.create_task(self._receive(ws, accepted), name="agent-receive"),
             asyncio.create_task(self._send_samples(conn), name="agent-send"),
             asyncio.create_task(self._heartbeat(conn), name="agent-heartbeat"),
         ]
+        if self.topology is not None:
+            tasks.append(
+                asyncio.create_task(
+                    self._send_topology(conn, self.topology, accepted), name="agent-topology-send"
+                )
+            )
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -278,7 +298,10 @@ class AgentClient:
         first = min(done, key=tasks.index)
         return first.result()  # re-raises a bug
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> _Ending:
+    async def _receive(
+        self, ws: aiohttp.ClientWebSocketResponse, accepted: asyncio.Event
+    ) -> _Ending:
+        told_old = False
         while True:
             msg = await ws.receive()
             if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
@@ -291,6 +314,14 @@ class AgentClient:
                     )
                 if isinstance(message, Targets):
                     self._on_targets(message)
+                    if ACCEPTS_TOPOLOGY in message.accepts:
+                        accepted.set()
+                    elif self.topology is not None and not told_old:
+                        told_old = True
+                        log.warning(
+                            "the scheduler does not accept topology reports (it is older "
+                            "than this agent); not sending them url=%s", self.url,
+                        )  # fmt: skip
                 elif not isinstance(message, Heartbeat):
                     return _Ending(
                         f"the scheduler sent a {type(message).__name__} message, "
@@ -329,6 +360,21 @@ class AgentClient:
                     self.buffer.restore(batches[i:])
                     return ending
 
+    async def _send_topology(
+        self, conn: _Connection, watch: TopologyWatch, accepted: asyncio.Event
+    ) -> _Ending:
+        """The latest topology once the scheduler accepts it, then every change."""
+        await accepted.wait()
+        seen = 0
+        while True:
+            seen, report = await watch.next(seen)
+            ending = await conn.send(
+                functools.partial(_topology, time=self._clock.time(), report=report)
+            )
+            if ending is not None:
+                return ending
+            log.info("topology reported zones=%d version=%d", len(report.zones), seen)
+
     async def _heartbeat(self, conn: _Connection) -> _Ending:
         while True:
             await self._clock.sleep(self.heartbeat_seconds)
@@ -359,6 +405,10 @@ class _Connection:
 
 def _samples(seq: int, *, time: float, samples: tuple[Sample, ...]) -> Samples:
     return Samples(seq=seq, time=time, samples=samples)
+
+
+def _topology(seq: int, *, time: float, report: Report) -> Topology:
+    return Topology(seq, time, report.zones, report.policy, report.scope)
 
 
 def _read_token(path: Path) -> str:

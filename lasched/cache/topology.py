@@ -25,19 +25,37 @@ the first of these happens:
 
 A hold kept too long only under-reports free room (a pod waits); one dropped
 too early over-reports it, which is why a drop needs the numbers to show it.
+A hold also ends when its pod leaves the node (:meth:`Topologies.pod_gone`).
+
+**Two sources, one answer.** A node's topology is its published
+NodeResourceTopology when there is one, else what its ``lasched-agent``
+reported (:meth:`Topologies.report`). A published object always wins: it
+knows the kubelet's allocations, the agent only the machine. An agent's
+report never shows a placement (its available is its allocatable), so a
+hold taken against it has no time to live: it lasts while its pod is on the
+node, and pods bound there that lasched holds nothing for (bound before a
+restart, or by another scheduler) are *adopted* (:meth:`Topologies.adopt`):
+held in the lowest zones that fit them, as the kubelet's lowest-NUMA-id
+preference would. When a published object arrives, such holds take the TTL
+from then and end like any other. A report outlives its agent's connection
+by ``report_ttl`` (an agent restarting must not make the node's pods wait),
+then the node publishes nothing until its agent reports again.
 Time comes from an injected clock.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from lasched.model.numa import Amounts, NodeTopology
+from lasched.model.numa import SOURCE_AGENT, Amounts, NodeTopology
 
 DEFAULT_HOLD_TTL = 180.0
 """Three of NFD topology-updater's default one-minute intervals."""
+DEFAULT_REPORT_TTL = 600.0
+"""How long an agent's report is used after its connection ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,36 +71,117 @@ class Hold:
 
 
 class Topologies:
-    """The NUMA topologies the informer holds, and lasched's holds on them."""
+    """The NUMA topologies published or reported, and lasched's holds on them."""
 
     def __init__(
-        self, *, ttl: float = DEFAULT_HOLD_TTL, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl: float = DEFAULT_HOLD_TTL,
+        report_ttl: float = DEFAULT_REPORT_TTL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, not {ttl!r}")
+        if not report_ttl > 0:
+            raise ValueError(f"report_ttl must be positive, not {report_ttl!r}")
         self._ttl = ttl
+        self._report_ttl = report_ttl
         self._clock = clock
         self._nodes: dict[str, NodeTopology] = {}
+        self._reported: dict[str, NodeTopology] = {}
+        self._reported_until: dict[str, float] = {}  # reports whose agent is gone
         self._holds: dict[str, list[Hold]] = {}
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        if not self._reported:
+            return len(self._nodes)
+        return len(self._nodes) + sum(
+            1 for n in list(self._reported) if n not in self._nodes and self._live_report(n)
+        )
 
     def get(self, node: str) -> NodeTopology | None:
-        return self._nodes.get(node)
+        """The node's published topology, else its agent's live report, else None."""
+        published = self._nodes.get(node)
+        if published is not None or node not in self._reported:
+            return published
+        return self._reported[node] if self._live_report(node) else None
+
+    def _live_report(self, node: str) -> bool:
+        until = self._reported_until.get(node)
+        if until is None or until > self._clock():
+            return True
+        del self._reported[node], self._reported_until[node]
+        return False
 
     def set(self, topology: NodeTopology) -> None:
         """A node's topology was published or updated: holds it shows end."""
         self._nodes[topology.name] = topology
         holds = self._holds.get(topology.name)
         if holds:
+            # Holds taken against an agent's report now wait for the publisher like others.
+            expires = self._clock() + self._ttl
+            holds = [
+                Hold(h.pod, h.taken, h.basis, h.basis_available, expires)
+                if math.isinf(h.expires)
+                else h
+                for h in holds
+            ]
             self._holds[topology.name] = _unshown(holds, topology)
             if not self._holds[topology.name]:
                 del self._holds[topology.name]
 
     def remove(self, node: str) -> None:
+        """The node's published topology was deleted (its agent's report, if any, stands)."""
         self._nodes.pop(node, None)
-        self._holds.pop(node, None)
+        if node not in self._reported:
+            self._holds.pop(node, None)
+
+    def report(self, topology: NodeTopology, pods: Iterable[tuple[str, Amounts]] = ()) -> None:
+        """The node's agent reported ``topology`` (a :data:`SOURCE_AGENT` one); ``pods``:
+        (key, aligned requests) of the pods bound there, adopted if nothing holds for them."""
+        self._reported[topology.name] = topology
+        self._reported_until.pop(topology.name, None)
+        for key, need in pods:
+            self.adopt(key, topology.name, need)
+
+    def unreport(self, node: str) -> None:
+        """The node's agent disconnected: its report stands ``report_ttl`` longer."""
+        if node in self._reported:
+            self._reported_until[node] = self._clock() + self._report_ttl
+
+    def forget_node(self, node: str) -> None:
+        """The node was deleted: its report and holds go."""
+        self._reported.pop(node, None)
+        self._reported_until.pop(node, None)
+        if node not in self._nodes:
+            self._holds.pop(node, None)
+
+    def adopt(self, pod: str, node: str, need: Amounts) -> None:
+        """A pod bound to ``node`` with ``need`` aligned: held in the lowest zones that fit,
+        when the node's topology is an agent's and nothing holds for the pod yet."""
+        topology = self.get(node)
+        if topology is None or topology.source != SOURCE_AGENT or not need:
+            return
+        if any(h.pod == pod for h in self._holds.get(node, ())):
+            return
+        free = self.free(topology)
+        taken: dict[str, Amounts] = {}
+        fits = [i for i, f in enumerate(free) if all(f.get(r, 0) >= n for r, n in need.items())]
+        if fits:
+            taken[topology.zones[fits[0]].name] = dict(need)
+        else:  # it spans zones: take from each in order what it has
+            left = dict(need)
+            for zone, f in zip(topology.zones, free, strict=True):
+                part = {r: min(n, max(f.get(r, 0), 0)) for r, n in left.items() if n > 0}
+                part = {r: n for r, n in part.items() if n > 0}
+                if part:
+                    taken[zone.name] = part
+                    left = {r: n - part.get(r, 0) for r, n in left.items()}
+        self.hold(pod, node, taken)
+
+    def pod_gone(self, pod: str, node: str) -> None:
+        """``pod`` left ``node`` (deleted, or ended): what it held is free again."""
+        self.release(pod, node)
 
     def holds(self, node: str) -> list[Hold]:
         """The node's holds that have not expired (expired ones are dropped here)."""
@@ -114,17 +213,19 @@ class Topologies:
 
     def hold(self, pod: str, node: str, taken: Mapping[str, Amounts]) -> None:
         """``pod`` was reserved on ``node``, taking ``taken`` from its zones."""
-        topology = self._nodes.get(node)
+        topology = self.get(node)
         if topology is None or not taken:
             return
         self.release(pod, node)
+        # An agent's report never shows a placement: such a hold lasts while its pod does.
+        ttl = math.inf if topology.source == SOURCE_AGENT else self._ttl
         self._holds.setdefault(node, []).append(
             Hold(
                 pod=pod,
                 taken=taken,
                 basis=topology.resource_version,
                 basis_available={z.name: z.available for z in topology.zones},
-                expires=self._clock() + self._ttl,
+                expires=self._clock() + ttl,
             )
         )
 

@@ -9,9 +9,14 @@ Flow of one connection (``GET /agents/v1``, protocol in ``lasched_protocol``):
    its token is bound to, else the connection is closed with 1008: an agent
    only ever reports RTTs measured from its own node.
 3. The scheduler sends ``Targets`` (every other node's InternalIP and the
-   configured user endpoints), and again whenever that list changes.
+   configured user endpoints, and ``accepts: ["topology"]``), and again
+   whenever that list changes.
 4. The agent sends ``Samples`` and ``Heartbeat``. Each sample is folded into
-   the cache as ``node -> target``.
+   the cache as ``node -> target``. An agent run with ``--report-topology``
+   also sends ``Topology``: its node's NUMA zones, handed to ``on_topology``
+   as a :class:`~lasched.model.numa.NodeTopology` of that node (the token's
+   node: an agent can only report its own), and again when they change.
+   When the connection ends, ``on_topology(node, None)`` says so.
 
 A malformed frame closes that one connection with 1007 and the reason, an
 oversized one with 1009; the reason is logged and nothing else is harmed.
@@ -43,6 +48,8 @@ import lasched_protocol as proto
 from lasched import metrics
 from lasched.latency.cache import LatencyCache
 from lasched.logs import Throttled
+from lasched.model.numa import NodeTopology, Policy, Scope
+from lasched.model.resources import CPU
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,9 @@ class HubOptions:
 
 
 class _Conn:
-    __slots__ = ("hello", "identity", "last_seq", "node", "outbox", "targets", "ws")
+    __slots__ = (
+        "hello", "identity", "last_seq", "node", "outbox", "reported", "sent", "targets", "ws",
+    )  # fmt: skip
 
     def __init__(self, ws: web.WebSocketResponse, hello: proto.Hello, identity: Identity) -> None:
         self.ws = ws
@@ -100,6 +109,8 @@ class _Conn:
         # Frames for the writer; None asks it to close the connection (1011).
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.targets: tuple[proto.Target, ...] = ()
+        self.sent = False  # a first Targets went out (it tells what the scheduler accepts)
+        self.reported: proto.Topology | None = None
         self.last_seq = -1
 
 
@@ -114,10 +125,13 @@ class AgentHub:
         peers: Callable[[], Mapping[str, str]],
         endpoints: Sequence[proto.Target] = (),
         on_change: Callable[[], None] = lambda: None,
+        on_topology: Callable[[str, NodeTopology | None], None] = lambda node, topology: None,
         options: HubOptions | None = None,
     ) -> None:
-        """``peers()`` returns node name -> InternalIP for every node agents should probe."""
+        """``peers()`` returns node name -> InternalIP for every node agents should probe;
+        ``on_topology(node, topology)`` receives an agent's NUMA report (None: gone)."""
         self._cache = cache
+        self._on_topology = on_topology
         self._auth = authenticator
         self._peers = peers
         self._endpoints = tuple(endpoints)
@@ -158,15 +172,18 @@ class AgentHub:
 
     def _push_targets(self, conn: _Conn) -> None:
         targets = self.targets_for(conn.node)
-        if targets == conn.targets:
+        if targets == conn.targets and conn.sent:
             return
-        conn.targets = targets
+        conn.targets, conn.sent = targets, True
         per_round = conn.hello.targets_per_round
         rounds = -(-len(targets) // per_round) if per_round else 1
         self._cache.set_refresh(conn.node, rounds * self.options.interval_seconds)
         self._seq += 1
         msg = proto.Targets(
-            seq=self._seq, targets=targets, interval_seconds=self.options.interval_seconds
+            seq=self._seq,
+            targets=targets,
+            interval_seconds=self.options.interval_seconds,
+            accepts=(proto.ACCEPTS_TOPOLOGY,),
         )
         conn.outbox.put_nowait(proto.encode(msg))
 
@@ -233,6 +250,8 @@ class AgentHub:
                 await writer
             if self._conns.get(node) is conn:
                 del self._conns[node]
+                if conn.reported is not None:
+                    self._tell_topology(node, None)
             metrics.agent_connections.set(len(self._conns))
             if not ws.closed:
                 await _close(ws, WSCloseCode.OK, "")
@@ -307,6 +326,8 @@ class AgentHub:
             conn.last_seq = m.seq
             if isinstance(m, proto.Samples):
                 self.ingest(conn.node, m, known={t.id for t in conn.targets})
+            elif isinstance(m, proto.Topology):
+                self.ingest_topology(conn, m)
             elif not isinstance(m, proto.Heartbeat):
                 await self._refuse(conn.ws, peer, "protocol", f"unexpected {type(m).__name__}")
                 return
@@ -367,10 +388,42 @@ class AgentHub:
                 log.exception("on_change failed after samples from node=%s", node)
         return significant
 
+    # ---- NUMA topology ------------------------------------------------------------
+
+    def ingest_topology(self, conn: _Conn, msg: proto.Topology) -> None:
+        """An agent's NUMA report, for its own node; one equal to the last is not passed on."""
+        same = conn.reported
+        if same is not None and (same.zones, same.policy, same.scope) == (
+            msg.zones, msg.policy, msg.scope,
+        ):  # fmt: skip
+            return
+        conn.reported = msg
+        log.info("agent node=%s reported NUMA zones=%d", conn.node, len(msg.zones))
+        self._tell_topology(conn.node, reported_topology(conn.node, msg))
+
+    def _tell_topology(self, node: str, topology: NodeTopology | None) -> None:
+        try:
+            self._on_topology(node, topology)
+        except Exception:
+            # The scheduler's handling failed, not the agent: its connection stays.
+            log.exception("on_topology failed for node=%s", node)
+
     async def close(self) -> None:
         """Close every agent connection (agents reconnect to the next leader or restart)."""
         for conn in list(self._conns.values()):
             await _close(conn.ws, WSCloseCode.GOING_AWAY, "scheduler stopping")
+
+
+def reported_topology(node: str, msg: proto.Topology) -> NodeTopology:
+    """The model of an agent's report: CPUs counted in millicores, as lasched counts them."""
+    zones = {z.id: {r: n * 1000 if r == CPU else n for r, n in z.resources} for z in msg.zones}
+    return NodeTopology.reported(
+        node,
+        policy=Policy(msg.policy),
+        scope=Scope(msg.scope),
+        zones=zones,
+        version=f"agent-{msg.seq}",
+    )
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:

@@ -13,6 +13,11 @@ field of the wrong type, a quantity that is not one, a negative amount, a
 ``Node`` zone whose name is not ``node-<id>`` raise :class:`TopologyError`
 naming the field by its path (``zones[1].resources[0].available``). Zones of
 other types (sockets, cores) are read for their shape and not kept.
+:meth:`NodeTopology.reported` builds the same model from what a node's
+``lasched-agent`` reports (:data:`SOURCE_AGENT`), where nothing publishes
+one: its zones' allocatable is their capacity, and so is their available
+(the agent does not see the kubelet's allocations; lasched's own placements
+are subtracted by lasched/cache/topology.py).
 
 **The pod side.** :func:`numa_request` reads what a pod asks: the KubeNexus
 annotations, in KubeNexus's spelling (``numa.scheduling.kubenexus.io/policy``:
@@ -56,6 +61,9 @@ MAX_RESOURCES = 64
 """Resources read per zone, and names in the resources annotation."""
 
 ZONE_PREFIX = "node-"
+SOURCE_NRT = "NodeResourceTopology"
+SOURCE_AGENT = "lasched-agent"
+"""Where a node's topology comes from: a published object, or the node's agent."""
 NATIVE = frozenset({CPU, MEMORY})
 """Resources the kubelet aligns only for Guaranteed pods."""
 
@@ -206,7 +214,7 @@ def _manager(obj: Mapping[str, Any]) -> tuple[Policy, Scope]:
 class NodeTopology:
     """A decoded NodeResourceTopology. Immutable: a new event builds a new one."""
 
-    __slots__ = ("key", "name", "policy", "resource_version", "scope", "zones")
+    __slots__ = ("key", "name", "policy", "resource_version", "scope", "source", "zones")
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
         meta = _map(obj.get("metadata"), "metadata")
@@ -224,6 +232,30 @@ class NodeTopology:
         if len({z.numa_id for z in zones}) != len(zones):
             raise TopologyError("zones names a NUMA node twice")
         self.zones: tuple[Zone, ...] = tuple(sorted(zones, key=lambda z: z.numa_id))
+        self.source = SOURCE_NRT
+
+    @classmethod
+    def reported(
+        cls,
+        name: str,
+        *,
+        policy: Policy,
+        scope: Scope,
+        zones: Mapping[int, Amounts],
+        version: str,
+    ) -> NodeTopology:
+        """What a node's agent reports: NUMA id -> capacity (CPU in millicores), taken as
+        allocatable and available too. ``version`` stands for a resourceVersion."""
+        t = cls.__new__(cls)
+        t.name = t.key = name
+        t.resource_version = version
+        t.policy, t.scope = policy, scope
+        t.zones = tuple(
+            Zone(f"{ZONE_PREFIX}{i}", i, dict(a), dict(a), dict(a))
+            for i, a in sorted(zones.items())
+        )
+        t.source = SOURCE_AGENT
+        return t
 
     def __repr__(self) -> str:
         return f"NodeTopology({self.name}, {self.policy}/{self.scope}, zones={len(self.zones)})"

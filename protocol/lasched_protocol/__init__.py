@@ -18,6 +18,15 @@ range: RTT statistics within 0..:data:`MAX_RTT_MS` (or null), loss within
 0.001..:data:`MAX_INTERVAL_SECONDS`, counts and sequence numbers below their
 maxima. A value outside raises :class:`ProtocolError` naming the field and
 the value. ``decode`` never raises anything else, whatever the bytes.
+
+**Growing within version 1.** ``v`` changes only for a change old peers
+cannot survive. A new optional field is ignored by a decoder that does not
+know it, so both ends add fields freely. A new message type is different: a
+scheduler that does not know it closes the connection (1007). So an agent
+sends an optional message only to a scheduler that asked for it, by naming
+it in ``Targets.accepts``; an older scheduler sends no ``accepts`` and gets
+none, and a newer scheduler serves older agents, which never send one.
+:class:`Topology` (``accepts: ["topology"]``) is the first such message.
 """
 
 from __future__ import annotations
@@ -41,9 +50,26 @@ MAX_COUNT = 1_000_000
 MAX_SEQ = 2**63 - 1
 MAX_TEXT_CHARS = 1024
 _SHOWN_CHARS = 64
+MAX_ACCEPTS = 16
+"""Names in ``Targets.accepts``."""
+MAX_ZONES = 64
+"""NUMA zones in one :class:`Topology` (the kubelet's NUMA bitmask holds 64)."""
+MAX_NUMA_ID = 1023
+MAX_ZONE_RESOURCES = 64
+MAX_RESOURCE_NAME_CHARS = 253
+"""A Kubernetes resource name's longest (a qualified name with its prefix)."""
+MAX_AMOUNT = 2**53
+"""Amounts in a :class:`Topology` are integers JSON carries exactly (8 PiB of memory)."""
+
+ACCEPTS_TOPOLOGY = "topology"
+"""In ``Targets.accepts``: the scheduler takes :class:`Topology` messages."""
 
 Method = Literal["icmp", "tcp"]
 TargetKind = Literal["node", "endpoint"]
+TopologyPolicy = Literal["none", "best-effort", "restricted", "single-numa-node"]
+TopologyScope = Literal["container", "pod"]
+_POLICIES: tuple[TopologyPolicy, ...] = ("none", "best-effort", "restricted", "single-numa-node")
+_SCOPES: tuple[TopologyScope, ...] = ("container", "pod")
 
 
 class ProtocolError(ValueError):
@@ -82,6 +108,9 @@ class Targets:
     seq: int
     targets: tuple[Target, ...]
     interval_seconds: float
+    accepts: tuple[str, ...] = ()
+    """Optional agent messages this scheduler takes (:data:`ACCEPTS_TOPOLOGY`). An agent
+    ignores names it does not know; an older scheduler sends none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +142,37 @@ class Heartbeat:
     time: float
 
 
-Message = Hello | Targets | Samples | Heartbeat
+@dataclass(frozen=True, slots=True)
+class NumaZone:
+    """One NUMA node of the agent's machine and what it holds."""
+
+    id: int
+    resources: tuple[tuple[str, int], ...]
+    """(resource, amount) sorted by name: ``cpu`` in CPUs, ``memory`` in bytes, devices
+    (``nvidia.com/gpu``) in units."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Agent -> scheduler, only to one whose ``Targets.accepts`` names ``topology``: the
+    node's NUMA zones as the machine has them, and the kubelet's Topology Manager
+    policy and scope as the agent was told them. Sent again whenever it changes."""
+
+    seq: int
+    time: float
+    zones: tuple[NumaZone, ...]
+    policy: TopologyPolicy = "none"
+    scope: TopologyScope = "container"
+
+
+Message = Hello | Targets | Samples | Heartbeat | Topology
 
 _TYPES: dict[type[Any], str] = {
     Hello: "hello",
     Targets: "targets",
     Samples: "samples",
     Heartbeat: "heartbeat",
+    Topology: "topology",
 }
 
 
@@ -144,6 +197,8 @@ def encode(msg: Message) -> bytes:
                 for t in msg.targets
             ],
         }
+        if msg.accepts:
+            body["accepts"] = list(msg.accepts)
     elif isinstance(msg, Samples):
         body |= {
             "seq": msg.seq,
@@ -161,6 +216,14 @@ def encode(msg: Message) -> bytes:
                 }
                 for s in msg.samples
             ],
+        }
+    elif isinstance(msg, Topology):
+        body |= {
+            "seq": msg.seq,
+            "time": msg.time,
+            "policy": msg.policy,
+            "scope": msg.scope,
+            "zones": [{"id": z.id, "resources": dict(z.resources)} for z in msg.zones],
         }
     else:
         body |= {"seq": msg.seq, "time": msg.time}
@@ -208,6 +271,7 @@ def decode(frame: bytes | str) -> Message:
                 body, "intervalSeconds", minimum=0.001, maximum=MAX_INTERVAL_SECONDS
             ),
             targets=tuple(_target(t) for t in _list(body, "targets")),
+            accepts=_accepts(body),
         )
     if kind == "samples":
         return Samples(
@@ -217,6 +281,8 @@ def decode(frame: bytes | str) -> Message:
         )
     if kind == "heartbeat":
         return Heartbeat(seq=seq, time=_num(body, "time", minimum=0, maximum=MAX_TIME))
+    if kind == "topology":
+        return _topology(body, seq)
     raise ProtocolError(f"unknown message type {_shown(kind)}")
 
 
@@ -232,6 +298,60 @@ def _target(raw: Any) -> Target:
     ):
         raise ProtocolError(f"target.port must be 1..65535, not {_shown(port)}")
     return Target(id=_str(raw, "id"), address=_str(raw, "address"), kind=kind, port=port)
+
+
+def _accepts(body: dict[str, Any]) -> tuple[str, ...]:
+    if body.get("accepts") is None:
+        return ()
+    names = _list(body, "accepts")
+    if len(names) > MAX_ACCEPTS:
+        raise ProtocolError(f"targets.accepts has {len(names)} names; at most {MAX_ACCEPTS}")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= _SHOWN_CHARS:
+            raise ProtocolError(f"targets.accepts has a name that is none: {_shown(name)}")
+    return tuple(names)
+
+
+def _topology(body: dict[str, Any], seq: int) -> Topology:
+    policy = body.get("policy", "none")
+    if policy not in _POLICIES:
+        raise ProtocolError(
+            f"topology.policy must be one of {', '.join(_POLICIES)}, not {_shown(policy)}"
+        )
+    scope = body.get("scope", "container")
+    if scope not in _SCOPES:
+        raise ProtocolError(f"topology.scope must be container or pod, not {_shown(scope)}")
+    raw_zones = _list(body, "zones")
+    if len(raw_zones) > MAX_ZONES:
+        raise ProtocolError(f"topology.zones has {len(raw_zones)} zones; at most {MAX_ZONES}")
+    zones = tuple(_zone(z) for z in raw_zones)
+    if len({z.id for z in zones}) != len(zones):
+        raise ProtocolError("topology.zones names a NUMA node twice")
+    return Topology(
+        seq=seq,
+        time=_num(body, "time", minimum=0, maximum=MAX_TIME),
+        zones=tuple(sorted(zones, key=lambda z: z.id)),
+        policy=policy,
+        scope=scope,
+    )
+
+
+def _zone(raw: Any) -> NumaZone:
+    if not isinstance(raw, dict):
+        raise ProtocolError("topology.zones[] entries must be objects")
+    zone_id = _int(raw, "id", minimum=0, maximum=MAX_NUMA_ID)
+    resources = raw.get("resources")
+    if not isinstance(resources, dict):
+        raise ProtocolError(f"zone {zone_id}: field 'resources' must be an object")
+    if len(resources) > MAX_ZONE_RESOURCES:
+        raise ProtocolError(
+            f"zone {zone_id} has {len(resources)} resources; at most {MAX_ZONE_RESOURCES}"
+        )
+    for name in resources:
+        if not name or len(name) > MAX_RESOURCE_NAME_CHARS:
+            raise ProtocolError(f"zone {zone_id} has a resource name that is none: {_shown(name)}")
+        _int(resources, name, minimum=0, maximum=MAX_AMOUNT)
+    return NumaZone(id=zone_id, resources=tuple(sorted(resources.items())))
 
 
 def _sample(raw: Any) -> Sample:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -13,6 +14,7 @@ from aiohttp import web
 import lasched_protocol as proto
 from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, AuthError, Identity
+from lasched.model.numa import NodeTopology
 
 WAIT = 5.0
 
@@ -59,13 +61,22 @@ class Hub:
     url: str
     changes: list[int]
     http: aiohttp.ClientSession
+    topologies: list[tuple[str, NodeTopology | None]] = field(default_factory=list)
+    failing_topology: bool = False
 
     async def connect(self, node: str) -> aiohttp.ClientWebSocketResponse:
         """Upgrade as ``node``'s agent, say Hello and read the first Targets."""
         ws = await self.http.ws_connect(self.url, headers={"Authorization": f"Bearer {node}"})
         await ws.send_bytes(proto.encode(proto.Hello(0, node, "test", ("icmp",))))
-        assert isinstance(await next_message(ws), proto.Targets)
+        targets = await next_message(ws)
+        assert isinstance(targets, proto.Targets)
+        assert targets.accepts == (proto.ACCEPTS_TOPOLOGY,)
         return ws
+
+    def told(self, topology: NodeTopology | None, node: str) -> None:
+        if self.failing_topology:
+            raise KeyError(node)
+        self.topologies.append((node, topology))
 
 
 async def next_message(ws: aiohttp.ClientWebSocketResponse) -> proto.Message:
@@ -98,9 +109,11 @@ async def hub() -> AsyncIterator[Hub]:
     auth = TokenIsNode()
     peers = {"edge-good": "10.0.0.1", "edge-bad": "10.0.0.2", "edge-3": "10.0.0.3"}
     changes: list[int] = []
+    told: list[Hub] = []
     agent_hub = AgentHub(
-        cache, authenticator=auth, peers=lambda: peers, on_change=lambda: changes.append(1)
-    )
+        cache, authenticator=auth, peers=lambda: peers, on_change=lambda: changes.append(1),
+        on_topology=lambda node, topology: told[0].told(topology, node),
+    )  # fmt: skip
     app = web.Application()
     agent_hub.add_routes(app)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -109,8 +122,9 @@ async def hub() -> AsyncIterator[Hub]:
     await site.start()
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
-        yield Hub(agent_hub, cache, auth, peers, f"http://127.0.0.1:{port}/agents/v1", changes,
-                  http)  # fmt: skip
+        told.append(Hub(agent_hub, cache, auth, peers, f"http://127.0.0.1:{port}/agents/v1",
+                        changes, http))  # fmt: skip
+        yield told[0]
         await agent_hub.close()
     await runner.cleanup()
 
@@ -204,4 +218,44 @@ async def test_an_unexpected_authenticator_error_is_a_500_and_the_hub_goes_on(hu
         assert resp.status == 500
     hub.auth.error = None
     ws = await hub.connect("edge-good")
+    assert not ws.closed
+
+
+def topology(seq: int, gpus: int) -> bytes:
+    zones = (proto.NumaZone(0, (("cpu", 8), ("nvidia.com/gpu", gpus))),)
+    return proto.encode(proto.Topology(seq, time.time(), zones, "single-numa-node", "pod"))
+
+
+async def until(condition: Callable[[], object]) -> None:
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still false after {WAIT}s")
+
+
+async def test_an_agents_topology_is_its_own_nodes_and_its_end_is_told(hub: Hub) -> None:
+    """A Topology becomes the model of the connection's node, a repeat is not told again, a
+    change is, and the disconnect is told as None."""
+    ws = await hub.connect("edge-good")
+    await ws.send_bytes(topology(1, 2))
+    await ws.send_bytes(topology(2, 2))
+    await ws.send_bytes(topology(3, 1))
+    await until(lambda: len(hub.topologies) == 2)
+    (node, first), (_, second) = hub.topologies
+    assert node == "edge-good" and first is not None and second is not None
+    assert first.zones[0].available == {"cpu": 8000, "nvidia.com/gpu": 2}
+    assert second.zones[0].available["nvidia.com/gpu"] == 1
+    await ws.close()
+    await until(lambda: len(hub.topologies) == 3)
+    assert hub.topologies[-1] == ("edge-good", None)
+
+
+async def test_a_failing_topology_handler_keeps_the_agent_connected(hub: Hub) -> None:
+    """The scheduler's failure on a report is logged; the agent's samples still arrive."""
+    hub.failing_topology = True
+    ws = await hub.connect("edge-good")
+    await ws.send_bytes(topology(1, 2))
+    await ws.send_bytes(samples(2, {"edge-3": 2.0}))
+    await until(lambda: hub.cache.get("edge-good", "edge-3") is not None)
     assert not ws.closed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -12,11 +14,13 @@ from lasched_protocol import (
     Heartbeat,
     Hello,
     Message,
+    NumaZone,
     ProtocolError,
     Sample,
     Samples,
     Target,
     Targets,
+    Topology,
     decode,
     encode,
 )
@@ -41,10 +45,21 @@ MESSAGES: list[Message] = [
         ),
     ),
     Heartbeat(seq=8, time=1_700_000_001.0),
+    Targets(seq=4, targets=(), interval_seconds=5.0, accepts=("topology",)),
+    Topology(
+        seq=9,
+        time=1_700_000_002.0,
+        zones=(
+            NumaZone(0, (("cpu", 24), ("memory", 64 << 30))),
+            NumaZone(1, (("cpu", 24), ("memory", 64 << 30), ("nvidia.com/gpu", 2))),
+        ),
+        policy="single-numa-node",
+        scope="pod",
+    ),
 ]
 
 
-@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: f"{type(m).__name__}-{m.seq}")
 def test_roundtrip(msg: Message) -> None:
     """decode(encode(m)) == m for every message type."""
     assert decode(encode(msg)) == msg
@@ -156,3 +171,50 @@ def test_rtts_of_zero_and_sixty_seconds_are_accepted(ms: float) -> None:
 def test_scheduler_and_protocol_agree_on_the_largest_rtt() -> None:
     """The wire format's RTT range is the one the scheduler's parsers use."""
     assert MAX_RTT_MS == strict.MAX_RTT_MS
+
+
+def topology_frame(**fields: object) -> bytes:
+    body: dict[str, object] = {"v": 1, "type": "topology", "seq": 1, "time": 1, "zones": []}
+    body.update(fields)
+    return orjson.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (topology_frame(policy="strict"), "topology.policy must be one of none, best-effort"),
+        (topology_frame(scope="node"), "topology.scope must be container or pod, not 'node'"),
+        (topology_frame(zones=[{"id": 0, "resources": {}}] * 2), "names a NUMA node twice"),
+        (topology_frame(zones=[{"id": -1, "resources": {}}]), "field 'id' must be an integer"),
+        (topology_frame(zones=[{"id": 0, "resources": []}]), "zone 0: field 'resources'"),
+        (topology_frame(zones=[{"id": 0, "resources": {"cpu": 1.5}}]), "field 'cpu' must be"),
+        (topology_frame(zones=[{"id": 0, "resources": {"cpu": -1}}]), "field 'cpu' must be"),
+        (topology_frame(zones=[{"id": 0, "resources": {"": 1}}]), "resource name that is none"),
+        (topology_frame(zones=[{"id": i, "resources": {}} for i in range(65)]), "at most 64"),
+        (topology_frame(zones="all of them"), "field 'zones' must be a list"),
+        (
+            orjson.dumps({"v": 1, "type": "targets", "seq": 0, "intervalSeconds": 5,
+                          "targets": [], "accepts": ["topology", 7]}),
+            "targets.accepts has a name that is none: 7",
+        ),
+    ],
+    ids=["policy", "scope", "twice", "id-negative", "resources-list", "cpu-fraction",
+         "cpu-negative", "empty-name", "too-many-zones", "zones-string", "accepts-number"],
+)  # fmt: skip
+def test_bad_topology_frames_are_rejected_naming_the_field(frame: bytes, reason: str) -> None:
+    """A Topology or accepts list out of shape raises ProtocolError saying what."""
+    with pytest.raises(ProtocolError, match=re.escape(reason)):
+        decode(frame)
+
+
+def test_versions_meet_an_older_scheduler_or_agent_safely() -> None:
+    """An older scheduler's Targets (no accepts) decodes as accepting nothing; names and
+    fields this version does not know are kept or ignored, never an error; Topology keeps v 1."""
+    old = orjson.dumps({"v": 1, "type": "targets", "seq": 0, "intervalSeconds": 5, "targets": []})
+    assert decode(old) == Targets(seq=0, targets=(), interval_seconds=5.0)
+    newer = orjson.loads(encode(Targets(0, (), 5.0, accepts=("topology", "later"))))
+    newer["somethingNew"] = {"x": 1}
+    assert decode(orjson.dumps(newer)).accepts == ("topology", "later")  # type: ignore[union-attr]
+    frame = orjson.loads(encode(Topology(1, 1.0, ())))
+    assert frame == {"v": 1, "type": "topology", "seq": 1, "time": 1.0, "policy": "none",
+                     "scope": "container", "zones": []}  # fmt: skip

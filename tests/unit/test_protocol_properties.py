@@ -13,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lasched_protocol import (
+    MAX_AMOUNT,
     MAX_COUNT,
     MAX_FRAME_BYTES,
     MAX_INTERVAL_SECONDS,
@@ -20,14 +21,17 @@ from lasched_protocol import (
     MAX_SEQ,
     MAX_TEXT_CHARS,
     MAX_TIME,
+    MAX_ZONES,
     Heartbeat,
     Hello,
     Message,
+    NumaZone,
     ProtocolError,
     Sample,
     Samples,
     Target,
     Targets,
+    Topology,
     decode,
     encode,
 )
@@ -73,6 +77,15 @@ target_body = st.fixed_dictionaries(
     {"id": text, "address": text, "kind": st.sampled_from(["node", "endpoint", "pod"])},
     optional={"port": number},
 )
+zone_body = st.fixed_dictionaries(
+    {
+        "id": number,
+        "resources": st.dictionaries(
+            st.sampled_from(["cpu", "memory", "nvidia.com/gpu", ""]), number, max_size=3
+        )
+        | json_value,
+    },
+)
 header = {"v": st.one_of(st.just(1), json_scalar), "seq": number}
 frames = st.one_of(
     st.fixed_dictionaries(
@@ -89,6 +102,12 @@ frames = st.one_of(
          "samples": st.lists(sample_body, max_size=3)}
     ),
     st.fixed_dictionaries({**header, "type": st.just("heartbeat"), "time": number}),
+    st.fixed_dictionaries(
+        {**header, "type": st.just("topology"), "time": number,
+         "zones": st.lists(zone_body, max_size=3) | json_value},
+        optional={"policy": st.sampled_from(["none", "restricted", "strict"]) | json_value,
+                  "scope": st.sampled_from(["pod", "container", "node"]) | json_value},
+    ),
     st.dictionaries(st.sampled_from(["v", "type", "seq", "time", "node"]), json_value),
 ).map(frame_of)  # fmt: skip
 
@@ -116,6 +135,7 @@ valid_messages: st.SearchStrategy[Message] = st.one_of(
             max_size=3,
         ).map(tuple),
         interval_seconds=st.floats(0.001, MAX_INTERVAL_SECONDS),
+        accepts=st.lists(st.sampled_from(["topology", "later"]), max_size=2).map(tuple),
     ),
     st.builds(
         Samples,
@@ -137,6 +157,25 @@ valid_messages: st.SearchStrategy[Message] = st.one_of(
         ).map(tuple),
     ),
     st.builds(Heartbeat, seq=st.integers(0, MAX_SEQ), time=st.floats(0, MAX_TIME)),
+    st.builds(
+        Topology,
+        seq=st.integers(0, MAX_SEQ),
+        time=st.floats(0, MAX_TIME),
+        zones=st.lists(
+            st.builds(
+                NumaZone,
+                id=st.integers(0, 7),
+                resources=st.dictionaries(
+                    st.sampled_from(["cpu", "memory", "nvidia.com/gpu"]),
+                    st.integers(0, MAX_AMOUNT),
+                ).map(lambda d: tuple(sorted(d.items()))),
+            ),
+            max_size=3,
+            unique_by=lambda z: z.id,
+        ).map(lambda zs: tuple(sorted(zs, key=lambda z: z.id))),
+        policy=st.sampled_from(["none", "best-effort", "restricted", "single-numa-node"]),
+        scope=st.sampled_from(["container", "pod"]),
+    ),
 )
 
 
@@ -153,7 +192,7 @@ def one_field_wrong(draw: st.DrawFn) -> bytes:
     some other JSON value, or removed."""
     body = orjson.loads(encode(draw(valid_messages)))
     fields: list[tuple[dict[str, Any], str]] = [(body, k) for k in body]
-    for key in ("samples", "targets"):
+    for key in ("samples", "targets", "zones"):
         for entry in body.get(key, ()):
             fields += [(entry, k) for k in entry]
     numeric = [
@@ -204,6 +243,11 @@ def check_message(msg: Message) -> None:
             assert 0 <= s.count <= MAX_COUNT
             assert math.isfinite(s.loss) and 0 <= s.loss <= 1
             assert all(rtt(x) for x in (s.min_ms, s.median_ms, s.p90_ms, s.jitter_ms)), s
+    elif isinstance(msg, Topology):
+        assert math.isfinite(msg.time) and 0 <= msg.time <= MAX_TIME
+        assert len(msg.zones) <= MAX_ZONES and len({z.id for z in msg.zones}) == len(msg.zones)
+        for z in msg.zones:
+            assert all(r and type(n) is int and 0 <= n <= MAX_AMOUNT for r, n in z.resources)
     else:
         assert isinstance(msg, Heartbeat)
         assert math.isfinite(msg.time) and 0 <= msg.time <= MAX_TIME

@@ -20,18 +20,23 @@ from aiohttp import WSMsgType, web
 from lasched_agent.__main__ import run as run_agent
 from lasched_agent.backoff import Backoff
 from lasched_agent.config import AgentConfig
+from lasched_agent.numa import TopologyWatch
 from lasched_agent.prober import ProbeMethod, Prober
 from lasched_agent.stream import AgentClient
 from lasched_protocol import (
+    ACCEPTS_TOPOLOGY,
     Heartbeat,
     Hello,
     Message,
     Samples,
     Target,
     Targets,
+    Topology,
     decode,
     encode,
 )
+from tests import fake_sysfs
+from tests.fake_sysfs import DISPLAY_3D, NVIDIA
 from tests.unit.agent.virtual_clock import VirtualClock
 
 WAIT = 5.0  # real seconds any single expected event may take
@@ -332,3 +337,57 @@ async def test_agent_run_stops_on_request(scheduler: Scheduler, tmp_path: Path) 
     stop.set()
     await asyncio.wait_for(agent, WAIT)
     assert await peer.wait_closed() == 1001
+
+
+def with_topology(client: AgentClient, root: Path, clock: VirtualClock) -> TopologyWatch:
+    client.topology = TopologyWatch(root, policy="single-numa-node", interval=60, clock=clock)
+    return client.topology
+
+
+async def test_topology_goes_to_a_scheduler_that_accepts_it_and_again_on_change(
+    scheduler: Scheduler, token_file: Path, tmp_path: Path
+) -> None:
+    """After a Targets accepting topology, the zones go out; a new GPU found at the next scan
+    sends them again, on the same connection's seq."""
+    clock = VirtualClock()
+    root = fake_sysfs.build(
+        tmp_path, {0: ("0-3", 1024), 1: ("4-7", 1024)}, [(NVIDIA, DISPLAY_3D, 1)]
+    )
+    client = make_client(scheduler, token_file, clock)
+    with_topology(client, root, clock)
+    async with running(client):
+        peer = await scheduler.peer()
+        await peer.next_of(Hello)
+        await peer.send(Targets(0, TARGETS, 5.0, accepts=(ACCEPTS_TOPOLOGY, "from-the-future")))
+        first = await peer.next_of(Topology)
+        assert isinstance(first, Topology) and first.seq == 1
+        assert first.policy == "single-numa-node"
+        assert dict(first.zones[1].resources)["nvidia.com/gpu"] == 1
+        fake_sysfs.build(tmp_path, {}, [(NVIDIA, DISPLAY_3D, 0)])
+        await clock.advance(60.0)
+        second = await peer.next_of(Topology)
+    assert isinstance(second, Topology) and second.seq > first.seq
+    assert dict(second.zones[0].resources)["nvidia.com/gpu"] == 1
+
+
+async def test_an_older_scheduler_gets_no_topology(
+    scheduler: Scheduler, token_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Targets without accepts (a scheduler older than the agent): samples flow, no
+    Topology is sent, and the agent says why once."""
+    clock = VirtualClock()
+    root = fake_sysfs.build(tmp_path, {0: ("0-3", 1024)})
+    client = make_client(scheduler, token_file, clock)
+    with_topology(client, root, clock)
+    async with running(client):
+        peer = await scheduler.peer()
+        await peer.next_of(Hello)
+        await peer.send(Targets(0, TARGETS, 5.0))
+        await peer.send(Targets(1, TARGETS, 5.0))
+        await eventually(lambda: client.prober.targets and client.topology.report)  # type: ignore[union-attr]
+        sent = []
+        for _ in range(2):
+            await clock.advance(5.0)
+            sent.append(await peer.next())
+    assert all(isinstance(m, Samples) for m in sent)
+    assert caplog.text.count("does not accept topology reports") == 1
