@@ -171,3 +171,17 @@ http_connections_refused = Counter(
     "idle_timeout (idle between requests).",
     ["reason"],
 )
+remediation_evictions = Counter(
+    "lasched_remediation_evictions_total",
+    "Pods latency remediation evicted, by trigger: latency (a hard limit broken by fresh RTTs "
+    "past the grace period) or node_not_ready (the node NotReady or unreachable past its "
+    "timeout).",
+    ["trigger"],
+)
+remediation_skipped = Counter(
+    "lasched_remediation_skipped_total",
+    "Decisions of latency remediation not to evict a pod whose trigger held, by reason "
+    "(no_controller, daemonset, mirror, excluded_namespace, critical, local_storage, "
+    "pod_group, cool_down, rate_limited, no_placement, pdb_refused, failed, dry_run).",
+    ["reason"],
+)

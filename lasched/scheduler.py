@@ -48,6 +48,7 @@ from lasched.eventhandlers import (
 from lasched.framework.events import EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube import discovery
+from lasched.kube.binding import request_eviction
 from lasched.kube.client import ClientOptions, KubeClient
 from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import CONCURRENCY, EventRecorder
@@ -76,6 +77,9 @@ from lasched.plugins.preemption import Evictions
 from lasched.plugins.queuesort import PrioritySort
 from lasched.profiles import Profile, build_framework
 from lasched.queue.queue import QueueOptions, SchedulingQueue
+from lasched.remediation.judge import Judge
+from lasched.remediation.placement import Placer
+from lasched.remediation.runner import Remediation, bound_pods
 from lasched.settings import ConfigError, Settings
 from lasched.tasks import TaskSet, supervised
 from lasched.timers import TimerHeap
@@ -279,8 +283,8 @@ class Scheduler:
         )
         self._build_group_informers(client, parts, idle)
         self._build_storage_informers(client, idle)
-        self._podgroups_served = False
-        self._topologies_served = False
+        self.remediation = self._remediation(clock)
+        self._podgroups_served = self._topologies_served = False
         self._loop_blocked_until = 0.0
         self._loop_blocked_for = 0.0
         metrics.track_queue(self.queue.counts)
@@ -335,6 +339,30 @@ class Scheduler:
             handler=StorageEvents(self.queue, self.volumes, EventResource.CSI_NODE),
             name="csinodes", idle_timeout=idle,
         )  # fmt: skip
+
+    def _remediation(self, clock: Callable[[], float]) -> Remediation | None:
+        """Latency remediation on the leader, when enabled (lasched.remediation)."""
+        rs = self.settings.remediation
+        if not rs.enabled:
+            return None
+        placer = Placer(profiles=self.profiles, cache=self.cache)
+        client = self.client
+
+        async def evict(pod: PodInfo) -> None:
+            await request_eviction(client, namespace=pod.namespace, name=pod.name, uid=pod.uid)
+
+        def recorder(pod: PodInfo) -> EventRecorder | None:
+            profile = self.profiles.get(pod.scheduler_name)
+            return profile.events if profile is not None else None
+
+        return Remediation(
+            judge=Judge(rs, latency=self.latency, placer=placer, clock=clock),
+            interval=rs.interval_seconds,
+            pods=lambda: bound_pods(self.cache, self.profiles),
+            evict=evict,
+            recorder=recorder,
+            leading=lambda: self.leading,
+        )
 
     def _profiles(self) -> dict[str, Profile]:
         """Every profile of the settings, by scheduler name, sharing the parts above."""
@@ -521,6 +549,8 @@ class Scheduler:
                 guarded(f"events-{p.name}", p.events.run)
             if self.elector is not None:
                 guarded("leader-election", self.elector.run)
+            if self.remediation is not None:
+                guarded("remediation", self._remediate)
             await self._first_sync()
             log.info(
                 "informers synced nodes=%d pods=%d pending=%d",
@@ -562,6 +592,12 @@ class Scheduler:
             gc.freeze()
             gc.enable()
         await self.wait_synced()
+
+    async def _remediate(self) -> None:
+        """Remediation passes once the informers have listed (never on a partial view)."""
+        assert self.remediation is not None
+        await self.wait_synced()
+        await self.remediation.run()
 
     async def _load_snapshot(self, path: str) -> None:
         """A restarted scheduler starts with what it knew (entries keep their age)."""
@@ -637,6 +673,8 @@ class Scheduler:
             wp.reject("shutdown", "the scheduler is shutting down")
         grace = self.settings.shutdown_grace_seconds
         await self.owner_sizes.reads.cancel_all()
+        if self.remediation is not None:
+            await self.remediation.evictions.cancel_all()
         if not await self.binds.drain(grace):
             log.warning("binds still in flight after %.0f s; abandoning them", grace)
             await self.binds.cancel_all()

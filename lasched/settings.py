@@ -168,6 +168,32 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RemediationSettings:
+    """Latency remediation (docs/latency.md, "Remediation"): off unless enabled."""
+
+    enabled: bool = False
+    dry_run: bool = False
+    """Decide and report (Events, metrics) but never evict."""
+    interval_seconds: float = 2.0
+    """How often the leader looks at the bound pods."""
+    grace_period_seconds: float = 60.0
+    """How long fresh RTTs must break a pod's hard limit before it is moved."""
+    node_not_ready_seconds: float = 300.0
+    """How long a node must be NotReady (or unreachable) before its pods are moved."""
+    cooldown_seconds: float = 600.0
+    """A pod evicted (or refused) is not tried again, and a pod younger than this is not
+    evicted, for this long: a replacement never follows its predecessor at once."""
+    window_seconds: float = 60.0
+    """The window the three rate limits count evictions over."""
+    max_per_node: int = 2
+    max_per_namespace: int = 5
+    max_total: int = 10
+    excluded_namespaces: tuple[str, ...] = ("kube-system",)
+    evict_local_storage_pods: bool = False
+    """Pods with an emptyDir or hostPath volume lose its data when evicted: off, they stay."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     profiles: tuple[ProfileSettings, ...] = (ProfileSettings(),)
     kubeconfig: str | None = None
@@ -184,6 +210,7 @@ class Settings:
     preemption_enabled: bool = True
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
 
     @property
     def scheduler_names(self) -> tuple[str, ...]:
@@ -427,6 +454,36 @@ def _extender(ext: _Reader) -> ExtenderSettings:
     return ExtenderSettings(enabled=bool(enabled), url_prefix=prefix.rstrip("/"))
 
 
+def _remediation(rr: _Reader) -> RemediationSettings:
+    excluded_raw = rr.raw("excludedNamespaces")
+    excluded: tuple[str, ...] = ("kube-system",)
+    if excluded_raw is not None:
+        if not isinstance(excluded_raw, list) or not all(
+            isinstance(n, str) and n for n in excluded_raw
+        ):
+            raise ConfigError(
+                f"remediation.excludedNamespaces must be a list of namespace names, "
+                f"not {excluded_raw!r}"
+            )
+        excluded = tuple(excluded_raw)
+    out = RemediationSettings(
+        enabled=rr.boolean("enabled", False),
+        dry_run=rr.boolean("dryRun", False),
+        interval_seconds=rr.number("intervalSeconds", 2.0),
+        grace_period_seconds=rr.number("gracePeriodSeconds", 60.0, strict=False),
+        node_not_ready_seconds=rr.number("nodeNotReadySeconds", 300.0, strict=False),
+        cooldown_seconds=rr.number("cooldownSeconds", 600.0, strict=False),
+        window_seconds=rr.number("windowSeconds", 60.0),
+        max_per_node=rr.integer("maxPerNode", 2, minimum=1),
+        max_per_namespace=rr.integer("maxPerNamespace", 5, minimum=1),
+        max_total=rr.integer("maxTotal", 10, minimum=1),
+        excluded_namespaces=excluded,
+        evict_local_storage_pods=rr.boolean("evictLocalStoragePods", False),
+    )
+    rr.finish()
+    return out
+
+
 def parse(data: Any) -> Settings:
     """Settings from already-decoded YAML."""
     r = _Reader(data, "")
@@ -507,6 +564,7 @@ def parse(data: Any) -> Settings:
         loop_blocked_seconds=hr.number("loopBlockedSeconds", 5.0),
     )
     hr.finish()
+    remediation = _remediation(r.child("remediation"))
 
     kubeconfig = r.raw("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
@@ -529,6 +587,7 @@ def parse(data: Any) -> Settings:
         preemption_enabled=preemption_enabled is not False,
         leader_election=leader_election,
         health=health,
+        remediation=remediation,
     )
     r.finish()
     return settings

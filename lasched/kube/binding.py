@@ -137,6 +137,23 @@ async def evict(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
             raise
 
 
+async def request_eviction(kc: KubeClient, *, namespace: str, name: str, uid: str) -> None:
+    """Ask the Eviction API (policy/v1) to evict a pod, so its PodDisruptionBudgets hold.
+
+    The UID precondition keeps a re-created pod of the same name safe. Raises
+    :class:`ApiError`: 429 when a budget refuses, 404 or 409 when the pod is gone.
+    """
+    await kc.post(
+        f"/api/v1/namespaces/{namespace}/pods/{name}/eviction",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+            "deleteOptions": {"preconditions": {"uid": uid}},
+        },
+    )
+
+
 class DefaultBinder:
     """The Bind plugin that writes ``pods/binding``, as kube-scheduler's does.
 

@@ -75,6 +75,7 @@ class PodInfo:
         "labels",
         "latency",
         "latency_error",
+        "local_storage",
         "name",
         "namespace",
         "node_name",
@@ -130,6 +131,8 @@ class PodInfo:
         self.images: tuple[str, ...] = pod_images(spec)
         # The PersistentVolumeClaims its volumes use (lasched/plugins/volumebinding.py).
         self.claims: tuple[PodClaim, ...] = pod_claims(self.name, spec) if "volumes" in spec else ()
+        # An emptyDir or hostPath volume: data an eviction would lose (latency remediation).
+        self.local_storage: bool = "volumes" in spec and _local_storage(spec)
         self.latency: LatencyRequirements | None
         self.latency, self.latency_error = parse_requirements(self.labels, self.annotations)
         self.group: GroupDecl | None = None
@@ -175,6 +178,14 @@ class PodInfo:
 
     def __repr__(self) -> str:
         return f"PodInfo({self.key}, node={self.node_name or '-'}, rv={self.resource_version})"
+
+
+def _local_storage(spec: Mapping[str, Any]) -> bool:
+    """Whether a volume keeps data on the node (the descheduler's ``IsPodWithLocalStorage``)."""
+    return any(
+        isinstance(v, Mapping) and (v.get("emptyDir") is not None or v.get("hostPath") is not None)
+        for v in spec.get("volumes") or ()
+    )
 
 
 def _host_ports(spec: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:

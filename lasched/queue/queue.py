@@ -195,6 +195,7 @@ NOT_SCHEDULING_FIELDS = (
     "affinity_error",
     "spread_error",
     "claims",  # spec.volumes cannot change
+    "local_storage",  # nor can this, read from them
     "numa",  # annotations, requests and QoS (limits resize with requests)
 )
 

@@ -108,6 +108,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "one-replica": ("scheduler.replicaCount=1",),
     "no-preemption": ("preemption.enabled=false", "rbac.coreEvents=false"),
     "extender": ("extender.enabled=true",),
+    "remediation": ("remediation.enabled=true", "remediation.gracePeriodSeconds=30"),
+    "remediation-dry-run": ("remediation.enabled=true", "remediation.dryRun=true"),
     "two-profiles": ("profiles[0].schedulerName=lasched", "profiles[1].schedulerName=edge"),
 }
 
@@ -305,6 +307,17 @@ def _extender(objs: list[Manifest]) -> None:
     assert settings.parse(config_of(objs)).extender.enabled
 
 
+def _remediation(objs: list[Manifest]) -> None:
+    r = settings.parse(config_of(objs)).remediation
+    assert (r.enabled, r.dry_run, r.grace_period_seconds) == (True, False, 30)
+    assert ("", "pods/eviction", "create") in cluster_rules(objs)
+
+
+def _remediation_dry_run(objs: list[Manifest]) -> None:
+    assert settings.parse(config_of(objs)).remediation.dry_run
+    assert ("", "pods/eviction", "create") not in cluster_rules(objs)
+
+
 def _two_profiles(objs: list[Manifest]) -> None:
     assert settings.parse(config_of(objs)).scheduler_names == ("lasched", "edge")
 
@@ -318,6 +331,8 @@ CHECKS: dict[str, Callable[[list[Manifest]], None]] = {
     "one-replica": _one_replica,
     "no-preemption": _no_preemption,
     "extender": _extender,
+    "remediation": _remediation,
+    "remediation-dry-run": _remediation_dry_run,
     "two-profiles": _two_profiles,
 }
 
@@ -349,6 +364,7 @@ REFUSED = {
     "config.leaderElection.leaderElect=false": "config.leaderElection is set by the chart",
     "config.server.port=1": "config.server.port is set by the chart; use scheduler.port",
     "config.profiles=x": "config.profiles is set by the chart",
+    "config.remediation.enabled=true": "config.remediation is set by the chart",
     "scheduler.leaderElection.leaderElect=false": "needs scheduler.replicaCount=1",
     "scheduler.podAntiAffinity=maybe": "must be soft, hard or none",
 }

@@ -162,3 +162,51 @@ def test_read_decodes_the_file(tmp_path: Path) -> None:
     assert settings.read(f) == {"kind": "KubeSchedulerConfiguration"}
     with pytest.raises(ConfigError, match="cannot read configuration file"):
         settings.read(tmp_path / "missing.yaml")
+
+
+def test_remediation_is_off_by_default_and_reads_every_field() -> None:
+    """remediation: off unless enabled; each documented field reaches the settings."""
+    assert settings.parse({}).remediation == settings.RemediationSettings()
+    assert not settings.RemediationSettings().enabled
+    r = settings.parse(
+        {
+            "remediation": {
+                "enabled": True,
+                "dryRun": True,
+                "intervalSeconds": 1,
+                "gracePeriodSeconds": 2,
+                "nodeNotReadySeconds": 30,
+                "cooldownSeconds": 0,
+                "windowSeconds": 120,
+                "maxPerNode": 1,
+                "maxPerNamespace": 3,
+                "maxTotal": 4,
+                "excludedNamespaces": ["kube-system", "monitoring"],
+                "evictLocalStoragePods": True,
+            }
+        }
+    ).remediation
+    assert r == settings.RemediationSettings(
+        enabled=True, dry_run=True, interval_seconds=1, grace_period_seconds=2,
+        node_not_ready_seconds=30, cooldown_seconds=0, window_seconds=120, max_per_node=1,
+        max_per_namespace=3, max_total=4, excluded_namespaces=("kube-system", "monitoring"),
+        evict_local_storage_pods=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        ({"enabled": "yes"}, r"remediation\.enabled must be true or false"),
+        ({"gracePeriodSeconds": -1}, r"remediation\.gracePeriodSeconds must be >= 0"),
+        ({"intervalSeconds": 0}, r"remediation\.intervalSeconds must be positive"),
+        ({"maxPerNode": 0}, r"remediation\.maxPerNode must be an integer >= 1"),
+        ({"excludedNamespaces": "kube-system"}, r"remediation\.excludedNamespaces must be a list"),
+        ({"maxEvictions": 3}, r"unknown field remediation\.maxEvictions"),
+    ],
+    ids=["enabled", "grace", "interval", "per-node", "excluded", "unknown"],
+)
+def test_remediation_errors_name_the_field(block: dict[str, Any], error: str) -> None:
+    """A bad remediation value names its YAML path."""
+    with pytest.raises(ConfigError, match=error):
+        settings.parse({"remediation": block})

@@ -99,7 +99,7 @@ the chart owns because other objects depend on them.
 */}}
 {{- define "lasched.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
-{{- range $key := list "profiles" "leaderElection" "extender" "kubeconfig" "preemption" -}}
+{{- range $key := list "profiles" "leaderElection" "extender" "kubeconfig" "preemption" "remediation" -}}
 {{- if hasKey $cfg $key -}}
 {{- fail (printf "config.%s is set by the chart; use the values documented in the chart's README" $key) -}}
 {{- end -}}
@@ -121,6 +121,7 @@ the chart owns because other objects depend on them.
 {{- $_ := set $cfg "server" $server -}}
 {{- $_ := set $cfg "extender" (dict "enabled" .Values.extender.enabled "urlPrefix" .Values.extender.urlPrefix) -}}
 {{- $_ := set $cfg "preemption" (dict "enabled" .Values.preemption.enabled) -}}
+{{- $_ := set $cfg "remediation" (deepCopy .Values.remediation) -}}
 {{- if .Values.agent.enabled -}}
 {{- $latency := deepCopy (get $cfg "latency" | default dict) -}}
 {{- if hasKey $latency "agentServiceAccounts" -}}
