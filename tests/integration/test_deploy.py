@@ -28,6 +28,7 @@ import yaml
 
 from lasched import settings
 from lasched.kube.client import ApiError, KubeClient
+from lasched_agent import config as agent_config
 from lasched_dev.devcluster import binaries
 from lasched_dev.devcluster.apply import apply
 from lasched_dev.devcluster.cluster import ensure_namespace
@@ -111,6 +112,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "remediation": ("remediation.enabled=true", "remediation.gracePeriodSeconds=30"),
     "remediation-dry-run": ("remediation.enabled=true", "remediation.dryRun=true"),
     "two-profiles": ("profiles[0].schedulerName=lasched", "profiles[1].schedulerName=edge"),
+    "numa": ("agent.numa.report=true", "agent.numa.topologyManagerPolicy=single-numa-node"),
 }
 
 
@@ -318,6 +320,14 @@ def _remediation_dry_run(objs: list[Manifest]) -> None:
     assert ("", "pods/eviction", "create") not in cluster_rules(objs)
 
 
+def _numa(objs: list[Manifest]) -> None:
+    (a,) = pod_spec(objs, "DaemonSet")["containers"]
+    env = {"NODE_NAME": "n", "LASCHED_SCHEDULER_URL": "ws://lasched:10271/agents/v1"}
+    cfg = agent_config.parse(a["args"], env=env)  # the agent reads every flag the chart writes
+    assert cfg.report_topology
+    assert (cfg.topology_policy, cfg.topology_scope) == ("single-numa-node", "container")
+
+
 def _two_profiles(objs: list[Manifest]) -> None:
     assert settings.parse(config_of(objs)).scheduler_names == ("lasched", "edge")
 
@@ -334,6 +344,7 @@ CHECKS: dict[str, Callable[[list[Manifest]], None]] = {
     "remediation": _remediation,
     "remediation-dry-run": _remediation_dry_run,
     "two-profiles": _two_profiles,
+    "numa": _numa,
 }
 
 
