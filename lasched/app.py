@@ -105,6 +105,7 @@ def debug_api(sched: Scheduler, *, authorize: debugapi.Authorizer) -> debugapi.D
             nodes=(ni.name for ni in sched.cache.node_infos()),
             endpoints=endpoints,
             agents=sched.hub.nodes,
+            topology=None if sched.sites is None else sched.sites.describe(),
         ),
         ready=lambda: sched.synced,
         authorize=authorize,

@@ -55,8 +55,10 @@ def main(args: argparse.Namespace) -> int:
             sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif args.pairs:
             render_pairs(console, data)
+            render_topology(console, data)
         else:
             render_matrix(console, data)
+            render_topology(console, data)
         if args.export:
             n, left = export(data, Path(args.export))
             extra = f" ({left} stale pairs left out)" if left else ""
@@ -380,6 +382,37 @@ def _latency_footer(console: Console, data: JSON) -> None:
         f"{len(data['pairs'])} pairs ({by_source}), {stale} stale (red, '!': hard limits treat "
         f"them as unknown); {len(agents)} agent(s) connected"
     )
+
+
+def render_topology(console: Console, data: JSON) -> None:
+    """Each node's inferred site, coarser groups and tier, and any move waiting out its hold.
+
+    Nothing when inference is off (``topology`` null or absent: an older scheduler).
+    """
+    topo = data.get("topology")
+    if not topo:
+        return
+    layers = [layer["name"] for layer in topo["layers"]]
+    limits = ", ".join(f"{layer['name']} ≤ {layer['maxRttMs']:g} ms" for layer in topo["layers"])
+    table = Table(
+        title=f"Inferred topology ({limits}; hold {topo['holdSeconds']:g} s)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("node", style="bold", no_wrap=True)
+    for name in (*layers, "tier", "moving to"):
+        table.add_column(name, no_wrap=True)
+    for node, place in sorted(topo["nodes"].items(), key=lambda kv: (kv[1][layers[0]], kv[0])):
+        pending = place.get("pending")
+        moving = ""
+        if pending:
+            moving = "/".join(pending[k] for k in (*layers, "tier"))
+            moving += f" in {pending['inSeconds']:.0f} s"
+        table.add_row(node, *(place[k] for k in (*layers, "tier")), moving)
+    console.print(table)
+    sites = len({p[layers[0]] for p in topo["nodes"].values()})
+    written = "written as topology.lasched.io/* labels" if topo["writeLabels"] else "not written"
+    console.print(f"{len(topo['nodes'])} nodes in {sites} {layers[0]}(s); labels {written}")
 
 
 def export(data: JSON, path: Path) -> tuple[int, int]:

@@ -125,12 +125,18 @@ def explain(s: Sources, key: PodKey, *, now: float | None = None) -> JSON | None
 
 
 def latency_matrix(
-    cache: LatencyCache, *, nodes: Iterable[str], endpoints: Iterable[str], agents: list[str]
+    cache: LatencyCache,
+    *,
+    nodes: Iterable[str],
+    endpoints: Iterable[str],
+    agents: list[str],
+    topology: JSON | None = None,
 ) -> JSON:
     """Every measured pair with its freshness, as ``/debug/latency`` serves it.
 
     ``nodes``: the nodes the scheduler knows; ``endpoints``: the configured
-    latency endpoints' names; ``agents``: the nodes with a connected agent.
+    latency endpoints' names; ``agents``: the nodes with a connected agent;
+    ``topology``: the inferred sites (``SiteTask.describe``), None when off.
     """
     pairs = [
         {
@@ -151,6 +157,7 @@ def latency_matrix(
         "endpoints": list(endpoints),
         "agents": agents,
         "pairs": pairs,
+        "topology": topology,
         "now": time.time(),
     }
 

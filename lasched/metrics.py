@@ -171,6 +171,24 @@ http_connections_refused = Counter(
     "idle_timeout (idle between requests).",
     ["reason"],
 )
+topology_recompute_seconds = Histogram(
+    "lasched_topology_recompute_duration_seconds",
+    "How long one recompute of the inferred topology took (reading the fresh RTTs, "
+    "clustering, hysteresis), label writes excluded.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5),
+)
+topology_moves = Counter(
+    "lasched_topology_moves_total",
+    "Nodes that took a new inferred place (site, coarser groups, tier), first places included.",
+)
+topology_sites = Gauge(
+    "lasched_topology_sites", "Sites in the inferred topology the leader holds now."
+)
+topology_label_writes = Counter(
+    "lasched_topology_label_writes_total",
+    "Patches of nodes' topology.lasched.io labels, by result (ok, failed).",
+    ["result"],
+)
 remediation_evictions = Counter(
     "lasched_remediation_evictions_total",
     "Pods latency remediation evicted, by trigger: latency (a hard limit broken by fresh RTTs "

@@ -54,6 +54,7 @@ from lasched.kube.election import LeaderElector, LeaseConfig
 from lasched.kube.events import CONCURRENCY, EventRecorder
 from lasched.kube.informers import Informer, StoreOnly
 from lasched.kube.nativegroups import NativeGroups
+from lasched.kube.nodelabels import patch_node_labels
 from lasched.kube.owners import OwnerSizes
 from lasched.kube.statuswriter import StatusWriter
 from lasched.kube.tokenreview import agent_authenticator
@@ -61,6 +62,7 @@ from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
 from lasched.latency.hub import AgentHub, HubOptions
+from lasched.latency.sitetask import SiteTask
 from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model import selector
 from lasched.model.namespace import Namespace
@@ -72,7 +74,7 @@ from lasched.model.pod import PodInfo, PodKey
 from lasched.model.podgroup import OwnerRef, PodGroup
 from lasched.model.volume import Claim, CSINode, StorageClass, Volume
 from lasched.plugins.coscheduling import Coscheduling, Group
-from lasched.plugins.latency import LatencyFilter, LatencyScore
+from lasched.plugins.latency import CLOUD_ROLE, CLOUD_ROLE_LABEL, LatencyFilter, LatencyScore
 from lasched.plugins.preemption import Evictions
 from lasched.plugins.queuesort import PrioritySort
 from lasched.profiles import Profile, build_framework
@@ -120,12 +122,7 @@ class Scheduler:
         self.timers = TimerHeap(clock)
         self.waiting = WaitingRoom(timers=self.timers)
         self.latency = LatencyCache(ttl_seconds=settings.latency.ttl_seconds)
-        if settings.latency.static_file:
-            try:
-                n = static_rtt.load(settings.latency.static_file, self.latency)
-            except static_rtt.StaticFileError as e:
-                raise ConfigError(f"latency.staticFile: {e}") from e
-            log.info("loaded %d RTTs from %s", n, settings.latency.static_file)
+        self._load_static_file()
         le = settings.leader_election
         self.elector: LeaderElector | None = None
         if le.leader_elect:
@@ -200,10 +197,12 @@ class Scheduler:
             timers=self.timers,
         )
         lat = settings.latency
+        self.sites = self._sites()
         self.upkeep = LatencyUpkeep(
             timers=self.timers,
             on_event=self.queue.on_event,
             refresh_targets=lambda: self.hub.peers_changed(),  # noqa: PLW0108
+            on_latency=self.sites.changed if self.sites is not None else lambda: None,
         )
         self.hub = AgentHub(
             self.latency,
@@ -290,6 +289,16 @@ class Scheduler:
         metrics.track_queue(self.queue.counts)
         metrics.track_cache(self.cache.node_count, self.cache.pod_count, self.cache.assumed_count)
 
+    def _load_static_file(self) -> None:
+        """Pinned RTTs from ``latency.staticFile``, if one is set."""
+        path = self.settings.latency.static_file
+        if path:
+            try:
+                n = static_rtt.load(path, self.latency)
+            except static_rtt.StaticFileError as e:
+                raise ConfigError(f"latency.staticFile: {e}") from e
+            log.info("loaded %d RTTs from %s", n, path)
+
     def _build_group_informers(self, client: KubeClient, parts: Parts, idle: float) -> None:
         """scheduler-plugins' PodGroups, and Kubernetes' own (or v1.35's Workloads)."""
         self.podgroup_informer: Informer[PodGroup] = Informer(
@@ -361,6 +370,25 @@ class Scheduler:
             pods=lambda: bound_pods(self.cache, self.profiles),
             evict=evict,
             recorder=recorder,
+            leading=lambda: self.leading,
+        )
+
+    def _sites(self) -> SiteTask | None:
+        """Sites and tiers inferred from RTTs on the leader, when enabled (docs/latency.md)."""
+        ts = self.settings.latency.topology
+        if not ts.enabled:
+            return None
+        client = self.client
+
+        async def patch(name: str, labels: Mapping[str, str | None]) -> None:
+            await patch_node_labels(client, name, labels)
+
+        return SiteTask(
+            ts,
+            latency=self.latency,
+            nodes=lambda: self.node_informer.store.values(),  # noqa: PLW0108 (built later)
+            patch=patch if ts.write_labels else None,
+            is_cloud=lambda n: n.labels.get(CLOUD_ROLE_LABEL) == CLOUD_ROLE,
             leading=lambda: self.leading,
         )
 
@@ -551,6 +579,8 @@ class Scheduler:
                 guarded("leader-election", self.elector.run)
             if self.remediation is not None:
                 guarded("remediation", self._remediate)
+            if self.sites is not None:
+                guarded("sites", self._infer_sites)
             await self._first_sync()
             log.info(
                 "informers synced nodes=%d pods=%d pending=%d",
@@ -598,6 +628,12 @@ class Scheduler:
         assert self.remediation is not None
         await self.wait_synced()
         await self.remediation.run()
+
+    async def _infer_sites(self) -> None:
+        """Site passes once the informers have listed (every node known, with its labels)."""
+        assert self.sites is not None
+        await self.wait_synced()
+        await self.sites.run()
 
     async def _load_snapshot(self, path: str) -> None:
         """A restarted scheduler starts with what it knew (entries keep their age)."""

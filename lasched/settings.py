@@ -11,6 +11,7 @@ KubeSchedulerConfiguration is read into these same Settings
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,32 @@ class TokenReviewSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TopologyLayer:
+    """One layer of inferred topology: nodes within ``max_rtt_ms`` of each other group."""
+
+    name: str
+    max_rtt_ms: float
+
+
+DEFAULT_TOPOLOGY_LAYERS = (TopologyLayer("site", 1.0), TopologyLayer("region", 30.0))
+
+
+@dataclass(frozen=True, slots=True)
+class TopologySettings:
+    """Sites and tiers inferred from RTTs (docs/latency.md, "Topology inference")."""
+
+    enabled: bool = False
+    layers: tuple[TopologyLayer, ...] = DEFAULT_TOPOLOGY_LAYERS
+    """Finest first, each ``max_rtt_ms`` above the one before; the first is the site."""
+    hold_seconds: float = 120.0
+    """A node moves to another group only after it was proposed this long without a break."""
+    interval_seconds: float = 10.0
+    """At most one recompute per interval (one runs after RTTs change, or a hold ends)."""
+    write_labels: bool = False
+    """Write ``topology.lasched.io/<layer>`` and ``topology.lasched.io/tier`` on nodes."""
+
+
+@dataclass(frozen=True, slots=True)
 class LatencySettings:
     ttl_seconds: float = 30.0
     static_file: str | None = None
@@ -119,6 +146,7 @@ class LatencySettings:
     goldpinger_url: str | None = None
     goldpinger_interval_seconds: float = 30.0
     token_review: TokenReviewSettings = field(default_factory=TokenReviewSettings)
+    topology: TopologySettings = field(default_factory=TopologySettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,9 +423,52 @@ def _latency(lat: _Reader) -> LatencySettings:
         snapshot_interval_seconds=lat.number("snapshotIntervalSeconds", 60.0),
         cloud_fallback=bool(cloud),
         token_review=_token_review(lat.child("tokenReview")),
+        topology=_topology(lat.child("topology")),
     )
     lat.finish()
     return settings
+
+
+# A label name's segment after the prefix (and so a usable layer name): DNS-1123-like.
+_LAYER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _topology(tr: _Reader) -> TopologySettings:
+    layers_raw = tr.raw("layers")
+    layers: list[TopologyLayer] = list(DEFAULT_TOPOLOGY_LAYERS)
+    if layers_raw is not None:
+        if not isinstance(layers_raw, list) or not layers_raw:
+            raise ConfigError(f"{tr._name('layers')} must be a non-empty list, not {layers_raw!r}")
+        layers = []
+        for i, item in enumerate(layers_raw):
+            lr = _Reader(item, f"{tr._name('layers')}[{i}]")
+            layer = TopologyLayer(name=lr.string("name", ""), max_rtt_ms=lr.number("maxRttMs", 0.0))
+            lr.finish()
+            if not layer.name or not layer.max_rtt_ms:
+                field_name = "name" if not layer.name else "maxRttMs"
+                raise ConfigError(f"{lr._name(field_name)} is required")
+            if len(layer.name) > 40 or not _LAYER_NAME.fullmatch(layer.name):
+                raise ConfigError(
+                    f"{lr._name('name')} must be lower-case letters, digits and '-' (at most "
+                    f"40, starting and ending alphanumeric), not {layer.name!r}"
+                )
+            if layer.name == "tier" or any(x.name == layer.name for x in layers):
+                raise ConfigError(f"{lr._name('name')} {layer.name!r} is taken")
+            if layers and layer.max_rtt_ms <= layers[-1].max_rtt_ms:
+                raise ConfigError(
+                    f"{lr._name('maxRttMs')} ({layer.max_rtt_ms:g}) must be greater than the "
+                    f"layer before ({layers[-1].max_rtt_ms:g})"
+                )
+            layers.append(layer)
+    out = TopologySettings(
+        enabled=tr.boolean("enabled", False),
+        layers=tuple(layers),
+        hold_seconds=tr.number("holdSeconds", 120.0, strict=False),
+        interval_seconds=tr.number("intervalSeconds", 10.0),
+        write_labels=tr.boolean("writeLabels", False),
+    )
+    tr.finish()
+    return out
 
 
 def _token_review(tr: _Reader) -> TokenReviewSettings:

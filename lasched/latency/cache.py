@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from lasched.latency.coordinates import Coordinate, Coordinates
@@ -201,6 +201,20 @@ class LatencyCache:
             if rtt is not None:
                 out.append((src, dst, rtt))
         return out
+
+    def fresh_pairs(self) -> Iterator[tuple[str, str, float]]:
+        """``(src, dst, ms)`` of every fresh measured pair (pinned ones included), unsorted.
+
+        Over a copy of the keys taken at the first step, so the caller may consume it
+        in slices between which the cache changes: each pair is read when reached.
+        """
+        keys = list(self._pairs)
+        pairs = self._pairs
+        now = self._clock()
+        for key in keys:
+            e = pairs.get(key)
+            if e is not None and (e.pinned or now - e.updated <= self.stale_after(key[0])):
+                yield key[0], key[1], e.ewma_ms
 
     def lookup(self, src: str, dst: str) -> Rtt | None:
         """For soft preferences: the fresh measurement, else ``estimate``.

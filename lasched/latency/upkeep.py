@@ -13,6 +13,7 @@ interval is one on the scheduler's timer heap.
 * ``latency_changed`` (the agent hub's and Goldpinger's ``on_change``): one
   ``Latency/Update`` event for the queue, whose hints move the pods with
   latency limits (``LatencyFilter``);
+  the site task (``on_latency``) is told too;
 * ``peers_changed`` (a node added, removed or readdressed): the agents'
   target lists are recomputed.
 
@@ -79,13 +80,17 @@ class LatencyUpkeep:
         on_event: OnEvent,
         refresh_targets: Callable[[], None],
         interval: float = 1.0,
+        on_latency: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_latency``: told once per coalesced RTT change too (the site task)."""
         self._on_event = on_event
+        self._on_latency = on_latency
         self.latency_changed = Coalesced(self._requeue, timers=timers, interval=interval)
         """An RTT pair changed significantly (the hub's and Goldpinger's ``on_change``)."""
         self.peers_changed = Coalesced(refresh_targets, timers=timers, interval=interval)
         """The node list or a node's address changed: agents need new targets."""
 
     def _requeue(self) -> None:
+        self._on_latency()
         if self._on_event(LATENCY_UPDATE, None, None):
             metrics.latency_requeues.inc()

@@ -111,6 +111,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "extender": ("extender.enabled=true",),
     "remediation": ("remediation.enabled=true", "remediation.gracePeriodSeconds=30"),
     "remediation-dry-run": ("remediation.enabled=true", "remediation.dryRun=true"),
+    "topology-labels": ("topology.enabled=true", "topology.writeLabels=true"),
+    "topology-no-labels": ("topology.enabled=true", "topology.holdSeconds=30"),
     "two-profiles": ("profiles[0].schedulerName=lasched", "profiles[1].schedulerName=edge"),
     "numa": ("agent.numa.report=true", "agent.numa.topologyManagerPolicy=single-numa-node"),
 }
@@ -320,6 +322,18 @@ def _remediation_dry_run(objs: list[Manifest]) -> None:
     assert ("", "pods/eviction", "create") not in cluster_rules(objs)
 
 
+def _topology_labels(objs: list[Manifest]) -> None:
+    t = settings.parse(config_of(objs)).latency.topology
+    assert (t.enabled, t.write_labels) == (True, True)
+    assert ("", "nodes", "patch") in cluster_rules(objs)
+
+
+def _topology_no_labels(objs: list[Manifest]) -> None:
+    t = settings.parse(config_of(objs)).latency.topology
+    assert (t.enabled, t.write_labels, t.hold_seconds) == (True, False, 30)
+    assert ("", "nodes", "patch") not in cluster_rules(objs)
+
+
 def _numa(objs: list[Manifest]) -> None:
     (a,) = pod_spec(objs, "DaemonSet")["containers"]
     env = {"NODE_NAME": "n", "LASCHED_SCHEDULER_URL": "ws://lasched:10271/agents/v1"}
@@ -343,6 +357,8 @@ CHECKS: dict[str, Callable[[list[Manifest]], None]] = {
     "extender": _extender,
     "remediation": _remediation,
     "remediation-dry-run": _remediation_dry_run,
+    "topology-labels": _topology_labels,
+    "topology-no-labels": _topology_no_labels,
     "two-profiles": _two_profiles,
     "numa": _numa,
 }
@@ -376,6 +392,7 @@ REFUSED = {
     "config.server.port=1": "config.server.port is set by the chart; use scheduler.port",
     "config.profiles=x": "config.profiles is set by the chart",
     "config.remediation.enabled=true": "config.remediation is set by the chart",
+    "config.latency.topology.enabled=true": "config.latency.topology is set by the chart",
     "scheduler.leaderElection.leaderElect=false": "needs scheduler.replicaCount=1",
     "scheduler.podAntiAffinity=maybe": "must be soft, hard or none",
 }

@@ -122,13 +122,17 @@ the chart owns because other objects depend on them.
 {{- $_ := set $cfg "extender" (dict "enabled" .Values.extender.enabled "urlPrefix" .Values.extender.urlPrefix) -}}
 {{- $_ := set $cfg "preemption" (dict "enabled" .Values.preemption.enabled) -}}
 {{- $_ := set $cfg "remediation" (deepCopy .Values.remediation) -}}
-{{- if .Values.agent.enabled -}}
 {{- $latency := deepCopy (get $cfg "latency" | default dict) -}}
+{{- if hasKey $latency "topology" -}}
+{{- fail "config.latency.topology is set by the chart; use the topology values documented in the chart's README" -}}
+{{- end -}}
+{{- $_ := set $latency "topology" (deepCopy .Values.topology) -}}
+{{- if .Values.agent.enabled -}}
 {{- if hasKey $latency "agentServiceAccounts" -}}
 {{- fail "config.latency.agentServiceAccounts is set by the chart (the agent's ServiceAccount) while agent.enabled is true" -}}
 {{- end -}}
 {{- $_ := set $latency "agentServiceAccounts" (list (printf "%s/%s" .Release.Namespace (include "lasched.agentServiceAccountName" .))) -}}
-{{- $_ := set $cfg "latency" $latency -}}
 {{- end -}}
+{{- $_ := set $cfg "latency" $latency -}}
 {{- toYaml $cfg -}}
 {{- end -}}
