@@ -24,6 +24,11 @@ rack with namespace lists and selectors and matchLabelKeys /
 mismatchLabelKeys, and topology spread constraints (DoNotSchedule and
 ScheduleAnyway, maxSkew, minDomains, nodeAffinityPolicy, nodeTaintsPolicy,
 matchLabelKeys, empty and missing selectors), in two namespaces with labels.
+Each scene has storage too (bench/oraclestorage.py): StorageClasses, local and
+CSI PersistentVolumes, bound and unbound claims (``ReadWriteOnce``,
+``ReadWriteOncePod``), CSINodes with attach limits, and pods using the
+claims, for VolumeBinding, VolumeZone, VolumeRestrictions and
+NodeVolumeLimits.
 
 kube-scheduler's set is the nodes it sent to the extender; empty when it
 never called (a PreFilter rejected the pod, or no node passed its filters:
@@ -34,8 +39,10 @@ node where the pod would fit after preemption, and so does explain's.
 
 Both must judge the same cluster, and it must hold still. Nodes are created
 first; the scene waits until they are Ready, carry no not-ready taint, and
-the cordoned ones carry the unschedulable taint. Then a *probe* pod (no
-requests, tolerating the scene's taints but not the not-ready ones) is
+the cordoned ones carry the unschedulable taint. The storage comes next, and
+the scene waits until the PV controller has bound the pre-bound claims (no
+scheduler binds anything, so no other claim ever changes). Then a *probe*
+pod (no requests, tolerating the scene's taints but not the not-ready ones) is
 judged until both schedulers find exactly the scene's nodes: both caches
 then hold those nodes, settled, and no others. The bound pods come next,
 and the scene waits until kwok has them Running before it finishes or
@@ -44,9 +51,12 @@ scheduler that has seen a pending pod has seen every bound one before it
 (explain answers 404 until lasched has seen the pod).
 
 Nothing generated needs kube-scheduler's plugins that lasched does not have
-(volumes, DRA), and lasched's one documented departure in these plugins,
-default spreading by controller instead of by Service, only scores
-(the system defaults are ScheduleAnyway): no case is excluded.
+(DRA), nor what lasched's volume plugins leave out (CSIStorageCapacity, the
+VolumeAttachments kube-scheduler counts toward CSI limits, in-tree volumes
+migrated to CSI: there is no CSIDriver object, no attachment, no in-tree
+volume), and lasched's one documented departure in these plugins, default
+spreading by controller instead of by Service, only scores (the system
+defaults are ScheduleAnyway): no case is excluded.
 
 Scale: ``python -m bench run oracle --cases 5000 --seed 7`` runs scenes of
 :data:`PODS_PER_SCENE` pending pods until that many pods were judged.
@@ -68,6 +78,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from bench import oraclestorage
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.election import micro_time
 from lasched_dev.devcluster import binaries, nodes
@@ -251,6 +262,7 @@ class Scene:
     terminating: frozenset[str]  # bound pods left terminating, ``namespace/name``
     finished: frozenset[str]  # bound pods whose phase is then set to Succeeded
     pending: tuple[JSON, ...]
+    storage: oraclestorage.Storage
 
     @property
     def node_names(self) -> frozenset[str]:
@@ -280,12 +292,15 @@ class Scene:
             gone = " terminating" if key in self.terminating else ""
             gone += " succeeded" if key in self.finished else ""
             ports = " hostPort" if spec["containers"][0].get("ports") else ""
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in spec.get("volumes", ())]
             lines.append(
                 f"pod {key} on {spec['nodeName']} {labels} "
                 f"requests={spec['containers'][0]['resources'].get('requests', {})}"
                 f"{ports}{gone}"
+                + (f" claims={claims}" if claims else "")
                 + (f" affinity={orjson.dumps(affinity).decode()}" if affinity else "")
             )
+        lines += self.storage.describe()
         return "\n".join(lines)
 
 
@@ -360,6 +375,12 @@ def generate(
     if reference_minor < 37:
         for p in (*bound, *pending):
             _no_namespace_not_in(p)
+    # A stream of its own, so that the scene without storage stays what it was for a seed.
+    s = random.Random(f"lasched-oracle-storage/{seed}/{index}")
+    storage = oraclestorage.generate(
+        s, prefix=prefix, namespaces=namespaces, node_list=node_list, zones=zones
+    )
+    oraclestorage.mount(s, storage, bound=bound, pending=pending)
     return Scene(
         seed=seed,
         index=index,
@@ -368,6 +389,7 @@ def generate(
         terminating=frozenset(terminating),
         finished=frozenset(finished),
         pending=tuple(pending),
+        storage=storage,
     )
 
 
@@ -866,6 +888,7 @@ class Oracle:
         """Create the scene, judge its pending pods into ``tally``, delete the scene."""
         try:
             await self._create_nodes(scene)
+            await self._create_storage(scene)
             await self._settle(scene, tally)
             await self._create_bound(scene)
             await _each(16, scene.pending, lambda p: self.kc.post(_pods_path(p), p))
@@ -895,6 +918,18 @@ class Oracle:
                 if time.monotonic() > deadline:
                     raise OracleError(f"cordoned nodes never tainted: {sorted(cordoned - tainted)}")
                 await asyncio.sleep(0.1)
+
+    async def _create_storage(self, scene: Scene) -> None:
+        """Classes, volumes, claims and CSINodes; then the PV controller's binds of the
+        pre-bound pairs, the only storage writes the scene will see."""
+        st = scene.storage
+        for group in (st.classes, st.volumes, st.claims, st.csinodes):
+            await _each(16, group, lambda o: self.kc.post(oraclestorage.path_of(o), o))
+        deadline = time.monotonic() + self.timeout
+        while not st.bound <= (done := await oraclestorage.bound_claims(self.kc, self.namespaces)):
+            if time.monotonic() > deadline:
+                raise OracleError(f"claims never bound: {sorted(st.bound - done)[:5]}")
+            await asyncio.sleep(0.1)
 
     async def _create_bound(self, scene: Scene) -> None:
         """The bound pods, Running (kwok is done with them), then some finished or leaving."""
@@ -960,7 +995,7 @@ class Oracle:
                     body={"gracePeriodSeconds": 0},
                 )  # fmt: skip
             evaluated = {v["node"] for v in answer["filter"]["nodes"]}
-            mine = _feasible(answer)
+            mine = feasible_nodes(answer)
             if kube == want and mine == want and evaluated == scene.node_names:
                 return
             last = (
@@ -977,7 +1012,7 @@ class Oracle:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             current = await self.kc.get(path)
-            cond = _scheduled_condition(current)
+            cond = scheduled_condition(current)
             if cond is not None:
                 return self._verdict_of(uid, cond)
             await asyncio.sleep(0.05)
@@ -1000,7 +1035,7 @@ class Oracle:
                 )
                 for item in listing["items"]:
                     key = _key(item)
-                    cond = _scheduled_condition(item)
+                    cond = scheduled_condition(item)
                     if key in want and key not in out and cond is not None:
                         out[key] = self._verdict_of(item["metadata"]["uid"], cond)
             if len(out) == len(want):
@@ -1031,7 +1066,7 @@ class Oracle:
     ) -> None:
         kube, message = decided
         answer = await self._explain(_key(pod))
-        mine = _feasible(answer)
+        mine = feasible_nodes(answer)
         verdicts = {v["node"]: v["rejections"] for v in answer["filter"]["nodes"]}
         for rejections in verdicts.values():
             if rejections:
@@ -1080,6 +1115,7 @@ class Oracle:
                 "DELETE", f"/api/v1/namespaces/{ns}/pods",
                 params={"labelSelector": f"{ROLE}=bound"}, body=grace,
             )  # fmt: skip
+        await oraclestorage.delete(self.kc, self.namespaces)
         await self.kc.request(
             "DELETE", "/api/v1/nodes", params={"labelSelector": f"{NODE_LABEL}=true"}
         )
@@ -1093,7 +1129,7 @@ def _pods_path(pod: JSON) -> str:
     return f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods"
 
 
-def _scheduled_condition(pod: JSON) -> JSON | None:
+def scheduled_condition(pod: JSON) -> JSON | None:
     """The PodScheduled=False condition kube-scheduler writes when it gives up, if any."""
     for cond in (pod.get("status") or {}).get("conditions") or ():
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
@@ -1101,7 +1137,7 @@ def _scheduled_condition(pod: JSON) -> JSON | None:
     return None
 
 
-def _feasible(answer: JSON) -> frozenset[str]:
+def feasible_nodes(answer: JSON) -> frozenset[str]:
     """The nodes lasched's explain finds feasible; none when a PreFilter rejected the pod."""
     f = answer["filter"]
     if f is None or f["stoppedAtPreFilter"]:

@@ -8,8 +8,10 @@ driver and volume handle; a claim not bound yet counts as a volume of its
 class's provisioner. The pod to place fits when, per driver, the volumes
 already attached plus its new ones are within the limit.
 
-Not done: in-tree volumes migrated to CSI (they count only as CSI PVs do)
-and the older node ``attachable-volumes-*`` allocatable limits.
+Not done: in-tree volumes migrated to CSI (they count only as CSI PVs do),
+the older node ``attachable-volumes-*`` allocatable limits, VolumeAttachments
+(kube-scheduler also counts a volume still attached that no pod on the node
+uses), and a CSIDriver's ``preventPodSchedulingIfMissing``.
 """
 
 from __future__ import annotations

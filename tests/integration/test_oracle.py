@@ -3,7 +3,8 @@
 A real kube-scheduler of the dev cluster's release judges every generated
 pod and tells its feasible nodes to a recording extender; lasched, following
 beside it, explains the same pod on the same cluster. Any difference fails
-with the seed, the scene, the pod, both sets and the cluster.
+with the seed, the scene, the pod, both sets and the cluster. The scenes have
+storage too (bench/oraclestorage.py): the four volume plugins judge as well.
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ async def test_lasched_finds_the_nodes_kube_scheduler_finds(
     for t in tallies:
         print(orjson.dumps(t.to_json()).decode())
     assert cases == len(SEEDS) * CASES_PER_SEED
-    # The cases reach every outcome and both plugins under test reject nodes.
+    # The cases reach every outcome, and the plugins under test reject nodes or pods.
     assert all(sum(getattr(t, f) for t in tallies) > 0 for f in ("none_feasible", "some_feasible"))
     rejected = sum((t.rejections for t in tallies), start=Counter[str]())
-    for plugin in ("InterPodAffinity", "PodTopologySpread", "NodeAffinity", "NodeResourcesFit"):
+    for plugin in (
+        "InterPodAffinity", "PodTopologySpread", "NodeAffinity", "NodeResourcesFit",
+        "VolumeBinding", "VolumeZone", "NodeVolumeLimits", "VolumeRestrictions (PreFilter)",
+    ):  # fmt: skip
         assert rejected[plugin] > 0, rejected
 
 

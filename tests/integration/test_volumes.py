@@ -6,20 +6,30 @@ PreBind; a claim no volume can satisfy gets a FailedScheduling event naming it,
 and ``lasched explain`` names VolumeBinding for every node.
 
 kube-scheduler has one answer here too: the volumes, the anti-affinity and the
-spread leave exactly one node per zone (in zone b either of two).
+spread leave exactly one node per zone (in zone b either of two). The second
+test holds lasched to it: a real kube-scheduler places the same StatefulSet,
+one pod at a time, and for each pod its extender (:class:`Witness`) asks
+lasched, following beside it, which nodes lasched finds feasible in the same
+cluster; both sets must be equal for every pod, and an unsatisfiable claim
+leaves its pod pending in both, for the same reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
+from bench import oracle
 from lasched import settings
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import nodes
+from lasched_dev.devcluster.cluster import DevCluster
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod
 
@@ -53,7 +63,11 @@ def local_volume(name: str, node: str, storage_class: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def stateful_set(name: str, storage_class: str) -> dict[str, Any]:
+def stateful_set(
+    name: str, storage_class: str, *, scheduler: str = "lasched", ordered: bool = False
+) -> dict[str, Any]:
+    """Three replicas with the anti-affinity, the spread and a claim each; ``ordered``: one
+    pod at a time, each created once the one before is Ready."""
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -62,12 +76,12 @@ def stateful_set(name: str, storage_class: str) -> dict[str, Any]:
         "spec": {
             "replicas": 3,
             "serviceName": name,
-            "podManagementPolicy": "Parallel",
+            "podManagementPolicy": "OrderedReady" if ordered else "Parallel",
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    **pod(name)["spec"],
+                    **pod(name, scheduler=scheduler)["spec"],
                     "nodeSelector": {"vol-test": "yes"},
                     "affinity": {"podAntiAffinity": {
                         "requiredDuringSchedulingIgnoredDuringExecution": [
@@ -183,3 +197,121 @@ async def explain(port: int, key: str) -> dict[str, Any]:
 
     answer: dict[str, Any] = await eventually(get, timeout=20)
     return answer
+
+
+class Witness:
+    """kube-scheduler's extender: for each pod, the nodes kube-scheduler found feasible
+    and the ones lasched's explain finds feasible, asked during the same call (the
+    cluster cannot change in between: the pod waits for the answer). It admits every
+    node it is sent, so kube-scheduler goes on to bind."""
+
+    def __init__(self, lasched_feasible: Callable[[str], Awaitable[frozenset[str]]]) -> None:
+        self.lasched_feasible = lasched_feasible
+        self.seen: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_post("/filter", self._filter)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        (port,) = [a[1] for a in self._runner.addresses if isinstance(a, tuple)]
+        return f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _filter(self, request: web.Request) -> web.Response:
+        args = orjson.loads(await request.read())
+        meta = args["Pod"]["metadata"]
+        names = [str(n) for n in args.get("NodeNames") or ()]
+        key = f"{meta['namespace']}/{meta['name']}"
+        self.seen.setdefault(key, (frozenset(names), await self.lasched_feasible(key)))
+        answer = {"NodeNames": names, "FailedNodes": {}, "Error": ""}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+
+async def test_kube_scheduler_and_lasched_find_the_same_nodes_for_each_pod(
+    cluster: DevCluster,
+    kc: KubeClient,
+    *,
+    namespace: str,
+    volume_nodes: list[str],
+    run_scheduler: SchedulerFactory,
+    tmp_path: Path,
+) -> None:
+    """kube-scheduler places the StatefulSet pod by pod; for each, lasched's feasible nodes
+    equal kube-scheduler's; an unsatisfiable claim leaves its pod pending in both."""
+    storage_class = f"local-{namespace}"
+    await kc.post("/apis/storage.k8s.io/v1/storageclasses", {
+        "metadata": {"name": storage_class}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    })  # fmt: skip
+    for n in WITH_VOLUME:
+        await kc.post(
+            "/api/v1/persistentvolumes", local_volume(f"{namespace}-{n}", n, storage_class)
+        )
+    await oracle.hold_lease(kc)  # lasched follows: it explains and binds nothing
+    port = await run_scheduler(settings.parse(oracle.lasched_settings()))
+
+    async def lasched_feasible(key: str) -> frozenset[str]:
+        answer = await explain(port, key)
+        return oracle.feasible_nodes(answer) & set(volume_nodes)
+
+    witness = Witness(lasched_feasible)
+    url = await witness.start()
+    try:
+        async with oracle.kube_scheduler(
+            kubeconfig=cluster.kubeconfig, extender_url=url, workdir=tmp_path
+        ) as child:
+            await kc.post(
+                f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+                stateful_set("web", storage_class, scheduler=oracle.SCHEDULER, ordered=True),
+            )
+
+            async def placed() -> dict[str, str] | None:
+                got = {
+                    f"web-{i}": await node_of_or_none(kc, namespace, f"web-{i}") for i in range(3)
+                }
+                return {k: v for k, v in got.items() if v} if all(got.values()) else None
+
+            where: dict[str, str] = await eventually(placed, timeout=90)
+            assert child.alive(), child.log_tail()
+            # The first pod may go to any node with a volume; each set is the same in both.
+            keys = [f"{namespace}/web-{i}" for i in range(3)]
+            assert set(witness.seen) == set(keys), witness.seen
+            for key in keys:
+                kube, mine = witness.seen[key]
+                assert kube == mine, (key, sorted(kube), sorted(mine))
+            assert witness.seen[keys[0]][0] == frozenset(WITH_VOLUME)
+            zone_of = {n.name: str(n.zone) for n in NODES}
+            assert sorted(zone_of[n] for n in where.values()) == ["a", "b", "c"], where
+
+            await kc.post(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
+                "metadata": {"name": "huge"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                         "resources": {"requests": {"storage": "100Gi"}}},
+            })  # fmt: skip
+            await kc.post(f"/api/v1/namespaces/{namespace}/pods", pod(
+                "needs-huge", scheduler=oracle.SCHEDULER, nodeSelector={"vol-test": "yes"},
+                volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "huge"}}],
+            ))  # fmt: skip
+
+            async def unschedulable() -> str | None:
+                obj = await kc.get(f"/api/v1/namespaces/{namespace}/pods/needs-huge")
+                cond = oracle.scheduled_condition(obj)
+                return str(cond.get("message")) if cond is not None else None
+
+            message = await eventually(unschedulable, timeout=30)
+    finally:
+        await witness.stop()
+    # No node passed kube-scheduler's filters, so it never asked the extender.
+    assert f"{namespace}/needs-huge" not in witness.seen
+    assert "didn't find available persistent volumes to bind" in message, message
+    answer = await explain(port, f"{namespace}/needs-huge")
+    assert not oracle.feasible_nodes(answer) & set(volume_nodes)
+    plugins = {v["node"]: v["rejections"][0]["plugin"] for v in answer["filter"]["nodes"]
+               if v["node"] in volume_nodes}  # fmt: skip
+    assert plugins == dict.fromkeys(volume_nodes, "VolumeBinding"), plugins
