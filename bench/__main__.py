@@ -1,7 +1,7 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
-Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``memory``,
-``preemption``, ``chaos`` (docs/benchmarks.md), and ``oracle``, which holds
+Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``drift``,
+``memory``, ``preemption``, ``chaos`` (docs/benchmarks.md), and ``oracle``, which holds
 lasched's Filter verdicts to kube-scheduler's (bench/oracle.py). Each writes
 ``bench/results/<stem>.json``, ``<stem>.md`` and PNG plots next to them (``--out``
 elsewhere), shows progress on stderr, and prints the Markdown table. The
@@ -29,6 +29,7 @@ import orjson
 
 from bench import (
     chaos,
+    drift,
     gangs,
     latency,
     memory,
@@ -45,7 +46,8 @@ from lasched_dev.devcluster import binaries
 from lasched_dev.devcluster.progress import reporter
 
 SCENARIOS = (
-    "throughput", "workloads", "gangs", "latency", "memory", "preemption", "chaos", "oracle",
+    "throughput", "workloads", "gangs", "latency", "drift", "memory", "preemption", "chaos",
+    "oracle",
 )  # fmt: skip
 
 
@@ -114,11 +116,21 @@ def _parser() -> argparse.ArgumentParser:
         f"oracle: the scenes' ({oracle.Config().seed})",
     )
     lat = latency.Config()
+    dr = drift.Config()
     run.add_argument(
         "--seeds",
-        help=f"latency: comma-separated topology seeds ({','.join(str(x) for x in lat.seeds)})",
+        help="latency, drift: comma-separated topology seeds "
+        f"({','.join(str(x) for x in lat.seeds)}; drift: {','.join(str(x) for x in dr.seeds)})",
     )
-    run.add_argument("--regions", type=int, help=f"latency: regions per topology ({lat.regions})")
+    run.add_argument(
+        "--regions", type=int, help=f"latency, drift: regions per topology ({lat.regions})"
+    )
+    run.add_argument(
+        "--routes", type=int, help=f"drift: routes that degrade per seed ({dr.routes})"
+    )
+    run.add_argument(
+        "--grace", type=float, help=f"drift: remediation's grace period ({dr.grace_seconds:g} s)"
+    )
     run.add_argument("--no-bind-ceiling", action="store_true")
     run.add_argument(
         "--no-controller-manager",
@@ -193,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "gangs": _gangs,
         "workloads": _workloads,
         "latency": _latency,
+        "drift": _drift,
         "memory": _memory,
         "preemption": _preemption,
         "chaos": _chaos,
@@ -285,6 +298,18 @@ def _latency(r: _Run) -> Outcome:
     result = latency.to_json(cfg, seeded, samples, r.env)
     pngs = latency.plots(result, seeded, samples, r.out)
     return "latency", result, latency.markdown, pngs
+
+
+def _drift(r: _Run) -> Outcome:
+    if r.args.no_controller_manager:
+        r.ap.error("drift: its pods are ReplicaSets', which need kube-controller-manager")
+    given = _given(r.args, regions="regions", routes="routes", grace_seconds="grace")
+    if r.args.seeds:
+        given["seeds"] = tuple(int(x) for x in r.args.seeds.split(",") if x)
+    cfg = drift.Config(**given)
+    samples = asyncio.run(drift.run(cfg, r.progress))
+    result = drift.to_json(cfg, samples, r.env)
+    return "drift", result, drift.markdown, [drift.plot(result, r.out)]
 
 
 def _memory(r: _Run) -> Outcome:

@@ -15,7 +15,11 @@ The spec (written by the latency scenario) is JSON::
      "agents": {"<node>": {"token_file": "...", "rtts": {"<target>": ms, ...}}, ...}}
 
 Runs in its own process, so the agents' CPU is neither the benchmark's nor
-a scheduler's; it runs until terminated.
+a scheduler's; it runs until terminated. The spec is read again when its
+modification time changes (checked every ``RECHECK_SECONDS``), and each
+agent's table is updated in place: a route degrades while the agents run
+(the drift scenario). Write a new spec beside it and rename it over the old,
+so it is never read half-written.
 """
 
 from __future__ import annotations
@@ -33,8 +37,26 @@ import orjson
 from lasched_agent.prober import ProbeMethod, Prober
 from lasched_agent.stream import AgentClient
 
+RECHECK_SECONDS = 0.25
 
-async def run(spec: dict[str, Any]) -> None:
+
+async def _reload(path: Path, tables: dict[str, dict[str, float]]) -> None:
+    """Update ``tables`` in place whenever the spec at ``path`` changes (see the module)."""
+    seen = (await asyncio.to_thread(path.stat)).st_mtime_ns
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        mtime = (await asyncio.to_thread(path.stat)).st_mtime_ns
+        if mtime == seen:
+            continue
+        seen = mtime
+        spec = orjson.loads(await asyncio.to_thread(path.read_bytes))
+        for node, table in tables.items():
+            fresh = spec["agents"].get(node, {}).get("rtts", {})
+            table.clear()  # no await between clear and update: no probe sees it empty
+            table.update(fresh)
+
+
+async def run(spec: dict[str, Any], path: Path | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,6 +83,9 @@ async def run(spec: dict[str, Any]) -> None:
                 session=session,
             )
             clients.append(tg.create_task(client.run(), name=f"agent:{node}"))
+        if path is not None:
+            tables = {node: agent["rtts"] for node, agent in spec["agents"].items()}
+            clients.append(tg.create_task(_reload(path, tables), name="reload"))
         await stop.wait()
         for task in clients:
             task.cancel()
@@ -68,8 +93,8 @@ async def run(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    spec = orjson.loads(Path(sys.argv[1]).read_bytes())
-    asyncio.run(run(spec))
+    path = Path(sys.argv[1])
+    asyncio.run(run(orjson.loads(path.read_bytes()), path))
 
 
 if __name__ == "__main__":

@@ -173,7 +173,7 @@ def pod_bodies(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[
             if i < c.count:
                 site = site_of_users[c.users]
                 out.append(
-                    _pod(
+                    pod_body(
                         f"{c.name}-{i}",
                         c,
                         scheduler,
@@ -185,7 +185,7 @@ def pod_bodies(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[
     return out
 
 
-def _pod(
+def pod_body(
     name: str, c: topology.PodClass, scheduler: str, *, site: str, region: str, zone: bool
 ) -> dict[str, Any]:
     labels = {"bench": SCENARIO, "class": c.name, "kind": c.kind}
@@ -238,13 +238,13 @@ def _zone_affinity(kind: str, site: str, region: str) -> dict[str, Any]:
 # ---- running it -----------------------------------------------------------------------
 
 
-def lasched_settings(topo: topology.Topology, cfg: Config) -> dict[str, Any]:
+def lasched_settings(topo: topology.Topology, *, report_interval_seconds: float) -> dict[str, Any]:
     """Its endpoints, and room for every simulated agent: they all connect from 127.0.0.1,
     where a real cluster's come from one address per node."""
     return {
         "server": {"maxConnectionsPerSource": 2048},
         "latency": {
-            "reportIntervalSeconds": cfg.report_interval_seconds,
+            "reportIntervalSeconds": report_interval_seconds,
             "ttlSeconds": 120,
             "endpoints": [
                 # TEST-NET-1 addresses: the simulated agents answer from the table, never probe.
@@ -255,7 +255,7 @@ def lasched_settings(topo: topology.Topology, cfg: Config) -> dict[str, Any]:
     }
 
 
-async def _metrics(port: int) -> dict[str, float]:
+async def scrape_metrics(port: int) -> dict[str, float]:
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as resp:
         text = await resp.text()
     out: dict[str, float] = {}
@@ -272,7 +272,7 @@ async def wait_for_rtts(port: int, *, agents: int, pairs: int, timeout: float) -
     seen: dict[str, float] = {}
     while time.monotonic() < deadline:
         try:
-            seen = await _metrics(port)
+            seen = await scrape_metrics(port)
         except (aiohttp.ClientError, OSError):
             seen = {}
         connected = seen.get("lasched_agent_connections", 0)
@@ -368,7 +368,9 @@ async def measure_peer(
         peer,
         kubeconfig=cluster.kubeconfig,
         workdir=workdir,
-        lasched_settings=lasched_settings(topo, cfg),
+        lasched_settings=lasched_settings(
+            topo, report_interval_seconds=cfg.report_interval_seconds
+        ),
         http_port=port,
     )
     agents = None
@@ -547,6 +549,14 @@ async def _setup_seed(
     progress(f"seed {seed}: optimum", 0, 1)
     best = await asyncio.to_thread(milp.optimum, topo)
     progress(f"seed {seed}: optimum", 1, 1)
+    return Seeded(topo, best, await seed_nodes(kc, cluster, topo, progress))
+
+
+async def seed_nodes(
+    kc: KubeClient, cluster: DevCluster, topo: topology.Topology, progress: Progress
+) -> dict[str, Path]:
+    """The topology's kwok nodes, Ready, and a token per node for its simulated agent."""
+    seed = topo.seed
     specs = [
         nodes.NodeSpec(
             name=n.name,
@@ -570,10 +580,10 @@ async def _setup_seed(
         path.write_text(await agent_token(kc, node=spec.name, seconds=4 * 3600))
         tokens[spec.name] = path
         progress(f"seed {seed}: agent identities", i + 1, len(specs))
-    return Seeded(topo, best, tokens)
+    return tokens
 
 
-async def _teardown_seed(kc: KubeClient, seed: int, timeout: float = 300) -> None:
+async def teardown_seed(kc: KubeClient, seed: int, timeout: float = 300) -> None:
     """The seed's agent pods and nodes, gone before the next seed's are created."""
     await delete_pods(kc, AGENT_NAMESPACE)
     selector = f"{SEED_LABEL}={seed}"
@@ -623,7 +633,7 @@ async def run(cfg: Config, progress: Progress) -> tuple[dict[int, Seeded], list[
                             progress=progress,
                         )
                     )
-            await _teardown_seed(kc, seed)
+            await teardown_seed(kc, seed)
     return seeded, samples
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -327,8 +327,9 @@ def cdf_plot(
     xlabel: str,
     log: bool = False,
     dashed: frozenset[str] = frozenset(),
+    marks: Mapping[str, float] | None = None,
 ) -> Path:
-    """One empirical CDF per labelled series."""
+    """One empirical CDF per labelled series; ``marks``: labelled vertical lines (targets)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, values in series.items():
         if not values:
@@ -336,6 +337,8 @@ def cdf_plot(
         xs = sorted(values)
         ys = [(i + 1) / len(xs) for i in range(len(xs))]
         ax.step(xs, ys, where="post", label=label, linestyle="--" if label in dashed else "-")
+    for i, (label, x) in enumerate((marks or {}).items()):
+        ax.axvline(x, color=f"C{len(series) + i}", linestyle=":", label=label)
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

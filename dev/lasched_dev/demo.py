@@ -11,7 +11,7 @@ answers its probes from a matrix derived from the sites' geography
 The story creates what users write: Deployments for the services, a
 StatefulSet for the database and a Job for the gang; their controllers create
 the pods, so pods have generated names and the story finds a role's pods by
-the ``demo.lasched.io/role`` label on every pod template. In five scenes, each
+the ``demo.lasched.io/role`` label on every pod template. In six scenes, each
 narrated as it happens:
 
 1. **Near its users**: ``lasched.io/max-rtt`` to a user endpoint, and the
@@ -23,6 +23,10 @@ narrated as it happens:
 4. **Preemption**: a high-priority pod near the users evicts a low one, whose
    ReplicaSet replaces it with a pod that has nowhere to go (the real cost).
 5. **A limit no node meets**, and ``lasched explain`` saying why, per node.
+6. **A route degrades** under a running service: the demo rewrites what one
+   agent measures (the RTT file it answers from), and latency remediation
+   evicts the pod once the limit has been broken for its grace period; the
+   Deployment's replacement binds on a node within the limit.
 
 It ends with a placement table (one row per pod, with the RTT that decided
 it, from its ``Scheduled`` event), a topology picture and an RTT heatmap
@@ -176,6 +180,7 @@ SCENE_COLORS = {
     "near its database": "tab:purple",
     "gang": "tab:orange",
     "preemption": "tab:red",
+    "a route degrades": "tab:green",
 }
 
 # On every pod template: pods have generated names, so the story finds a role's
@@ -184,6 +189,10 @@ ROLE_LABEL = "demo.lasched.io/role"
 PART_OF = {"app.kubernetes.io/part-of": "lasched-demo"}
 API_GROUPS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
 GANG_SIZE = 4
+# Remediation's grace period: short, so the scene is short; the cool-down is as
+# long, so a pod is never too young to move once its grace period is over.
+GRACE_SECONDS = 3.0
+DEGRADED_MS = 40.0  # the route to the users, once it degrades
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +287,8 @@ ROLES = {
              expect_site="eu-berlin"),
         Role("too-far", "Deployment", "a limit no node meets", "max-rtt users-berlin=2ms",
              annotations={"lasched.io/max-rtt": "users-berlin=2ms"}),
+        Role("orders", "Deployment", "a route degrades", "max-rtt users-nyc=8ms",
+             annotations={"lasched.io/max-rtt": "users-nyc=8ms"}, expect_site="us-nyc"),
     )
 }  # fmt: skip
 
@@ -308,8 +319,10 @@ class LivePod:
 
 @dataclass(frozen=True, slots=True)
 class Victim:
-    pod: LivePod  # as it was before it was preempted
-    note: str  # the note of its Preempted event
+    """A pod deleted by the story's scheduler: preempted, or moved by remediation."""
+
+    pod: LivePod  # as it was before it was deleted
+    note: str  # the note of its Preempted or LatencyRemediated event
 
 
 # ---- running it -----------------------------------------------------------------
@@ -341,14 +354,17 @@ class Demo:
         base: str,
         sched: asyncio.Task[None],
         started: float,
+        matrix_file: Path,
     ) -> None:
         self.console = console
         self.kc = kc
         self.base = base
         self.sched = sched
         self.started = started  # the demo's start: times are printed from there
+        self.matrix_file = matrix_file  # what the agents answer their probes from
         self.outcomes: list[Outcome] = []
         self.preempted: dict[str, Victim] = {}  # by the deleted pod's name
+        self.remediated: dict[str, Victim] = {}  # by the evicted pod's name
         self.replacement = ""  # the pod that took a victim's place
         self.too_far = ""  # the pod of scene 5, for `lasched explain`
         self._http: aiohttp.ClientSession | None = None
@@ -394,6 +410,15 @@ class Demo:
     async def note(self, pod: str, reason: str) -> str:
         items = await self.events(pod, reason)
         return str(items[-1].get("note", "")) if items else ""
+
+    def degrade(self, src: str, dst: str, ms: float) -> None:
+        """From now on the agent on ``src`` measures ``ms`` to ``dst`` (it rereads the file
+        when it changes; the rename makes sure it never reads half of it)."""
+        matrix = rtt_matrix()
+        matrix[src][dst] = ms
+        tmp = self.matrix_file.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(matrix))
+        tmp.replace(self.matrix_file)
 
     async def create(self, *roles: str) -> None:
         for name in roles:
@@ -627,18 +652,56 @@ async def _nothing_else_preempted(d: Demo) -> None:
     )
 
 
+async def _scene_drift(d: Demo) -> None:
+    d.console.rule("[bold]6. A route degrades under a running service", align="left")
+    users = "users-nyc"
+    d.say(f"Deployment orders (max-rtt {users}=8ms) runs near its users; remediation is on, "
+          f"grace period {GRACE_SECONDS:g} s")  # fmt: skip
+    await d.create("orders")
+    (old,) = await d.bound("orders")
+    d.say(await d.placed_line(old))
+    before = rtt_ms(old.node, users)
+    d.say(f"the route from {old.node} to {users} degrades: {before:.1f} → {DEGRADED_MS:g} ms "
+          f"(the agent on {old.node} measures it from now on)")  # fmt: skip
+    changed = time.monotonic()
+    d.degrade(old.node, users, DEGRADED_MS)
+
+    async def replaced() -> LivePod | None:
+        return next((p for p in await d.live("orders") if p.name != old.name and p.node), None)
+
+    new = await d.until("orders is moved", replaced, timeout=GRACE_SECONDS + 20)
+    took = time.monotonic() - changed
+
+    async def remediated() -> str | None:
+        return await d.note(old.name, "LatencyRemediated") or None
+
+    note = await d.until("the LatencyRemediated event", remediated)
+    d.remediated[old.name] = Victim(old, note)
+    d.say(f"[red]{old.name}[/] LatencyRemediated: {escape(note)}")
+    d.say(await d.placed_line(new))
+    d.say(f"replacement bound {took:.1f} s after the change (grace period {GRACE_SECONDS:g} s)")
+    ok = new.node != old.node and rtt_ms(new.node, users) <= 8
+    d.check(f"orders moved within its limit, within grace + 5 s ({GRACE_SECONDS + 5:g} s)",
+            ok and took <= GRACE_SECONDS + 5, f"{took:.1f} s, to {new.node}")  # fmt: skip
+    moved = {e["regarding"]["name"] for e in await d.events(None, "LatencyRemediated")}
+    skipped = {e["regarding"]["name"] for e in await d.events(None, "LatencyRemediationSkipped")}
+    others = sorted((moved - {old.name}) | skipped)
+    d.check("no other pod evicted or judged", not others, ", ".join(others))
+
+
 # ---- report ------------------------------------------------------------------------
 
 
 async def _report(d: Demo, out: Path) -> None:
-    pods = [p for p in await d.pods() if p.name not in d.preempted and not p.deleting]
-    rows = pods + [v.pod for v in d.preempted.values()]
+    gone = d.preempted | d.remediated
+    pods = [p for p in await d.pods() if p.name not in gone and not p.deleting]
+    rows = pods + [v.pod for v in gone.values()]
     order = {name: i for i, name in enumerate(ROLES)}
 
     def row_order(p: LivePod) -> tuple[int, int, str, str]:
         # Within a role: bound, then preempted, then pending (batch-low's story
         # in order); creationTimestamp has whole seconds, so state comes first.
-        state = 1 if p.name in d.preempted else 0 if p.node else 2
+        state = 1 if p.name in gone else 0 if p.node else 2
         return (order.get(p.role, len(order)), state, p.created, p.name)
 
     rows.sort(key=row_order)
@@ -651,6 +714,8 @@ async def _report(d: Demo, out: Path) -> None:
     for p in rows:
         if p.name in d.preempted:
             where, site, why = "[red]preempted", "", d.preempted[p.name].note
+        elif p.name in d.remediated:
+            where, site, why = "[red]moved", "", d.remediated[p.name].note
         elif p.node:
             where, site, why = p.node, SITE_OF[p.node].name, await d.decided_by(p.name)
             if p.phase == "Succeeded":  # kwok completes a Job's pods once they run
@@ -822,7 +887,9 @@ async def _run(console: Console, out: Path, *, keep: bool) -> int:
                 )  # fmt: skip
                 console.print(f"agents    {len(children)} lasched-agent processes: RTTs from "
                               "the sites' geography, TokenReview-authenticated")  # fmt: skip
-                async with Demo(console, kc, base=base, sched=sched, started=started) as d:
+                async with Demo(
+                    console, kc, base=base, sched=sched, started=started, matrix_file=matrix_file
+                ) as d:
                     ok = await _story(d, out, children)
                     if keep:
                         _keep_hint(console, base, too_far=d.too_far)
@@ -869,6 +936,10 @@ def _settings(kubeconfig: str) -> settings.Settings:
             "tokenReview": {"missBurstPerSource": len(SITE_OF)},
             "endpoints": [{"name": e.name, "address": e.address} for e in ENDPOINTS],
         },
+        "remediation": {
+            "enabled": True, "intervalSeconds": 0.5, "gracePeriodSeconds": GRACE_SECONDS,
+            "cooldownSeconds": GRACE_SECONDS,
+        },
     })  # fmt: skip
 
 
@@ -878,7 +949,9 @@ async def _story(d: Demo, out: Path, agents: list[Child]) -> bool:
     except StoryError as e:
         d.check("agents measured every pair", False, str(e))
         return False
-    for scene in (_scene_users, _scene_database, _scene_gang, _scene_preemption, _scene_too_far):
+    scenes = (_scene_users, _scene_database, _scene_gang, _scene_preemption, _scene_too_far,
+              _scene_drift)  # fmt: skip
+    for scene in scenes:
         try:
             await scene(d)
         except (StoryError, ApiError) as e:

@@ -9,9 +9,10 @@ import pytest
 
 from lasched_dev.demo import ROLES, SITE_OF, rtt_matrix, rtt_ms, run_demo
 
-# Placement-table rows per role: the gang's four members, and batch-low's
-# survivor, preempted replica and pending replacement.
-ROWS = {"train": 4, "batch-low": 3}
+# Placement-table rows per role: the gang's four members, batch-low's
+# survivor, preempted replica and pending replacement, and orders' moved pod
+# and its replacement.
+ROWS = {"train": 4, "batch-low": 3, "orders": 2}
 
 
 def test_rtts_follow_geography() -> None:
@@ -41,8 +42,8 @@ def test_roles_are_workloads_with_lasched_on_the_pod_template() -> None:
 
 async def test_demo_story_outcomes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every scene ends as the story says; the placement table has a row per pod, under its
-    generated name, including the preempted one and its pending replacement; both pictures
-    are written."""
+    generated name, including the preempted one and its pending replacement, and the pod
+    remediation moved; both pictures are written."""
     assert await run_demo(output=tmp_path) == 0
     out = capsys.readouterr().out
     assert "all as the story says" in out
@@ -56,6 +57,11 @@ async def test_demo_story_outcomes(tmp_path: Path, capsys: pytest.CaptureFixture
     low = [line for line in lines if line.startswith("│ batch-low ")]
     assert sum("│ preempted " in r for r in low) == 1
     assert sum("│ pending " in r for r in low) == 1
+    orders = [line for line in lines if line.startswith("│ orders ")]
+    assert sum("│ moved " in r for r in orders) == 1
+    flat = " ".join(out.split())  # the console wraps long lines
+    assert "LatencyRemediated: evicted from us-nyc-" in flat
+    assert "rtt from users-nyc = " in flat and "> 8 ms (lasched.io/max-rtt" in flat
     assert "│ db-0 " in out
     assert len(re.findall(r"^│ train-[a-z0-9]{5} ", out, re.MULTILINE)) == 4
     assert re.search(r"^│ frontend-[a-z0-9]+-[a-z0-9]{5} ", out, re.MULTILINE)
