@@ -1,7 +1,7 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
 Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``drift``,
-``memory``, ``preemption``, ``chaos`` (docs/benchmarks.md), and ``oracle``, which holds
+``memory``, ``preemption``, ``chaos``, ``numa`` (docs/benchmarks.md), and ``oracle``, which holds
 lasched's Filter verdicts to kube-scheduler's (bench/oracle.py). Each writes
 ``bench/results/<stem>.json``, ``<stem>.md`` and PNG plots next to them (``--out``
 elsewhere), shows progress on stderr, and prints the Markdown table. The
@@ -33,6 +33,7 @@ from bench import (
     gangs,
     latency,
     memory,
+    numa,
     oracle,
     preemption,
     pyspy,
@@ -47,7 +48,7 @@ from lasched_dev.devcluster.progress import reporter
 
 SCENARIOS = (
     "throughput", "workloads", "gangs", "latency", "drift", "memory", "preemption", "chaos",
-    "oracle",
+    "oracle", "numa",
 )  # fmt: skip
 
 
@@ -113,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         help=f"workloads: MixedShapes' seed ({w.seed}); throughput: the shapes'; "
-        f"oracle: the scenes' ({oracle.Config().seed})",
+        f"oracle: the scenes' ({oracle.Config().seed}); numa: the workload's "
+        f"({numa.Config().seed})",
     )
     lat = latency.Config()
     dr = drift.Config()
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "preemption": _preemption,
         "chaos": _chaos,
         "oracle": _oracle,
+        "numa": _numa,
     }[args.scenario]
     with reporter() as progress:
         stem, result, table_of, pngs = scenario(_Run(ap, args, common, out, env, progress))
@@ -412,6 +415,37 @@ def _oracle(r: _Run) -> Outcome:
     )
     tally = asyncio.run(oracle.run(cfg, r.progress))
     return "oracle", oracle.to_json(cfg, tally, r.env), oracle.markdown, []
+
+
+def _numa(r: _Run) -> Outcome:
+    cfg = numa.Config(**r.common, **_given(r.args, nodes="nodes", seed="seed"))
+    _check_peers(r.ap, cfg.peers, numa.PEERS)
+    samples = asyncio.run(numa.run(cfg, r.progress))
+    result = numa.to_json(cfg, samples, r.env)
+    shares = {
+        numa.LABELS.get(peer, peer): s["zone_share_percent"]["median"]
+        for peer, s in result["summary"].items()
+        if peer != numa.PLAIN
+    }
+    cpu = {
+        numa.LABELS.get(peer, peer): s["cpu_seconds"]["median"]
+        for peer, s in result["summary"].items()
+    }
+    pngs = [
+        report.bar_plot(
+            shares,
+            r.out / "numa-zone-share.png",
+            title="NUMA pods bound where one zone fits (median)",
+            ylabel="%",
+        ),
+        report.bar_plot(
+            cpu,
+            r.out / "numa-cpu.png",
+            title="Scheduler CPU seconds for the workload (median)",
+            ylabel="CPU s",
+        ),
+    ]
+    return "numa", result, numa.markdown, pngs
 
 
 def _check_peers(

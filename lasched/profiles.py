@@ -188,7 +188,7 @@ IN_TREE: Registry[Handle] = {
     "VolumeBinding": _volume_binding,
     "VolumeZone": lambda args, h: VolumeZone(h.volumes),
     "NodeResourceTopologyMatch": lambda args, h: NodeResourceTopologyMatch.from_args(
-        h.topologies, args
+        h.topologies, args, node_info=h.cache.node_info
     ),
     "PodTopologySpread": lambda args, h: PodTopologySpread.from_args(h.cache, args),
     "InterPodAffinity": lambda args, h: InterPodAffinity.from_args(

@@ -40,6 +40,22 @@ preference would. When a published object arrives, such holds take the TTL
 from then and end like any other. A report outlives its agent's connection
 by ``report_ttl`` (an agent restarting must not make the node's pods wait),
 then the node publishes nothing until its agent reports again.
+
+**Isolated pods' zones.** A pod asking ``isolated`` keeps its zone to
+itself for as long as it runs, longer than any hold: :meth:`Topologies.isolate`
+records the zone it was reserved in, and the record ends only when the
+reserve is undone or the pod leaves the node. An isolated pod bound there
+without a record (before a restart, by another scheduler) is given the zone
+:meth:`Topologies.isolated_zone` guesses once and remembers: its hold's zone,
+else the lowest zone whose used amounts could hold it, else the lowest that
+could ever hold it.
+
+**What evicting a pod frees.** :meth:`Topologies.free` with ``gone`` counts
+those pods' holds as free: preemption's what-if. A hold is what lasched knows
+a pod takes from a zone and the publisher does not show yet (or, on an
+agent-reported node, never will), so evicting the pod frees exactly that. A
+pod the publisher already shows has no hold; what its eviction frees appears
+only when the publisher says so.
 Time comes from an injected clock.
 """
 
@@ -47,7 +63,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from lasched.model.numa import SOURCE_AGENT, Amounts, NodeTopology
@@ -91,6 +107,7 @@ class Topologies:
         self._reported: dict[str, NodeTopology] = {}
         self._reported_until: dict[str, float] = {}  # reports whose agent is gone
         self._holds: dict[str, list[Hold]] = {}
+        self._isolated: dict[str, dict[str, str]] = {}  # node -> isolated pod -> zone name
 
     def __len__(self) -> int:
         if not self._reported:
@@ -153,6 +170,7 @@ class Topologies:
         """The node was deleted: its report and holds go."""
         self._reported.pop(node, None)
         self._reported_until.pop(node, None)
+        self._isolated.pop(node, None)
         if node not in self._nodes:
             self._holds.pop(node, None)
 
@@ -197,13 +215,16 @@ class Topologies:
                 del self._holds[node]
         return live
 
-    def free(self, topology: NodeTopology) -> list[dict[str, int]]:
-        """Each zone's published available less the holds on it, in ``topology.zones`` order."""
+    def free(self, topology: NodeTopology, *, gone: Collection[str] = ()) -> list[dict[str, int]]:
+        """Each zone's published available less the holds on it, in ``topology.zones`` order;
+        the holds of the pods in ``gone`` (evicted, in a what-if) count as free."""
         out = [dict(z.available) for z in topology.zones]
         holds = self.holds(topology.name)
         if holds:
             index = {z.name: i for i, z in enumerate(topology.zones)}
             for h in holds:
+                if h.pod in gone:
+                    continue
                 for zone, amounts in h.taken.items():
                     i = index.get(zone)
                     if i is not None:
@@ -216,7 +237,7 @@ class Topologies:
         topology = self.get(node)
         if topology is None or not taken:
             return
-        self.release(pod, node)
+        self._drop_hold(pod, node)
         # An agent's report never shows a placement: such a hold lasts while its pod does.
         ttl = math.inf if topology.source == SOURCE_AGENT else self._ttl
         self._holds.setdefault(node, []).append(
@@ -229,8 +250,48 @@ class Topologies:
             )
         )
 
+    def held(self, pod: str, node: str) -> bool:
+        """Does ``pod`` hold room in ``node``'s zones (so that evicting it frees that)?"""
+        return any(h.pod == pod for h in self.holds(node))
+
+    def isolate(self, pod: str, node: str, zone: str) -> None:
+        """``pod``, asking ``isolated``, was reserved in ``zone`` of ``node``."""
+        self._isolated.setdefault(node, {})[pod] = zone
+
+    def isolated_zone(self, pod: str, node: str, need: Amounts) -> str | None:
+        """The zone of ``node`` that the isolated ``pod`` (aligning ``need``) keeps: the one
+        recorded, else a guess remembered from now on (see the module's docstring)."""
+        zone = self._isolated.get(node, {}).get(pod)
+        topology = self.get(node)
+        if zone is not None or topology is None or not topology.zones:
+            return zone
+        own = [h for h in self.holds(node) if h.pod == pod and len(h.taken) == 1]
+        if own:
+            zone = next(iter(own[0].taken))
+        else:
+            free = self.free(topology)
+            used = [
+                {r: z.allocatable.get(r, 0) - f.get(r, 0) for r in need}
+                for z, f in zip(topology.zones, free, strict=True)
+            ]
+            zone = next(
+                (z.name for z, u in zip(topology.zones, used, strict=True) if _covers(u, need)),
+                next(
+                    (z.name for z in topology.zones if _covers(z.allocatable, need)),
+                    topology.zones[0].name,
+                ),
+            )
+        self.isolate(pod, node, zone)
+        return zone
+
     def release(self, pod: str, node: str) -> None:
-        """``pod``'s reserve on ``node`` was undone: its hold ends."""
+        """``pod``'s reserve on ``node`` was undone: its hold and its isolated zone end."""
+        isolated = self._isolated.get(node)
+        if isolated and isolated.pop(pod, None) is not None and not isolated:
+            del self._isolated[node]
+        self._drop_hold(pod, node)
+
+    def _drop_hold(self, pod: str, node: str) -> None:
         holds = self._holds.get(node)
         if holds:
             kept = [h for h in holds if h.pod != pod]
@@ -238,6 +299,10 @@ class Topologies:
                 self._holds[node] = kept
             else:
                 del self._holds[node]
+
+
+def _covers(have: Amounts, need: Amounts) -> bool:
+    return all(have.get(r, 0) >= n for r, n in need.items())
 
 
 def _unshown(holds: list[Hold], new: NodeTopology) -> list[Hold]:

@@ -16,8 +16,11 @@ Pure functions over a node's zones and what is free in each (the published
 A resource that no zone reports is not NUMA-bound (a device without NUMA
 affinity) and is left to NodeResourcesFit, unless it is CPU or memory, which
 the kubelet always aligns to some zone: then nothing fits (scheduler-plugins'
-rule). Invariant of a fit (:class:`Fit` with ``shortfall`` None): the amounts
-it takes from each zone are within what that zone has free.
+rule). A zone may be *closed* to the request (it holds an ``isolated`` pod, or
+the request is an isolated pod and the zone is in use): it is treated as having
+nothing free, and a shortfall names why instead of its amounts. Invariant of a
+fit (:class:`Fit` with ``shortfall`` None): the amounts it takes from each zone
+are within what that zone has free, and it takes nothing from a closed zone.
 """
 
 from __future__ import annotations
@@ -84,11 +87,30 @@ def _fits(need: Amounts, free: Amounts) -> bool:
     return all(free.get(r, 0) >= n for r, n in need.items())
 
 
-def _no_zone(need: Amounts, zones: Sequence[Zone], free: Sequence[Amounts], who: str) -> str:
-    names = sorted(need)
-    per_zone = "; ".join(
-        f"{z.name}: {_amounts(f, names)}" for z, f in zip(zones, free, strict=True)
+def _per_zone(
+    zones: Sequence[Zone], free: Sequence[Amounts], names: Iterable[str], closed: Mapping[int, str]
+) -> str:
+    names = list(names)
+    return "; ".join(
+        f"{z.name}: {closed[i] if i in closed else _amounts(f, names)}"
+        for i, (z, f) in enumerate(zip(zones, free, strict=True))
     )
+
+
+def _open(free: Sequence[Amounts], closed: Mapping[int, str]) -> list[Amounts]:
+    """``free`` with the closed zones holding nothing."""
+    return [{} if i in closed else f for i, f in enumerate(free)] if closed else list(free)
+
+
+def _no_zone(
+    need: Amounts,
+    zones: Sequence[Zone],
+    free: Sequence[Amounts],
+    who: str,
+    closed: Mapping[int, str],
+) -> str:
+    names = sorted(need)
+    per_zone = _per_zone(zones, free, names, closed)
     return f"{who}no NUMA zone has {_amounts(need, names)} free ({per_zone})"
 
 
@@ -99,8 +121,11 @@ def single(
     *,
     scope: Scope,
     resources: frozenset[str],
+    closed: Mapping[int, str] | None = None,
 ) -> Fit:
-    """Every aligned resource of the pod (pod scope) or of each container from one zone."""
+    """Every aligned resource of the pod (pod scope) or of each container from one open
+    zone (``closed``: zone index -> why the request may not use it)."""
+    closed = closed or {}
     if scope is Scope.POD:
         need, problem = _bound({r: req.pod[r] for r in resources if r in req.pod}, zones)
         if problem:
@@ -108,10 +133,10 @@ def single(
         if not need:
             return Fit()
         for i, f in enumerate(free):
-            if _fits(need, f):
+            if i not in closed and _fits(need, f):
                 return Fit({i: need})
-        return Fit(shortfall=_no_zone(need, zones, free, ""))
-    left = [dict(f) for f in free]
+        return Fit(shortfall=_no_zone(need, zones, free, "", closed))
+    left = [dict(f) for f in _open(free, closed)]
     taken: dict[int, dict[str, int]] = {}
     for c in req.containers:
         need, problem = _bound({r: n for r, n in c.amounts.items() if r in resources}, zones)
@@ -122,7 +147,7 @@ def single(
         i = next((j for j, f in enumerate(left) if _fits(need, f)), -1)
         if i < 0:
             who = f"{'init ' if c.init else ''}container {c.name}: "
-            return Fit(shortfall=_no_zone(need, zones, left, who))
+            return Fit(shortfall=_no_zone(need, zones, left, who, closed))
         if c.init:
             continue
         into = taken.setdefault(i, {})
@@ -158,9 +183,17 @@ def fewest_zones(need: Amounts, amounts: Sequence[Amounts]) -> tuple[int, ...] |
 
 
 def restricted(
-    req: NumaRequest, zones: Sequence[Zone], free: Sequence[Amounts], *, resources: frozenset[str]
+    req: NumaRequest,
+    zones: Sequence[Zone],
+    free: Sequence[Amounts],
+    *,
+    resources: frozenset[str],
+    closed: Mapping[int, str] | None = None,
 ) -> Fit:
-    """The pod's aligned request from as few zones as could ever hold it."""
+    """The pod's aligned request from as few zones as could ever hold it, all of them open
+    (``closed``: zone index -> why the request may not use it)."""
+    closed = closed or {}
+    shown_free, free = free, _open(free, closed)
     need, problem = _bound({r: req.pod[r] for r in resources if r in req.pod}, zones)
     if problem:
         return Fit(shortfall=problem)
@@ -176,9 +209,7 @@ def restricted(
             return Fit(_spread(need, subset, free))
     if k > MAX_SUBSET_ZONES and _fits(need, _sum(free)):
         return Fit(_spread(need, tuple(range(len(zones))), free))
-    per_zone = "; ".join(
-        f"{z.name}: {_amounts(f, names)}" for z, f in zip(zones, free, strict=True)
-    )
+    per_zone = _per_zone(zones, shown_free, names, closed)
     return Fit(
         shortfall=f"no {k} NUMA zone(s) together have {_amounts(need, names)} free ({per_zone})"
     )

@@ -40,6 +40,7 @@ NAMESPACED = {
     "ServiceAccount", "Role", "RoleBinding",
 }  # fmt: skip
 JSON = dict[str, Any]
+NRTS = "/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies"
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +309,39 @@ async def test_kubenexus(
             f"/apis/batch/v1/namespaces/{namespace}/jobs/spark-etl", {"spec": {"parallelism": 4}}
         )
         await ex.placed(4, **{"job-name": "spark-etl"})
+
+        try:
+            await ex.apply("topology.yaml")
+            await ex.apply("numa.yaml")
+            await _kubenexus_numa(ex)
+        finally:
+            for n in ("hpc-0", "hpc-1"):
+                with contextlib.suppress(ApiError):
+                    await kc.delete(f"{NRTS}/{n}")
+
+
+async def _kubenexus_numa(ex: Example) -> None:
+    """The README's NUMA outcomes: one trainer on hpc-0, the other Pending with the zone
+    arithmetic; the isolated solver on hpc-1 keeping its zone, so one postproc waits."""
+
+    async def settled(names: tuple[str, ...]) -> tuple[str, str] | None:
+        live = await ex.live()
+        where = {n: live[n]["spec"].get("nodeName", "") for n in names if n in live}
+        bound = [n for n, node in where.items() if node]
+        waiting = [n for n, node in where.items() if not node]
+        if len(bound) != 1 or len(waiting) != 1:
+            return None
+        return bound[0], waiting[0]
+
+    trained, waiting = await eventually(lambda: settled(("trainer", "trainer-2")), timeout=30)
+    assert (await ex.live())[trained]["spec"]["nodeName"] == "hpc-0"
+    note = (await ex.event(waiting, "FailedScheduling"))["note"]
+    assert "node hpc-1: no NUMA zone has 6 cpu, 16Gi memory, 2 nvidia.com/gpu free" in note, note
+    _, waiting = await eventually(lambda: settled(("postproc", "postproc-2")), timeout=30)
+    solver = (await ex.live())["solver"]
+    assert solver["spec"]["nodeName"] == "hpc-1"
+    note = (await ex.event(waiting, "FailedScheduling"))["note"]
+    assert f"isolated for pod {ex.namespace}/solver" in note, note
 
 
 async def _explain(ex: Example, pod: str) -> JSON:

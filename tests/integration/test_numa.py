@@ -307,6 +307,49 @@ async def test_two_pods_before_the_topology_updates_fill_a_zone_once(
     assert sorted(where) == ["", "stale-0"]
 
 
+async def test_an_isolated_pod_keeps_its_zone_to_itself(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """An isolated pod takes zone 0; a single-numa pod goes to zone 1; a third finds zone 0's
+    numbers would do but the zone kept, and a second isolated pod finds every zone in use."""
+    await pool_nodes(kc, "iso", {"iso-0": ("single-numa-node", [
+        nrt_zone(0, cpu="16", gpu=2), nrt_zone(1, cpu="16", gpu=2)])})  # fmt: skip
+    await run_scheduler(settings.parse({"leaderElection": {"leaderElect": False}}))
+    pods_path = f"/api/v1/namespaces/{namespace}/pods"
+    await kc.post(pods_path, pool_pod("alone", "iso", cpu="4", gpu=1, policy="isolated"))
+    assert await eventually(lambda: node_of(kc, namespace, "alone"), timeout=30) == "iso-0"
+    await kc.post(pods_path, pool_pod("beside", "iso", cpu="4", gpu=2))
+    assert await eventually(lambda: node_of(kc, namespace, "beside"), timeout=30) == "iso-0"
+    await kc.post(pods_path, pool_pod("third", "iso", cpu="4", gpu=1))
+    note = await eventually(lambda: note_of(kc, namespace, "third", "NUMA zone"), timeout=30)
+    assert f"node-0: isolated for pod {namespace}/alone" in note
+    await kc.post(pods_path, pool_pod("alone-2", "iso", cpu="1", gpu=0, policy="isolated"))
+    note = await eventually(lambda: note_of(kc, namespace, "alone-2", "NUMA zone"), timeout=30)
+    assert "node-1: in use, not free for an isolated pod" in note
+    assert [await node_of(kc, namespace, p) for p in ("third", "alone-2")] == ["", ""]
+
+
+async def test_a_high_priority_pod_preempts_the_pod_lasched_placed_in_its_zone(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """Only zone 0 has GPUs and a low-priority pod holds them: a high-priority pod that needs
+    them evicts it and binds, as the node's GPUs alone would not have shown."""
+    await pool_nodes(kc, "pre", {"pre-0": ("single-numa-node", [
+        nrt_zone(0, cpu="16", gpu=2), nrt_zone(1, cpu="16")])})  # fmt: skip
+    await run_scheduler(settings.parse({"leaderElection": {"leaderElect": False}}))
+    pods_path = f"/api/v1/namespaces/{namespace}/pods"
+    low = pool_pod("low", "pre", cpu="4", gpu=2)
+    low["metadata"]["annotations"]["priority"] = "1"
+    await kc.post(pods_path, low)
+    assert await eventually(lambda: node_of(kc, namespace, "low"), timeout=30) == "pre-0"
+    high = pool_pod("high", "pre", cpu="4", gpu=2)
+    high["metadata"]["annotations"]["priority"] = "100"
+    await kc.post(pods_path, high)
+    assert await eventually(lambda: node_of(kc, namespace, "high"), timeout=60) == "pre-0"
+    reasons = [e.get("reason") for e in await events_for(kc, namespace, "low")]
+    assert "Preempted" in reasons
+
+
 # ---- zones reported by the nodes' agents, where nothing publishes NodeResourceTopology ----
 
 GIB_KB = 1024 * 1024

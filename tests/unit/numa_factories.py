@@ -67,9 +67,12 @@ def numa_pod(
     init: Sequence[dict[str, Any]] = (),
     policy: str | None = None,
     resources: str | None = None,
+    node: str | None = None,
+    priority: int = 0,
     **requests: str | int,
 ) -> PodInfo:
-    """A pending pod; one Guaranteed container of ``requests`` unless ``containers`` given."""
+    """A pod, pending unless bound to ``node``; one Guaranteed container of ``requests``
+    unless ``containers`` given."""
     annotations = {}
     if policy is not None:
         annotations[POLICY_ANNOTATION] = policy
@@ -81,6 +84,10 @@ def numa_pod(
     }
     if init:
         spec["initContainers"] = list(init)
+    if node is not None:
+        spec["nodeName"] = node
+    if priority:
+        spec["priority"] = priority
     return PodInfo(
         {
             "metadata": {
@@ -88,6 +95,6 @@ def numa_pod(
                 "resourceVersion": "1", "annotations": annotations,
             },
             "spec": spec,
-            "status": {"phase": "Pending"},
+            "status": {"phase": "Running" if node else "Pending"},
         }
     )  # fmt: skip
