@@ -17,7 +17,12 @@ Invariants:
 * a pod is approved for eviction at most once per ``cooldownSeconds`` (by
   ``namespace/name``, so a StatefulSet's replacement, which takes the same
   name, waits too), and no pod younger than that is approved at all, so a
-  replacement never follows its predecessor at once;
+  replacement never follows its predecessor at once; an approval the
+  Eviction API refused (a PodDisruptionBudget's 429, or a failure) is no
+  eviction, so that pod is judged again after :data:`REFUSED_RETRY_SECONDS`
+  (at most the cool-down) instead: a budget that lets one pod of a
+  ReplicaSet go at a time lets the next go once the first's replacement is
+  ready, not a cool-down later;
 * the rate limits hold over every approval, dry runs included (the report is
   what would happen);
 * a decision not to evict is returned once per pod and reason, not once per
@@ -95,6 +100,10 @@ class Decision:
         return Decision(self.pod, outcome, self.trigger, None)
 
 
+REFUSED_RETRY_SECONDS = 10.0
+"""How soon a pod whose eviction was refused is judged again (capped by the cool-down)."""
+
+
 class Judge:
     """Remembers triggers, cool-downs and rate limits across passes (see the module)."""
 
@@ -122,6 +131,13 @@ class Judge:
         self._down_since: dict[str, float] = {}
         self._cool_until: dict[PodKey, float] = {}
         self._told: dict[UID, Outcome] = {}
+
+    def refused(self, key: PodKey) -> None:
+        """The Eviction API refused the pod approved last: judge it again soon, not after a
+        whole cool-down (the rate limits keep the refused approval: they only hold back)."""
+        retry = min(REFUSED_RETRY_SECONDS, self._s.cooldown_seconds)
+        if key in self._cool_until:
+            self._cool_until[key] = min(self._cool_until[key], self._clock() + retry)
 
     def reset(self) -> None:
         """Forget the triggers seen (this replica stopped leading: the next term starts its

@@ -111,10 +111,12 @@ class Remediation:
                 return
             refused = Outcome.PDB_REFUSED if e.status == 429 else Outcome.FAILED
             log.warning("pod=%s not evicted: %s", pod.key, e)
+            self._judge.refused(pod.key)
             self.report(d.refused(refused))
             return
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             log.warning("pod=%s not evicted: %s: %s", pod.key, type(e).__name__, e)
+            self._judge.refused(pod.key)
             self.report(d.refused(Outcome.FAILED))
             return
         log.info("pod=%s %s", pod.key, d.note())

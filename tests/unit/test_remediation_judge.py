@@ -10,7 +10,13 @@ import pytest
 from lasched.latency.cache import LatencyCache
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
-from lasched.remediation.judge import LATENCY, NODE_NOT_READY, Decision, Judge
+from lasched.remediation.judge import (
+    LATENCY,
+    NODE_NOT_READY,
+    REFUSED_RETRY_SECONDS,
+    Decision,
+    Judge,
+)
 from lasched.remediation.placement import Placement
 from lasched.remediation.rules import Outcome, RateLimits
 from lasched.settings import RemediationSettings
@@ -277,7 +283,8 @@ def test_a_decision_not_to_evict_is_reported_once_per_reason() -> None:
 
 
 def test_a_pod_is_not_approved_again_within_its_cool_down() -> None:
-    """A pod whose eviction did not happen (refused) waits cooldownSeconds before another."""
+    """A pod approved once is not approved again for cooldownSeconds, even if it is still
+    there (its eviction slow to show, say)."""
     w = World()
     w.add(deployed())
     w.rtt("edge-0", "edge-1", 50.0)
@@ -285,11 +292,30 @@ def test_a_pod_is_not_approved_again_within_its_cool_down() -> None:
     w.advance(GRACE)
     w.rtt("edge-0", "edge-1", 50.0)
     assert w.outcomes() == [("web", Outcome.EVICTED)]
-    for _ in range(5):  # still there: a PodDisruptionBudget refused, say
+    for _ in range(5):
         w.advance(100)
         w.rtt("edge-0", "edge-1", 50.0)
         assert w.run() == []
     w.advance(100)
+    w.rtt("edge-0", "edge-1", 50.0)
+    assert w.outcomes() == [("web", Outcome.EVICTED)]
+
+
+def test_a_refused_eviction_is_tried_again_soon_not_a_cool_down_later() -> None:
+    """After the Eviction API refused (a PodDisruptionBudget's 429), the pod is judged again
+    REFUSED_RETRY_SECONDS later, not cooldownSeconds later."""
+    w = World()
+    w.add(deployed())
+    w.rtt("edge-0", "edge-1", 50.0)
+    w.run()
+    w.advance(GRACE)
+    w.rtt("edge-0", "edge-1", 50.0)
+    assert w.outcomes() == [("web", Outcome.EVICTED)]
+    w.judge.refused(w.pods[0].key)
+    w.advance(REFUSED_RETRY_SECONDS - 1)
+    w.rtt("edge-0", "edge-1", 50.0)
+    assert w.run() == []
+    w.advance(1)
     w.rtt("edge-0", "edge-1", 50.0)
     assert w.outcomes() == [("web", Outcome.EVICTED)]
 

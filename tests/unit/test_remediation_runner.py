@@ -13,7 +13,8 @@ from lasched.kube.client import ApiError
 from lasched.kube.events import EventRecorder, ObjectRef
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
-from lasched.remediation.judge import Judge
+from lasched.remediation.judge import REFUSED_RETRY_SECONDS, Judge
+from lasched.remediation.rules import Outcome
 from lasched.remediation.runner import Remediation, bound_pods
 from tests.unit.factories import make_node, make_pod
 from tests.unit.test_remediation_judge import GRACE, SETTINGS, World, deployed
@@ -98,6 +99,10 @@ async def test_evictions_refusals_and_skips_each_get_one_event_and_count() -> No
         counted("lasched_remediation_skipped_total", reason="no_controller"),
     )
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    # The refused pod is judged again soon (the moved one waits out its cool-down).
+    w.advance(REFUSED_RETRY_SECONDS)
+    w.rtt("edge-0", "edge-1", 50.0)
+    assert [(d.pod.name, d.outcome) for d in r.pass_once()] == [("budget", Outcome.EVICTED)]
 
 
 async def test_a_pod_gone_before_its_eviction_is_not_reported() -> None:
