@@ -23,7 +23,7 @@ change to a new pod of its ReplicaSet bound on a node within the limit (the
 k-th such binding recovers the k-th of its ReplicaSet's affected pods to be
 deleted), apart for pods whose eviction a budget refused first (*deferred*:
 the budget lets one pod of the ReplicaSet go at a time, and remediation tries
-a refused pod again after the cool-down); **evictions** (pods deleted after
+a refused pod again 10 s later, at most the cool-down); **evictions** (pods deleted after
 the change), and those of pods no route affected; refusals by a budget
 (remediation's ``pdb_refused`` count); **PDB violations**: budgets met at the
 change that a poll (every 0.5 s) later found with fewer healthy pods than
@@ -660,9 +660,9 @@ def markdown(result: dict[str, Any]) -> str:
         "bound within its limit, median with the range in brackets; the target is grace + 5 s "
         f"= {target:g} s. Deferred: affected pods whose eviction a PodDisruptionBudget "
         "refused first (it allows one pod of the ReplicaSet away at a time; remediation tries "
-        "again after the cool-down). Evictions: pods deleted after the change (unneeded: of "
-        "pods no route affected). PDB refused: refusals counted by lasched. PDB violations: "
-        "budgets met at the change later found short of healthy pods.",
+        "again 10 s later, at most the cool-down). Evictions: pods deleted after the change "
+        "(unneeded: of pods no route affected). PDB refused: refusals counted by lasched. "
+        "PDB violations: budgets met at the change later found short of healthy pods.",
         "",
         "| seed | nodes | pods | routes | affected pods | recovered | recovery s "
         "| deferred: pods, recovery s | evictions (unneeded) | PDB refused | PDB violations "
