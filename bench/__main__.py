@@ -1,6 +1,6 @@
 """``python -m bench run <scenario> [options]``: run a scenario, write results.
 
-Scenarios: ``throughput``, ``workloads``, ``gangs``, ``latency``, ``drift``,
+Scenarios: ``throughput``, ``workloads``, ``gangs``, ``gangs-contended``, ``latency``, ``drift``,
 ``memory``, ``preemption``, ``chaos``, ``numa`` (docs/benchmarks.md), and ``oracle``, which holds
 lasched's Filter verdicts to kube-scheduler's (bench/oracle.py). Each writes
 ``bench/results/<stem>.json``, ``<stem>.md`` and PNG plots next to them (``--out``
@@ -31,6 +31,7 @@ from bench import (
     chaos,
     drift,
     gangs,
+    gangscale,
     latency,
     memory,
     numa,
@@ -47,8 +48,8 @@ from lasched_dev.devcluster import binaries
 from lasched_dev.devcluster.progress import reporter
 
 SCENARIOS = (
-    "throughput", "workloads", "gangs", "latency", "drift", "memory", "preemption", "chaos",
-    "oracle", "numa",
+    "throughput", "workloads", "gangs", "gangs-contended", "latency", "drift", "memory",
+    "preemption", "chaos", "oracle", "numa",
 )  # fmt: skip
 
 
@@ -145,8 +146,28 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sample lasched with py-spy (throughput: whole run; memory: start to first bind)",
     )
-    run.add_argument("--sizes", default="8,50", help="gangs: comma-separated gang sizes")
-    run.add_argument("--gangs", type=int, default=10, help="gangs: gangs per size")
+    gc = gangscale.Config()
+    run.add_argument(
+        "--sizes",
+        help="gangs: comma-separated gang sizes (8,50); gangs-contended: the smallest and "
+        f"largest size, sizes drawn between them by --seed ({gc.min_size},{gc.max_size})",
+    )
+    run.add_argument(
+        "--gangs",
+        type=int,
+        help=f"gangs: gangs per size (10); gangs-contended: gangs in all ({gc.gangs})",
+    )
+    run.add_argument(
+        "--demand",
+        type=float,
+        help=f"gangs-contended: all members' cpu over the cluster's ({gc.demand:g})",
+    )
+    run.add_argument(
+        "--free",
+        type=float,
+        help="gangs-contended: share of the fully bound gangs deleted to make room, "
+        f"0 to skip ({gc.free_fraction:g})",
+    )
     run.add_argument("--tail", type=int, help="memory: pods the scheduler places")
     run.add_argument("--preemptors", type=int, help="preemption: high-priority pods")
     run.add_argument("--rounds", type=int, help="chaos: apiserver restarts per peer")
@@ -205,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     scenario = {
         "throughput": _throughput,
         "gangs": _gangs,
+        "gangs-contended": _gangs_contended,
         "workloads": _workloads,
         "latency": _latency,
         "drift": _drift,
@@ -262,13 +284,39 @@ def _throughput(r: _Run) -> Outcome:
 def _gangs(r: _Run) -> Outcome:
     cfg = gangs.Config(
         controller_manager=r.common["controller_manager"],
-        sizes=tuple(int(s) for s in r.args.sizes.split(",")),
-        gangs_per_size=r.args.gangs,
+        sizes=tuple(int(s) for s in (r.args.sizes or "8,50").split(",")),
+        gangs_per_size=r.args.gangs or 10,
         **_given(r.args, nodes="nodes"),
     )
     samples = asyncio.run(gangs.run(cfg, r.progress))
     pngs = [report.gang_plot(samples, r.out / "gangs.png")]
     return "gangs", gangs.to_json(cfg, samples, r.env), gangs.markdown, pngs
+
+
+def _gangs_contended(r: _Run) -> Outcome:
+    given = _given(
+        r.args, nodes="nodes", gangs="gangs", demand="demand", seed="seed", free_fraction="free"
+    )
+    if r.args.sizes:
+        sizes = [int(s) for s in r.args.sizes.split(",") if s]
+        if len(sizes) != 2:
+            r.ap.error(f"--sizes: gangs-contended takes the smallest and largest, got {sizes}")
+        given["min_size"], given["max_size"] = sizes
+    cfg = gangscale.Config(**r.common, **given)
+    _check_peers(r.ap, cfg.peers, tuple(gangscale.PEERS))
+    samples = asyncio.run(gangscale.run(cfg, r.progress))
+    pngs = [
+        report.cdf_plot(
+            gangscale.cdf_series(samples),
+            r.out / "gangs-contended-cdf.png",
+            title="Contended gangs: last member created to all bound (all repetitions)",
+            xlabel="ms (log scale)",
+            ylabel="fraction of the fully bound gangs",
+            log=True,
+        )
+    ]
+    result = gangscale.to_json(cfg, samples, r.env)
+    return "gangs-contended", result, gangscale.markdown, pngs
 
 
 def _workloads(r: _Run) -> Outcome:

@@ -42,6 +42,9 @@ class Peer:
     qps: int | None = None
     burst: int | None = None
     extender: bool = False  # kube-scheduler with lasched as its extender
+    # kube-scheduler with the cluster's Workload API feature gates (and so, on v1.37,
+    # its GangScheduling plugin); False runs it as a cluster without them would.
+    workload_api: bool = True
 
 
 LASCHED = Peer("lasched", "lasched", "lasched")
@@ -220,6 +223,7 @@ async def start(
     exe = (await binaries.ensure(["kube-scheduler"]))["kube-scheduler"]
     path = workdir / f"{peer.key}.yaml"
     path.write_text(kube_scheduler_config(peer, kubeconfig=kubeconfig, extender_url=extender_url))
-    argv = [str(exe), f"--config={path}", "--secure-port=0", *workload_api_flags(exe), "--v=0"]
+    gates = workload_api_flags(exe) if peer.workload_api else []
+    argv = [str(exe), f"--config={path}", "--secure-port=0", *gates, "--v=0"]
     children.append(spawn(peer.key, argv, log_dir=workdir, detached=False))
     return RunningPeer(peer, children, http_port=http_port or None)

@@ -328,6 +328,7 @@ def cdf_plot(
     log: bool = False,
     dashed: frozenset[str] = frozenset(),
     marks: Mapping[str, float] | None = None,
+    ylabel: str = "fraction of pods",
 ) -> Path:
     """One empirical CDF per labelled series; ``marks``: labelled vertical lines (targets)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -342,7 +343,7 @@ def cdf_plot(
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of pods")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
