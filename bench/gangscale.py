@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench import peers, verify
+from bench.report import environment_lines
 from bench.throughput import (
     Progress,
     check,
@@ -590,15 +591,7 @@ def markdown(result: dict[str, Any]) -> str:
         else f"**Placement checks failed in {len(failed)} of {runs_total} runs**: "
         + "; ".join(failed),
     ]
-    env = result["environment"]
-    lines += [
-        "",
-        f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
-        f"Python {env.get('python', '?')}.",
-        f"Command: `{env.get('command', '?')}`",
-    ]
-    if env.get("load"):
-        lines.append(f"Load: {env['load']}")
+    lines += environment_lines(result["environment"])
     return "\n".join(lines) + "\n"
 
 

@@ -76,14 +76,22 @@ class Outcome:
     node_of: dict[str, str] = field(default_factory=dict)  # body name -> node ('' pending)
     evictions: int = 0
 
+    def members(self, c: topology.PodClass) -> dict[str, str]:
+        """The class's pods (body names, ``<class>-<i>``) and their nodes ('' pending)."""
+        return {m: n for m, n in self.node_of.items() if m.rsplit("-", 1)[0] == c.name}
+
+    def rtt(self, c: topology.PodClass, node: str) -> float:
+        """The RTT from a pod of class ``c`` on ``node`` to its users."""
+        return self.topo.users_rtt[(c.users, self.topo.site_of[node])]
+
     def rtts(self, kind: str | None = None) -> list[float]:
-        classes = {c.name: c for c in self.topo.classes}
-        out = []
-        for name, node in self.node_of.items():
-            c = classes[name.rsplit("-", 1)[0]]
-            if node and (kind is None or c.kind == kind):
-                out.append(self.topo.users_rtt[(c.users, self.topo.site_of[node])])
-        return out
+        return [
+            self.rtt(c, n)
+            for c in self.topo.classes
+            if kind is None or c.kind == kind
+            for n in self.members(c).values()
+            if n
+        ]
 
     @property
     def pending(self) -> int:
@@ -92,10 +100,8 @@ class Outcome:
     def drop_partial_gangs(self) -> None:
         """A gang not placed in full leaves: all or nothing, as its Permit ensures."""
         for c in self.topo.classes:
-            if c.budget_ms is None:
-                continue
-            members = [m for m in self.node_of if m.rsplit("-", 1)[0] == c.name]
-            if not all(self.node_of[m] for m in members):
+            members = self.members(c)
+            if c.budget_ms is not None and not all(members.values()):
                 for m in members:
                     self.node_of[m] = ""
 
@@ -106,23 +112,19 @@ class Outcome:
         for c in self.topo.classes:
             if c.budget_ms is None:
                 continue
-            sites = {
-                self.topo.site_of[n]
-                for m, n in self.node_of.items()
-                if n and m.rsplit("-", 1)[0] == c.name
-            }
+            sites = {self.topo.site_of[n] for n in self.members(c).values() if n}
             bad += any(self.topo.site_rtt[(a, b)] > c.budget_ms for a in sites for b in sites)
         return bad
 
     @property
     def violations(self) -> int:
-        classes = {c.name: c for c in self.topo.classes}
-        bad = 0
-        for name, node in self.node_of.items():
-            c = classes[name.rsplit("-", 1)[0]]
-            if node and c.max_rtt_ms is not None:
-                bad += self.topo.users_rtt[(c.users, self.topo.site_of[node])] > c.max_rtt_ms
-        return bad
+        return sum(
+            self.rtt(c, n) > c.max_rtt_ms
+            for c in self.topo.classes
+            if c.max_rtt_ms is not None
+            for n in self.members(c).values()
+            if n
+        )
 
     @property
     def ratio(self) -> float:
@@ -131,15 +133,15 @@ class Outcome:
 
     def gang_ratio(self) -> float:
         """Gang members' mean RTT to their users over the optimum's, for gangs both placed."""
-        gangs = {c.name: c for c in self.topo.classes if c.budget_ms is not None}
         mine, best = [], []
-        for name, c in gangs.items():
-            nodes = [n for m, n in self.node_of.items() if n and m.rsplit("-", 1)[0] == name]
-            opt = [(n, k) for (cn, n), k in self.optimum.assignment.items() if cn == name]
+        for c in self.topo.classes:
+            if c.budget_ms is None:
+                continue
+            nodes = [n for n in self.members(c).values() if n]
+            opt = [(n, k) for (cn, n), k in self.optimum.assignment.items() if cn == c.name]
             if len(nodes) == c.count and opt:
-                mine += [self.topo.users_rtt[(c.users, self.topo.site_of[n])] for n in nodes]
-                best += [self.topo.users_rtt[(c.users, self.topo.site_of[n])] for n, k in opt
-                         for _ in range(k)]  # fmt: skip
+                mine += [self.rtt(c, n) for n in nodes]
+                best += [self.rtt(c, n) for n, k in opt for _ in range(k)]
         return statistics.fmean(mine) / statistics.fmean(best) if mine else math.nan
 
     def summary(self) -> dict[str, Any]:

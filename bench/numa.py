@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import numazones, peers
+from bench.report import environment_lines
 from bench.throughput import Progress, create_bodies, delete_pods, rotation
 from bench.timeline import Timeline
 from lasched.kube.client import ApiError, KubeClient
@@ -347,12 +348,6 @@ def markdown(result: dict[str, Any]) -> str:
     )
     lines += [
         "- Orders: " + "; ".join(", ".join(LABELS.get(p, p) for p in o) for o in result["orders"]),
-        "",
-        f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
-        f"etcd {env.get('etcd', '?')}, kwok {env.get('kwok', '?')}, "
-        f"Python {env.get('python', '?')}.",
-        f"Command: `{env.get('command', '?')}`",
+        *environment_lines(env),
     ]
-    if env.get("load"):
-        lines.append(f"Load: {env['load']}")
     return "\n".join(lines) + "\n"

@@ -43,8 +43,11 @@ async def simulated_agents(
     tmp_path: Path,
     specs: list[nodes.NodeSpec],
     matrix: dict[str, dict[str, float | None]],
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[dict[str, dict[str, float | None]]]:
-    """lasched with one simulated agent per node, each reading its row of ``matrix``."""
+    """lasched (with ``extra`` settings beside its latency ones) and one simulated agent per
+    node, each reading its row of the yielded copy of ``matrix``, which tests may change."""
     names = [s.name for s in specs]
     await nodes.create_nodes(kc, specs)
     await nodes.wait_ready(kc, names)
@@ -54,7 +57,8 @@ async def simulated_agents(
                 "reportIntervalSeconds": 0.5,
                 "ttlSeconds": 30,
                 "endpoints": [{"name": "users-eu", "address": "192.0.2.10"}],
-            }
+            },
+            **(extra or {}),
         }
     )
     port = await run_scheduler(cfg)

@@ -13,7 +13,6 @@ each with an Event that says why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,15 +20,11 @@ from typing import Any
 
 import pytest
 
-from lasched import settings
 from lasched.kube.client import KubeClient
-from lasched_agent.prober import ProbeMethod, Prober
-from lasched_agent.stream import AgentClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.agents import agent_token
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, pod, pods
-from tests.integration.test_latency_placement import note
+from tests.integration.test_latency_placement import note, simulated_agents
 
 NODES = ("edge-0", "edge-1", "edge-2")
 GRACE = 2.0
@@ -41,44 +36,23 @@ async def matrix(
     kc: KubeClient, run_scheduler: SchedulerFactory, tmp_path: Path
 ) -> AsyncIterator[dict[str, dict[str, float | None]]]:
     """lasched with remediation on and one simulated agent per node; yields their matrix."""
-    await nodes.create_nodes(kc, [nodes.NodeSpec(name=n) for n in NODES])
-    await nodes.wait_ready(kc, list(NODES))
-    cfg = settings.parse(
-        {
-            "latency": {"reportIntervalSeconds": 0.5, "ttlSeconds": 30},
-            "remediation": {
-                "enabled": True,
-                "intervalSeconds": 0.5,
-                "gracePeriodSeconds": GRACE,
-                "cooldownSeconds": 1,
-                "maxPerNode": 5,
-            },
-        }
-    )
-    port = await run_scheduler(cfg)
+    remediation = {
+        "enabled": True,
+        "intervalSeconds": 0.5,
+        "gracePeriodSeconds": GRACE,
+        "cooldownSeconds": 1,
+        "maxPerNode": 5,
+    }
     # edge-2 starts just out of reach, so everything lands on edge-1.
     rtts: dict[str, dict[str, float | None]] = {
         "edge-0": {"edge-1": 5.0, "edge-2": 12.0},
         "edge-1": {"edge-0": 5.0, "edge-2": 30.0},
         "edge-2": {"edge-0": 12.0, "edge-1": 30.0},
     }
-    tasks = []
-    for node in NODES:
-        token = tmp_path / f"token-{node}"
-        token.write_text(await agent_token(kc, node=node))
-        client = AgentClient(
-            url=f"ws://127.0.0.1:{port}/agents/v1",
-            node=node,
-            prober=Prober(ProbeMethod.fixed(rtts[node]), probes_per_target=3),
-            token_file=token,
-            heartbeat_seconds=2,
-        )
-        tasks.append(asyncio.create_task(client.run(), name=f"agent-{node}"))
-    yield rtts
-    for t in tasks:
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+    specs = [nodes.NodeSpec(name=n) for n in NODES]
+    extra = {"remediation": remediation}
+    async with simulated_agents(kc, run_scheduler, tmp_path, specs, rtts, extra=extra) as rows:
+        yield rows
 
 
 def on(*names: str, operator: str = "In") -> dict[str, Any]:
