@@ -230,7 +230,8 @@ async def test_best_effort_only_scores(
     hold is still placed, since best-effort never rejects."""
     await pool_nodes(kc, "be", {
         "be-fit": ("best-effort", [nrt_zone(0, cpu="8", gpu=2), nrt_zone(1, cpu="8")]),
-        "be-split": ("best-effort", [nrt_zone(0, cpu="8"), nrt_zone(1, cpu="8", gpu=2)]),
+        # The same CPUs and GPUs, but no zone holds 6 CPUs beside 2 GPUs.
+        "be-split": ("best-effort", [nrt_zone(0, cpu="12"), nrt_zone(1, cpu="4", gpu=2)]),
     })  # fmt: skip
     await run_scheduler(settings.parse({"leaderElection": {"leaderElect": False}}))
     pods_path = f"/api/v1/namespaces/{namespace}/pods"
