@@ -284,6 +284,10 @@ class Scheduler:
         self._build_storage_informers(client, idle)
         self.remediation = self._remediation(clock)
         self._podgroups_served = self._topologies_served = False
+        # Set once discovery has said whether NodeResourceTopologies are served: the first
+        # cycle waits for it (and for their list), so no pod is placed blind to a node's
+        # Topology Manager policy at start.
+        self._topologies_known = asyncio.Event()
         self._loop_blocked_until = 0.0
         self._loop_blocked_for = 0.0
         metrics.track_queue(self.queue.counts)
@@ -524,12 +528,16 @@ class Scheduler:
         log.info("leading: scheduling %d pending pods", len(self.queue))
 
     async def wait_synced(self) -> None:
-        """The nodes, the pods and what the volume plugins read are listed (a pod's
-        claim is never taken for missing because its informer has not listed yet)."""
+        """The nodes, the pods, what the volume plugins read and, when served, the
+        NodeResourceTopologies are listed (a pod's claim is never taken for missing, nor a
+        node's NUMA policy for absent, because an informer has not listed yet)."""
         await self.node_informer.synced.wait()
         await self.pod_informer.synced.wait()
         for inf in self._storage_informers():
             await inf.synced.wait()
+        await self._topologies_known.wait()
+        if self._topologies_served:
+            await self.topology_informer.synced.wait()
 
     async def run(self) -> None:
         """Informers, event writers and the scheduling loop, until cancelled."""
@@ -659,13 +667,15 @@ class Scheduler:
         """Watch NodeResourceTopologies when the cluster serves their API (asked until it
         answers). Without it, NUMA policies of nodes are unknown: nodes pass, and pods that
         annotate a strict NUMA policy wait (docs/numa.md)."""
-        if not await discovery.serves(self.client, NRT_API):
+        served = await discovery.serves(self.client, NRT_API)
+        self._topologies_served = served
+        self._topologies_known.set()
+        if not served:
             log.info(
                 "no NodeResourceTopology API (%s) in this cluster; NUMA zones are unknown",
                 NRT_API,
             )
             return
-        self._topologies_served = True
         tg.create_task(
             supervised("informer-noderesourcetopologies", self.topology_informer.run),
             name="informer-noderesourcetopologies",

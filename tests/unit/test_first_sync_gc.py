@@ -31,6 +31,7 @@ def synced(sched: Scheduler) -> None:
     sched.node_informer.synced.set()
     for inf in sched._storage_informers():
         inf.synced.set()
+    sched._topologies_known.set()  # discovery answered: no NodeResourceTopology API
 
 
 async def test_collector_rests_until_synced_then_what_exists_is_frozen(client: KubeClient) -> None:
