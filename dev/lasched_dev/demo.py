@@ -725,14 +725,42 @@ async def _report(d: Demo, out: Path) -> None:
         wants = ROLES[p.role].wants if p.role in ROLES else ""
         table.add_row(f"{p.role}\n[dim]{p.name}", wants, where, site, escape(why) or "[dim]-")
     d.console.print(table)
-    await _pictures(d, out, pods)
+    latency = await d.debug("/debug/latency")
+    inferred = _check_inferred_sites(d, latency)
+    await _pictures(d, out, pods, latency, inferred)
 
 
-async def _pictures(d: Demo, out: Path, pods: list[LivePod]) -> None:
+def _check_inferred_sites(d: Demo, latency: Any) -> dict[str, str]:
+    """Do the sites lasched inferred from the RTTs group the nodes as the demo built them?
+    Returns each node's inferred site and tier, for the picture."""
+    topo = latency.get("topology") if isinstance(latency, dict) else None
+    what = "sites inferred from the RTTs are the sites built"
+    if not topo:
+        d.check(what, False, "lasched reports no inferred topology")
+        return {}
+    layer = topo["layers"][0]["name"]
+    places = {n: p for n, p in topo["nodes"].items() if n in SITE_OF}
+    groups: dict[str, set[str]] = {}
+    for node, place in places.items():
+        groups.setdefault(place[layer], set()).add(node)
+    found = {frozenset(g) for g in groups.values()}
+    built = {frozenset(s.node_names) for s in SITES}
+    wrong = sorted(",".join(sorted(g)) for g in found - built)
+    missing = sorted(set(SITE_OF) - set(places))
+    detail = "; ".join(
+        [f"grouped otherwise: {' | '.join(wrong)}"] * bool(wrong)
+        + [f"not placed: {', '.join(missing)}"] * bool(missing)
+    )
+    d.check(what, not wrong and not missing, detail)
+    return {n: f"{layer} {p[layer]} · {p['tier']}" for n, p in places.items()}
+
+
+async def _pictures(
+    d: Demo, out: Path, pods: list[LivePod], latency: Any, inferred: dict[str, str]
+) -> None:
     try:
         from lasched_dev import plots
 
-        latency = await d.debug("/debug/latency")
         sites = [
             plots.Site(s.name, s.box[0], s.box[1], tuple(s.node_names),
                        "role=cloud" if s.cloud else s.region)
@@ -758,7 +786,7 @@ async def _pictures(d: Demo, out: Path, pods: list[LivePod]) -> None:
         await asyncio.to_thread(
             plots.topology_png, topo, sites=sites,
             places=[plots.Place(e.name, *e.star) for e in ENDPOINTS],
-            pods=marks, links=links, legend=legend,
+            pods=marks, links=links, legend=legend, node_notes=inferred,
             title="lasched demo: pods by site (lines: RTT between sites)"
             + (f"; preempted: {', '.join(d.preempted)}" if d.preempted else "")
             + (", its replacement pending" if d.replacement else ""),
@@ -935,6 +963,8 @@ def _settings(kubeconfig: str) -> settings.Settings:
             # Every agent here connects from 127.0.0.1: let all of them in at once.
             "tokenReview": {"missBurstPerSource": len(SITE_OF)},
             "endpoints": [{"name": e.name, "address": e.address} for e in ENDPOINTS],
+            # Sites learned from the RTTs, drawn in the picture and checked against SITES.
+            "topology": {"enabled": True, "intervalSeconds": 1, "holdSeconds": 5},
         },
         "remediation": {
             "enabled": True, "intervalSeconds": 0.5, "gracePeriodSeconds": GRACE_SECONDS,

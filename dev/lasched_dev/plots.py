@@ -134,8 +134,10 @@ def topology_png(
     links: Sequence[Link] = (),
     legend: Mapping[str, str] | None = None,
     title: str = "",
+    node_notes: Mapping[str, str] | None = None,
 ) -> None:
-    """Sites as boxes of nodes, each node with its pods listed under it, places as stars."""
+    """Sites as boxes of nodes, each node with its pods listed under it, places as stars;
+    ``node_notes``: a few words written at the right of a node's box (its inferred site)."""
     plt = _pyplot()
     by_node: dict[str, list[PodMark]] = {}
     for p in pods:
@@ -161,7 +163,7 @@ def topology_png(
                 ha="center", va="center", zorder=1,
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})  # fmt: skip
     for s in sites:
-        _draw_site(plt, ax, s, by_node)
+        _draw_site(plt, ax, s, by_node, node_notes or {})
     for pl in places:
         ax.plot(pl.x, pl.y, marker="*", markersize=16, color="goldenrod", zorder=3)
         ax.text(pl.x, pl.y - 0.35, pl.name, ha="center", va="top", fontsize=9, weight="bold")
@@ -178,7 +180,9 @@ def topology_png(
     plt.close(fig)
 
 
-def _draw_site(plt: Any, ax: Any, s: Site, by_node: Mapping[str, list[PodMark]]) -> None:
+def _draw_site(
+    plt: Any, ax: Any, s: Site, by_node: Mapping[str, list[PodMark]], notes: Mapping[str, str]
+) -> None:
     h = _site_height(s, by_node)
     ax.add_patch(plt.Rectangle((s.x, s.y - h), _SITE_WIDTH, h, fc="0.96", ec="0.5", lw=1, zorder=1))
     ax.text(s.x + 0.1, s.y - 0.12, s.name, fontsize=10, weight="bold", va="top", zorder=2)
@@ -190,6 +194,9 @@ def _draw_site(plt: Any, ax: Any, s: Site, by_node: Mapping[str, list[PodMark]])
         ax.add_patch(plt.Rectangle((s.x + 0.1, y - 0.32), _SITE_WIDTH - 0.2, 0.32,
                                    fc="white", ec="0.6", lw=0.8, zorder=2))  # fmt: skip
         ax.text(s.x + 0.2, y - 0.16, node, fontsize=8, va="center", zorder=3)
+        if node in notes:
+            ax.text(s.x + _SITE_WIDTH - 0.2, y - 0.16, notes[node], fontsize=6.5, color="teal",
+                    va="center", ha="right", zorder=3)  # fmt: skip
         y -= _NODE_HEIGHT
         for pod in by_node.get(node, []):
             ax.text(s.x + 0.45, y - 0.02, "■ " + pod.name, fontsize=8, color=pod.color,

@@ -1,4 +1,4 @@
-"""Latency remediation on the real control plane: a route degrades under running pods.
+"""Remediation on the real control plane: a route degrades, or a node fails, under running pods.
 
 Simulated agents (the real ``AgentClient`` with a probe answering from a
 mutable matrix, as in test_latency_placement) stream RTTs. Four pods, each
@@ -8,6 +8,9 @@ period, the Deployment's pod is evicted and its replacement is bound to
 edge-2 within grace + 5 s; a bare pod, a pod whose PodDisruptionBudget
 allows no disruption, and a pod with no other node it may run on all stay,
 each with an Event that says why.
+
+A node failure needs no agents: kwok stops reporting for the node and it says NotReady
+(dev/lasched_dev/devcluster/nodes.py, ``fail``), as a kubelet would.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lasched.kube.client import KubeClient
+from lasched.settings import RemediationSettings, Settings
 from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import eventually, pod, pods
@@ -165,3 +170,67 @@ async def test_a_degraded_route_moves_only_the_pods_that_can_move_safely(
 def _name(found: dict[str, tuple[str, str]], app: str) -> str:
     """The name of ``app``'s pod among ``found`` (a Deployment's pods have generated names)."""
     return next(n for n in found if n == app or n.startswith(f"{app}-"))
+
+
+# ---- a node fails under running pods ------------------------------------------------
+
+NOT_READY = 3.0
+
+
+async def test_a_failed_node_moves_a_deployments_pod_and_leaves_a_bare_one(
+    kc: KubeClient, namespace: str, run_scheduler: SchedulerFactory
+) -> None:
+    """down-0's kubelet says NotReady: the Deployment's pod is replaced on down-1 within
+    nodeNotReadySeconds + 5 s (kube-controller-manager's own eviction waits 300 s); the bare
+    pod stays, with an Event saying why."""
+    names = ("down-0", "down-1")
+    labels = {"pool": "down"}
+    await nodes.create_nodes(kc, [nodes.NodeSpec(name=n, labels=labels) for n in names])
+    await nodes.wait_ready(kc, names)
+    remediation = RemediationSettings(
+        enabled=True, interval_seconds=0.5, node_not_ready_seconds=NOT_READY, cooldown_seconds=1
+    )
+    await run_scheduler(replace(Settings(), remediation=remediation))
+    ns = f"/namespaces/{namespace}"
+    await kc.patch("/api/v1/nodes/down-1", {"spec": {"unschedulable": True}})
+    try:
+        on_down_0 = on("down-0")  # first everything on down-0 ...
+        web = deployment("web", affinity=on("down-0", "down-1"))
+        web["spec"]["template"]["metadata"]["labels"] = {"app": "web"}
+        await kc.post(f"/apis/apps/v1{ns}/deployments", web)
+        bare = pod("bare", affinity=on_down_0)
+        bare["metadata"]["labels"] = {"app": "bare"}
+        await kc.post(f"/api/v1{ns}/pods", bare)
+
+        async def both_on_down_0() -> dict[str, tuple[str, str]] | None:
+            found = {**await running(kc, namespace, "web"), **await running(kc, namespace, "bare")}
+            on_0 = len(found) == 2 and all(n == "down-0" for _, n in found.values())
+            return found if on_0 else None
+
+        before = await eventually(both_on_down_0, timeout=60)
+        # ... then down-1 opens and down-0 fails.
+        await kc.patch("/api/v1/nodes/down-1", {"spec": {"unschedulable": False}})
+        failed = time.monotonic()
+        await nodes.fail(kc, "down-0")
+
+        async def web_replaced() -> bool:
+            live = await running(kc, namespace, "web")
+            old = {u for u, _ in before.values()}
+            return any(uid not in old and node == "down-1" for uid, node in live.values())
+
+        await eventually(web_replaced, timeout=30, interval=0.1)
+        took = time.monotonic() - failed
+        assert took <= NOT_READY + 5, f"replacement bound {took:.1f} s after the node failed"
+
+        evicted = await eventually(
+            lambda: note(kc, namespace, _name(before, "web"), "LatencyRemediated")
+        )
+        assert "node down-0 NotReady for " in evicted, evicted
+        assert "a replacement fits on 1 node(s): down-1" in evicted, evicted
+        skipped = await eventually(lambda: note(kc, namespace, "bare", "LatencyRemediationSkipped"))
+        assert "no controller would recreate it: node down-0 NotReady" in skipped, skipped
+        await asyncio.sleep(2 * NOT_READY)  # more passes: the bare pod is still not touched
+        assert await running(kc, namespace, "bare") == {"bare": before["bare"]}
+    finally:
+        await nodes.recover(kc, "down-0")
+    await nodes.wait_ready(kc, ["down-0"])  # kwok reports for it again; the taints go

@@ -59,6 +59,10 @@ from lasched_dev.devcluster.processes import (
 log = logging.getLogger(__name__)
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# A node (or pod) carrying kwok.x-k8s.io/status=custom keeps whatever status is written to
+# it: kwok's stages leave it alone (kwokctl passes the same selector). How a test fails a
+# node: it says NotReady as a kubelet would, and kwok does not make it Ready again.
+KWOK_STATUS_ANNOTATION = "kwok.x-k8s.io/status"
 # kwok runs only the stages it is given. Node stages with a kubelet's
 # status-report rhythm, and kwok's usual pod stages (the files say more).
 KWOK_NODE_STAGES = Path(__file__).with_name("kwok") / "node-stages.yaml"
@@ -457,6 +461,7 @@ class DevCluster:
                 f"--config={config}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                f"--disregard-status-with-annotation-selector={KWOK_STATUS_ANNOTATION}=custom",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=127.0.0.1",
                 f"--node-port={port}",

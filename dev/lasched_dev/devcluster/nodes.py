@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lasched.kube.client import ApiError, KubeClient
-from lasched_dev.devcluster.cluster import KWOK_NODE_ANNOTATION
+from lasched_dev.devcluster.cluster import KWOK_NODE_ANNOTATION, KWOK_STATUS_ANNOTATION
 
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -160,6 +160,34 @@ def _ready(node: Mapping[str, Any]) -> bool:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
     return False
+
+
+async def fail(kc: KubeClient, name: str, *, status: str = "False") -> None:
+    """The node's kubelet says NotReady (``status="Unknown"``: the node lifecycle
+    controller's word for a node it cannot reach). kwok stops reporting for it until
+    :func:`recover`; kube-controller-manager then taints it as it would a real one."""
+    if status not in ("False", "Unknown"):
+        raise ValueError(f"a failed node's Ready status is False or Unknown, not {status!r}")
+    path = f"/api/v1/nodes/{name}"
+    await kc.patch(path, {"metadata": {"annotations": {KWOK_STATUS_ANNOTATION: "custom"}}})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {
+        "type": "Ready",
+        "status": status,
+        "reason": "KubeletNotReady" if status == "False" else "NodeStatusUnknown",
+        "message": "failed by the test harness",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }
+    # Strategic merge: conditions merge by type, so the others stay as kwok wrote them.
+    await kc.patch(f"{path}/status", {"status": {"conditions": [ready]}}, patch_type="strategic")
+
+
+async def recover(kc: KubeClient, name: str) -> None:
+    """Undo :func:`fail`: kwok reports for the node again and makes it Ready."""
+    await kc.patch(
+        f"/api/v1/nodes/{name}", {"metadata": {"annotations": {KWOK_STATUS_ANNOTATION: None}}}
+    )
 
 
 async def wait_ready(kc: KubeClient, names: Sequence[str], *, timeout: float = 60.0) -> None:
