@@ -508,6 +508,12 @@ class SchedulingCycle:
         """A group reached min-available: its members bind."""
         self._write_group_phase(g, "Scheduled")
 
+    def gang_held(self, group: Group) -> None:
+        """``group``'s first member reserved: its other members go to activeQ now."""
+        moved = self.queue.activate(group.members)
+        if moved:
+            log.debug("pod group %s holds: %d members activated", group.key, moved)
+
     def gang_released(self, group: Group) -> None:
         """``group`` gave up its reservations or finished: waiting groups may go.
 

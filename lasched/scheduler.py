@@ -147,6 +147,7 @@ class Scheduler:
             node_of=self.cache.node_of,
             on_release=lambda g: self.cycle.gang_released(g),  # noqa: PLW0108
             on_permitted=lambda g: self.cycle.gang_permitted(g),  # noqa: PLW0108
+            on_hold=lambda g: self.cycle.gang_held(g),  # noqa: PLW0108
             podgroup=self.podgroup,
             native=lambda decl: self.native_groups.lookup(decl),  # noqa: PLW0108 (built below)
             on_outcome=self._gang_outcome,

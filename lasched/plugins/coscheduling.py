@@ -17,7 +17,11 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    Which group goes first is the queue's order (priority, then age, with
    starvation aging), and a group that had to wait keeps its age.
 3. Members pass Filter and Score, are **assumed and reserved** on their nodes
-   (no other pod can take that capacity), and **wait at Permit**.
+   (no other pod can take that capacity), and **wait at Permit**. When the first
+   member reserves, the group's other members are **activated** (``on_hold``:
+   out of backoff and the unschedulable pool, as scheduler-plugins'
+   Coscheduling activates siblings): a backoff they earned while the group
+   waited its turn must not hold every other group up.
 4. When min-available members are placed, every waiting member is allowed and
    binds; later members beyond min-available bind as capacity allows.
 5. If a member fits nowhere (**PostFilter**), or the group's timeout passes, or
@@ -187,6 +191,7 @@ class Coscheduling(Batchable):
         node_of: Callable[[PodKey], str | None],
         on_release: Callable[[Group], None] = lambda g: None,
         on_permitted: Callable[[Group], None] = lambda g: None,
+        on_hold: Callable[[Group], None] = lambda g: None,
         podgroup: Callable[[str], PodGroup | None] = lambda key: None,
         native: NativeLookup = _no_native,
         on_outcome: OutcomeHook = lambda g, scheduled, message: None,
@@ -198,6 +203,8 @@ class Coscheduling(Batchable):
         timers: TimerHeap | None = None,
     ) -> None:
         """``on_release``: the group stopped holding (it failed or was permitted);
+        ``on_hold``: the group began holding (its first member reserved): its other
+        members are wanted now, whatever backoff they earned while it waited its turn;
         ``timers``: where the holder's deadline goes (None: its owner calls
         :meth:`expire`); ``owner_size``: what a group's controller says about its size
         (never awaits: None while it is being read); ``native``: the policy of the
@@ -209,6 +216,7 @@ class Coscheduling(Batchable):
         self._node_of = node_of
         self._on_release = on_release
         self._on_permitted = on_permitted
+        self._on_hold = on_hold
         self._podgroup = podgroup
         self._native = native
         self._on_outcome = on_outcome
@@ -451,6 +459,7 @@ class Coscheduling(Batchable):
             return SUCCESS
         if self.holder is None:
             self.holder = g.key
+            self._on_hold(g)
         if g.deadline is None:
             g.deadline = self._clock() + self.timeout(g)
             if self._timers is not None and self.holder == g.key:

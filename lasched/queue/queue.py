@@ -477,6 +477,20 @@ class SchedulingQueue:
         event describes: a timed move, an eviction refused for a preemptor."""
         return self._move(WILDCARD_EVENT, None, None, which)
 
+    def activate(self, keys: Iterable[PodKey]) -> int:
+        """The given pods, if parked or backing off, go to activeQ now, their
+        backoff skipped (kube-scheduler's ``Activate``, which scheduler-plugins'
+        Coscheduling uses for a group's siblings: once one member holds a reservation,
+        the others must not sit out a backoff earned while the group waited its turn).
+        PreEnqueue still decides (a gated pod stays gated); pods in flight are left
+        alone. Returns how many moved."""
+        waiting = (QueueState.UNSCHEDULABLE, QueueState.BACKOFF)
+        moving = [qp for k in keys if (qp := self._pods.get(k)) is not None and qp.where in waiting]
+        for qp in moving:
+            qp.backoff_until = 0.0
+            self._enqueue(qp)
+        return sum(1 for qp in moving if qp.where is QueueState.ACTIVE)
+
     def move_at(self, when: float, which: Which, *, key: str) -> None:
         """At ``when`` (the queue's clock), :meth:`move_all_to_active_or_backoff` the pods
         ``which`` selects: for a wait that ends with time, which no cluster event marks

@@ -89,6 +89,28 @@ async def test_unschedulable_waits_for_an_event(queue: SchedulingQueue, clock: F
     assert (await queue.pop()).pod.name == "p"
 
 
+async def test_activate_skips_backoff_for_the_pods_named(
+    queue: SchedulingQueue, clock: FakeClock
+) -> None:
+    """activate(): named pods, parked or backing off, go to activeQ at once; the others
+    (and a pod in flight) stay where they are."""
+    for name in ("backing-off", "parked", "other", "in-flight"):
+        queue.add(make_pod(name))
+    tried = {qp.pod.name: qp for qp in [await queue.pop() for _ in range(4)]}
+    for _ in range(3):  # a long backoff earned
+        tried["backing-off"].attempts += 1
+    queue.requeue_error(tried["backing-off"], reason="waited")
+    queue.requeue_unschedulable(tried["parked"], reason="no fit")
+    queue.requeue_unschedulable(tried["other"], reason="no fit")
+    assert queue.counts()["backoff"] == 1 and queue.counts()["unschedulable"] == 2
+    keys = [tried[n].key for n in ("backing-off", "parked", "in-flight")]
+    assert queue.activate(keys) == 2
+    assert queue.counts()["active"] == 2
+    assert tried["other"].where.value == "unschedulable"
+    assert tried["in-flight"].where.value == "in-flight"
+    assert sorted(await pop_names(queue, 2)) == ["backing-off", "parked"]
+
+
 async def test_event_moves_only_the_pods_it_can_help(queue: SchedulingQueue) -> None:
     """A move with a filter (e.g. a latency change) leaves the other parked pods alone."""
     for name in ("near-users", "plain"):

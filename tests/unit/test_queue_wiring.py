@@ -116,6 +116,31 @@ async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends
         await client.close()
 
 
+async def test_a_group_that_starts_holding_activates_its_backing_off_members() -> None:
+    """When a member reserves (its group now holds), its siblings leave backoff at once:
+    a backoff earned while other groups held must not keep this one holding, idle."""
+    clock = FakeClock(time.monotonic())
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, Settings(), clock=clock)
+        sched.cache.add_node(make_node("n0"))
+        members = [member(f"m{i}", group="train", minimum=3) for i in range(3)]
+        for m in members:
+            sched.pod_events.on_add(m)
+        tried = [await sched.queue.pop() for _ in members]
+        for qp in tried[1:]:  # lost the turn to other groups, many times
+            qp.attempts += 5
+            sched.queue.requeue_error(qp, reason="waits for another pod group")
+        assert sched.queue.counts()["backoff"] == 2
+        first = sched.cache.assume(tried[0].pod, "n0")
+        assert sched.gang.reserve(CycleState(), first, "n0").ok
+        assert sched.gang.holder == "default/train"
+        assert sched.queue.counts()["active"] == 2
+        assert sorted([(await sched.queue.pop()).pod.name for _ in range(2)]) == ["m1", "m2"]
+    finally:
+        await client.close()
+
+
 async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
     """move_at moves the selected parked pods when due; the same key moves the deadline."""
     clock = FakeClock(1000.0)
