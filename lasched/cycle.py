@@ -358,6 +358,12 @@ class SchedulingCycle:
         profile.events.record(
             ref(pod), type="Warning", reason="FailedScheduling", action="Scheduling", note=message
         )
+        # As kube-scheduler's updatePod: no write when the pod already says this (the
+        # informer's copy), unless a node is nominated anew. The Event is still recorded;
+        # the recorder aggregates repeats.
+        same = pod.unschedulable_message == message
+        if same and (nominated_node is None or nominated_node == pod.nominated_node_name):
+            return
         self.status.unschedulable(pod, message, nominated_node=nominated_node)
 
     # ---- the binding cycle ----------------------------------------------------

@@ -97,6 +97,7 @@ class PodInfo:
         "spread_error",
         "tolerations",
         "uid",
+        "unschedulable_message",
     )
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
@@ -124,6 +125,9 @@ class PodInfo:
         self.preemption_policy: str = spec.get("preemptionPolicy", "PreemptLowerPriority")
         self.phase: str = status.get("phase", "Pending")
         self.nominated_node_name: str = status.get("nominatedNodeName", "")
+        # What the PodScheduled=False condition says now (None: no such condition): a
+        # scheduler need not write the same again (kube-scheduler's updatePod skips it).
+        self.unschedulable_message: str | None = _unschedulable_message(status)
         self.requests: Resources = pod_requests(spec)
         self.non_zero: tuple[int, int] = non_zero_requests(spec)
         self.host_ports: tuple[tuple[str, str, int], ...] = _host_ports(spec)
@@ -203,3 +207,12 @@ def _host_ports(spec: Mapping[str, Any]) -> tuple[tuple[str, str, int], ...]:
             if isinstance(hp, int) and not isinstance(hp, bool) and 0 < hp < 65536:
                 ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", hp))
     return tuple(ports)
+
+
+def _unschedulable_message(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == "PodScheduled":
+            if cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                return str(cond.get("message", ""))
+            return None
+    return None

@@ -179,6 +179,7 @@ NOT_SCHEDULING_FIELDS = (
     # nominated node) and kubelets; kube-scheduler's isPodUpdated drops it too.
     "resource_version",
     "nominated_node_name",
+    "unschedulable_message",
     "phase",
     # Immutable, or derived from the fields above.
     "key",

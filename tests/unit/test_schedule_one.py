@@ -490,6 +490,31 @@ async def test_schedule_one(case: Case) -> None:
         assert plugin.unreserved == ([] if case.assumed else plugin.reserved)
 
 
+@pytest.mark.parametrize(
+    ("said", "written"),
+    [
+        ("0/2 nodes are available: 2 Insufficient cpu.", False),
+        ("0/2 nodes are available: 2 node(s) had untolerated taint.", True),
+    ],
+    ids=["says-it-already", "said-something-else"],
+)
+async def test_a_failure_the_pod_already_states_is_not_written_again(
+    said: str, written: bool
+) -> None:
+    """As kube-scheduler's updatePod: the PodScheduled=False condition is written only when
+    its message changes; the FailedScheduling Event is recorded every time."""
+    w = World(nodes=(("n1", "2"), ("n2", "2")))
+    body = pod_json("p", cpu="4")
+    body["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": said}
+    ]
+    await w.attempt(PodInfo(body))
+    await w.settled()
+    message = "0/2 nodes are available: 2 Insufficient cpu."
+    assert w.events.recorded == [("p", "FailedScheduling", message)]
+    assert w.status.conditions == ([("p", message, None)] if written else [])
+
+
 # ---- Permit ------------------------------------------------------------------------
 
 
