@@ -68,8 +68,15 @@ class TaskSet:
         return task
 
     async def _limited(self, coro: Coroutine[Any, Any, None]) -> None:
-        async with self._sem:
+        try:
+            await self._sem.acquire()
+        except asyncio.CancelledError:
+            coro.close()  # cancelled while queued: it never ran, and must not warn so
+            raise
+        try:
             await coro
+        finally:
+            self._sem.release()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

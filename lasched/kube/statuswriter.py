@@ -5,11 +5,15 @@ must hear is handed here and written by a bounded set of background tasks
 (16 at a time). The writes themselves are in :mod:`lasched.kube.binding`.
 
 Invariant: a pod's status writes reach the apiserver in the order they were
-asked for, and its binding waits for the last of them
+asked for, and its binding waits for those already sent
 (:meth:`StatusWriter.written`). A failure's ``PodScheduled=False`` (and
 ``nominatedNodeName``) arriving after the binding would mark a bound pod
 unschedulable, and the apiserver refuses a nominated node on a bound pod; a
-preemptor can be bound within milliseconds of its failed attempt.
+preemptor can be bound within milliseconds of its failed attempt. The writes
+still queued (waiting for one of the 16 slots) are dropped instead: what a
+pod about to bind failed at earlier is no longer news, and under a backlog
+(gangs' members failing while other groups hold) a permitted gang's members
+would otherwise bind one backlog apart.
 
 A write the apiserver refuses or cannot take is logged and dropped: the next
 attempt writes the pod's status again. An eviction's outcome goes back to
@@ -51,6 +55,16 @@ class EvictionOutcome(enum.Enum):
     ABANDONED = "abandoned"  # cancelled before an answer (the scheduler is stopping)
 
 
+class _Write:
+    """One status write of a pod: its task, and whether it has been sent (begun)."""
+
+    __slots__ = ("sent", "task")
+
+    def __init__(self) -> None:
+        self.sent = False
+        self.task: asyncio.Task[None]
+
+
 class StatusWriter:
     """Writes pod status, nominations, evictions and PodGroup phases, in order per pod."""
 
@@ -58,13 +72,14 @@ class StatusWriter:
         self._client = client
         self._podgroup_api = podgroup_api
         self._tasks = TaskSet("status", limit)
-        # A pod's last status write in flight: its bind waits for it (see write).
-        self._last: dict[PodKey, asyncio.Task[None]] = {}
+        # A pod's status writes not yet done, in the order asked; its bind waits for
+        # those sent and drops the others (see written).
+        self._pending: dict[PodKey, list[_Write]] = {}
 
     @property
     def in_flight(self) -> int:
         """Pods with a status write not yet done."""
-        return len(self._last)
+        return len(self._pending)
 
     def unschedulable(
         self, pod: PodInfo, message: str, *, nominated_node: str | None = None
@@ -92,37 +107,49 @@ class StatusWriter:
 
     def write(self, pod: PodInfo, write: Coroutine[Any, Any, None], *, name: str) -> None:
         """Run ``write`` (a status write of ``pod``) after the pod's previous one."""
-        previous = self._last.get(pod.key)
+        pending = self._pending.setdefault(pod.key, [])
+        previous = pending[-1].task if pending else None
+        entry = _Write()
 
         async def ordered() -> None:
-            if previous is not None:
-                try:
+            try:
+                if previous is not None:
                     await asyncio.wait([previous])
-                except asyncio.CancelledError:
-                    write.close()  # never started: no "never awaited" warning at shutdown
-                    raise
+            except asyncio.CancelledError:
+                write.close()  # never started: no "never awaited" warning
+                raise
+            entry.sent = True
             try:
                 await write
             except NOT_WRITTEN as e:
                 log.warning("pod=%s status not written: %s: %s", pod.key, type(e).__name__, e)
 
-        task = self._tasks.spawn(ordered(), name=name)
-        self._last[pod.key] = task
+        entry.task = self._tasks.spawn(ordered(), name=name)
+        pending.append(entry)
 
         def forget(t: asyncio.Task[None], key: PodKey = pod.key) -> None:
-            if self._last.get(key) is t:
-                del self._last[key]
+            writes = self._pending.get(key)
+            if writes is None:
+                return
+            writes[:] = [w for w in writes if w.task is not t]
+            if not writes:
+                del self._pending[key]
 
-        task.add_done_callback(forget)
+        entry.task.add_done_callback(forget)
 
     async def written(self, key: PodKey) -> None:
-        """Wait until the status writes asked for pod ``key`` so far are done.
+        """Drop the pod's status writes still queued; wait for those already sent.
 
-        Cancelling is safe: the writes go on.
+        Called before the pod is bound: a queued ``PodScheduled=False`` would only
+        arrive after the binding. Cancelling the wait is safe: the writes sent go on.
         """
-        task = self._last.get(key)
-        if task is not None:
-            await asyncio.wait([task])  # its failure is logged by the TaskSet, not raised here
+        writes = list(self._pending.get(key, ()))
+        for w in writes:
+            if not w.sent:
+                w.task.cancel()
+        sent = [w.task for w in writes if w.sent]
+        if sent:
+            await asyncio.wait(sent)  # a failure is logged by the TaskSet, not raised here
 
     def evict(
         self, victim: PodInfo, *, preemptor: PodKey, then: Callable[[EvictionOutcome], None]

@@ -4,6 +4,7 @@ evictions report their outcome; a refused write is logged, never raised."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,11 +13,13 @@ from kubernetes_asyncio.client import Configuration
 from lasched.kube import statuswriter
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.statuswriter import EvictionOutcome, StatusWriter
+from lasched.tasks import TaskSet
 from tests.unit.factories import make_pod
 
 
-async def test_binding_waits_for_the_pods_status_writes() -> None:
-    """A failure's status (PodScheduled=False, nominated node) is written before a later bind.
+async def test_binding_waits_for_the_status_writes_sent_and_drops_those_queued() -> None:
+    """A failure's status (PodScheduled=False, nominated node) already sent is written
+    before a later bind; one still queued is dropped.
 
     Arriving after the binding, it would mark a bound pod unschedulable, and the
     apiserver refuses a nominated node on a bound pod.
@@ -34,14 +37,17 @@ async def test_binding_waits_for_the_pods_status_writes() -> None:
 
         writer.write(pod, write("unschedulable", slow=True), name="first")
         writer.write(pod, write("nominated", slow=False), name="second")
+        await asyncio.sleep(0.05)
+        assert order == []  # the first is sent (and slow); the second waits for it
+        writer.write(pod, write("nominated again", slow=False), name="third")
         bind = asyncio.create_task(writer.written(pod.key))
         await asyncio.sleep(0.05)
-        assert not bind.done(), "the bind must wait for the pending status writes"
-        assert order == []  # the second write waits for the first
+        assert not bind.done(), "the bind must wait for the status write sent"
         gate.set()
         await asyncio.wait_for(bind, 1)
-        assert order == ["unschedulable", "nominated"]
-        assert writer.in_flight == 0  # forgotten once written
+        await asyncio.sleep(0.05)
+        assert order == ["unschedulable"]  # the two queued behind it were dropped
+        assert writer.in_flight == 0  # forgotten once written or dropped
         await asyncio.wait_for(writer.written(pod.key), 0.1)  # nothing pending
     finally:
         await client.close()
@@ -120,7 +126,7 @@ async def test_a_status_write_the_apiserver_refuses_is_logged_and_the_next_goes_
     pod = make_pod("p")
     writer.unschedulable(pod, "first")
     writer.unschedulable(pod, "second", nominated_node="n1")
-    await asyncio.wait_for(writer.written(pod.key), 1)
+    assert await writer.drain(1)
     assert written == ["second"]
     assert "pod=default/p status not written: ApiError" in caplog.text
 
@@ -140,3 +146,27 @@ async def test_a_podgroups_phase_is_written_to_its_status(
     writer.podgroup_phase("team-a/train", "Scheduled")
     assert await writer.drain(1)
     assert written == [("scheduling.x-k8s.io/v1alpha1", "team-a", "train", "Scheduled")]
+
+
+async def test_a_write_cancelled_while_queued_for_a_slot_never_runs() -> None:
+    """A TaskSet task cancelled before it got a slot closes its coroutine unrun (no
+    "never awaited" warning); the slot holder runs on and the next one still gets it."""
+    tasks = TaskSet("status", 1)
+    gate, ran = asyncio.Event(), []
+
+    async def job(name: str) -> None:
+        if name == "first":
+            await gate.wait()
+        ran.append(name)
+
+    tasks.spawn(job("first"), name="first")
+    queued = job("queued")
+    dropped = tasks.spawn(queued, name="queued")
+    tasks.spawn(job("last"), name="last")
+    await asyncio.sleep(0.01)
+    dropped.cancel()
+    await asyncio.sleep(0.01)
+    assert inspect.getcoroutinestate(queued) == inspect.CORO_CLOSED
+    gate.set()
+    assert await tasks.drain(1)
+    assert ran == ["first", "last"]
