@@ -32,6 +32,9 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
 6. The group then **backs off as a unit**: its members fail PreFilter for
    1 s, doubling per failed round up to 10 s (the queue's backoff settings),
    so a group that cannot fit does not keep taking the turn from others.
+   Room freed since the failure (a bound pod deleted, a node added) ends the
+   backoff at once and brings the members back (:meth:`Coscheduling.room_freed`):
+   the group may fit now, and waiting out the rest would leave the room idle.
 
 What brings a member back to the queue: a new member or a PodGroup change
 rechecks the gated members; a group that stops holding is a ``PodGroup``
@@ -56,6 +59,7 @@ allowed the whole group.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +129,7 @@ class Group:
     deadline: float | None = None  # of the current reservation round
     failures: int = 0  # failed rounds in a row
     backoff_until: float = 0.0
+    failed_at: float = -math.inf  # when its last round failed
 
     def _declared(self) -> set[int]:
         return {
@@ -225,6 +230,9 @@ class Coscheduling(Batchable):
         self.settle_seconds = settle_seconds
         self.groups: dict[str, Group] = {}
         self.holder: str | None = None
+        # When room was last freed (a bound pod deleted, a node added): a group that
+        # failed before it need not wait out its backoff.
+        self._room_freed_at = -math.inf
         self._timers = timers
         self._deadline: Timer | None = None  # the holder's, on ``timers``
 
@@ -375,7 +383,8 @@ class Coscheduling(Batchable):
     # ---- the events that can help the pods this plugin rejected -------------------
 
     def events_to_register(self) -> list[ClusterEventWithHint]:
-        """PodGroup objects, and groups that stopped holding.
+        """PodGroup objects, groups that stopped holding, and room freed (which ends a
+        failed group's backoff).
 
         Members' arrivals recheck the gated members directly (the informer
         handler), and the ends of backoffs and settling are timed moves.
@@ -384,8 +393,27 @@ class Coscheduling(Batchable):
             ClusterEventWithHint(
                 ClusterEvent(events.EventResource.POD_GROUP, events.ActionType.ALL),
                 _group_hint,
-            )
+            ),
+            ClusterEventWithHint(
+                ClusterEvent(events.EventResource.ASSIGNED_POD, events.ActionType.DELETE),
+                self._room_hint,
+            ),
+            ClusterEventWithHint(
+                ClusterEvent(events.EventResource.NODE, events.ActionType.ADD), self._room_hint
+            ),
         ]
+
+    def _room_hint(self, pod: PodInfo, old: Any, new: Any) -> QueueingHint:
+        """Room freed ends a failed group's backoff: its members try again (other pods,
+        and members of groups not backing off, wait for what rejected them)."""
+        g = self.gang_of(pod)
+        backing_off = g is not None and g.backoff_until > self._clock()
+        return events.QUEUE if backing_off else events.SKIP
+
+    def room_freed(self) -> None:
+        """A bound pod was deleted or a node added: groups that failed before may try
+        again now (called before the event reaches the queue)."""
+        self._room_freed_at = self._clock()
 
     def pre_enqueue(self, pod: PodInfo) -> Status:
         if pod.group_error:
@@ -425,7 +453,7 @@ class Coscheduling(Batchable):
         if g is None or g.permitted:
             return SKIP
         wait_s = g.backoff_until - self._clock()
-        if wait_s > 0 and self.holder != g.key:
+        if wait_s > 0 and self.holder != g.key and self._room_freed_at <= g.failed_at:
             return unschedulable(
                 f"pod group {g.key} backs off for {wait_s:.1f} s after a failed attempt"
             )
@@ -525,6 +553,7 @@ class Coscheduling(Batchable):
         g.deadline = None
         if failed and self.holder == g.key:
             g.failures += 1
+            g.failed_at = self._clock()
             delay = min(self.max_backoff, self.initial_backoff * 2.0 ** (g.failures - 1))
             g.backoff_until = self._clock() + delay
         if self.holder == g.key:

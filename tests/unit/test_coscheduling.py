@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from lasched.cache.cache import SchedulerCache
+from lasched.framework import events
 from lasched.framework.interface import Code, CycleState, unschedulable
 from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo
@@ -218,6 +219,50 @@ async def test_a_failed_group_backs_off_as_a_unit() -> None:
         h.clock.t += pause + 0.01
         assert h.gang.pre_filter(CycleState(), pods[2]).code is Code.SKIP
         h.room.remove(pods[0].key)
+
+
+async def test_room_freed_after_a_failed_round_ends_the_groups_backoff() -> None:
+    """A bound pod deleted (or a node added) after a group's round failed lets the group
+    try again at once; room freed before the failure does not, and the backoff still
+    grows with each failed round."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+
+    def fail_a_round() -> None:
+        h.reserve_and_permit(pods[0])
+        h.gang.post_filter(CycleState(), pods[1], {"n1": unschedulable("Insufficient cpu")})
+        h.cache.forget(pods[0])
+        h.room.remove(pods[0].key)
+
+    h.gang.room_freed()  # before the failure: no help
+    h.clock.t += 0.1
+    fail_a_round()
+    assert h.gang.pre_filter(CycleState(), pods[2]).code is Code.UNSCHEDULABLE
+    h.clock.t += 0.1
+    h.gang.room_freed()
+    assert h.gang.pre_filter(CycleState(), pods[2]).code is Code.SKIP
+    fail_a_round()  # the second failure in a row: 2 s
+    st = h.gang.pre_filter(CycleState(), pods[2])
+    assert st.code is Code.UNSCHEDULABLE and "backs off for 2.0 s" in st.message
+
+
+def test_room_freed_moves_the_members_of_groups_backing_off_only() -> None:
+    """A bound pod's deletion and a node's addition are registered: they move members of a
+    group that backs off, not other pods nor members of groups that do not."""
+    h = Harness()
+    backing_off, waiting = member("g", 0), member("w", 0)
+    h.add(backing_off, waiting)
+    g = h.gang.group_of(backing_off)
+    assert g is not None
+    g.backoff_until = h.clock.t + 5
+    registered = {r.event: r.hint for r in h.gang.events_to_register()}
+    for event in (events.ASSIGNED_POD_DELETE, events.NODE_ADD):
+        hint = registered[event]
+        assert hint is not None
+        assert hint(backing_off, None, None) is events.QUEUE
+        assert hint(waiting, None, None) is events.SKIP
+        assert hint(make_pod("plain"), None, None) is events.SKIP
 
 
 async def test_deleting_a_waiting_member_releases_the_group() -> None:
