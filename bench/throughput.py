@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+
 from bench import controlplane, peers, pyspy, verify
 from bench.timeline import Timeline
 from lasched.kube.binding import bind, now_micro
@@ -220,8 +222,8 @@ async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -
     """Delete every pod of ``namespace`` and wait until none is left.
 
     Deleting thousands of pods in one collection call can outlast the
-    apiserver's own request timeout (it answers 504 and goes on deleting), so
-    the call is repeated until the namespace is empty.
+    apiserver's own request timeout (it answers 504, or closes the connection,
+    and goes on deleting), so the call is repeated until the namespace is empty.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -235,6 +237,10 @@ async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -
         except ApiError as e:
             if e.status != 504:
                 raise
+        except (OSError, aiohttp.ClientError, TimeoutError) as e:
+            print(
+                f"deleting the pods of {namespace}: {type(e).__name__}: {e}; again", file=sys.stderr
+            )
         for _ in range(20):
             if not (await kc.get(f"/api/v1/namespaces/{namespace}/pods", limit=1))["items"]:
                 return
