@@ -77,6 +77,17 @@ async def targets_until(
     return targets
 
 
+async def close_frame(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    """The CLOSE that ends ``ws``, past any Targets the hub pushed before it (node changes
+    can reach an agent between its last frame and lasched's answer to it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            return msg
+        assert isinstance(proto.decode(msg.data), proto.Targets), msg
+
+
 def samples(seq: int, rtts: dict[str, float]) -> bytes:
     return proto.encode(
         proto.Samples(
@@ -140,14 +151,14 @@ async def test_valid_agent_gets_targets_and_a_garbage_frame_closes_only_its_conn
     assert targets0.interval_seconds == 1
 
     await ws1.send_bytes(b"\x00\x01 this is not a frame")
-    msg = await ws1.receive(timeout=10)
+    msg = await close_frame(ws1)
     assert msg.type == aiohttp.WSMsgType.CLOSE
     assert ws1.close_code == 1007
     assert "not JSON" in str(msg.extra)
 
     ws2, _ = await connect(http, port, await agent_token(kc, node="edge-2"), "edge-2")
     await ws2.send_bytes(b"x" * (proto.MAX_FRAME_BYTES + 1))
-    msg = await ws2.receive(timeout=10)
+    msg = await close_frame(ws2)
     assert msg.type == aiohttp.WSMsgType.CLOSE
     assert ws2.close_code == 1009  # message too big
 
