@@ -17,10 +17,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import peers
-from bench.throughput import Progress, create_pods, delete_pods, percentile, pod_body
+from bench.throughput import (
+    Progress,
+    create_bench_nodes,
+    create_pods,
+    delete_pods,
+    percentile,
+    pod_body,
+)
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
-from lasched_dev.devcluster import nodes
 from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "gangs"
@@ -81,9 +87,7 @@ async def run(cfg: Config, progress: Progress) -> list[GangSample]:
         DevCluster(controller_manager=cfg.controller_manager) as cluster,
         await cluster.client() as kc,
     ):
-        specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
-        await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
-        await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+        await create_bench_nodes(kc, cfg.nodes, progress)
         running = await peers.start(
             peers.LASCHED, kubeconfig=cluster.kubeconfig, workdir=cluster.workdir / "lasched"
         )

@@ -46,6 +46,7 @@ from bench.report import environment_lines
 from bench.throughput import (
     Progress,
     check,
+    create_bench_nodes,
     delete_pods,
     percentile,
     pod_body,
@@ -54,7 +55,7 @@ from bench.throughput import (
 )
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
-from lasched_dev.devcluster import binaries, nodes
+from lasched_dev.devcluster import binaries
 from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, workload_api
 
 SCENARIO = "gangs-contended"
@@ -455,9 +456,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         DevCluster(controller_manager=cfg.controller_manager) as cluster,
         await cluster.client() as kc,
     ):
-        specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
-        await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
-        await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+        await create_bench_nodes(kc, cfg.nodes, progress)
         for rep, order in enumerate(orders(cfg)):
             for position, key in enumerate(order):
                 samples.append(

@@ -218,6 +218,13 @@ async def create_bodies(
             tg.create_task(one(body))
 
 
+async def create_bench_nodes(kc: KubeClient, count: int, progress: Progress) -> None:
+    """``count`` alike kwok nodes (bench-0, ...) over three regions, once all are Ready."""
+    specs = nodes.uniform(count, prefix="bench", regions=["r1", "r2", "r3"])
+    await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
+    await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+
+
 async def delete_pods(kc: KubeClient, namespace: str, *, timeout: float = 300) -> None:
     """Delete every pod of ``namespace`` and wait until none is left.
 
@@ -624,9 +631,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         DevCluster(controller_manager=cfg.controller_manager) as cluster,
         await cluster.client() as kc,
     ):
-        specs = nodes.uniform(cfg.nodes, prefix="bench", regions=["r1", "r2", "r3"])
-        await nodes.create_nodes(kc, specs, progress=lambda d, t: progress("kwok nodes", d, t))
-        await nodes.wait_ready(kc, [s.name for s in specs], timeout=120)
+        await create_bench_nodes(kc, cfg.nodes, progress)
         for rep, order in enumerate(orders(cfg)):
             for position, key in enumerate(order):
                 if key == CEILING:
