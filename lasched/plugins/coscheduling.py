@@ -15,7 +15,10 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    reason naming the holder until it is done. Two groups can therefore never
    each hold part of what both need: there is no deadlock by construction.
    Which group goes first is the queue's order (priority, then age, with
-   starvation aging), and a group that had to wait keeps its age.
+   starvation aging), and a group that had to wait keeps its age. When the
+   holder is done, the groups it turned away go back to activeQ at once
+   (``take_turn``), their queue backoff skipped: waiting a turn is not a
+   failure, and in a burst the nodes near their users would fill meanwhile.
 3. Members pass Filter and Score, are **assumed and reserved** on their nodes
    (no other pod can take that capacity), and **wait at Permit**. When the first
    member reserves, the group's other members are **activated** (``on_hold``:
@@ -235,6 +238,9 @@ class Coscheduling(Batchable):
         self._room_freed_at = -math.inf
         self._timers = timers
         self._deadline: Timer | None = None  # the holder's, on ``timers``
+        # Groups whose members PreFilter turned away because another group held: their
+        # wait was not their failure, so the end of the hold brings them back at once.
+        self._awaiting_turn: set[str] = set()
 
     # ---- membership (fed by the pod informer) -------------------------------
 
@@ -410,6 +416,20 @@ class Coscheduling(Batchable):
         backing_off = g is not None and g.backoff_until > self._clock()
         return events.QUEUE if backing_off else events.SKIP
 
+    def take_turn(self) -> list[PodKey]:
+        """The members of the groups turned away while another group held, since the
+        last call: the hold is over, and they should not sit out a queue backoff they
+        earned only by waiting their turn (a burst fills their users' nodes meanwhile).
+        Groups backing off after a failure of their own stay out."""
+        now = self._clock()
+        keys: list[PodKey] = []
+        for name in self._awaiting_turn:
+            g = self.groups.get(name)
+            if g is not None and g.backoff_until <= now and not g.permitted:
+                keys.extend(g.members)
+        self._awaiting_turn.clear()
+        return keys
+
     def room_freed(self) -> None:
         """A bound pod was deleted or a node added: groups that failed before may try
         again now (called before the event reaches the queue)."""
@@ -459,6 +479,7 @@ class Coscheduling(Batchable):
             )
         if self.holder in (None, g.key):
             return SKIP  # nothing to filter per node
+        self._awaiting_turn.add(g.key)
         return unschedulable(
             f"pod group {g.key} waits for pod group {self.holder} to finish reserving"
         )

@@ -116,6 +116,25 @@ async def test_one_group_reserves_at_a_time() -> None:
     assert "waits for pod group default/a" in st.message
 
 
+async def test_groups_turned_away_by_a_holder_are_handed_back_when_it_is_done() -> None:
+    """take_turn returns the members of groups that only waited their turn, once; a group
+    backing off after its own failure is not among them."""
+    h = Harness()
+    a = [member("a", i) for i in range(3)]
+    b = [member("b", i) for i in range(3)]
+    c = [member("c", i) for i in range(3)]
+    h.add(*a, *b, *c)
+    h.gang.groups["default/c"].backoff_until = h.clock.t + 5  # c failed a round before
+    assert h.reserve_and_permit(a[0]) is Code.WAIT
+    for p in (b[0], b[1], c[0]):
+        assert h.gang.pre_filter(CycleState(), p).code is Code.UNSCHEDULABLE
+    assert h.reserve_and_permit(a[1]) is Code.WAIT
+    assert h.reserve_and_permit(a[2]) is Code.SUCCESS  # a is permitted: the hold ends
+    assert h.released == ["default/a"]
+    assert sorted(h.gang.take_turn()) == ["default/b-0", "default/b-1", "default/b-2"]
+    assert h.gang.take_turn() == []  # handed back once
+
+
 async def test_timeout_releases_every_member_at_once() -> None:
     """At the group's deadline all waiting members are rejected with one explanation."""
     h = Harness()

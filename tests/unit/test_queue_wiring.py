@@ -141,6 +141,40 @@ async def test_a_group_that_starts_holding_activates_its_backing_off_members() -
         await client.close()
 
 
+async def test_a_group_turned_away_by_a_holder_goes_to_active_when_the_hold_ends() -> None:
+    """Members turned away only because another group held skip the backoff that cost
+    them: in a burst their users' nodes would fill meanwhile."""
+    clock = FakeClock(time.monotonic())
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, Settings(), clock=clock)
+        sched.cache.add_node(make_node("n0"))
+        first = [member(f"a{i}", group="first", minimum=2) for i in range(2)]
+        second = [member(f"b{i}", group="second", minimum=2) for i in range(2)]
+        for m in (*first, *second):
+            sched.pod_events.on_add(m)
+        popped = {qp.pod.name: qp for qp in [await sched.queue.pop() for _ in range(4)]}
+        holder = sched.cache.assume(popped["a0"].pod, "n0")
+        assert sched.gang.reserve(CycleState(), holder, "n0").ok
+        for name in ("b0", "b1"):
+            qp = popped[name]
+            st = sched.gang.pre_filter(CycleState(), qp.pod)
+            assert "waits for pod group default/first" in st.message
+            qp.attempts += 3
+            sched.queue.requeue_unschedulable(qp, reason=st.message, plugins={"Coscheduling"})
+        assert sched.queue.counts()["unschedulable"] == 2
+        group = sched.gang.group_of(first[0])
+        assert group is not None
+        sched.gang.holder = None  # the hold ends (permitted or failed)
+        sched.cycle.gang_released(group)
+        for name in ("b0", "b1"):
+            qp = sched.queue.get(second[0].key if name == "b0" else second[1].key)
+            assert qp is not None
+            assert qp.where is QueueState.ACTIVE
+    finally:
+        await client.close()
+
+
 async def test_a_timed_move_selects_pods_and_a_later_one_replaces_it() -> None:
     """move_at moves the selected parked pods when due; the same key moves the deadline."""
     clock = FakeClock(1000.0)
