@@ -469,7 +469,8 @@ def _sample(
     classes = {c.name: c for c in topo.classes}
     by_key = {p.key: p for p in state.pods}
     hard_rtts, soft_rtts = [], []
-    pending_hard = pending_soft = pending_feasible = hard_met = violations = 0
+    pending_hard = pending_soft = hard_met = violations = 0
+    pending: list[verify.Pod] = []
     bound_times = [t for n, t in timeline.bound.items() if n != "warmup"]
     by_site: dict[str, int] = {}
     by_class: dict[str, dict[str, int]] = {}
@@ -483,10 +484,8 @@ def _sample(
             else:
                 pending_soft += 1
             pod = by_key.get(f"{ns}/{name}")
-            if pod is not None and next(
-                iter(verify.feasible_nodes(pod, state, rules=SCENARIO_RULES, rtt=topo.rtt)), None
-            ):
-                pending_feasible += 1
+            if pod is not None:
+                pending.append(pod)
             continue
         site = topo.site_of.get(node, "?")
         by_site[site] = by_site.get(site, 0) + 1
@@ -501,6 +500,8 @@ def _sample(
                 violations += 1
         else:
             soft_rtts.append(rtt)
+    # A group's members have room together or not at all (verify.rooms).
+    pending_feasible = len(verify.rooms(pending, state, rules=SCENARIO_RULES, rtt=topo.rtt))
     everything = sorted(hard_rtts + soft_rtts)
     bound_times.sort()
     span = bound_times[-1] - bound_times[0] if len(bound_times) > 1 else 0.0

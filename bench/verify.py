@@ -30,10 +30,16 @@ peer to):
   broke the constraint when it was made still breaks it here;
 - ``max-rtt``: ``lasched.io/max-rtt`` limits, against an RTT table the
   scenario provides (an unknown RTT breaks the limit, as lasched fails
-  closed);
+  closed), and a pod group's ``lasched.io/group-max-rtt`` between every two
+  of its bound members (the group: the ``lasched.io/pod-group`` label);
 - ``room``: a pod left pending although some node would take it under every
   rule above (the workload does not expect it bound, so ``bound`` does not
-  apply, but a scheduler that sees it should have placed it).
+  apply, but a scheduler that sees it should have placed it). A member of a
+  group with a ``group-max-rtt`` of which no member is bound is judged with
+  its group: all or nothing, so the group has room when its min-available
+  members (``lasched.io/min-available``, else all) fit together within the
+  budget, found by placing them one by one around each node in turn (a
+  first fit: a group it finds no room for may still have some).
 
 Every violation names the rule, the pod, the node and what was found.
 """
@@ -84,6 +90,9 @@ KUBERNETES_RULES = RULES - {MAX_RTT}
 """The rules of the Kubernetes API alone."""
 
 MAX_RTT_ANNOTATION = "lasched.io/max-rtt"
+GROUP_LABEL = "lasched.io/pod-group"
+GROUP_MIN_LABEL = "lasched.io/min-available"
+GROUP_MAX_RTT_ANNOTATION = "lasched.io/group-max-rtt"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 RttTable = Callable[[str, str], float | None]
@@ -410,14 +419,35 @@ def parse_max_rtt(value: str) -> list[tuple[str, float]]:
         if not part:
             continue
         place, _, limit = part.partition("=")
-        limit = limit.strip()
-        scale = 1.0
-        for unit, k in (("ms", 1.0), ("us", 1e-3), ("µs", 1e-3), ("s", 1000.0)):
-            if limit.endswith(unit):
-                limit, scale = limit[: -len(unit)], k
-                break
-        out.append((place.strip(), float(limit) * scale))
+        out.append((place.strip(), parse_ms(limit)))
     return out
+
+
+def parse_ms(text: str) -> float:
+    """``"9ms"``, ``"2.5"``, ``"1s"``, ``"300us"`` -> milliseconds."""
+    limit = text.strip()
+    scale = 1.0
+    for unit, k in (("ms", 1.0), ("us", 1e-3), ("µs", 1e-3), ("s", 1000.0)):
+        if limit.endswith(unit):
+            limit, scale = limit[: -len(unit)], k
+            break
+    return float(limit) * scale
+
+
+def group_budget(pod: Pod) -> float | None:
+    """The pod's ``group-max-rtt`` in ms when it is in a group, else None."""
+    text = pod.annotations.get(GROUP_MAX_RTT_ANNOTATION)
+    if not text or not pod.labels.get(GROUP_LABEL):
+        return None
+    return parse_ms(text)
+
+
+def same_group(a: Pod, b: Pod) -> bool:
+    return (
+        a.key != b.key
+        and a.namespace == b.namespace
+        and a.labels.get(GROUP_LABEL) == b.labels.get(GROUP_LABEL)
+    )
 
 
 # ---- the checks --------------------------------------------------------------------------------
@@ -543,21 +573,92 @@ def verify(
         out += _placement(pod, node, state, index, active=active, rtt=rtt)
     if ROOM in active:
         wanted = set(expected)
-        for pod in mine:
-            if pod.node is None and not pod.terminating and pod.key not in wanted:
-                fit = next(
-                    iter(feasible_nodes(pod, state, rules=active, rtt=rtt, index=index)), None
-                )
-                if fit is not None:
-                    out.append(
-                        Violation(
-                            ROOM,
-                            pod.key,
-                            fit,
-                            "pending, but this node takes it under every rule checked",
-                        )
-                    )
+        pending = [p for p in mine if p.node is None and not p.terminating and p.key not in wanted]
+        for pod, fit, what in rooms(pending, state, rules=active, rtt=rtt, index=index):
+            out.append(Violation(ROOM, pod.key, fit, f"pending, but {what}"))
     return Verdict(out, len(mine), len(state.nodes), tuple(sorted(active)))
+
+
+def rooms(
+    pending: Iterable[Pod],
+    state: State,
+    *,
+    rules: Iterable[str],
+    rtt: RttTable | None = None,
+    index: _Index | None = None,
+) -> list[tuple[Pod, str, str]]:
+    """The ``pending`` pods that have room, each with a node that takes it and why.
+
+    A member of a group with a ``group-max-rtt`` (and an RTT table) of which no
+    member is bound has room only with its group (see the module docstring).
+    """
+    active = frozenset(rules)
+    idx = index or _Index(state)
+    out: list[tuple[Pod, str, str]] = []
+    groups: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+    for pod in pending:
+        if (
+            MAX_RTT in active
+            and rtt is not None
+            and group_budget(pod) is not None
+            and not any(same_group(pod, q) for pods in idx.on.values() for q in pods)
+        ):
+            groups[(pod.namespace, pod.labels[GROUP_LABEL])].append(pod)
+            continue
+        fit = next(iter(feasible_nodes(pod, state, rules=active, rtt=rtt, index=idx)), None)
+        if fit is not None:
+            out.append((pod, fit, "this node takes it under every rule checked"))
+    for (_, name), members in sorted(groups.items()):
+        assert rtt is not None
+        members.sort(key=lambda p: p.name)
+        need = min(len(members), _min_available(members[0]) or len(members))
+        anchor = _group_room(members[:need], state, rules=active, rtt=rtt)
+        if anchor is not None:
+            what = (
+                f"pod group {name}'s {need} members fit together around this node "
+                "under every rule checked"
+            )
+            out += [(m, anchor, what) for m in members]
+    return out
+
+
+def _min_available(pod: Pod) -> int | None:
+    try:
+        return int(pod.labels.get(GROUP_MIN_LABEL, ""))
+    except ValueError:
+        return None
+
+
+def _group_room(
+    members: Sequence[Pod], state: State, *, rules: frozenset[str], rtt: RttTable
+) -> str | None:
+    """A node around which ``members`` all fit within their budget, placed one by one
+    (the first on it, each next on the nearest node that takes it), or None."""
+    budget = group_budget(members[0])
+    assert budget is not None
+    for anchor in sorted(state.nodes):
+        trial = State(state.nodes, list(state.pods), state.namespace_labels)
+        used: list[str] = []
+        for m in members:
+            idx = _Index(trial)
+            order = [anchor] if not used else sorted(
+                state.nodes, key=lambda n: (rtt(anchor, n) or math.inf, n)
+            )  # fmt: skip
+            spot = next(
+                (
+                    n for n in order
+                    if all((ms := rtt(n, u)) is not None and ms <= budget for u in used)
+                    and fits(m, state.nodes[n], trial, rules=rules, rtt=rtt, index=idx)
+                ),
+                None,
+            )  # fmt: skip
+            if spot is None:
+                break
+            used.append(spot)
+            trial.pods.append(dataclasses.replace(m, node=spot))
+        else:
+            return anchor
+    return None
 
 
 def _capacity(state: State, index: _Index) -> list[Violation]:
@@ -636,6 +737,7 @@ def _placement(
         out += _spread(pod, node, state, index, final=True)
     if MAX_RTT in active and rtt is not None:
         out += _max_rtt(pod, node.name, rtt)
+        out += _group_rtt(pod, node.name, rtt, index)
     return out
 
 
@@ -822,6 +924,27 @@ def _max_rtt(pod: Pod, node: str, rtt: RttTable) -> list[Violation]:
     return out
 
 
+def _group_rtt(pod: Pod, node: str, rtt: RttTable, index: _Index) -> list[Violation]:
+    """``group-max-rtt`` between ``node`` and each bound member of the pod's group."""
+    budget = group_budget(pod)
+    if budget is None:
+        return []
+    out = []
+    for other in (q for pods in index.on.values() for q in pods if same_group(pod, q)):
+        assert other.node is not None
+        ms = rtt(node, other.node)
+        if ms is None or ms > budget:
+            what = "unknown" if ms is None else f"{ms:g} ms"
+            out.append(
+                Violation(
+                    MAX_RTT, pod.key, node,
+                    f"RTT to {other.node} (member {other.name}) {what}, "
+                    f"group-max-rtt {budget:g} ms",
+                )
+            )  # fmt: skip
+    return out
+
+
 def fits(
     pod: Pod,
     node: Node,
@@ -848,7 +971,11 @@ def fits(
         return False
     if TAINTS in active and untolerated(pod, node) is not None:
         return False
-    if MAX_RTT in active and rtt is not None and _max_rtt(pod, node.name, rtt):
+    if (
+        MAX_RTT in active
+        and rtt is not None
+        and (_max_rtt(pod, node.name, rtt) or _group_rtt(pod, node.name, rtt, idx))
+    ):
         return False
     placed = dataclasses.replace(pod, node=node.name)
     if POD_ANTI_AFFINITY in active:

@@ -295,6 +295,62 @@ def test_max_rtt() -> None:
     assert v.verify(state(nodes, pods), rtt=rtt).ok
 
 
+def _gang(name: str, at: str | None = None, **kw: Any) -> Pod:
+    labels = {v.GROUP_LABEL: "g", v.GROUP_MIN_LABEL: "2"}
+    ann = {v.GROUP_MAX_RTT_ANNOTATION: "5ms"}
+    return pod(name, at, labels=labels, annotations=ann, **kw)
+
+
+def _site_rtt(n: str, place: str) -> float | None:
+    """Nodes a1, a2 at one site (1 ms apart), b1 at another (20 ms away)."""
+    site = {"a1": "a", "a2": "a", "b1": "b"}
+    if site.get(n) is None or site.get(place) is None:
+        return None
+    return 0.3 if n == place else 1.0 if site[n] == site[place] else 20.0
+
+
+def test_group_max_rtt_between_bound_members() -> None:
+    nodes = [node("a1"), node("a2"), node("b1")]
+    near = [_gang("m0", "a1"), _gang("m1", "a2")]
+    assert v.verify(state(nodes, near), rules=v.RULES, rtt=_site_rtt).ok
+    far = [_gang("m0", "a1"), _gang("m1", "b1")]
+    verdict = v.verify(state(nodes, far), rules=v.RULES, rtt=_site_rtt)
+    assert [(x.rule, x.pod) for x in verdict.violations] == [
+        (v.MAX_RTT, "ns/m0"),
+        (v.MAX_RTT, "ns/m1"),
+    ]
+    assert "group-max-rtt 5 ms" in verdict.violations[0].detail
+
+
+def test_room_for_a_member_is_within_its_groups_budget() -> None:
+    """A pending member whose sibling is bound has room only near that sibling."""
+    nodes = [node("a1", cpu_milli=1000), node("a2", cpu_milli=1000), node("b1")]
+    full = [pod("x", "a2", cpu_milli=1000)]
+    pods = [*full, _gang("m0", "a1", cpu_milli=1000), _gang("m1", None, cpu_milli=500)]
+    # b1 has room, but 20 ms from m0: no room within the budget.
+    assert v.verify(state(nodes, pods), rules=v.RULES, rtt=_site_rtt).ok
+    pods = [_gang("m0", "a1", cpu_milli=500), _gang("m1", None, cpu_milli=500)]
+    verdict = v.verify(state(nodes, pods), rules=v.RULES, rtt=_site_rtt)
+    assert [(x.rule, x.pod, x.node) for x in verdict.violations] == [(v.ROOM, "ns/m1", "a1")]
+
+
+def test_room_for_a_wholly_pending_group_is_judged_together() -> None:
+    """Each member alone fits somewhere, but the group has room only where min-available
+    members fit within the budget together."""
+    nodes = [node("a1", cpu_milli=1000), node("a2", cpu_milli=1000), node("b1")]
+    taken = [pod("x", "a2", cpu_milli=1000)]
+    members = [_gang(f"m{i}", None, cpu_milli=800) for i in range(2)]
+    # a1 takes one member, a2 none, b1 (4 cpu) both.
+    verdict = v.verify(state(nodes, [*taken, *members]), rules=v.RULES, rtt=_site_rtt)
+    assert {(x.rule, x.node) for x in verdict.violations} == {(v.ROOM, "b1")}
+    assert "2 members fit together" in verdict.violations[0].detail
+    # b1 too small for two: one member on a1 and one on b1 would break the budget.
+    nodes[2] = node("b1", cpu_milli=1000)
+    assert v.verify(state(nodes, [*taken, *members]), rules=v.RULES, rtt=_site_rtt).ok
+    # Without the RTT rule the members are judged one by one, as any pods.
+    assert not v.verify(state(nodes, [*taken, *members]), rules=v.KUBERNETES_RULES).ok
+
+
 def test_parse_max_rtt() -> None:
     assert v.parse_max_rtt("users-eu=10ms, edge-1=2.5,x=1s ,") == [
         ("users-eu", 10.0),
