@@ -529,8 +529,8 @@ class SchedulingCycle:
         held is freed as each one's binding cycle forgets it.)
         """
         self.queue.on_event(POD_GROUP_UPDATE, None, group)
-        # Groups that only waited their turn go now, their queue backoff skipped, as a
-        # holder's siblings do (gang_held).
+        # The group next in line, which only waited its turn, goes now, its queue
+        # backoff skipped, as a holder's siblings do (gang_held).
         self.queue.activate(self.gang.take_turn())
         now = self._clock()
         for g in self.gang.groups.values():

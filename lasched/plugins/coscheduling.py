@@ -16,9 +16,10 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    each hold part of what both need: there is no deadlock by construction.
    Which group goes first is the queue's order (priority, then age, with
    starvation aging), and a group that had to wait keeps its age. When the
-   holder is done, the groups it turned away go back to activeQ at once
-   (``take_turn``), their queue backoff skipped: waiting a turn is not a
-   failure, and in a burst the nodes near their users would fill meanwhile.
+   holder is done, the group next in line among those it turned away goes
+   back to activeQ at once (``take_turn``), its queue backoff skipped:
+   waiting a turn is not a failure, and in a burst the nodes near its users
+   would fill meanwhile.
 3. Members pass Filter and Score, are **assumed and reserved** on their nodes
    (no other pod can take that capacity), and **wait at Permit**. When the first
    member reserves, the group's other members are **activated** (``on_hold``:
@@ -417,18 +418,36 @@ class Coscheduling(Batchable):
         return events.QUEUE if backing_off else events.SKIP
 
     def take_turn(self) -> list[PodKey]:
-        """The members of the groups turned away while another group held, since the
-        last call: the hold is over, and they should not sit out a queue backoff they
-        earned only by waiting their turn (a burst fills their users' nodes meanwhile).
-        Groups backing off after a failure of their own stay out."""
+        """The members of the group next in line among those turned away while another
+        group held (the queue's order: highest priority, then oldest member), to be
+        tried now: waiting its turn is not a failure, and in a burst the nodes near its
+        users would fill while it sat out a queue backoff. One group only: handing back
+        every waiting group would send all their members through a cycle just to be
+        turned away again by the first to reserve. Groups backing off after a failure
+        of their own are not in line.
+        """
         now = self._clock()
-        keys: list[PodKey] = []
-        for name in self._awaiting_turn:
-            g = self.groups.get(name)
-            if g is not None and g.backoff_until <= now and not g.permitted:
-                keys.extend(g.members)
-        self._awaiting_turn.clear()
-        return keys
+        line = [
+            g
+            for name in self._awaiting_turn
+            if (g := self.groups.get(name)) is not None
+            and g.members
+            and g.backoff_until <= now
+            and not g.permitted
+        ]
+        if not line:
+            self._awaiting_turn.clear()
+            return []
+        nxt = min(
+            line,
+            key=lambda g: (
+                -max(p.priority for p in g.members.values()),
+                min(p.created for p in g.members.values()),
+                g.key,
+            ),
+        )
+        self._awaiting_turn.discard(nxt.key)
+        return list(nxt.members)
 
     def room_freed(self) -> None:
         """A bound pod was deleted or a node added: groups that failed before may try

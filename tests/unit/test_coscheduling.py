@@ -116,23 +116,31 @@ async def test_one_group_reserves_at_a_time() -> None:
     assert "waits for pod group default/a" in st.message
 
 
-async def test_groups_turned_away_by_a_holder_are_handed_back_when_it_is_done() -> None:
-    """take_turn returns the members of groups that only waited their turn, once; a group
-    backing off after its own failure is not among them."""
+async def test_the_group_next_in_line_is_handed_back_when_the_holder_is_done() -> None:
+    """take_turn returns the members of one group turned away while another held: the
+    next in line (highest priority, then oldest member); the others at later calls. A
+    group backing off after its own failure is not in line."""
     h = Harness()
-    a = [member("a", i) for i in range(3)]
-    b = [member("b", i) for i in range(3)]
-    c = [member("c", i) for i in range(3)]
-    h.add(*a, *b, *c)
+    a, b, c, d, e = ([member(x, i) for i in range(3)] for x in "abcde")
+    for i, p in enumerate(b):
+        p.created = 20.0 + i
+    for i, p in enumerate(d):
+        p.created = 10.0 + i  # d's members are older than b's
+    for p in e:
+        p.created = 30.0
+        p.priority = 100  # e is younger, but has the higher priority
+    h.add(*a, *b, *c, *d, *e)
     h.gang.groups["default/c"].backoff_until = h.clock.t + 5  # c failed a round before
     assert h.reserve_and_permit(a[0]) is Code.WAIT
-    for p in (b[0], b[1], c[0]):
+    for p in (b[0], b[1], c[0], d[0], e[0]):
         assert h.gang.pre_filter(CycleState(), p).code is Code.UNSCHEDULABLE
     assert h.reserve_and_permit(a[1]) is Code.WAIT
     assert h.reserve_and_permit(a[2]) is Code.SUCCESS  # a is permitted: the hold ends
     assert h.released == ["default/a"]
+    assert sorted(h.gang.take_turn()) == ["default/e-0", "default/e-1", "default/e-2"]
+    assert sorted(h.gang.take_turn()) == ["default/d-0", "default/d-1", "default/d-2"]
     assert sorted(h.gang.take_turn()) == ["default/b-0", "default/b-1", "default/b-2"]
-    assert h.gang.take_turn() == []  # handed back once
+    assert h.gang.take_turn() == []  # c backs off; each group handed back once
 
 
 async def test_timeout_releases_every_member_at_once() -> None:
