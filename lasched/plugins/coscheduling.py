@@ -432,7 +432,7 @@ class Coscheduling(Batchable):
             for name in self._awaiting_turn
             if (g := self.groups.get(name)) is not None
             and g.members
-            and g.backoff_until <= now
+            and not self._backing_off(g, now)
             and not g.permitted
         ]
         if not line:
@@ -448,6 +448,11 @@ class Coscheduling(Batchable):
         )
         self._awaiting_turn.discard(nxt.key)
         return list(nxt.members)
+
+    def _backing_off(self, g: Group, now: float) -> bool:
+        """Whether ``g`` sits out the backoff of a failed round: room freed since the
+        failure ends it."""
+        return g.backoff_until > now and self._room_freed_at <= g.failed_at
 
     def room_freed(self) -> None:
         """A bound pod was deleted or a node added: groups that failed before may try
@@ -492,7 +497,7 @@ class Coscheduling(Batchable):
         if g is None or g.permitted:
             return SKIP
         wait_s = g.backoff_until - self._clock()
-        if wait_s > 0 and self.holder != g.key and self._room_freed_at <= g.failed_at:
+        if self.holder != g.key and self._backing_off(g, self._clock()):
             return unschedulable(
                 f"pod group {g.key} backs off for {wait_s:.1f} s after a failed attempt"
             )

@@ -143,6 +143,25 @@ async def test_the_group_next_in_line_is_handed_back_when_the_holder_is_done() -
     assert h.gang.take_turn() == []  # c backs off; each group handed back once
 
 
+async def test_a_group_whose_backoff_room_freed_ended_is_in_line() -> None:
+    """Room freed after a group's failed round ends its backoff (PreFilter lets it try):
+    turned away by a holder after that, it is handed back like any other group."""
+    h = Harness()
+    a, c = ([member(x, i) for i in range(3)] for x in "ac")
+    h.add(*a, *c)
+    g = h.gang.groups["default/c"]
+    g.failed_at, g.backoff_until = h.clock.t, h.clock.t + 5
+    assert "backs off" in h.gang.pre_filter(CycleState(), c[0]).message
+    h.clock.t += 1
+    h.gang.room_freed()
+    assert h.reserve_and_permit(a[0]) is Code.WAIT
+    assert "waits for pod group default/a" in h.gang.pre_filter(CycleState(), c[0]).message
+    for p in a[1:]:
+        h.reserve_and_permit(p)
+    assert h.released == ["default/a"]
+    assert sorted(h.gang.take_turn()) == ["default/c-0", "default/c-1", "default/c-2"]
+
+
 async def test_timeout_releases_every_member_at_once() -> None:
     """At the group's deadline all waiting members are rejected with one explanation."""
     h = Harness()
