@@ -167,10 +167,10 @@ async def test_a_group_turned_away_by_a_holder_goes_to_active_when_the_hold_ends
         assert group is not None
         sched.gang.holder = None  # the hold ends (permitted or failed)
         sched.cycle.gang_released(group)
-        for name in ("b0", "b1"):
-            qp = sched.queue.get(second[0].key if name == "b0" else second[1].key)
-            assert qp is not None
-            assert qp.where is QueueState.ACTIVE
+        for m in second:
+            back = sched.queue.get(m.key)
+            assert back is not None
+            assert back.where is QueueState.ACTIVE
     finally:
         await client.close()
 
