@@ -634,8 +634,6 @@ def _group_room(
 ) -> str | None:
     """A node around which ``members`` all fit within their budget, placed one by one
     (the first on it, each next on the nearest node that takes it), or None."""
-    budget = group_budget(members[0])
-    assert budget is not None
     for anchor in sorted(state.nodes):
         trial = State(state.nodes, list(state.pods), state.namespace_labels)
         used: list[str] = []
@@ -646,9 +644,9 @@ def _group_room(
             )  # fmt: skip
             spot = next(
                 (
+                    # fits() holds m to the budget against the members placed so far.
                     n for n in order
-                    if all((ms := rtt(n, u)) is not None and ms <= budget for u in used)
-                    and fits(m, state.nodes[n], trial, rules=rules, rtt=rtt, index=idx)
+                    if fits(m, state.nodes[n], trial, rules=rules, rtt=rtt, index=idx)
                 ),
                 None,
             )  # fmt: skip

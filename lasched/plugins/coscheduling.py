@@ -496,10 +496,11 @@ class Coscheduling(Batchable):
         g = self.gang_of(pod)
         if g is None or g.permitted:
             return SKIP
-        wait_s = g.backoff_until - self._clock()
-        if self.holder != g.key and self._backing_off(g, self._clock()):
+        now = self._clock()
+        if self.holder != g.key and self._backing_off(g, now):
             return unschedulable(
-                f"pod group {g.key} backs off for {wait_s:.1f} s after a failed attempt"
+                f"pod group {g.key} backs off for {g.backoff_until - now:.1f} s "
+                "after a failed attempt"
             )
         if self.holder in (None, g.key):
             return SKIP  # nothing to filter per node
