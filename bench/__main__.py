@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--profile",
         action="store_true",
-        help="sample lasched with py-spy (throughput: whole run; memory: start to first bind)",
+        help=(
+            "sample lasched with py-spy (throughput: whole run; workloads: each test"
+            " case's last repetition; memory: start to first bind)"
+        ),
     )
     gc = gangscale.Config()
     run.add_argument(
@@ -331,9 +334,15 @@ def _workloads(r: _Run) -> Outcome:
                 f"unknown workload(s): {', '.join(unknown)}; known: "
                 f"{', '.join(workloads.WORKLOADS)}"
             )
+    if r.args.profile:
+        given["profile_stem"] = str(r.out / f"workloads-{r.args.nodes or 500}nodes")
     cfg = workloads.Config(**r.common, **given)
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
     built, samples = asyncio.run(workloads.run(cfg, r.progress))
+    for name in cfg.workloads:
+        if (path := workloads.profile_path(cfg, name)) and path.exists():
+            path.with_suffix(".md").write_text(pyspy.summarise(path))
+            print(f"{name}: py-spy summary in {path.with_suffix('.md')}")
     result = workloads.to_json(cfg, built, samples, r.env)
     pngs = [workloads.plot(result, r.out / "workloads.png")]
     return "workloads", result, workloads.markdown, pngs

@@ -1,13 +1,15 @@
 """The scheduling cycle alone, in process: CPU per pod at N nodes, and its decisions.
 
-    python -m bench.hotpath [--nodes 1000] [--pods 2000] [--pods-shape mixed|uniform]
+    python -m bench.hotpath [--nodes 1000] [--pods 2000]
+                            [--pods-shape mixed|uniform|pod-affinity|pod-anti-affinity]
                             [--existing 3] [--priorities] [--rounds 5] [--profile]
                             [--batching]
 
 No apiserver: a :class:`~lasched.scheduler.Scheduler` with the default
 settings gets ``--nodes`` synthetic nodes (a seeded mix of sizes, existing
 load, a few tainted and cordoned nodes) and schedules ``--pods`` seeded pods
-(five request sizes, or all alike) one after another, as
+(five request sizes, all alike, or scheduler_perf's pods with required pod
+affinity in a zone or anti-affinity per host) one after another, as
 :meth:`~lasched.cycle.SchedulingCycle.schedule_one` does up to the binding
 cycle: PreFilter, Filter, PreScore, Score, select, assume, Reserve, Permit;
 PostFilter for a pod that fits nowhere.
@@ -25,13 +27,17 @@ placed on a hint is printed.
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import hashlib
 import pstats
 import random
 import statistics
 import time
+from pathlib import Path
 from typing import Any, cast
+
+import yaml
 
 from lasched.framework.interface import Code, CycleState
 from lasched.framework.runtime import FitError
@@ -81,8 +87,22 @@ def node_json(i: int, rng: random.Random) -> dict[str, Any]:
 SHAPES = [("100m", "128Mi"), ("500m", "1Gi"), ("1", "4Gi"), ("250m", "512Mi"), (None, None)]
 
 
+# scheduler_perf's pods with inter-pod affinity terms (bench/scheduler_perf/templates).
+TEMPLATES = {
+    "pod-affinity": "pod-with-pod-affinity.yaml",
+    "pod-anti-affinity": "pod-with-pod-anti-affinity.yaml",
+}
+TEMPLATE_NAMESPACE = "sched-0"  # one of the namespaces their terms name
+
+
 def pod_json(
-    name: str, rng: random.Random, *, node: str = "", uniform: bool = False, priority: int = 0
+    name: str,
+    rng: random.Random,
+    *,
+    node: str = "",
+    uniform: bool = False,
+    priority: int = 0,
+    template: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     cpu, mem = SHAPES[0] if uniform else rng.choices(SHAPES, weights=[60, 15, 8, 12, 5])[0]
     requests = {k: v for k, v in (("cpu", cpu), ("memory", mem)) if v is not None}
@@ -91,13 +111,26 @@ def pod_json(
         "priority": priority,
         "containers": [{"name": "main", "resources": {"requests": requests}}],
     }
+    metadata: dict[str, Any] = {"name": name, "namespace": "bench", "uid": f"uid-{name}"}
+    if template is not None:
+        spec = {**copy.deepcopy(template["spec"]), "schedulerName": "lasched"}
+        labels = dict(template["metadata"]["labels"])
+        metadata |= {"namespace": TEMPLATE_NAMESPACE, "labels": labels}
     if node:
         spec["nodeName"] = node
     return {
-        "metadata": {"name": name, "namespace": "bench", "uid": f"uid-{name}"},
+        "metadata": metadata,
         "spec": spec,
         "status": {"phase": "Running" if node else "Pending"},
     }
+
+
+def load_template(shape: str) -> dict[str, Any] | None:
+    if shape not in TEMPLATES:
+        return None
+    path = Path(__file__).with_name("scheduler_perf") / "templates" / TEMPLATES[shape]
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
 
 
 def build(nodes: int, existing: int) -> Scheduler:
@@ -112,11 +145,19 @@ def build(nodes: int, existing: int) -> Scheduler:
     return sched
 
 
-def pending(pods: int, *, uniform: bool, priorities: bool) -> list[PodInfo]:
+def pending(
+    pods: int, *, uniform: bool, priorities: bool, template: dict[str, Any] | None = None
+) -> list[PodInfo]:
     rng = random.Random(SEED + 1)
     return [
         PodInfo(
-            pod_json(f"p-{i}", rng, uniform=uniform, priority=rng.randrange(3) if priorities else 0)
+            pod_json(
+                f"p-{i}",
+                rng,
+                uniform=uniform,
+                priority=rng.randrange(3) if priorities else 0,
+                template=template,
+            )
         )
         for i in range(pods)
     ]
@@ -171,9 +212,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument(
         "--pods-shape",
-        choices=("mixed", "uniform"),
+        choices=("mixed", "uniform", *TEMPLATES),
         default="mixed",
-        help="mixed: five request sizes; uniform: all 100m/128Mi, as the throughput scenario",
+        help=(
+            "mixed: five request sizes; uniform: all 100m/128Mi, as the throughput scenario;"
+            " pod-affinity, pod-anti-affinity: scheduler_perf's pods of that name"
+        ),
     )
     ap.add_argument(
         "--existing", type=int, default=3, help="pods bound per node before the first cycle"
@@ -186,7 +230,12 @@ def main() -> None:
         "--batching", action="store_true", help="opportunistic batching, as the scheduler does"
     )
     args = ap.parse_args()
-    pods = pending(args.pods, uniform=args.pods_shape == "uniform", priorities=args.priorities)
+    pods = pending(
+        args.pods,
+        uniform=args.pods_shape == "uniform",
+        priorities=args.priorities,
+        template=load_template(args.pods_shape),
+    )
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

@@ -62,7 +62,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import yaml
 
-from bench import peers
+from bench import peers, pyspy
 from bench.report import check_lines, environment_lines, label, order_lines
 from bench.throughput import (
     Progress,
@@ -423,6 +423,13 @@ class Config:
     event_wait_seconds: float = 60.0
     pause_seconds: float = 2.0
     controller_manager: bool = True
+    # Where py-spy's samples of lasched go: one file per test case, named
+    # ``{profile_stem}-{test case}-pyspy.txt``, sampled over the last repetition.
+    profile_stem: str | None = None
+
+
+def profile_path(cfg: Config, workload: str) -> Path | None:
+    return None if cfg.profile_stem is None else Path(f"{cfg.profile_stem}-{workload}-pyspy.txt")
 
 
 @dataclass(slots=True)
@@ -466,6 +473,9 @@ async def measure(
         await t.start()
     workdir = cluster.workdir / f"{wl.name.lower()}-{peer.key}-{rep}"
     running = await peers.start(peer, kubeconfig=cluster.kubeconfig, workdir=workdir)
+    recording = None
+    if (path := profile_path(cfg, wl.name)) and peer is peers.LASCHED and rep == cfg.repeat - 1:
+        recording = await pyspy.Recording.start(running.child.pid, path)
     missing = unbound = 0
     figures: dict[str, Any] = {}
     setup_s = 0.0
@@ -542,6 +552,8 @@ async def measure(
             verify=verdict.to_json(),
         )
     finally:
+        if recording is not None:
+            await recording.stop()
         await running.stop()
         for t in timelines.values():
             await t.stop()
