@@ -217,7 +217,13 @@ def find_feasible(
 ) -> tuple[list[NodeInfo], Positions, dict[str, Status], int]:
     """Feasible nodes, their positions in ``view`` (from ``start`` on, so below twice
     its size), rejections by node name, and the number of nodes evaluated: exactly
-    what filtering one node at a time gives."""
+    what filtering one node at a time gives.
+
+    The rejections are what the cycle reports when no node is feasible; when
+    every plugin answered from the columns and some node is feasible, nobody
+    reads them, and they are left out (a few hundred rejected nodes a cycle
+    is what a pod with anti-affinity meets on a full cluster).
+    """
     n = view.size
     verdicts = _Verdicts(state, pod, view, start, steps)
     verdicts.extend(min(n, want + want // 8 + 16))  # room for a few rejections
@@ -249,7 +255,7 @@ def _all_columns(v: _Verdicts, want: int) -> tuple[Positions, dict[str, Status],
     else:
         evaluated = n
     failed: dict[str, Status] = {}
-    if len(found) < evaluated:
+    if not len(found):
         failed = _rejections(v, rejected[:evaluated].nonzero()[0])
     return found, failed, evaluated
 
