@@ -47,10 +47,16 @@ returns.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
+import numpy as np
+from numpy.typing import NDArray
+
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.cache.columns import NodeColumns
 from lasched.framework import events
 from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
@@ -58,6 +64,7 @@ from lasched.framework.interface import (
     SKIP,
     SUCCESS,
     Batchable,
+    ColumnVerdicts,
     CycleState,
     Status,
     unschedulable,
@@ -77,6 +84,8 @@ _OTHERS = "InterPodAffinity/PreFilter/others"  # states of other pods filtered t
 _PRE_SCORE = "InterPodAffinity/PreScore"
 
 Pair = tuple[str, str]
+Ints = NDArray[np.int64]
+Flags = NDArray[np.bool_]
 Changes = dict[str, dict[PodKey, PodInfo | None]]
 
 # ---- helpers shared with PodTopologySpread ---------------------------------------------
@@ -109,6 +118,9 @@ Part = tuple[tuple[Hashable, Hashable, int], ...]
 """A node's contribution to a :class:`Tally`: ``(slot, key, amount)`` triples."""
 
 
+_LOG_LIMIT = 4096  # a tally's changes remembered for by_value
+
+
 class Tally:
     """Per-node parts summed over the cache's nodes, kept in step with the cache.
 
@@ -123,13 +135,43 @@ class Tally:
     (a topology domain exists while a node is in it). ``hist[slot]`` counts
     the keys of each sum and ``totals[slot]`` sums a slot. Readers must not
     change them.
+
+    :meth:`by_value` gives a slot's sums as an array by the id of a label
+    value in the cache's columns, kept from one cycle to the next: a cycle
+    updates the few values its refresh changed.
     """
 
-    __slots__ = ("_cache", "_part", "_parts", "_present", "_version", "hist", "sums", "totals")
+    __slots__ = (
+        "_arrays",
+        "_cache",
+        "_givers",
+        "_log",
+        "_log_start",
+        "_part",
+        "_parts",
+        "_present",
+        "_version",
+        "hist",
+        "sums",
+        "totals",
+    )
 
-    def __init__(self, cache: SchedulerCache, part: Callable[[NodeInfo], Part]) -> None:
+    def __init__(
+        self,
+        cache: SchedulerCache,
+        part: Callable[[NodeInfo], Part],
+        givers: Callable[[], Iterable[NodeInfo]] | None = None,
+    ) -> None:
         self._cache = cache
         self._part = part
+        # The nodes a full count reads: every node, unless the owner knows that only
+        # some can give anything (those with a pod that has affinity terms, say).
+        self._givers = givers or cache.node_infos
+        # The (slot, key) of every amount applied since _log_start (an absolute count),
+        # and by_value's arrays with the count they are up to.
+        self._log: list[tuple[Hashable, Hashable]] = []
+        self._log_start = 0
+        self._arrays: dict[tuple[Hashable, str | None], tuple[Ints, int, int]] = {}
         self._parts: dict[str, Part] = {}
         self._present: dict[Hashable, dict[Hashable, int]] = {}
         self._version = -1
@@ -146,7 +188,8 @@ class Tally:
             self.sums.clear()
             self.hist.clear()
             self.totals.clear()
-            for ni in cache.node_infos():
+            self._arrays.clear()
+            for ni in self._givers():
                 part = self._part(ni)
                 if part:  # most nodes give nothing: keep only what to take back
                     self._parts[ni.name] = part
@@ -162,8 +205,53 @@ class Tally:
                     self._parts[name] = new
                     self._apply(new, 1)
         self._version = cache.version
+        if len(self._log) > _LOG_LIMIT:  # the arrays are rebuilt when next asked for
+            self._log_start += len(self._log)
+            self._log.clear()
+
+    def by_value(self, slot: Hashable, columns: NodeColumns, pair_key: str | None = None) -> Ints:
+        """``sums[slot]`` by label value id in ``columns``: the slot's keys are values of
+        label ``slot``, or, with ``pair_key``, ``(pair_key, value)`` pairs (others left
+        out). Values no node has are left out too. Readers must not change the array."""
+        key = slot if pair_key is None else pair_key
+        assert isinstance(key, str)
+        n_ids = len(columns.label_values(key))
+        sums = self.sums.get(slot, {})
+        label_id = columns.label_id
+        memo = (slot, pair_key)
+        got = self._arrays.get(memo)
+        end = self._log_start + len(self._log)
+        if got is None or got[1] != columns.epoch or got[2] < self._log_start:
+            arr = np.zeros(n_ids, dtype=np.int64)
+            for k, n in sums.items():
+                if pair_key is None:
+                    vid = label_id(key, k)  # type: ignore[arg-type]
+                elif k[0] == pair_key:  # type: ignore[index]
+                    vid = label_id(key, k[1])  # type: ignore[index]
+                else:
+                    continue
+                if vid >= 0:
+                    arr[vid] = n
+        else:
+            arr = got[0]
+            if len(arr) < n_ids:
+                arr = np.concatenate((arr, np.zeros(n_ids - len(arr), dtype=np.int64)))
+            for s, k in self._log[got[2] - self._log_start :]:
+                if s != slot:
+                    continue
+                if pair_key is None:
+                    vid = label_id(key, k)  # type: ignore[arg-type]
+                elif k[0] == pair_key:  # type: ignore[index]
+                    vid = label_id(key, k[1])  # type: ignore[index]
+                else:
+                    continue
+                if vid >= 0:
+                    arr[vid] = sums.get(k, 0)
+        self._arrays[memo] = (arr, columns.epoch, end)
+        return arr
 
     def _apply(self, part: Part, sign: int) -> None:
+        self._log.extend((slot, key) for slot, key, _ in part)
         for slot, key, amount in part:
             sums = self.sums.get(slot)
             if sums is None:
@@ -200,13 +288,19 @@ class Tallies:
         self._tallies: dict[Hashable, Tally] = {}
         self._limit = limit
 
-    def get(self, key: Hashable, cache: SchedulerCache, part: Callable[[NodeInfo], Part]) -> Tally:
+    def get(
+        self,
+        key: Hashable,
+        cache: SchedulerCache,
+        part: Callable[[NodeInfo], Part],
+        givers: Callable[[], Iterable[NodeInfo]] | None = None,
+    ) -> Tally:
         """The tally for ``key`` (a new one counting with ``part`` if none), refreshed."""
         tally = self._tallies.pop(key, None)
         if tally is None:
             if len(self._tallies) >= self._limit:
                 del self._tallies[next(iter(self._tallies))]
-            tally = Tally(cache, part)
+            tally = Tally(cache, part, givers)
         self._tallies[key] = tally
         tally.refresh()
         return tally
@@ -313,6 +407,7 @@ class FilterState:
         "aff_total",
         "anti",
         "anti_terms",
+        "arrays",
         "changed",
         "existing",
         "existing_keys",
@@ -322,6 +417,8 @@ class FilterState:
         "pod",
         "self_match",
         "shared",
+        "shared_existing",
+        "tallies",
     )
 
     def __init__(self, pod: PodInfo, ns_labels: Callable[[str], Mapping[str, str]]) -> None:
@@ -345,7 +442,11 @@ class FilterState:
         self.aff_total = 0
         self.existing_keys: tuple[str, ...] = ()
         self.changed: Changes = {}
+        # Counts by label value id, for filter_columns: (which, key, columns' epoch) -> array.
+        self.arrays: dict[tuple[str, str, int], Ints] = {}
         self.shared = False  # aff and anti are a tally's: copy before changing them
+        self.shared_existing = False  # the same for existing
+        self.tallies: dict[str, Tally] = {}  # whose sums the counts are, by slot
 
     def clone(self) -> FilterState:
         """A copy whose counts add_pod / remove_pod may change without touching this one."""
@@ -354,7 +455,8 @@ class FilterState:
             object.__setattr__(c, slot, getattr(self, slot))
         c.aff, c.anti, c.existing = dict(self.aff), dict(self.anti), dict(self.existing)
         c.changed = {n: dict(ch) for n, ch in self.changed.items()}
-        c.shared = False
+        c.shared = c.shared_existing = False
+        c.arrays, c.tallies = {}, {}
         return c
 
     def contribute(
@@ -450,12 +552,99 @@ def _match_counts(
 
 
 class ScoreState:
-    """kube-scheduler's ``preScoreState.topologyScore``: key -> value -> summed weight."""
+    """kube-scheduler's ``preScoreState.topologyScore`` (key -> value -> summed weight)
+    as the sum of tallies' (slot: topology key, key: its value): the pod's own
+    preferred terms', other pods' terms'. Shared: readers must not change them.
+    """
 
-    __slots__ = ("scores",)
+    __slots__ = ("layers",)
 
-    def __init__(self, scores: dict[str, dict[str, int]]) -> None:
-        self.scores = scores
+    def __init__(self, layers: Sequence[Tally]) -> None:
+        self.layers = layers
+
+
+# ---- the column form ---------------------------------------------------------------------
+
+
+def _counts(
+    st: FilterState, which: str, counts: Mapping[Pair, int], key: str, columns: NodeColumns
+) -> Ints:
+    """``counts`` of topology key ``key`` by the id of the value in its label column
+    (values no node has are left out: no node reads them); kept for the cycle."""
+    tally = st.tallies.get(which)
+    if tally is not None:  # counts are the tally's: its arrays, kept across cycles
+        return tally.by_value(which, columns, key)
+    memo = (which, key, columns.epoch)
+    arr = st.arrays.get(memo)
+    if arr is None:
+        ids = columns.label_values(key)
+        arr = np.zeros(len(ids), dtype=np.int64)
+        label_id = columns.label_id
+        for (k, v), n in counts.items():
+            if k == key and (vid := label_id(k, v)) >= 0:
+                arr[vid] = n
+        st.arrays[memo] = arr
+    return arr
+
+
+class _Codes:
+    """A window's codes, each node keeping the first rejection it meets."""
+
+    __slots__ = ("_index", "codes", "open", "settled", "statuses")
+
+    def __init__(self, n: int) -> None:
+        self.codes = np.zeros(n, dtype=np.int64)
+        self.open = np.ones(n, dtype=np.bool_)  # not rejected yet
+        self.statuses: list[Status] = []
+        self._index: dict[int, int] = {}  # id(status) -> code
+        self.settled = True
+
+    def _code(self, status: Status) -> int:
+        code = self._index.get(id(status))
+        if code is None:
+            self.statuses.append(status)
+            code = self._index[id(status)] = len(self.statuses)
+        return code
+
+    def reject(self, hit: Flags, status: Status) -> None:
+        hit = hit & self.open
+        if hit.any():
+            self.codes[hit] = self._code(status)
+            self.open &= ~hit
+
+    def reject_domains(
+        self,
+        hit: Flags,
+        vids: NDArray[np.int32],
+        reason: str,
+        key: str,
+        columns: NodeColumns,
+        *,
+        unresolvable: bool,
+    ) -> None:
+        """Reject the open nodes of ``hit``, each naming its domain (its value of ``key``)."""
+        hit = hit & self.open
+        if not hit.any():
+            return
+        if key == HOSTNAME:  # the node itself: one text for all
+            self.codes[hit] = self._code(rejection(reason, key, "", unresolvable=unresolvable))
+        else:
+            values = columns.label_values(key)
+            at = np.flatnonzero(hit)
+            domains = vids.take(at)
+            for vid in np.unique(domains).tolist():
+                status = rejection(reason, key, values[vid] or "", unresolvable=unresolvable)
+                self.codes[at[domains == vid]] = self._code(status)
+        self.open &= ~hit
+
+    def defer(self, rows: Flags) -> None:
+        """Leave the nodes of ``rows`` to the per-node filter, whatever was found."""
+        if rows.any():
+            self.codes[rows] = -1
+            self.settled = False
+
+    def verdicts(self) -> ColumnVerdicts:
+        return ColumnVerdicts(self.codes, tuple(self.statuses), settled=self.settled)
 
 
 # ---- the plugin --------------------------------------------------------------------------
@@ -565,6 +754,8 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         self._hard_weight = hard_pod_affinity_weight
         self._ignore_existing = ignore_preferred_terms_of_existing_pods
         self._tallies = Tallies()
+        # Kept apart: the incoming pods' label sets must not push out the terms' tallies.
+        self._existing = Tallies()
 
     @classmethod
     def from_args(
@@ -658,22 +849,47 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
             self._count_incoming(st)
         if not st.existing and not own_terms:
             return None
-        st.refresh_keys()
         return st
 
     def _count_existing(self, st: FilterState) -> None:
-        """Existing pods whose required anti-affinity matches the incoming pod."""
-        pod, existing = st.pod, st.existing
-        own = st.ns_labels(pod.namespace)
-        for ni in self._cache.nodes_with_required_anti_affinity():
+        """Existing pods whose required anti-affinity matches the incoming pod.
+
+        Kept in a tally by what the terms read of the incoming pod (its
+        namespace, its labels and its namespace's labels), so the pods of one
+        Deployment recount only the nodes changed since the last of them.
+        """
+        pod = st.pod
+        ns, me = pod.namespace, pod.labels
+        own = st.ns_labels(ns)
+
+        def part(ni: NodeInfo) -> Part:
+            if not ni.pods_with_required_anti_affinity:
+                return ()
             labels = ni.node.labels  # type: ignore[union-attr]
+            pairs: dict[Pair, int] = {}
             for p in ni.pods_with_required_anti_affinity.values():
                 for t in p.pod_affinity.required_anti_affinity:  # type: ignore[union-attr]
-                    if t.matches(pod.namespace, pod.labels, own):
+                    if t.matches(ns, me, own):
                         v = labels.get(t.topology_key)
                         if v is not None:
                             pair = (t.topology_key, v)
-                            existing[pair] = existing.get(pair, 0) + 1
+                            pairs[pair] = pairs.get(pair, 0) + 1
+            keys: dict[str, int] = {}
+            for (k, _v), n in pairs.items():
+                keys[k] = keys.get(k, 0) + n
+            return (
+                *(("existing", pair, n) for pair, n in pairs.items()),
+                *(("existing-key", k, n) for k, n in keys.items()),
+            )
+
+        key = ("existing", ns, _sorted_items(me), _sorted_items(own))
+        tally = self._existing.get(
+            key, self._cache, part, self._cache.nodes_with_required_anti_affinity
+        )
+        st.existing = cast("dict[Pair, int]", tally.sums.get("existing", {}))
+        st.existing_keys = tuple(sorted(cast("dict[str, int]", tally.sums.get("existing-key", {}))))
+        st.shared_existing = True
+        st.tallies["existing"] = tally
 
     def _count_incoming(self, st: FilterState) -> None:
         """Existing pods matching the incoming pod's required terms, per topology pair.
@@ -707,6 +923,7 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         st.anti = cast("dict[Pair, int]", tally.sums.get("anti", {}))
         st.aff_total = tally.totals.get("aff", 0)
         st.shared = True
+        st.tallies["aff"] = st.tallies["anti"] = tally
 
     def _tally(
         self,
@@ -745,6 +962,61 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
                 return verdict
         return st.verdict(labels, d)
 
+    def filter_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> ColumnVerdicts | None:
+        """``filter`` of the nodes at ``rows``, from the counts by each node's label value.
+
+        The checks in :meth:`FilterState.verdict`'s order, each on the nodes the
+        ones before it passed; a node with pods nominated to it is left to
+        ``filter`` (-1). None (node by node) once add_pod / remove_pod changed
+        the counts this cycle, or when a topology key has no label column.
+        """
+        st = self._state(state, pod)
+        n = len(rows)
+        if st is None:
+            return ColumnVerdicts(np.zeros(n, dtype=np.int64))
+        if isinstance(st, Status):
+            return ColumnVerdicts(np.ones(n, dtype=np.int64), (st,))
+        if st.changed:
+            return None
+        keys = {t.topology_key for t in (*st.aff_terms, *st.anti_terms)} | set(st.existing_keys)
+        ids: dict[str, NDArray[np.int32]] = {}
+        for k in keys:
+            column = columns.label(k)
+            if column is None:
+                return None
+            ids[k] = column.take(rows)
+        out = _Codes(n)
+        if st.aff_terms:
+            absent = functools.reduce(
+                operator.or_, (ids[t.topology_key] == 0 for t in st.aff_terms)
+            )
+            out.reject(absent, rejection(REASON_AFFINITY, None, "", unresolvable=True))
+            if not (st.aff_total == 0 and st.self_match):
+                for t in st.aff_terms:
+                    k = t.topology_key
+                    vids = ids[k]
+                    out.reject_domains(
+                        _counts(st, "aff", st.aff, k, columns).take(vids) <= 0,
+                        vids, REASON_AFFINITY, k, columns, unresolvable=True,
+                    )  # fmt: skip
+        if st.anti:
+            for t in st.anti_terms:
+                k = t.topology_key
+                vids = ids[k]
+                hit = (vids != 0) & (_counts(st, "anti", st.anti, k, columns).take(vids) > 0)
+                out.reject_domains(hit, vids, REASON_ANTI_AFFINITY, k, columns, unresolvable=False)
+        for k in st.existing_keys:
+            vids = ids[k]
+            hit = (vids != 0) & (_counts(st, "existing", st.existing, k, columns).take(vids) > 0)
+            out.reject_domains(
+                hit, vids, REASON_EXISTING_ANTI_AFFINITY, k, columns, unresolvable=False
+            )
+        if columns.nominated_rows:
+            out.defer(columns.nominated.take(rows) > 0)
+        return out.verdicts()
+
     # ---- PreFilterExtensions (preemption's what-if) --------------------------------
 
     def add_pod(
@@ -767,6 +1039,9 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
             return SUCCESS
         if st.shared:
             st.aff, st.anti, st.shared = dict(st.aff), dict(st.anti), False
+        if st.shared_existing:
+            st.existing, st.shared_existing = dict(st.existing), False
+        st.tallies, st.arrays = {}, {}
         st.contribute(pod, node.node.labels, sign, st)
         st.refresh_keys()
         st.changed.setdefault(node.name, {})[pod.key] = pod if sign > 0 else None
@@ -788,7 +1063,7 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         if not pref and (self._ignore_existing or not self._cache.has_pod_affinity()):
             return SKIP
         ns_labels = namespace_lookup(self._namespace_labels)
-        scores: dict[str, dict[str, int]] = {}
+        layers: list[Tally] = []
         if pref:
             # The pod's own preferred terms against every pod: a tally by the terms.
             incoming = [(t.topology_key, w, t.matcher(ns_labels)) for t, w in pref]
@@ -805,23 +1080,38 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
                 return tuple(out)
 
             tally = self._tally(("preferred", tuple(pref)), part, (t for t, _ in pref))
-            sums = cast("dict[str, dict[str, int]]", tally.sums)
-            scores = {key: dict(values) for key, values in sums.items()}
-        own = ns_labels(pod.namespace)
-        hard = self._hard_weight
+            if any(tally.sums.values()):  # (a slot stays, empty, when its keys go)
+                layers.append(tally)
+        # kube-scheduler's ignorePreferredTermsOfExistingPods skips them only for a pod
+        # without preferred terms of its own (it returned SKIP above).
+        if self._cache.has_pod_affinity():
+            existing = self._existing_scores(pod, ns_labels(pod.namespace))
+            if any(existing.sums.values()):
+                layers.append(existing)
+        if not layers:
+            return SKIP
+        state.data[_PRE_SCORE] = ScoreState(layers)
+        return SUCCESS
 
-        def add(key: str, labels: Mapping[str, str], weight: int) -> None:
-            v = labels.get(key)
-            if v is not None:
-                values = scores.setdefault(key, {})
-                values[v] = values.get(v, 0) + weight
+    def _existing_scores(self, pod: PodInfo, own: Mapping[str, str]) -> Tally:
+        """Other pods' terms against ``pod``: summed weight by topology key and value.
 
-        # Other pods' terms against this pod: only the pods that have terms.
-        ns, me = pod.namespace, pod.labels
-        for ni in self._cache.nodes_with_pod_affinity():
+        A tally by what the terms read of ``pod`` (as :meth:`_count_existing`),
+        fed only by the nodes with pods that have terms.
+        """
+        ns, me, hard = pod.namespace, pod.labels, self._hard_weight
+
+        def part(ni: NodeInfo) -> Part:
             labels = ni.node.labels  # type: ignore[union-attr]
-            if not labels:
-                continue
+            if not labels or not ni.pods_with_affinity:
+                return ()
+            sums: dict[tuple[str, str], int] = {}
+
+            def add(key: str, weight: int) -> None:
+                v = labels.get(key)
+                if v is not None:
+                    sums[(key, v)] = sums.get((key, v), 0) + weight
+
             for p in ni.pods_with_affinity.values():
                 epa = p.pod_affinity
                 if epa is None:
@@ -829,17 +1119,17 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
                 if hard > 0:
                     for t in epa.required_affinity:
                         if t.matches(ns, me, own):
-                            add(t.topology_key, labels, hard)
+                            add(t.topology_key, hard)
                 for wt in epa.preferred_affinity:
                     if wt.term.matches(ns, me, own):
-                        add(wt.term.topology_key, labels, wt.weight)
+                        add(wt.term.topology_key, wt.weight)
                 for wt in epa.preferred_anti_affinity:
                     if wt.term.matches(ns, me, own):
-                        add(wt.term.topology_key, labels, -wt.weight)
-        if not scores:
-            return SKIP
-        state.data[_PRE_SCORE] = ScoreState(scores)
-        return SUCCESS
+                        add(wt.term.topology_key, -wt.weight)
+            return tuple((key, v, w) for (key, v), w in sums.items())
+
+        key = ("scores", ns, _sorted_items(me), _sorted_items(own))
+        return self._existing.get(key, self._cache, part, self._cache.nodes_with_pod_affinity)
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         """The summed weights of the node's domains (negative: anti-affinity)."""
@@ -848,15 +1138,42 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
             return 0
         labels = node.node.labels  # type: ignore[union-attr]
         total = 0
-        for key, values in st.scores.items():
-            v = labels.get(key)
-            if v is not None:
-                total += values.get(v, 0)
+        for layer in st.layers:
+            for key, values in layer.sums.items():
+                v = labels.get(key)  # type: ignore[call-overload]
+                if v is not None:
+                    total += values.get(v, 0)
         return total
 
     def score_all(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         """``[score(state, pod, n) for n in nodes]``."""
         return [self.score(state, pod, ni) for ni in nodes]
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> Ints | None:
+        """``score`` of the nodes at ``rows``, then ``normalize``: each layer's sums by
+        the id of the node's label value."""
+        st: ScoreState | None = state.data.get(_PRE_SCORE)
+        total = np.zeros(len(rows), dtype=np.int64)
+        if st is None:
+            return total
+        for layer in st.layers:
+            for key, values in layer.sums.items():
+                if not values:
+                    continue
+                column = columns.label(key)  # type: ignore[arg-type]
+                if column is None:
+                    return None
+                total += layer.by_value(key, columns).take(column.take(rows))
+        if len(total):
+            lo = int(total.min())
+            diff = int(total.max()) - lo
+            if diff <= 0:
+                return np.zeros(len(rows), dtype=np.int64)
+            # As normalize: true division, then the product truncated (never negative).
+            total = (MAX_NODE_SCORE * ((total - lo) / diff)).astype(np.int64)
+        return total
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         """Min-max onto 0..100 (kube-scheduler's NormalizeScore, float then truncated)."""
@@ -866,6 +1183,10 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         diff = hi - lo
         for i, s in enumerate(scores):
             scores[i] = int(MAX_NODE_SCORE * ((s - lo) / diff)) if diff > 0 else 0
+
+
+def _sorted_items(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items())) if labels else ()
 
 
 def _all_terms(pod: PodInfo) -> list[AffinityTerm]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
-from lasched.framework.interface import Code, CycleState, Status
+from lasched.framework.interface import SUCCESS, Code, CycleState, Status
 from lasched.model.affinity import AffinityTerm
 from lasched.model.pod import PodInfo
 from lasched.plugins.interpodaffinity import (
@@ -982,6 +983,24 @@ def pods(draw: st.DrawFn, node: str = "", name: str = "") -> PodInfo:
     return pod(labels, node=node, ns=ns, name=name or None, **aff)
 
 
+@st.composite
+def scored_pods(draw: st.DrawFn, node: str = "", name: str = "") -> PodInfo:
+    """Pods as :func:`pods` draws them, with preferred terms too."""
+    labels = {"app": draw(st.sampled_from(APPS))} if draw(st.booleans()) else {}
+    aff: dict[str, Any] = {}
+    for kind in ("req", "anti"):
+        if draw(st.integers(0, 2)) == 0:
+            aff[kind] = draw(st.lists(terms(), min_size=1, max_size=2))
+    for kind in ("pref", "pref_anti"):
+        if draw(st.booleans()):
+            aff[kind] = [
+                weighted(draw(st.integers(1, 100)), t)
+                for t in draw(st.lists(terms(), min_size=1, max_size=2))
+            ]
+    ns = draw(st.sampled_from(["default", "default", "other"]))
+    return pod(labels, node=node, ns=ns, name=name or None, **aff)
+
+
 def _matches(t: AffinityTerm, p: PodInfo) -> bool:
     return t.matches(p.namespace, p.labels, {})
 
@@ -1150,7 +1169,7 @@ def changes(draw: st.DrawFn) -> list[tuple[str, Any]]:
     for i in range(draw(st.integers(1, 14))):
         kind = draw(st.sampled_from(["add", "add", "add", "delete", "relabel", "node-gone"]))
         if kind == "add":
-            ops.append(("add", draw(pods(node=f"n{draw(st.integers(0, 4))}", name=f"c{i}"))))
+            ops.append(("add", draw(scored_pods(node=f"n{draw(st.integers(0, 4))}", name=f"c{i}"))))
         elif kind == "delete":
             ops.append(("delete", f"c{draw(st.integers(0, i))}"))
         elif kind == "relabel":
@@ -1176,7 +1195,7 @@ def apply(cache: SchedulerCache, op: tuple[str, Any]) -> None:
         cache.remove_node(arg)
 
 
-@given(changes(), st.lists(pods(name="incoming"), min_size=1, max_size=3),
+@given(changes(), st.lists(scored_pods(name="incoming"), min_size=1, max_size=3),
        st.integers(1, 8))  # fmt: skip
 def test_tallies_follow_the_cache_through_any_changes(
     ops: list[tuple[str, Any]], incoming: list[PodInfo], journal: int
@@ -1195,9 +1214,38 @@ def test_tallies_follow_the_cache_through_any_changes(
             got, want = CycleState(), CycleState()
             assert kept.pre_filter(got, p).code is fresh.pre_filter(want, p).code
             assert kept.filter_all(got, p, nodes) == fresh.filter_all(want, p, nodes)
+            assert column_verdicts(kept, got, p, cache, nodes) == fresh.filter_all(want, p, nodes)
             if nodes:
                 assert kept.pre_score(got, p, nodes).code is fresh.pre_score(want, p, nodes).code
                 assert kept.score_all(got, p, nodes) == fresh.score_all(want, p, nodes)
+                raw = fresh.score_all(want, p, nodes)
+                fresh.normalize(want, p, raw)
+                rows = np.array([ni.row for ni in nodes], dtype=np.intp)
+                scores = kept.score_columns(got, p, cache.columns, rows)
+                assert scores is not None and scores.tolist() == raw
+
+
+def column_verdicts(
+    plugin: InterPodAffinity,
+    state: CycleState,
+    pod: PodInfo,
+    cache: SchedulerCache,
+    nodes: list[NodeInfo],
+) -> list[Status]:
+    """filter_columns' verdicts on ``nodes``, its -1s asked of filter() as the runtime does."""
+    rows = np.array([ni.row for ni in nodes], dtype=np.intp)
+    verdicts = plugin.filter_columns(state, pod, cache.columns, rows)
+    assert verdicts is not None
+    codes = verdicts.codes.tolist()
+    assert verdicts.settled or -1 in codes
+    return [
+        SUCCESS
+        if c == 0
+        else plugin.filter(state, pod, ni)
+        if c == -1
+        else verdicts.statuses[c - 1]
+        for c, ni in zip(codes, nodes, strict=True)
+    ]
 
 
 def test_add_pod_counts_in_the_state_of_the_pod_named() -> None:
@@ -1213,3 +1261,36 @@ def test_add_pod_counts_in_the_state_of_the_pod_named() -> None:
     got = {ni.name: verdict(p.filter(state, member, ni)) for ni in cache.node_infos()}
     # n1 is judged by its own NodeInfo, which does not hold the planned pod.
     assert got == {"n1": OK, "n2": ANTI, "n3": OK}
+
+
+@given(node_sets(), st.data())
+def test_the_column_forms_judge_and_score_as_node_by_node(
+    nodes: dict[str, dict[str, str]], data: st.DataObject
+) -> None:
+    """filter_columns and score_columns give exactly filter's verdicts (texts and all) and
+    score's normalized scores, nominated pods included, on any subset of the nodes."""
+    placed = [
+        data.draw(scored_pods(node=data.draw(st.sampled_from(sorted(nodes))), name=f"e{i}"))
+        for i in range(data.draw(st.integers(0, 10)))
+    ]
+    cache = cluster(nodes, placed)
+    if data.draw(st.booleans()):
+        cache.nominate(
+            data.draw(scored_pods(name="nominee")), data.draw(st.sampled_from(sorted(nodes)))
+        )
+    weight = data.draw(st.sampled_from([0, 1, 7]))
+    incoming = data.draw(scored_pods(name="incoming"))
+    infos = [ni for ni in cache.node_infos() if data.draw(st.booleans())] or list(
+        cache.node_infos()
+    )
+    rows = np.array([ni.row for ni in infos], dtype=np.intp)
+    p = plugin(cache, hard_pod_affinity_weight=weight)
+    state = CycleState()
+    p.pre_filter(state, incoming)
+    got = column_verdicts(p, state, incoming, cache, infos)
+    assert got == [p.filter(state, incoming, ni) for ni in infos]
+    p.pre_score(state, incoming, infos)
+    scores = p.score_columns(state, incoming, cache.columns, rows)
+    raw = [p.score(state, incoming, ni) for ni in infos]
+    p.normalize(state, incoming, raw)
+    assert scores is not None and scores.tolist() == raw
