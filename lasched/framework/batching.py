@@ -76,7 +76,7 @@ def signature(pod: PodInfo) -> Hashable | None:
 class Batch:
     """The scored nodes of one pod, best first, for the pods after it."""
 
-    __slots__ = ("_chosen", "_heap", "_static", "created", "cycle", "signature", "skip")
+    __slots__ = ("_chosen", "_chosen_static", "_heap", "created", "cycle", "signature", "skip")
 
     def __init__(
         self,
@@ -86,25 +86,31 @@ class Batch:
         skip: frozenset[str],
         chosen: NodeInfo,
         feasible: Sequence[NodeInfo],
-        totals: dict[str, int],
-        static: dict[str, int],
+        totals: Sequence[int],
+        static: Sequence[int],
         rng: random.Random,
         now: float | None = None,
     ) -> None:
+        """``totals`` and ``static`` (the weighted scores that do not read a node's pods)
+        are per node of ``feasible``, in its order."""
         self.signature = signature
         self.cycle = cycle
         self.skip = skip  # score plugins PreScore skipped, the same for every pod of the batch
         self.created = time.monotonic() if now is None else now
-        self._static = static  # per node: the weighted scores that do not read its pods
         self._chosen = chosen
+        self._chosen_static = 0
         # A random second key: among equal totals the order is uniform, as kube-scheduler's
-        # selection among equal scores is.
-        self._heap = [
-            (-totals[ni.name], rng.random(), ni.generation, ni)
-            for ni in feasible
-            if ni is not chosen
-        ]
-        heapq.heapify(self._heap)
+        # selection among equal scores is. (It is unique, so the static score and the
+        # node after it are never compared.)
+        heap: list[tuple[int, float, int, int, NodeInfo]] = []
+        append, draw = heap.append, rng.random
+        for ni, total, fixed in zip(feasible, totals, static, strict=True):
+            if ni is chosen:
+                self._chosen_static = fixed
+            else:
+                append((-total, draw(), ni.generation, fixed, ni))
+        heapq.heapify(heap)
+        self._heap = heap
 
     def usable(self, sig: Hashable, cycle: int, now: float) -> bool:
         return (
@@ -126,16 +132,16 @@ class Batch:
         ``fits`` runs every Filter on a node; ``rescore`` gives the weighted
         scores that read the node's pods.
         """
-        last = self._chosen
+        last, fixed = self._chosen, self._chosen_static
         if last.node is not None and fits(last):
-            total = self._static[last.name] + rescore(last)
-            heapq.heappush(self._heap, (-total, rng.random(), last.generation, last))
+            total = fixed + rescore(last)
+            heapq.heappush(self._heap, (-total, rng.random(), last.generation, fixed, last))
         while self._heap:
-            _, _, generation, ni = heapq.heappop(self._heap)
+            _, _, generation, fixed, ni = heapq.heappop(self._heap)
             if ni.generation != generation or ni.node is None:
                 return None  # changed since it was scored
             if fits(ni):
-                self._chosen, self.cycle = ni, cycle
+                self._chosen, self._chosen_static, self.cycle = ni, fixed, cycle
                 return ni
             return None  # unchanged, yet it does not fit: something the batch cannot see
         return None

@@ -525,8 +525,9 @@ class Framework:
         if sig is not None and cycle is not None and static is not None:
             self._batch = Batch(
                 signature=sig, cycle=cycle, skip=frozenset(skip_score),
-                chosen=next(ni for ni in feasible if ni.name == chosen),
-                feasible=feasible, totals=totals, static=static, rng=self._rng,
+                chosen=next(ni for ni in feasible if ni.name == chosen), feasible=feasible,
+                totals=[totals[ni.name] for ni in feasible],
+                static=[static[ni.name] for ni in feasible], rng=self._rng,
             )  # fmt: skip
         return ScheduleResult(chosen, evaluated, len(feasible), totals)
 
@@ -656,11 +657,10 @@ class Framework:
         ties: list[int] = (totals == totals.max()).nonzero()[0].tolist()
         chosen = feasible[self._rng.choice(ties)]
         if sig is not None and cycle is not None and static is not None:
-            names = [ni.name for ni in feasible]
             self._batch = Batch(
                 signature=sig, cycle=cycle, skip=frozenset(skip_score), chosen=chosen,
-                feasible=feasible, totals=dict(zip(names, totals.tolist(), strict=True)),
-                static=dict(zip(names, static.tolist(), strict=True)), rng=self._rng,
+                feasible=feasible, totals=totals.tolist(), static=static.tolist(),
+                rng=self._rng,
             )  # fmt: skip
         return ScheduleResult(chosen.name, evaluated, len(feasible), NodeScores(feasible, totals))
 

@@ -135,7 +135,7 @@ def test_a_batch_expires_after_500_ms() -> None:
     nodes = cluster()
     b = batching.Batch(
         signature=("s",), cycle=1, skip=frozenset(), chosen=nodes[0], feasible=nodes,
-        totals={n.name: 1 for n in nodes}, static={n.name: 0 for n in nodes},
+        totals=[1] * len(nodes), static=[0] * len(nodes),
         rng=random.Random(1), now=100.0,
     )  # fmt: skip
     assert b.usable(("s",), 2, now=100.4)
