@@ -1,7 +1,8 @@
 """The scheduling cycle alone, in process: CPU per pod at N nodes, and its decisions.
 
     python -m bench.hotpath [--nodes 1000] [--pods 2000]
-                            [--pods-shape mixed|uniform|pod-affinity|pod-anti-affinity]
+                            [--pods-shape mixed|uniform|pod-affinity|pod-anti-affinity
+                                          |preferred-topology-spreading]
                             [--existing 3] [--priorities] [--rounds 5] [--profile]
                             [--batching]
 
@@ -9,7 +10,8 @@ No apiserver: a :class:`~lasched.scheduler.Scheduler` with the default
 settings gets ``--nodes`` synthetic nodes (a seeded mix of sizes, existing
 load, a few tainted and cordoned nodes) and schedules ``--pods`` seeded pods
 (five request sizes, all alike, or scheduler_perf's pods with required pod
-affinity in a zone or anti-affinity per host) one after another, as
+affinity in a zone, anti-affinity per host or a soft spread over zones) one
+after another, as
 :meth:`~lasched.cycle.SchedulingCycle.schedule_one` does up to the binding
 cycle: PreFilter, Filter, PreScore, Score, select, assume, Reserve, Permit;
 PostFilter for a pod that fits nowhere.
@@ -91,6 +93,7 @@ SHAPES = [("100m", "128Mi"), ("500m", "1Gi"), ("1", "4Gi"), ("250m", "512Mi"), (
 TEMPLATES = {
     "pod-affinity": "pod-with-pod-affinity.yaml",
     "pod-anti-affinity": "pod-with-pod-anti-affinity.yaml",
+    "preferred-topology-spreading": "pod-with-preferred-topology-spreading.yaml",
 }
 TEMPLATE_NAMESPACE = "sched-0"  # one of the namespaces their terms name
 
@@ -216,7 +219,8 @@ def main() -> None:
         default="mixed",
         help=(
             "mixed: five request sizes; uniform: all 100m/128Mi, as the throughput scenario;"
-            " pod-affinity, pod-anti-affinity: scheduler_perf's pods of that name"
+            " pod-affinity, pod-anti-affinity, preferred-topology-spreading: scheduler_perf's"
+            " pods of that name"
         ),
     )
     ap.add_argument(

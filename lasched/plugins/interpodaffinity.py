@@ -171,7 +171,7 @@ class Tally:
         # and by_value's arrays with the count they are up to.
         self._log: list[tuple[Hashable, Hashable]] = []
         self._log_start = 0
-        self._arrays: dict[tuple[Hashable, str | None], tuple[Ints, int, int]] = {}
+        self._arrays: dict[tuple[Hashable, str, bool], tuple[Ints, int, int]] = {}
         self._parts: dict[str, Part] = {}
         self._present: dict[Hashable, dict[Hashable, int]] = {}
         self._version = -1
@@ -209,43 +209,37 @@ class Tally:
             self._log_start += len(self._log)
             self._log.clear()
 
-    def by_value(self, slot: Hashable, columns: NodeColumns, pair_key: str | None = None) -> Ints:
-        """``sums[slot]`` by label value id in ``columns``: the slot's keys are values of
-        label ``slot``, or, with ``pair_key``, ``(pair_key, value)`` pairs (others left
-        out). Values no node has are left out too. Readers must not change the array."""
-        key = slot if pair_key is None else pair_key
-        assert isinstance(key, str)
+    def by_value(
+        self, slot: Hashable, columns: NodeColumns, key: str, *, pairs: bool = False
+    ) -> Ints:
+        """``sums[slot]`` by the id of a value of label ``key`` in ``columns`` (whose
+        column must exist): the slot's keys are values of that label or, with
+        ``pairs``, ``(key, value)`` pairs (other pairs left out). Values no node has
+        are left out too. Readers must not change the array."""
         n_ids = len(columns.label_values(key))
         sums = self.sums.get(slot, {})
         label_id = columns.label_id
-        memo = (slot, pair_key)
+
+        def value_id(k: Any) -> int:
+            """The id of sum key ``k``'s value; -1 for another pair's key or no node's value."""
+            if not pairs:
+                return label_id(key, k)
+            return label_id(key, k[1]) if k[0] == key else -1
+
+        memo = (slot, key, pairs)
         got = self._arrays.get(memo)
         end = self._log_start + len(self._log)
         if got is None or got[1] != columns.epoch or got[2] < self._log_start:
             arr = np.zeros(n_ids, dtype=np.int64)
             for k, n in sums.items():
-                if pair_key is None:
-                    vid = label_id(key, k)  # type: ignore[arg-type]
-                elif k[0] == pair_key:  # type: ignore[index]
-                    vid = label_id(key, k[1])  # type: ignore[index]
-                else:
-                    continue
-                if vid >= 0:
+                if (vid := value_id(k)) >= 0:
                     arr[vid] = n
         else:
             arr = got[0]
             if len(arr) < n_ids:
                 arr = np.concatenate((arr, np.zeros(n_ids - len(arr), dtype=np.int64)))
             for s, k in self._log[got[2] - self._log_start :]:
-                if s != slot:
-                    continue
-                if pair_key is None:
-                    vid = label_id(key, k)  # type: ignore[arg-type]
-                elif k[0] == pair_key:  # type: ignore[index]
-                    vid = label_id(key, k[1])  # type: ignore[index]
-                else:
-                    continue
-                if vid >= 0:
+                if s == slot and (vid := value_id(k)) >= 0:
                     arr[vid] = sums.get(k, 0)
         self._arrays[memo] = (arr, columns.epoch, end)
         return arr
@@ -573,7 +567,7 @@ def _counts(
     (values no node has are left out: no node reads them); kept for the cycle."""
     tally = st.tallies.get(which)
     if tally is not None:  # counts are the tally's: its arrays, kept across cycles
-        return tally.by_value(which, columns, key)
+        return tally.by_value(which, columns, key, pairs=True)
     memo = (which, key, columns.epoch)
     arr = st.arrays.get(memo)
     if arr is None:
@@ -1165,7 +1159,7 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
                 column = columns.label(key)  # type: ignore[arg-type]
                 if column is None:
                     return None
-                total += layer.by_value(key, columns).take(column.take(rows))
+                total += layer.by_value(key, columns, key).take(column.take(rows))  # type: ignore[arg-type]
         if len(total):
             lo = int(total.min())
             diff = int(total.max()) - lo

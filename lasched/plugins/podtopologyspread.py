@@ -57,9 +57,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.cache.columns import NAME_KEY, NodeColumns
 from lasched.framework import events
 from lasched.framework.events import ActionType, ClusterEvent, ClusterEventWithHint, EventResource
 from lasched.framework.interface import (
@@ -81,6 +84,7 @@ from lasched.plugins.interpodaffinity import (
     DomainFilter,
     Part,
     Tallies,
+    Tally,
     Tokens,
     node_changes,
     nominated_here,
@@ -309,36 +313,89 @@ def _keyed(pods: list[PodInfo]) -> dict[PodKey, PodInfo]:
 
 
 class SpreadScoreState:
-    """kube-scheduler's ``preScoreState``, with each constraint's part of a node's score."""
+    """kube-scheduler's ``preScoreState``, with each constraint's part of a node's score.
 
-    __slots__ = ("constraints", "counter", "counts", "ignored", "terms", "weights")
+    What PreScore keeps is cheap: the constraints, the tally of matching pods
+    per domain (and, for hostname constraints, per node) and the candidate
+    nodes. The per-node form's counts and weights over those candidates are
+    worked out on first use (:meth:`prepare`); the column form works them out
+    from the label columns instead.
+    """
+
+    __slots__ = (
+        "constraints",
+        "counter",
+        "counts",
+        "domains",
+        "ignored",
+        "keys",
+        "nodes",
+        "require_all",
+        "tally",
+        "terms",
+        "weights",
+    )
 
     def __init__(
         self,
         counter: _Counter,
-        counts: list[dict[str, int]],
-        ignored: set[str],
-        weights: list[float],
+        nodes: Sequence[NodeInfo],
+        keys: list[str],
+        require_all: bool,
+        tally: Tally,
     ) -> None:
         self.counter = counter
         self.constraints = counter.constraints
+        self.nodes = nodes
+        self.keys = keys
+        self.require_all = require_all
+        self.tally = tally
+        # Domains of hostname constraints are the nodes: counted per node.
+        self.domains = [i for i, key in enumerate(keys) if key != HOSTNAME]
+        self.counts: list[dict[str, int]] = []
+        self.ignored: set[str] = set()
+        self.weights: list[float] = []
+        # (index, key, per node?, weight, maxSkew - 1) per constraint; None until prepared.
+        self.terms: list[tuple[int, str, bool, float, int]] | None = None
+
+    def prepare(self) -> list[tuple[int, str, bool, float, int]]:
+        """The per-node form's terms: the candidates' domains, counted, and weights."""
+        if self.terms is not None:
+            return self.terms
+        keys, domains, require_all = self.keys, self.domains, self.require_all
+        counts: list[dict[str, int]] = [{} for _ in keys]
+        ignored = self.ignored
+        for ni in self.nodes:
+            labels = ni.node.labels  # type: ignore[union-attr]
+            if require_all and not all(k in labels for k in keys):
+                ignored.add(ni.name)
+                continue
+            for i in domains:
+                counts[i].setdefault(labels.get(keys[i], ""), 0)
+        scored = len(self.nodes) - len(ignored)
+        self.weights = weights = [
+            math.log((scored if key == HOSTNAME else len(counts[i])) + 2)
+            for i, key in enumerate(keys)
+        ]
+        for i in domains:
+            sums = cast("dict[str, int]", self.tally.sums.get(i, {}))
+            counts[i] = {v: sums.get(v, 0) for v in counts[i]}  # the candidates' domains
         self.counts = counts
-        self.ignored = ignored
-        self.weights = weights
-        # (index, key, per node?, weight, maxSkew - 1) per constraint.
         self.terms = [
             (i, c.topology_key, c.topology_key == HOSTNAME, weights[i], c.max_skew - 1)
             for i, c in enumerate(self.constraints)
         ]
+        return self.terms
 
     def score(self, node: NodeInfo) -> int:
         """kube-scheduler's Score: ``scoreForCount`` summed, rounded half away from zero."""
+        terms = self.prepare()
         if node.name in self.ignored:
             return _IGNORED
         labels = node.node.labels  # type: ignore[union-attr]
         total = 0.0
         own: tuple[int, ...] | None = None
-        for i, key, per_node, weight, base in self.terms:
+        for i, key, per_node, weight, base in terms:
             v = labels.get(key)
             if v is None:
                 continue
@@ -572,40 +629,26 @@ class PodTopologySpread(DomainFilter[SpreadFilterState], Batchable):
         # label a node still gets the hostname spreading (kube-scheduler's rule).
         require_all = bool(pod.spread_constraints) or not self._system_defaulted
         keys = [c.topology_key for c in cs]
-        # Domains of hostname constraints are the nodes: counted per node in Score.
-        domains = [i for i, key in enumerate(keys) if key != HOSTNAME]
-        counts: list[dict[str, int]] = [{} for _ in cs]
-        ignored: set[str] = set()
-        for ni in nodes:
+        counter = self._counter(pod, cs)
+
+        def part(ni: NodeInfo) -> Part:
+            """Matching pods per domain (eligible nodes), and per node for hostname ones."""
             labels = ni.node.labels  # type: ignore[union-attr]
             if require_all and not all(k in labels for k in keys):
-                ignored.add(ni.name)
-                continue
-            for i in domains:
-                counts[i].setdefault(labels.get(keys[i], ""), 0)
-        scored = len(nodes) - len(ignored)
-        weights = [
-            math.log((scored if key == HOSTNAME else len(counts[i])) + 2)
-            for i, key in enumerate(keys)
-        ]
-        counter = self._counter(pod, cs)
-        if domains:
+                return ()
+            node_counts = counter.count(ni.pods)
+            eligible = counter.eligible(ni.node)  # type: ignore[arg-type]
+            out: list[tuple[Hashable, Hashable, int]] = []
+            for i, key in enumerate(keys):
+                if key == HOSTNAME:
+                    if node_counts[i]:
+                        out.append((("node", i), ni.name, node_counts[i]))
+                elif eligible[i]:
+                    out.append((i, labels.get(key, ""), node_counts[i]))
+            return tuple(out)
 
-            def part(ni: NodeInfo) -> Part:
-                labels = ni.node.labels  # type: ignore[union-attr]
-                if require_all and not all(k in labels for k in keys):
-                    return ()
-                node_counts = counter.count(ni.pods)
-                eligible = counter.eligible(ni.node)  # type: ignore[arg-type]
-                return tuple(
-                    (i, labels.get(keys[i], ""), node_counts[i]) for i in domains if eligible[i]
-                )
-
-            tally = self._tallies.get(("score", counter.key, require_all), self._cache, part)
-            for i in domains:
-                sums = cast("dict[str, int]", tally.sums.get(i, {}))
-                counts[i] = {v: sums.get(v, 0) for v in counts[i]}  # the candidates' domains
-        state.data[_PRE_SCORE] = SpreadScoreState(counter, counts, ignored, weights)
+        tally = self._tallies.get(("score", counter.key, require_all), self._cache, part)
+        state.data[_PRE_SCORE] = SpreadScoreState(counter, nodes, keys, require_all, tally)
         return SUCCESS
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
@@ -622,7 +665,8 @@ class PodTopologySpread(DomainFilter[SpreadFilterState], Batchable):
             return [0] * len(nodes)
         # SpreadScoreState.score inlined: this runs for every candidate of every cycle
         # of a pod with constraints, which with the defaults is most pods.
-        ignored, counts, terms = st.ignored, st.counts, st.terms
+        terms = st.prepare()
+        ignored, counts = st.ignored, st.counts
         token, node_counts_of = st.counter.token, st.counter.node
         floor = math.floor
         out: list[int] = []
@@ -650,6 +694,56 @@ class PodTopologySpread(DomainFilter[SpreadFilterState], Batchable):
                     n = counts[i].get(v, 0)
                 total += n * weight + base
             append(floor(total + 0.5))
+        return out
+
+    def score_columns(
+        self, state: CycleState, pod: PodInfo, columns: NodeColumns, rows: NDArray[np.intp]
+    ) -> NDArray[np.int64] | None:
+        """``score`` of the nodes at ``rows``, then ``normalize``, from the label columns
+        and the tally's counts by label value id (and, for hostname constraints, by
+        node), in the per-node form's float arithmetic."""
+        st: SpreadScoreState | None = state.data.get(_PRE_SCORE)
+        n = len(rows)
+        if st is None:
+            return np.zeros(n, dtype=np.int64)
+        ids: list[NDArray[np.int32]] = []
+        for key in st.keys:
+            column = columns.label(key)
+            if column is None:
+                return None
+            ids.append(column.take(rows))
+        names: NDArray[np.int32] | None = None
+        if HOSTNAME in st.keys:
+            column = columns.label(NAME_KEY)
+            if column is None:
+                return None
+            names = column.take(rows)
+        ignored = np.zeros(n, dtype=np.bool_)
+        if st.require_all:
+            for vids in ids:
+                ignored |= vids == 0
+        valid = ~ignored
+        scored = int(valid.sum())
+        total = np.zeros(n, dtype=np.float64)
+        for i, c in enumerate(st.constraints):
+            key, vids = c.topology_key, ids[i]
+            if key == HOSTNAME:
+                assert names is not None
+                weight = math.log(scored + 2)
+                counts = st.tally.by_value(("node", i), columns, NAME_KEY).take(names)
+            else:
+                # The candidates' domains; a node without the key is in the domain "".
+                empty = columns.label_id(key, "")
+                domains = vids if empty < 0 else np.where(vids == 0, empty, vids)
+                weight = math.log(len(np.unique(domains[valid])) + 2)
+                counts = st.tally.by_value(i, columns, key).take(vids)
+            total += np.where(vids != 0, counts * weight + (c.max_skew - 1), 0.0)
+        raw = np.floor(total + 0.5).astype(np.int64)
+        out = np.zeros(n, dtype=np.int64)
+        if scored:
+            mine = raw[valid]
+            lo, hi = int(mine.min()), int(mine.max())
+            out[valid] = MAX_NODE_SCORE if hi == 0 else MAX_NODE_SCORE * (hi + lo - mine) // hi
         return out
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:

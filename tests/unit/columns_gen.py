@@ -5,9 +5,13 @@ affinity terms, nominated pods, full nodes, request-less pods)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from lasched.cache.cache import SchedulerCache
+import numpy as np
+
+from lasched.cache.cache import NodeInfo, SchedulerCache
+from lasched.framework.interface import SUCCESS, CycleState, FilterColumnsPlugin, Status
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
 from tests.unit.factories import node_json, pod_json
@@ -131,3 +135,34 @@ def cluster(rng: random.Random, nodes: int, *, roomy: float = 0.0) -> SchedulerC
         preemptor = pod(rng, f"nominated-{i}", priority=rng.randrange(3))
         cache.nominate(preemptor, f"n{rng.randrange(nodes)}")
     return cache
+
+
+def rows_of(nodes: Sequence[NodeInfo]) -> np.ndarray[Any, np.dtype[np.intp]]:
+    return np.array([ni.row for ni in nodes], dtype=np.intp)
+
+
+def column_statuses(
+    plugin: FilterColumnsPlugin,
+    pod: PodInfo,
+    cache: SchedulerCache,
+    nodes: list[NodeInfo],
+    state: CycleState | None = None,
+) -> list[Status] | None:
+    """What filter_columns says of each node, its -1s asked of filter() as the runtime does
+    (with ``state``, the cycle's, or a fresh one)."""
+    state = CycleState() if state is None else state
+    verdicts = plugin.filter_columns(state, pod, cache.columns, rows_of(nodes))
+    if verdicts is None:
+        return None
+    codes = verdicts.codes.tolist()
+    assert len(codes) == len(nodes)
+    if verdicts.settled:
+        assert -1 not in codes
+    return [
+        SUCCESS
+        if code == 0
+        else plugin.filter(state, pod, ni)
+        if code == -1
+        else verdicts.statuses[code - 1]
+        for code, ni in zip(codes, nodes, strict=True)
+    ]

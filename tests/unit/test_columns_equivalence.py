@@ -12,7 +12,6 @@ random numbers drawn.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,30 +63,8 @@ SCORES: list[ScoreColumnsPlugin] = [
 ]
 
 
-def rows_of(nodes: Sequence[NodeInfo]) -> np.ndarray[Any, np.dtype[np.intp]]:
-    return np.array([ni.row for ni in nodes], dtype=np.intp)
-
-
-def column_statuses(
-    plugin: FilterColumnsPlugin, pod: PodInfo, cache: SchedulerCache, nodes: list[NodeInfo]
-) -> list[Status] | None:
-    """What filter_columns says of each node, its -1s asked of filter() as the runtime does."""
-    state = CycleState()
-    verdicts = plugin.filter_columns(state, pod, cache.columns, rows_of(nodes))
-    if verdicts is None:
-        return None
-    codes = verdicts.codes.tolist()
-    assert len(codes) == len(nodes)
-    if verdicts.settled:
-        assert -1 not in codes
-    return [
-        SUCCESS
-        if code == 0
-        else plugin.filter(state, pod, ni)
-        if code == -1
-        else verdicts.statuses[code - 1]
-        for code, ni in zip(codes, nodes, strict=True)
-    ]
+rows_of = columns_gen.rows_of
+column_statuses = columns_gen.column_statuses
 
 
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60))

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lasched.cache.cache import NodeInfo, SchedulerCache
-from lasched.framework.interface import SUCCESS, Code, CycleState, Status
+from lasched.framework.interface import Code, CycleState, Status
 from lasched.model.affinity import AffinityTerm
 from lasched.model.pod import PodInfo
 from lasched.plugins.interpodaffinity import (
@@ -28,6 +28,7 @@ from lasched.plugins.interpodaffinity import (
     REASON_EXISTING_ANTI_AFFINITY,
     InterPodAffinity,
 )
+from tests.unit import columns_gen
 from tests.unit.factories import make_node, make_pod
 
 OK = "ok"
@@ -1232,20 +1233,9 @@ def column_verdicts(
     cache: SchedulerCache,
     nodes: list[NodeInfo],
 ) -> list[Status]:
-    """filter_columns' verdicts on ``nodes``, its -1s asked of filter() as the runtime does."""
-    rows = np.array([ni.row for ni in nodes], dtype=np.intp)
-    verdicts = plugin.filter_columns(state, pod, cache.columns, rows)
-    assert verdicts is not None
-    codes = verdicts.codes.tolist()
-    assert verdicts.settled or -1 in codes
-    return [
-        SUCCESS
-        if c == 0
-        else plugin.filter(state, pod, ni)
-        if c == -1
-        else verdicts.statuses[c - 1]
-        for c, ni in zip(codes, nodes, strict=True)
-    ]
+    got = columns_gen.column_statuses(plugin, pod, cache, nodes, state)
+    assert got is not None
+    return got
 
 
 def test_add_pod_counts_in_the_state_of_the_pod_named() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -1062,6 +1063,59 @@ def test_tallies_follow_the_cache_through_any_changes(
             if nodes:
                 assert kept.pre_score(got, p, nodes).code is fresh.pre_score(want, p, nodes).code
                 assert kept.score_all(got, p, nodes) == fresh.score_all(want, p, nodes)
+                assert column_scores(kept, got, p, cache, nodes) == normalized(
+                    fresh, want, p, nodes
+                )
+
+
+def normalized(
+    plugin: PodTopologySpread, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]
+) -> list[int]:
+    raw = plugin.score_all(state, pod, nodes)
+    plugin.normalize(state, pod, raw)
+    return raw
+
+
+def column_scores(
+    plugin: PodTopologySpread,
+    state: CycleState,
+    pod: PodInfo,
+    cache: SchedulerCache,
+    nodes: list[NodeInfo],
+) -> list[int]:
+    rows = np.array([ni.row for ni in nodes], dtype=np.intp)
+    scores = plugin.score_columns(state, pod, cache.columns, rows)
+    assert scores is not None
+    return list(scores.tolist())
+
+
+@given(scenes(), st.data())
+def test_score_columns_give_the_per_node_scores(
+    scene: tuple[SchedulerCache, PodInfo], data: st.DataObject
+) -> None:
+    """score_columns equals score then normalize node by node, on any candidate subset, for
+    the pod's own constraints made soft and for the system defaults (a node without a
+    zone label, or with an empty one, is in the domain "")."""
+    cache, _ = scene
+    if data.draw(st.booleans()):
+        name = data.draw(st.sampled_from([ni.name for ni in cache.node_infos()]))
+        ni = cache.node_info(name)
+        assert ni is not None and ni.node is not None
+        cache.update_node(make_node(name, labels={**ni.node.labels, ZONE: ""}))
+    cs = data.draw(st.lists(constraints(), min_size=1, max_size=2))
+    soft = [{**c, "whenUnsatisfiable": "ScheduleAnyway"} for c in cs if "minDomains" not in c]
+    extra: dict[str, Any] = {"nodeSelector": {"disk": "ssd"}} if data.draw(st.booleans()) else {}
+    infos = [ni for ni in cache.node_infos() if data.draw(st.booleans())]
+    infos = infos or list(cache.node_infos())
+    for p in (
+        pod({"app": data.draw(st.sampled_from(APPS))}, *soft, name="soft", **extra),
+        pod({"app": "b"}, name="defaulted", controller=("ReplicaSet", "rs")),
+    ):
+        plugin = PodTopologySpread(cache)
+        state = CycleState()
+        if plugin.pre_score(state, p, infos).code is Code.SKIP:
+            continue
+        assert column_scores(plugin, state, p, cache, infos) == normalized(plugin, state, p, infos)
 
 
 def test_add_pod_counts_in_the_state_of_the_pod_named() -> None:
@@ -1078,3 +1132,27 @@ def test_add_pod_counts_in_the_state_of_the_pod_named() -> None:
     got = {ni.name: verdict(p.filter(state, member, ni)) for ni in cache.node_infos()}
     # a is judged by its own NodeInfo, which does not hold the planned pod.
     assert got == {"a": OK, "b": FAIL, "c": OK}
+
+
+def test_score_columns_put_a_node_without_the_zone_label_in_the_empty_domain() -> None:
+    """System defaults: a node without a zone label and one labelled zone="" are one
+    domain, "", for the weight (2 domains here, not 3) and the count."""
+    rs = ("ReplicaSet", "rs")
+    nodes = [
+        node("n0", **{HOST: "n0"}),
+        node("n1", **{HOST: "n1", ZONE: ""}),
+        node("n2", **{HOST: "n2", ZONE: "z1"}),
+    ]
+    existing = [
+        *on("n0", labels={"app": "b"}, controller=rs),
+        *on("n1", "n1", labels={"app": "b"}, controller=rs),
+    ]
+    cache = cluster(nodes, existing)
+    incoming = pod({"app": "b"}, name="defaulted", controller=rs)
+    plugin = PodTopologySpread(cache)
+    state = CycleState()
+    infos = list(cache.node_infos())
+    assert plugin.pre_score(state, incoming, infos).code is Code.SUCCESS
+    want = normalized(plugin, state, incoming, infos)
+    assert want == [100, 30, 84]  # n1: 2 own pods, 3 in the domain "" (n0's and its own)
+    assert column_scores(plugin, state, incoming, cache, infos) == want
