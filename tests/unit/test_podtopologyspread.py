@@ -1138,10 +1138,13 @@ def test_score_columns_put_a_node_without_the_zone_label_in_the_empty_domain() -
     """System defaults: a node without a zone label and one labelled zone="" are one
     domain, "", for the weight (2 domains here, not 3) and the count."""
     rs = ("ReplicaSet", "rs")
-    nodes = [
-        node("n0", **{HOST: "n0"}),
-        node("n1", **{HOST: "n1", ZONE: ""}),
-        node("n2", **{HOST: "n2", ZONE: "z1"}),
+    nodes: list[tuple[str, dict[str, Any]]] = [
+        (name, {"labels": labels})
+        for name, labels in (
+            ("n0", {HOST: "n0"}),
+            ("n1", {HOST: "n1", ZONE: ""}),
+            ("n2", {HOST: "n2", ZONE: "z1"}),
+        )
     ]
     existing = [
         *on("n0", labels={"app": "b"}, controller=rs),
