@@ -334,9 +334,9 @@ def _workloads(r: _Run) -> Outcome:
                 f"unknown workload(s): {', '.join(unknown)}; known: "
                 f"{', '.join(workloads.WORKLOADS)}"
             )
-    if r.args.profile:
-        given["profile_stem"] = str(r.out / f"workloads-{r.args.nodes or 500}nodes")
     cfg = workloads.Config(**r.common, **given)
+    if r.args.profile:
+        cfg = dataclasses.replace(cfg, profile_stem=str(r.out / f"workloads-{cfg.nodes}nodes"))
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
     built, samples = asyncio.run(workloads.run(cfg, r.progress))
     for name in cfg.workloads:

@@ -245,7 +245,8 @@ class Tally:
         return arr
 
     def _apply(self, part: Part, sign: int) -> None:
-        self._log.extend((slot, key) for slot, key, _ in part)
+        if self._arrays:  # (with no array kept, by_value builds afresh: nothing to log)
+            self._log.extend((slot, key) for slot, key, _ in part)
         for slot, key, amount in part:
             sums = self.sums.get(slot)
             if sums is None:
@@ -401,7 +402,6 @@ class FilterState:
         "aff_total",
         "anti",
         "anti_terms",
-        "arrays",
         "changed",
         "existing",
         "existing_keys",
@@ -410,8 +410,6 @@ class FilterState:
         "ns_labels",
         "pod",
         "self_match",
-        "shared",
-        "shared_existing",
         "tallies",
     )
 
@@ -436,22 +434,9 @@ class FilterState:
         self.aff_total = 0
         self.existing_keys: tuple[str, ...] = ()
         self.changed: Changes = {}
-        # Counts by label value id, for filter_columns: (which, key, columns' epoch) -> array.
-        self.arrays: dict[tuple[str, str, int], Ints] = {}
-        self.shared = False  # aff and anti are a tally's: copy before changing them
-        self.shared_existing = False  # the same for existing
-        self.tallies: dict[str, Tally] = {}  # whose sums the counts are, by slot
-
-    def clone(self) -> FilterState:
-        """A copy whose counts add_pod / remove_pod may change without touching this one."""
-        c = object.__new__(FilterState)
-        for slot in FilterState.__slots__:
-            object.__setattr__(c, slot, getattr(self, slot))
-        c.aff, c.anti, c.existing = dict(self.aff), dict(self.anti), dict(self.existing)
-        c.changed = {n: dict(ch) for n, ch in self.changed.items()}
-        c.shared = c.shared_existing = False
-        c.arrays, c.tallies = {}, {}
-        return c
+        # The tallies whose sums the counts are, by slot ("aff", "anti", "existing"):
+        # shared, so copied before add_pod / remove_pod change them.
+        self.tallies: dict[str, Tally] = {}
 
     def contribute(
         self, p: PodInfo, labels: Mapping[str, str], sign: int, into: _Delta | FilterState
@@ -558,27 +543,6 @@ class ScoreState:
 
 
 # ---- the column form ---------------------------------------------------------------------
-
-
-def _counts(
-    st: FilterState, which: str, counts: Mapping[Pair, int], key: str, columns: NodeColumns
-) -> Ints:
-    """``counts`` of topology key ``key`` by the id of the value in its label column
-    (values no node has are left out: no node reads them); kept for the cycle."""
-    tally = st.tallies.get(which)
-    if tally is not None:  # counts are the tally's: its arrays, kept across cycles
-        return tally.by_value(which, columns, key, pairs=True)
-    memo = (which, key, columns.epoch)
-    arr = st.arrays.get(memo)
-    if arr is None:
-        ids = columns.label_values(key)
-        arr = np.zeros(len(ids), dtype=np.int64)
-        label_id = columns.label_id
-        for (k, v), n in counts.items():
-            if k == key and (vid := label_id(k, v)) >= 0:
-                arr[vid] = n
-        st.arrays[memo] = arr
-    return arr
 
 
 class _Codes:
@@ -882,7 +846,6 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         )
         st.existing = cast("dict[Pair, int]", tally.sums.get("existing", {}))
         st.existing_keys = tuple(sorted(cast("dict[str, int]", tally.sums.get("existing-key", {}))))
-        st.shared_existing = True
         st.tallies["existing"] = tally
 
     def _count_incoming(self, st: FilterState) -> None:
@@ -916,7 +879,6 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         st.aff = cast("dict[Pair, int]", tally.sums.get("aff", {}))
         st.anti = cast("dict[Pair, int]", tally.sums.get("anti", {}))
         st.aff_total = tally.totals.get("aff", 0)
-        st.shared = True
         st.tallies["aff"] = st.tallies["anti"] = tally
 
     def _tally(
@@ -972,8 +934,13 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
             return ColumnVerdicts(np.zeros(n, dtype=np.int64))
         if isinstance(st, Status):
             return ColumnVerdicts(np.ones(n, dtype=np.int64), (st,))
-        if st.changed:
+        if not st.tallies:  # add_pod / remove_pod made the counts the state's own
             return None
+
+        def counts(which: str, key: str) -> Ints:
+            """The counts of ``which`` in ``key``'s domains, by label value id."""
+            return st.tallies[which].by_value(which, columns, key, pairs=True)
+
         keys = {t.topology_key for t in (*st.aff_terms, *st.anti_terms)} | set(st.existing_keys)
         ids: dict[str, NDArray[np.int32]] = {}
         for k in keys:
@@ -992,18 +959,18 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
                     k = t.topology_key
                     vids = ids[k]
                     out.reject_domains(
-                        _counts(st, "aff", st.aff, k, columns).take(vids) <= 0,
+                        counts("aff", k).take(vids) <= 0,
                         vids, REASON_AFFINITY, k, columns, unresolvable=True,
                     )  # fmt: skip
         if st.anti:
             for t in st.anti_terms:
                 k = t.topology_key
                 vids = ids[k]
-                hit = (vids != 0) & (_counts(st, "anti", st.anti, k, columns).take(vids) > 0)
+                hit = (vids != 0) & (counts("anti", k).take(vids) > 0)
                 out.reject_domains(hit, vids, REASON_ANTI_AFFINITY, k, columns, unresolvable=False)
         for k in st.existing_keys:
             vids = ids[k]
-            hit = (vids != 0) & (_counts(st, "existing", st.existing, k, columns).take(vids) > 0)
+            hit = (vids != 0) & (counts("existing", k).take(vids) > 0)
             out.reject_domains(
                 hit, vids, REASON_EXISTING_ANTI_AFFINITY, k, columns, unresolvable=False
             )
@@ -1031,11 +998,11 @@ class InterPodAffinity(DomainFilter[FilterState], Batchable):
         st = self._state(state, owner)  # the state of the pod being scheduled
         if st is None or isinstance(st, Status) or node.node is None:
             return SUCCESS
-        if st.shared:
-            st.aff, st.anti, st.shared = dict(st.aff), dict(st.anti), False
-        if st.shared_existing:
-            st.existing, st.shared_existing = dict(st.existing), False
-        st.tallies, st.arrays = {}, {}
+        if "aff" in st.tallies:
+            st.aff, st.anti = dict(st.aff), dict(st.anti)
+        if "existing" in st.tallies:
+            st.existing = dict(st.existing)
+        st.tallies = {}
         st.contribute(pod, node.node.labels, sign, st)
         st.refresh_keys()
         st.changed.setdefault(node.name, {})[pod.key] = pod if sign > 0 else None

@@ -236,18 +236,6 @@ class SpreadFilterState:
         self.low: list[int] = []
         self.refresh()
 
-    def clone(self) -> SpreadFilterState:
-        """A copy whose counts add_pod / remove_pod may change without touching this one."""
-        c = object.__new__(SpreadFilterState)
-        for slot in SpreadFilterState.__slots__:
-            setattr(c, slot, getattr(self, slot))
-        c.counts = [dict(d) for d in self.counts]
-        c.hist = [dict(h) for h in self.hist]
-        c.low = list(self.low)
-        c.changed = {n: dict(ch) for n, ch in self.changed.items()}
-        c.shared = False
-        return c
-
     def refresh(self) -> None:
         """The global minimum of each constraint (0 with fewer domains than minDomains)."""
         self.low = [
