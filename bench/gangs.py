@@ -27,7 +27,7 @@ from bench.throughput import (
 )
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
 
 SCENARIO = "gangs"
 VERSION = 1
@@ -84,7 +84,10 @@ async def one_gang(kc: KubeClient, size: int, index: int, timeout: float) -> Gan
 async def run(cfg: Config, progress: Progress) -> list[GangSample]:
     samples: list[GangSample] = []
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         await create_bench_nodes(kc, cfg.nodes, progress)

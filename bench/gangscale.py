@@ -56,7 +56,12 @@ from bench.throughput import (
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import binaries
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, workload_api
+from lasched_dev.devcluster.cluster import (
+    DevCluster,
+    ensure_namespace,
+    node_lease_seconds_for,
+    workload_api,
+)
 
 SCENARIO = "gangs-contended"
 VERSION = 1
@@ -453,7 +458,10 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         )
     samples: list[Sample] = []
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         await create_bench_nodes(kc, cfg.nodes, progress)

@@ -25,7 +25,7 @@ from bench.throughput import Progress, create_bodies, delete_pods, pod_body, rot
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
 
 SCENARIO = "memory"
 VERSION = 1
@@ -136,7 +136,10 @@ async def measure_peer(
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         specs = nodes.uniform(cfg.nodes, prefix="mem", regions=["r1", "r2", "r3"])

@@ -37,7 +37,7 @@ from bench.throughput import Progress, create_bodies, delete_pods, rotation
 from bench.timeline import Timeline
 from lasched.kube.client import ApiError, KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
 
 SCENARIO = "numa"
 VERSION = 1
@@ -213,7 +213,10 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
         zones_total=sum(specs.values()), seed=cfg.seed, gpu_fill=cfg.gpu_fill
     )
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         node_specs = []

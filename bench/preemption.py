@@ -31,7 +31,7 @@ from bench.throughput import (
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
 
 SCENARIO = "preemption"
 VERSION = 1
@@ -182,7 +182,10 @@ def _named(body: dict[str, Any], name: str) -> dict[str, Any]:
 async def run(cfg: Config, progress: Progress) -> list[Sample]:
     samples: list[Sample] = []
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         specs = nodes.uniform(cfg.nodes, prefix="churn", cpu="4", memory="16Gi")

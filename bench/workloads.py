@@ -79,7 +79,7 @@ from bench.throughput import (
 from bench.timeline import Timeline
 from lasched.kube.client import ApiError, KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
 
 SCENARIO = "workloads"
 VERSION = 1
@@ -604,7 +604,10 @@ async def run(cfg: Config, progress: Progress) -> tuple[list[Workload], list[Sam
     samples: list[Sample] = []
     built: list[Workload] = []
     async with (
-        DevCluster(controller_manager=cfg.controller_manager) as cluster,
+        DevCluster(
+            controller_manager=cfg.controller_manager,
+            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+        ) as cluster,
         await cluster.client() as kc,
     ):
         for wi, name in enumerate(cfg.workloads):

@@ -95,6 +95,29 @@ KWOK_CONFIGURATION: dict[str, Any] = {
 # Kubernetes' own 5,000-node scalability tests run it with 100 and 100, and so
 # does this cluster whatever its size: a small one never reaches the limit.
 CONTROLLER_MANAGER_CLIENT_FLAGS = ("--kube-api-qps=100", "--kube-api-burst=100")
+# A kubelet's node Lease: 40 s, renewed every quarter of it (10 s), and
+# kube-controller-manager's --node-monitor-grace-period (50 s) is 5/4 of it.
+KUBELET_NODE_LEASE_SECONDS = 40
+# The Lease renewals a second this cluster's 2-core control plane is sized for:
+# a kubelet's rhythm at 1,000 nodes (docs/devcluster.md, "Many nodes at once").
+NODE_LEASE_RENEWALS_PER_SECOND = 100
+
+
+def node_lease_seconds_for(nodes: int) -> int:
+    """The node Lease duration for a cluster of ``nodes``: a kubelet's 40 s up to
+    1,000 nodes, longer beyond, so kwok renews at most about 100 Leases a second.
+
+    At 5,000 nodes a kubelet's rhythm is 500 Lease writes a second, which a
+    real 5,000-node control plane has the cores for; on two shared cores,
+    under a scheduling burst, kwok fell a minute behind and the node lifecycle
+    controller tainted nodes unreachable mid-run. The monitor grace period
+    follows the duration (:meth:`DevCluster.node_monitor_grace_seconds`).
+    """
+    renew_seconds = KUBELET_NODE_LEASE_SECONDS / 4
+    needed = max(nodes, 1) / NODE_LEASE_RENEWALS_PER_SECOND  # seconds between renewals
+    return max(KUBELET_NODE_LEASE_SECONDS, int(4 * max(renew_seconds, needed) + 0.999))
+
+
 CRDS_DIR = Path(__file__).parent / "crds"
 # scheduler-plugins' PodGroup, and the NodeResourceTopology of NFD's topology-updater.
 CRDS = ("podgroups.yaml", "noderesourcetopologies.yaml")
@@ -212,7 +235,7 @@ class DevCluster:
         *,
         workdir: Path | None = None,
         detached: bool = False,
-        node_lease_seconds: int = 40,
+        node_lease_seconds: int = KUBELET_NODE_LEASE_SECONDS,
         controller_manager: bool = True,
         progress: binaries.ProgressFn | None = None,
     ) -> None:
@@ -232,6 +255,12 @@ class DevCluster:
         self._pki: pki.Pki | None = None
         self._state_path = self.workdir / "state.json"
         self._apiserver_port = 0
+
+    @property
+    def node_monitor_grace_seconds(self) -> int:
+        """kube-controller-manager's ``--node-monitor-grace-period``: 5/4 of the
+        node Lease, as its 50 s default is of a kubelet's 40 s Lease."""
+        return self.node_lease_seconds * 5 // 4
 
     @property
     def pki(self) -> pki.Pki:
@@ -388,6 +417,7 @@ class DevCluster:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--leader-elect=true",
                 *CONTROLLER_MANAGER_CLIENT_FLAGS,
+                f"--node-monitor-grace-period={self.node_monitor_grace_seconds}s",
                 "--profiling=false",
                 *workload_api_flags(kcm),
                 "--v=1",
