@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,24 +156,42 @@ print(json.dumps({
 """
 
 
-@pytest.mark.realnet
-async def test_tcp_between_nodes_takes_the_configured_rtt(lab: NetLab) -> None:
-    """Connecting and a 1-byte echo from a to c take one RTT each; 256 KiB arrive intact."""
-    c = lab.node("c")
-    server = await lab.exec_in("c", [sys.executable, "-c", TCP_SERVER, c.address], env=untraced())
+async def timed_exchange(lab: NetLab, src: str, dst: str) -> dict[str, Any]:
+    """One TCP connection from ``src`` to a server on ``dst``: its timings and integrity."""
+    server_node = lab.node(dst)
+    server = await lab.exec_in(
+        dst, [sys.executable, "-c", TCP_SERVER, server_node.address], env=untraced()
+    )
     assert server.stdout is not None
     port = (await asyncio.wait_for(server.stdout.readline(), 10)).decode().strip()
     client = await lab.exec_in(
-        "a", [sys.executable, "-c", TCP_TIMED_CLIENT, c.address, port], env=untraced()
+        src, [sys.executable, "-c", TCP_TIMED_CLIENT, server_node.address, port], env=untraced()
     )
     out, err = await asyncio.wait_for(client.communicate(), 20)
     assert client.returncode == 0, err.decode()
-    result = json.loads(out)
-    configured = lab.configured_rtt_ms("a", "c")
-    assert close_to(result["connect_ms"], configured), result
-    assert close_to(result["echo_ms"], configured), result
-    assert result["intact"]
     await asyncio.wait_for(server.wait(), 10)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.mark.realnet
+async def test_tcp_between_nodes_takes_the_configured_rtt(lab: NetLab) -> None:
+    """Connecting and a 1-byte echo from a to c take one RTT each; 256 KiB arrive intact.
+
+    The configured delay is a floor that a loaded machine only adds to, so
+    the fastest of up to three exchanges is the one compared.
+    """
+    configured = lab.configured_rtt_ms("a", "c")
+    tries = []
+    for _ in range(3):
+        result = await timed_exchange(lab, "a", "c")
+        assert result["intact"]
+        tries.append(result)
+        if close_to(result["connect_ms"], configured) and close_to(result["echo_ms"], configured):
+            break
+    best = min(tries, key=lambda r: float(r["connect_ms"]) + float(r["echo_ms"]))
+    assert close_to(best["connect_ms"], configured), tries
+    assert close_to(best["echo_ms"], configured), tries
 
 
 @pytest.mark.realnet
@@ -224,7 +243,8 @@ async def test_a_dead_runs_lab_is_removed_and_a_live_one_kept() -> None:
         assert stale in removed
         assert live.id not in removed
         assert leftovers(stale) == []
-        assert close_to(await live.ping_rtt("a", "b"), 3.0)
+        # the fastest of three medians: load only adds to the configured delay
+        assert close_to(min([await live.ping_rtt("a", "b") for _ in range(3)]), 3.0)
 
 
 # -- pure parts: no namespaces ------------------------------------------------
