@@ -27,7 +27,7 @@ from bench.throughput import (
 )
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "gangs"
 VERSION = 1
@@ -86,7 +86,7 @@ async def run(cfg: Config, progress: Progress) -> list[GangSample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

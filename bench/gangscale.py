@@ -59,7 +59,6 @@ from lasched_dev.devcluster import binaries
 from lasched_dev.devcluster.cluster import (
     DevCluster,
     ensure_namespace,
-    node_lease_seconds_for,
     workload_api,
 )
 
@@ -460,7 +459,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

@@ -25,7 +25,7 @@ from bench.throughput import Progress, create_bodies, delete_pods, pod_body, rot
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "memory"
 VERSION = 1
@@ -138,7 +138,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

@@ -37,7 +37,7 @@ from bench.throughput import Progress, create_bodies, delete_pods, rotation
 from bench.timeline import Timeline
 from lasched.kube.client import ApiError, KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "numa"
 VERSION = 1
@@ -215,7 +215,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

@@ -31,7 +31,7 @@ from bench.throughput import (
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 
 SCENARIO = "preemption"
 VERSION = 1
@@ -184,7 +184,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

@@ -58,7 +58,7 @@ from bench.timeline import Timeline
 from lasched.kube.binding import bind, now_micro
 from lasched.kube.client import ApiError, KubeClient
 from lasched_dev.devcluster import nodes
-from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace, node_lease_seconds_for
+from lasched_dev.devcluster.cluster import DevCluster, ensure_namespace
 from lasched_dev.devcluster.processes import Child, spawn, stop_children
 
 SCENARIO = "throughput"
@@ -630,7 +630,7 @@ async def run(cfg: Config, progress: Progress) -> list[Sample]:
     async with (
         DevCluster(
             controller_manager=cfg.controller_manager,
-            node_lease_seconds=node_lease_seconds_for(cfg.nodes),
+            nodes=cfg.nodes,
         ) as cluster,
         await cluster.client() as kc,
     ):

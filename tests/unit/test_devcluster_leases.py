@@ -30,11 +30,9 @@ def test_larger_clusters_renew_at_most_the_budgeted_rate(nodes: int) -> None:
     assert nodes / ((lease - 1) / 4) > NODE_LEASE_RENEWALS_PER_SECOND
 
 
-@pytest.mark.parametrize(("lease", "grace"), [(40, 50), (200, 250)])
+@pytest.mark.parametrize(("nodes", "grace"), [(1000, 50), (5000, 250)])
 def test_the_node_monitor_grace_period_follows_the_lease(
-    lease: int, grace: int, tmp_path: Path
+    nodes: int, grace: int, tmp_path: Path
 ) -> None:
     """kube-controller-manager's default 50 s is 5/4 of a kubelet's 40 s Lease."""
-    assert (
-        DevCluster(workdir=tmp_path, node_lease_seconds=lease).node_monitor_grace_seconds == grace
-    )
+    assert DevCluster(workdir=tmp_path, nodes=nodes).node_monitor_grace_seconds == grace

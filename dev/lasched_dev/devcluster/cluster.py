@@ -31,6 +31,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -113,9 +114,8 @@ def node_lease_seconds_for(nodes: int) -> int:
     controller tainted nodes unreachable mid-run. The monitor grace period
     follows the duration (:meth:`DevCluster.node_monitor_grace_seconds`).
     """
-    renew_seconds = KUBELET_NODE_LEASE_SECONDS / 4
-    needed = max(nodes, 1) / NODE_LEASE_RENEWALS_PER_SECOND  # seconds between renewals
-    return max(KUBELET_NODE_LEASE_SECONDS, int(4 * max(renew_seconds, needed) + 0.999))
+    # A Lease is renewed every quarter of its duration, as a kubelet renews its own.
+    return max(KUBELET_NODE_LEASE_SECONDS, math.ceil(4 * nodes / NODE_LEASE_RENEWALS_PER_SECOND))
 
 
 CRDS_DIR = Path(__file__).parent / "crds"
@@ -226,6 +226,9 @@ def _kubeconfig(*, server: str, p: pki.Pki) -> dict[str, Any]:
 class DevCluster:
     """Start with ``async with DevCluster() as c:``, or ``start()`` / ``stop()``.
 
+    ``nodes``: the most nodes the cluster will hold at once, which sizes its
+    node Leases (:func:`node_lease_seconds_for`).
+
     ``detached=True`` lets the processes outlive this Python process (the CLI's
     ``dev up``); otherwise they die with it, whatever the way it ends.
     """
@@ -235,14 +238,14 @@ class DevCluster:
         *,
         workdir: Path | None = None,
         detached: bool = False,
-        node_lease_seconds: int = KUBELET_NODE_LEASE_SECONDS,
+        nodes: int = 0,
         controller_manager: bool = True,
         progress: binaries.ProgressFn | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lasched-dev-"))
         self.detached = detached
-        self.node_lease_seconds = node_lease_seconds
+        self.node_lease_seconds = node_lease_seconds_for(nodes)
         self.controller_manager = controller_manager
         self._kcm_argv: list[str] = []
         self._watchdog: asyncio.Task[None] | None = None
