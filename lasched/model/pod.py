@@ -2,7 +2,9 @@
 
 Only what scheduling needs is kept: the full object of 30,000 pods would cost
 several times the memory (see bench/). Sub-structures that plugins interpret
-(affinity, tolerations) stay as the apiserver's JSON, which is already small.
+(affinity, tolerations) stay as the apiserver's JSON, which is already small;
+what many pods repeat (tolerations, short strings, empty maps) is held once
+(lasched/model/sharing.py).
 
 Labels and annotations are free text, so decoding never fails on their
 values: a malformed one becomes an error text (``latency_error``,
@@ -34,6 +36,7 @@ from lasched.model.numa import NumaRequest, numa_request
 from lasched.model.podgroup import GroupDecl, GroupError, OwnerRef, declared_group, owner_ref
 from lasched.model.priority import effective_priority
 from lasched.model.resources import Resources, non_zero_requests, pod_requests
+from lasched.model.sharing import EMPTY, shared_str, shared_tolerations, shared_values
 from lasched.model.strict import integer
 from lasched.model.volume import PodClaim, pod_claims
 
@@ -104,26 +107,28 @@ class PodInfo:
         meta = obj["metadata"]
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
-        self.namespace: str = meta.get("namespace", "default")
+        self.namespace: str = shared_str(meta.get("namespace", "default"))
         self.name: str = meta["name"]
         self.key = pod_key(self.namespace, self.name)
         self.uid = UID(meta.get("uid", ""))
         self.resource_version: str = meta.get("resourceVersion", "")
-        self.labels: dict[str, str] = meta.get("labels") or {}
-        self.annotations: dict[str, str] = meta.get("annotations") or {}
+        self.labels: Mapping[str, str] = shared_values(meta.get("labels"))
+        self.annotations: Mapping[str, str] = meta.get("annotations") or EMPTY
         self.created: float = parse_time(meta.get("creationTimestamp"))
         self.deleting: bool = meta.get("deletionTimestamp") is not None
-        self.scheduler_name: str = spec.get("schedulerName", "default-scheduler")
-        self.node_name: str = spec.get("nodeName", "")
+        self.scheduler_name: str = shared_str(spec.get("schedulerName", "default-scheduler"))
+        self.node_name: str = shared_str(spec.get("nodeName", ""))
         self.scheduling_gates: tuple[str, ...] = tuple(
             g.get("name", "") for g in spec.get("schedulingGates") or ()
         )
-        self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
-        self.affinity: dict[str, Any] = spec.get("affinity") or {}
-        self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
+        self.node_selector: Mapping[str, str] = shared_values(spec.get("nodeSelector"))
+        self.affinity: Mapping[str, Any] = spec.get("affinity") or EMPTY
+        self.tolerations: list[dict[str, Any]] = shared_tolerations(spec.get("tolerations"))
         self.priority, self.priority_error = effective_priority(spec, self.annotations)
-        self.preemption_policy: str = spec.get("preemptionPolicy", "PreemptLowerPriority")
-        self.phase: str = status.get("phase", "Pending")
+        self.preemption_policy: str = shared_str(
+            spec.get("preemptionPolicy", "PreemptLowerPriority")
+        )
+        self.phase: str = shared_str(status.get("phase", "Pending"))
         self.nominated_node_name: str = status.get("nominatedNodeName", "")
         # What the PodScheduled=False condition says now (None: no such condition): a
         # scheduler need not write the same again (kube-scheduler's updatePod skips it).

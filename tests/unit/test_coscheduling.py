@@ -14,7 +14,7 @@ from lasched.model.pod import PodInfo
 from lasched.model.podgroup import declared_group
 from lasched.plugins.coscheduling import Coscheduling, Group
 from lasched.timers import TimerHeap
-from tests.unit.factories import make_node, make_pod
+from tests.unit.factories import make_node, make_pod, pod_json
 
 
 class Clock:
@@ -29,8 +29,7 @@ def member(group: str, i: int, minimum: int = 3, timeout: str | None = None) -> 
     labels = {"lasched.io/pod-group": group, "lasched.io/min-available": str(minimum)}
     if timeout:
         labels["lasched.io/timeout-seconds"] = timeout
-    p = make_pod(f"{group}-{i}")
-    p.labels.update(labels)
+    p = make_pod(f"{group}-{i}", labels=labels)
     p.group = declared_group(p.namespace, p.labels, p.annotations)
     return p
 
@@ -221,8 +220,9 @@ def test_annotation_group_settles_before_counting() -> None:
     h = Harness()
     pods = []
     for i in range(2):
-        p = make_pod(f"w-{i}")
-        p.annotations["pod-group"] = "old"
+        body = pod_json(f"w-{i}")
+        body["metadata"]["annotations"] = {"pod-group": "old"}
+        p = PodInfo(body)
         p.group = declared_group(p.namespace, p.labels, p.annotations)
         pods.append(p)
     h.add(*pods)

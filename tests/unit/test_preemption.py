@@ -43,8 +43,7 @@ class World:
     def place(
         self, name: str, node: str, *, cpu: str, priority: int, labels: dict[str, str] | None = None
     ) -> PodInfo:
-        p = make_pod(name, cpu=cpu, node=node, priority=priority)
-        p.labels.update(labels or {})
+        p = make_pod(name, cpu=cpu, node=node, priority=priority, labels=labels)
         self.cache.add_pod(p)
         return p
 
