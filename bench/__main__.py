@@ -338,7 +338,18 @@ def _workloads(r: _Run) -> Outcome:
     if r.args.profile:
         cfg = dataclasses.replace(cfg, profile_stem=str(r.out / f"workloads-{cfg.nodes}nodes"))
     _check_peers(r.ap, cfg.peers, tuple(peer_defs.PEERS))
-    built, samples = asyncio.run(workloads.run(cfg, r.progress))
+
+    def checkpoint(done: list[workloads.Workload], samples: list[workloads.Sample]) -> None:
+        """The finished test cases' results, written as the run goes (the last write is
+        the whole run's)."""
+        partial = workloads.to_json(cfg, done, samples, r.env)
+        note = (
+            f"\n*Partial: {len(done)} of {len(cfg.workloads)} test cases done; "
+            "the run goes on, and replaces these files when it ends.*\n"
+        )
+        _emit(r.out, "workloads", partial, workloads.markdown(partial) + note, [], quiet=True)
+
+    built, samples = asyncio.run(workloads.run(cfg, r.progress, checkpoint))
     for name in cfg.workloads:
         if (path := workloads.profile_path(cfg, name)) and path.exists():
             path.with_suffix(".md").write_text(pyspy.summarise(path))
@@ -513,10 +524,21 @@ def _check_peers(
         ap.error(f"unknown peer(s): {', '.join(unknown)}; this scenario knows {', '.join(known)}")
 
 
-def _emit(out: Path, stem: str, result: dict[str, Any], table: str, pngs: list[Path]) -> None:
-    """Write <stem>.json and <stem>.md beside the plots, and print the table."""
+def _emit(
+    out: Path,
+    stem: str,
+    result: dict[str, Any],
+    table: str,
+    pngs: list[Path],
+    *,
+    quiet: bool = False,
+) -> None:
+    """Write <stem>.json and <stem>.md beside the plots, and print the table (unless
+    ``quiet``: a checkpoint mid-run, under the progress display)."""
     (out / f"{stem}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     (out / f"{stem}.md").write_text(table)
+    if quiet:
+        return
     print(table)  # plain: a Markdown table must not be re-wrapped to the terminal
     for p in pngs:
         print(f"plot: {p}")

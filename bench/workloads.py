@@ -600,7 +600,13 @@ def _node_progress(progress: Progress, workload: str) -> Callable[[int, int], No
     return lambda done, total: progress(f"{workload}: nodes", done, total)
 
 
-async def run(cfg: Config, progress: Progress) -> tuple[list[Workload], list[Sample]]:
+async def run(
+    cfg: Config,
+    progress: Progress,
+    checkpoint: Callable[[list[Workload], list[Sample]], None] | None = None,
+) -> tuple[list[Workload], list[Sample]]:
+    """Every test case of ``cfg``, each peer in rotation; ``checkpoint`` gets what is done
+    after each test case but the last (so that a run cut short keeps its finished cases)."""
     samples: list[Sample] = []
     built: list[Workload] = []
     async with (
@@ -637,6 +643,8 @@ async def run(cfg: Config, progress: Progress) -> tuple[list[Workload], list[Sam
                     )
             await _delete_nodes(kc, name)
             progress("workloads", wi + 1, len(cfg.workloads))
+            if checkpoint is not None and wi + 1 < len(cfg.workloads):
+                checkpoint(list(built), list(samples))
     return built, samples
 
 
