@@ -18,11 +18,13 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from lasched.model.sharing import Memo
+
 NO_IMAGES: Mapping[str, int] = {}
 """The images of a node that reports none (shared, never written)."""
 
 _SHARED_LIMIT = 4096  # distinct image tuples kept for sharing; then the table starts afresh
-_shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+_shared: Memo[tuple[str, ...], tuple[str, ...]] = Memo(_SHARED_LIMIT)
 
 
 def normalized_image_name(name: str) -> str:
@@ -41,12 +43,7 @@ def pod_images(spec: Mapping[str, Any]) -> tuple[str, ...]:
             image = c.get("image") if isinstance(c, Mapping) else None
             names.append(sys.intern(normalized_image_name(image if isinstance(image, str) else "")))
     images = tuple(names)
-    shared = _shared.get(images)
-    if shared is None:
-        if len(_shared) >= _SHARED_LIMIT:
-            _shared.clear()
-        shared = _shared[images] = images
-    return shared
+    return _shared.share(images, images)
 
 
 def node_images(status: Mapping[str, Any]) -> Mapping[str, int]:

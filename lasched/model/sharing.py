@@ -12,10 +12,40 @@ a PodInfo never mutates it (PodInfo is immutable by contract).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Hashable, Mapping
+from typing import Any, Generic, TypeVar
 
 import orjson
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """The first value handed in for each key, for everyone who hands in an equal key.
+
+    At most ``limit`` keys: past it the memo starts again, so a cluster whose
+    values never repeat costs a bounded table, not a growing one.
+    """
+
+    __slots__ = ("_limit", "_values")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._values: dict[K, V] = {}
+
+    def share(self, key: K, value: V) -> V:
+        """The value kept for ``key``; ``value`` (kept from now on) if there is none."""
+        shared = self._values.get(key)
+        if shared is None:
+            if len(self._values) >= self._limit:
+                self._values.clear()
+            shared = self._values[key] = value
+        return shared
+
+    def __len__(self) -> int:
+        return len(self._values)
+
 
 EMPTY: Mapping[str, Any] = {}
 """The one empty mapping of every pod without labels, annotations, selector or affinity: a
@@ -26,7 +56,7 @@ _TOLERATIONS_KEPT = 1024
 """Distinct toleration lists remembered; beyond it the memo starts again (a cluster has a
 handful: its workloads' few, each with admission's two defaults)."""
 
-_tolerations: dict[bytes, list[dict[str, Any]]] = {}
+_tolerations: Memo[bytes, list[dict[str, Any]]] = Memo(_TOLERATIONS_KEPT)
 
 
 def shared_str(value: str) -> str:
@@ -59,12 +89,7 @@ def shared_tolerations(tolerations: list[dict[str, Any]] | None) -> list[dict[st
         key = orjson.dumps(tolerations)
     except TypeError:
         return tolerations
-    shared = _tolerations.get(key)
-    if shared is None:
-        if len(_tolerations) >= _TOLERATIONS_KEPT:
-            _tolerations.clear()
-        shared = _tolerations[key] = tolerations
-    return shared
+    return _tolerations.share(key, tolerations)
 
 
 _NONE: list[dict[str, Any]] = []
