@@ -291,6 +291,11 @@ async def test_an_agent_flooding_bad_frames_never_affects_an_honest_one(
     async def arrived() -> bool:
         return metric("lasched_agent_samples_total", outcome="stored") - stored >= len(frames)
 
-    assert await eventually(arrived, timeout=5)
+    outcomes = ("stored", "unknown_target", "lost")
+    assert await eventually(arrived, timeout=5), (
+        f"{len(frames)} reports sent; samples by outcome: "
+        f"{ {o: metric('lasched_agent_samples_total', outcome=o) for o in outcomes} }"
+        f" (stored before: {stored}); honest closed: {honest.closed} ({honest.close_code})"
+    )
     assert not honest.closed
     await honest.close()
