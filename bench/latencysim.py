@@ -36,7 +36,7 @@ import math
 import random
 import statistics
 import sys
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -49,8 +49,10 @@ from lasched import settings as settings_mod
 from lasched.framework.interface import Code, CycleState
 from lasched.framework.runtime import FitError
 from lasched.kube.client import KubeClient
+from lasched.latency import plan as plan_mod
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
+from lasched.plugins.latency import LatencyScore, between
 from lasched.scheduler import Scheduler
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -213,12 +215,61 @@ def build(topo: topology.Topology) -> Scheduler:
     return sched
 
 
+class _Demand:
+    """The pods still to place, as the scheduler's plan sees them: ``pending``, the pods
+    that arrived and are not placed (bare pods); ``forecast``, every class's pods not
+    placed yet, arrived or not (what a ReplicaSet's replica count says)."""
+
+    def __init__(self, sim: _Sim, mode: str) -> None:
+        self._sim = sim
+        self._mode = mode
+
+    def key(self, pod: PodInfo) -> Hashable | None:
+        owner = pod.labels.get("class", "") if self._mode == "forecast" else ""
+        return plan_mod.population_key(pod, owner)
+
+    def populations(self) -> Mapping[Hashable, tuple[PodInfo, int]]:
+        out: dict[Hashable, tuple[PodInfo, int]] = {}
+        sim = self._sim
+        if self._mode == "forecast":
+            unplaced = [
+                (name, body) for body, name in sim.latest.items() if not sim.out.node_of[body]
+            ]
+        else:
+            unplaced = [
+                (name, body)
+                for name, body in sim.body_of.items()
+                if sim.latest[body] == name and not sim.out.node_of[body]
+            ]
+        for name, body in unplaced:
+            pod = sim.pods.get(name) or _pod_info(sim.bodies[body], name, 0)
+            key = self.key(pod)
+            if key is not None:
+                n = out.get(key, (pod, 0))[1]
+                out[key] = (pod, n + 1)
+        return out
+
+
 class _Sim:
     """One seed's run: the queue (priority, then arrival), pods that fit nowhere, evictions."""
 
-    def __init__(self, topo: topology.Topology, optimum: milp.Optimum) -> None:
+    def __init__(self, topo: topology.Topology, optimum: milp.Optimum, plan: str = "none") -> None:
         self.sched = build(topo)
         self.fw = self.sched.profiles["lasched"].framework
+        self.pods: dict[str, PodInfo] = {}
+        self.planner: plan_mod.Planner | None = None
+        if plan != "none":
+            score = next(p for p, _ in self.fw._scores if isinstance(p, LatencyScore))
+            latency = self.sched.latency
+            self.planner = plan_mod.Planner(
+                _Demand(self, plan),
+                nodes=lambda: self.nodes,
+                rtt=lambda place, node: (
+                    r.ms if (r := between(latency, place, node)) is not None else None
+                ),
+                version=lambda: latency.version,
+            )
+            score.planner = self.planner
         self.fw._rng = random.Random(topo.seed)  # the tie-break: seeded so decisions repeat
         self.nodes = self.sched.cycle.nodes()
         pods = scenario.pod_bodies(topo, "lasched", "lasched")
@@ -238,6 +289,7 @@ class _Sim:
     def arrive(self) -> None:
         body, name = self.arrivals.pop(0)
         pod = _pod_info(self.bodies[body], name, next(self.seq))
+        self.pods[name] = pod
         self.body_of[name] = body
         self.sched.gang.pod_added(pod)  # what the pod informer's handler tells the gang plugin
         self.push(pod, body)
@@ -272,6 +324,8 @@ class _Sim:
             assert permit.ok or permit.code is Code.WAIT, permit
         self.placed[pod.name] = assumed
         self.out.node_of[body] = result.node
+        if self.planner is not None:
+            self.planner.placed(pod, result.node)
 
     def evict(self, victim: PodInfo) -> None:
         """Delete a victim and create it again at the end of the arrivals, as its
@@ -287,9 +341,11 @@ class _Sim:
         self.arrivals.append((body, replacement))
 
 
-def simulate(topo: topology.Topology, optimum: milp.Optimum, *, arrival: str) -> Outcome:
+def simulate(
+    topo: topology.Topology, optimum: milp.Optimum, *, arrival: str, plan: str = "none"
+) -> Outcome:
     """Schedule the scenario's pods in process; see the module docstring."""
-    sim = _Sim(topo, optimum)
+    sim = _Sim(topo, optimum, plan)
     if arrival == "burst":
         while sim.arrivals:
             sim.arrive()
@@ -302,12 +358,12 @@ def simulate(topo: topology.Topology, optimum: milp.Optimum, *, arrival: str) ->
     return sim.out
 
 
-def _run(seeds: Iterable[int], regions: int, arrival: str) -> list[Outcome]:
+def _run(seeds: Iterable[int], regions: int, arrival: str, plan: str) -> list[Outcome]:
     outs = []
     for seed in seeds:
         topo = topology.generate(seed, topology.Sizes(regions=regions))
         opt = milp.optimum(topo)
-        out = simulate(topo, opt, arrival=arrival)
+        out = simulate(topo, opt, arrival=arrival, plan=plan)
         print(orjson.dumps(out.summary()).decode(), file=sys.stderr)
         outs.append(out)
     return outs
@@ -319,10 +375,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--regions", type=int, default=3)
     ap.add_argument("--arrival", choices=("fifo", "burst"), default="fifo")
+    ap.add_argument(
+        "--plan", choices=("none", "pending", "forecast"), default="none",
+        help="plan the latency pods together, knowing the pending pods or every class's",
+    )  # fmt: skip
     ap.add_argument("--json", help="write every seed's figures here")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    outs = _run(seeds, args.regions, args.arrival)
+    outs = _run(seeds, args.regions, args.arrival, args.plan)
     ratios = [o.ratio for o in outs]
     gangs = [g for o in outs if not math.isnan(g := o.gang_ratio())] or [math.nan]
     print(

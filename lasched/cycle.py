@@ -139,13 +139,15 @@ class SchedulingCycle:
         resync: Callable[[], None],
         leading: Callable[[], bool] = lambda: True,
         placement_note: Callable[[PodInfo, str], str] = _no_note,
+        on_placed: Callable[[PodInfo, str], None] = lambda pod, node: None,
         metrics: CycleMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``fresh``: the informer's current version of a pod (None once gone);
         ``resync``: rebuild the cache from the informers; ``leading``: may this
         replica bind now; ``placement_note``: why the pod's node suits it, for the
-        Scheduled event (empty: nothing to add); ``clock``: the queue's clock."""
+        Scheduled event (empty: nothing to add); ``on_placed``: a pod was reserved
+        on a node and permitted (or waits); ``clock``: the queue's clock."""
         self.queue = queue
         self.cache = cache
         self.profiles = profiles
@@ -158,6 +160,7 @@ class SchedulingCycle:
         self._resync = resync
         self._leading = leading
         self._placement_note = placement_note
+        self._on_placed = on_placed
         self._metrics = metrics or CycleMetrics()
         self._clock = clock
         # Members of admitted groups whose bind failed once and were retried at once.
@@ -264,6 +267,7 @@ class SchedulingCycle:
             return
         if permit.code is Code.WAIT:
             attempt.waiting = self.waiting.add(assumed, result.node, waits)
+        self._on_placed(pod, result.node)
         self.queue.done(pod.key)
         self._observe(profile, "scheduled", started)
         log.debug(

@@ -47,6 +47,7 @@ from lasched.framework import events
 from lasched.framework.events import ClusterEvent, EventResource
 from lasched.framework.waiting import WaitingRoom
 from lasched.kube.events import ObjectRef
+from lasched.latency.demand import LatencyDemand
 from lasched.model.nativegroup import NativeGroup
 from lasched.model.node import Node
 from lasched.model.numa import NodeTopology
@@ -124,6 +125,8 @@ class Parts:
     """The node list or a node's address changed: agents need new targets."""
     topologies: Topologies | None = None
     """NUMA zones by node: bound pods are accounted there (per zone, for agent reports)."""
+    latency_demand: LatencyDemand | None = None
+    """Latency pods still to place, for the plan: told of every pod, pending or not."""
 
 
 class PodEvents:
@@ -164,8 +167,18 @@ class PodEvents:
             # No event says when the members stop arriving: a timer does.
             self.s.queue.move_at(settled, gang.members_of(g.key), key=f"podgroup-settle/{g.key}")
 
+    def _demand(self, pod: PodInfo) -> None:
+        demand = self.s.latency_demand
+        if demand is not None and pod.latency is not None:
+            pending = (
+                not pod.bound and self._ours(pod) and not pod.deleting
+                and not self.s.cache.is_assumed(pod.key)
+            )  # fmt: skip
+            demand.seen(pod, pending=pending)
+
     def on_add(self, pod: PodInfo) -> None:
         self._track_group(pod)
+        self._demand(pod)
         if pod.bound:
             self.s.queue.delete(pod.key)
             if not pod.terminal:
@@ -179,6 +192,7 @@ class PodEvents:
 
     def on_update(self, old: PodInfo, new: PodInfo) -> None:
         self._track_group(new)
+        self._demand(new)
         if new.bound:
             if new.terminal:
                 self.on_delete(new)
@@ -214,6 +228,8 @@ class PodEvents:
         held_room = not pod.bound and self.s.cache.nominated_node(pod.key) is not None
         self.s.cache.clear_nomination(pod.key)
         self.s.gang.pod_deleted(pod)
+        if self.s.latency_demand is not None:
+            self.s.latency_demand.gone(pod)
         if (g := self.s.gang.group_of(pod)) is not None:
             self.s.queue.recheck_gated(list(g.members))  # its leaving may settle a disagreement
         self.s.retried_now.discard(pod.key)

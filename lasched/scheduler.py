@@ -61,7 +61,9 @@ from lasched.kube.tokenreview import agent_authenticator
 from lasched.latency import goldpinger, snapshot
 from lasched.latency import static as static_rtt
 from lasched.latency.cache import LatencyCache
+from lasched.latency.demand import LatencyDemand
 from lasched.latency.hub import AgentHub, HubOptions
+from lasched.latency.plan import Planner, planned_rtt
 from lasched.latency.sitetask import SiteTask
 from lasched.latency.upkeep import LatencyUpkeep
 from lasched.model import selector
@@ -161,8 +163,17 @@ class Scheduler:
             peer_nodes=functools.partial(peer_nodes, self.cache),
             group_nodes=functools.partial(group_nodes, self.cache, self.gang),
         )
+        # The pending latency pods, and their controllers' still to come, planned together.
+        self.latency_demand = LatencyDemand(owner_size=self.owner_sizes.lookup)
+        self.latency_planner = Planner(
+            self.latency_demand,
+            nodes=self.cache.node_infos,
+            rtt=functools.partial(planned_rtt, self.latency),
+            version=lambda: (self.latency.version, self.cache.node_count()),
+        )
         self.latency_score = LatencyScore(
             self.latency,
+            planner=self.latency_planner if settings.latency.plan else None,
             peer_nodes=functools.partial(peer_nodes, self.cache),
             group_nodes=functools.partial(group_nodes, self.cache, self.gang),
             node_names=lambda: [ni.name for ni in self.cache.node_infos()],
@@ -233,6 +244,7 @@ class Scheduler:
             resync=self._resync,
             leading=lambda: self.leading,
             placement_note=self.latency_filter.explain,
+            on_placed=self._latency_placed,
             clock=clock,
         )
         parts = Parts(
@@ -246,6 +258,7 @@ class Scheduler:
             invalidate_nodes=self.cycle.invalidate_nodes,
             peers_changed=self.upkeep.peers_changed,
             topologies=self.topologies,
+            latency_demand=self.latency_demand,
         )
         self.pod_events = PodEvents(parts)
         self.node_events = NodeEvents(parts)
@@ -447,9 +460,15 @@ class Scheduler:
         if (decl := g.native()) is not None:
             self.native_groups.outcome(decl, scheduled=scheduled, message=message)
 
+    def _latency_placed(self, pod: PodInfo, node: str) -> None:
+        if pod.latency is not None:
+            self.latency_planner.placed(pod, node)
+            self.latency_demand.placed(pod)
+
     def _owner_read(self, namespace: str, ref: OwnerRef) -> None:
         """A controller's size was read (or changed): its group's gates may open, or its
         members settle now if it gave none."""
+        self.latency_planner.invalidate()  # its pods still to come may count now
         members = self.gang.members_owned_by(namespace, ref.uid)
         self.queue.recheck_gated(members)
         pod = self.pod(members[0]) if members else None

@@ -143,6 +143,8 @@ class LatencySettings:
     snapshot_file: str | None = None
     snapshot_interval_seconds: float = 60.0
     cloud_fallback: bool = False
+    plan: bool = True
+    """Plan the pending latency pods together (lasched.latency.plan)."""
     goldpinger_url: str | None = None
     goldpinger_interval_seconds: float = 30.0
     token_review: TokenReviewSettings = field(default_factory=TokenReviewSettings)
@@ -422,6 +424,7 @@ def _latency(lat: _Reader) -> LatencySettings:
         snapshot_file=_path(lat, "snapshotFile"),
         snapshot_interval_seconds=lat.number("snapshotIntervalSeconds", 60.0),
         cloud_fallback=bool(cloud),
+        plan=lat.boolean("plan", True),
         token_review=_token_review(lat.child("tokenReview")),
         topology=_topology(lat.child("topology")),
     )

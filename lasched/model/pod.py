@@ -153,11 +153,15 @@ class PodInfo:
             )
         except GroupError as e:
             self.group_error = str(e)
-        # A group declared without a size takes it from the controller (lasched.model.podgroup).
+        # A group declared without a size takes it from the controller (lasched.model.podgroup);
+        # a latency pod's says how many like it are still to come (lasched.latency.demand).
         self.owner: OwnerRef | None = (
             owner_ref(meta)
-            if self.group is not None and self.group.source == "annotation"
-            and self.group.min_available is None
+            if (
+                self.group is not None and self.group.source == "annotation"
+                and self.group.min_available is None
+            )
+            or self.latency is not None
             else None
         )  # fmt: skip
         if self.latency is not None and self.latency.group_max_ms and self.group is None:

@@ -32,7 +32,7 @@ a user endpoint). A round trip crosses both directions either way.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any
 
 from lasched.cache.cache import NodeInfo
@@ -47,6 +47,7 @@ from lasched.framework.events import (
 )
 from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.latency.cache import LatencyCache, Rtt
+from lasched.latency.plan import Planner
 from lasched.model import selector
 from lasched.model.latencyreq import LatencyRequirements, Preference
 from lasched.model.pod import PodInfo
@@ -87,6 +88,8 @@ _ROOM = "LatencyScore/room"
 _NEED = "LatencyScore/need"
 _SCORED = "LatencyScore/scored"
 _NO_ROOM_MS = 10_000.0
+_PLANNED = "LatencyScore/planned"
+_OFF_PLAN_MS = 1_000.0  # a node outside the pod's plan: after every planned one
 _MEANS = "LatencyScore/means"
 _RTT_FLOOR_US = 1000  # see LatencyScore.normalize
 
@@ -339,6 +342,7 @@ class LatencyScore(Batchable):
         default_preference: DefaultPreference | None = None,
         anchor_limit: int = 256,
         means: MeanRtt | None = None,
+        planner: Planner | None = None,
     ) -> None:
         """``default_preference`` None: ``cloud`` when ``cloud_fallback``, else ``none``."""
         self._cache = cache
@@ -352,6 +356,7 @@ class LatencyScore(Batchable):
         self.default_preference = default_preference
         self._anchor_limit = anchor_limit
         self._means = means if means is not None else MeanRtt(cache, node_names)
+        self.planner = planner
 
     def configured(self, args: Mapping[str, Any], what: str = "LatencyScore") -> LatencyScore:
         """This plugin with a profile's args (``defaultPreference``, or the older
@@ -379,8 +384,15 @@ class LatencyScore(Batchable):
         return LatencyScore(
             self._cache, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes,
             node_names=self._node_names, default_preference=preference,
-            anchor_limit=self._anchor_limit, means=self._means,
+            anchor_limit=self._anchor_limit, means=self._means, planner=self.planner,
         )  # fmt: skip
+
+    def sign_pod(self, pod: PodInfo) -> Hashable | None:
+        """None for a pod its plan covers: the plan changes with every pod placed, so the
+        previous pod's scores do not hold for the next (no batch takes it)."""
+        if self.planner is not None and self.planner.covers(pod):
+            return None
+        return ()
 
     def mean_rtt(self) -> Mapping[str, float]:
         """Each node's mean RTT to the others in ms (the ``central`` preference's measure)."""
@@ -402,6 +414,10 @@ class LatencyScore(Batchable):
             return SKIP
         state.data[_MODE] = "rtt"
         state.data[_SCORED] = scored
+        if self.planner is not None:
+            planned = self.planner.nodes_for(pod)
+            if planned is not None:
+                state.data[_PLANNED] = planned
         if req.peers is not None and (req.peers.max_ms is None or not scored.preferences):
             state.data[_PEERS] = self._peer_nodes(pod.namespace, req.peers.selector)
         return SUCCESS
@@ -428,6 +444,10 @@ class LatencyScore(Batchable):
         """
         users = _places(req)
         state.data[_SCORED] = LatencyRequirements(preferences=users)
+        if self.planner is not None:
+            planned = self.planner.nodes_for(pod)
+            if planned is not None:
+                state.data[_PLANNED] = planned
         placed = self._group_nodes(pod)
         if placed:
             state.data[_MODE] = "group"
@@ -478,6 +498,9 @@ class LatencyScore(Batchable):
             return -1
         if mode == "anchor-users" and state.data[_ROOM].get(node.name, 0) < state.data[_NEED]:
             cost += _NO_ROOM_MS  # the gang would not fit around it: a last resort
+        planned: frozenset[str] | None = state.data.get(_PLANNED)
+        if planned is not None and node.name not in planned:
+            cost += _OFF_PLAN_MS
         return round(cost * 1000)
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:

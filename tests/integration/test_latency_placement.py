@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from lasched import settings
@@ -45,9 +46,13 @@ async def simulated_agents(
     matrix: dict[str, dict[str, float | None]],
     *,
     extra: dict[str, Any] | None = None,
+    latency: dict[str, Any] | None = None,
+    measured: bool = False,
 ) -> AsyncIterator[dict[str, dict[str, float | None]]]:
-    """lasched (with ``extra`` settings beside its latency ones) and one simulated agent per
-    node, each reading its row of the yielded copy of ``matrix``, which tests may change."""
+    """lasched (with ``extra`` settings beside its latency ones, and ``latency`` among
+    them) and one simulated agent per node, each reading its row of the yielded copy of
+    ``matrix``, which tests may change; ``measured``: yield once lasched holds every
+    pair of the matrix."""
     names = [s.name for s in specs]
     await nodes.create_nodes(kc, specs)
     await nodes.wait_ready(kc, names)
@@ -57,6 +62,7 @@ async def simulated_agents(
                 "reportIntervalSeconds": 0.5,
                 "ttlSeconds": 30,
                 "endpoints": [{"name": "users-eu", "address": "192.0.2.10"}],
+                **(latency or {}),
             },
             **(extra or {}),
         }
@@ -75,7 +81,21 @@ async def simulated_agents(
             heartbeat_seconds=2,
         )
         tasks.append(asyncio.create_task(client.run(), name=f"agent-{node}"))
+    want = {(src, dst) for src, row in matrix.items() for dst, ms in row.items() if ms is not None}
+
+    async def holds_every_pair() -> bool:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/debug/latency") as resp,
+        ):
+            if resp.status != 200:
+                return False
+            body = await resp.json()
+        return want <= {(p["src"], p["dst"]) for p in body["pairs"] if not p["stale"]}
+
     try:
+        if measured:
+            await eventually(holds_every_pair, timeout=30)
         yield rows
     finally:
         for t in tasks:
