@@ -13,6 +13,8 @@ populations are lasched endpoints ``users-<site>``.
 Peers, per seed, in an order that rotates from seed to seed:
 
 - **lasched**;
+- **lasched, no plan** (``latency.plan: false``): each pod by its own scores,
+  to show what placing the pods together adds;
 - **kube-scheduler + lasched extender** (docs/extender.md);
 - **kube-scheduler**, latency-blind: the same pods, its default plugins;
 - **kube-scheduler + zone affinity**: what a user without lasched would
@@ -21,12 +23,13 @@ Peers, per seed, in an order that rotates from seed to seed:
   (weight 100) and its region (weight 50).
 
 Per peer: the peer (and, for lasched, its agents) starts; once lasched holds
-every pair's RTT, one warm-up pod is bound, then all pods are created at once
-(classes interleaved). When every pod is bound, or nothing has bound for
-``settle`` seconds, the figures are taken. A soft pod that a hard pod
-preempts is created again, as its ReplicaSet would (the name suffixed
-``-r1``, ``-r2``...), and the figures cover the replacement; evictions are
-counted.
+every pair's RTT, one warm-up pod is bound, then one ReplicaSet per class is
+created at once, and kube-controller-manager creates their pods, as it does a
+Deployment's (a ReplicaSet's first pods come in batches of 1, 2, 4...). When
+every pod is bound, or nothing has bound for ``settle`` seconds, the figures
+are taken. A soft pod that a hard pod preempts is created again by its
+ReplicaSet, and the figures cover the replacement; evictions (pods bound,
+then deleted) are counted.
 
 Figures per seed and peer: hard violations (a hard pod placed beyond its
 limit), pods left pending, pods left pending although a node had room for
@@ -94,20 +97,27 @@ KUBE_ZONE = dataclasses.replace(
     key="kube-scheduler-zone",
     label="kube-scheduler + zone affinity (QPS 5000/10000)",
 )
+# lasched with each pod placed by its own scores alone: what the plan adds, in the same run.
+LASCHED_GREEDY = dataclasses.replace(
+    peers.LASCHED, key="lasched-greedy", label="lasched, no plan",
+    settings={"latency": {"plan": False}},
+)  # fmt: skip
 PEERS = {
     "lasched": peers.LASCHED,
+    "lasched-greedy": LASCHED_GREEDY,
     "kube-scheduler-extender": peers.KUBE_EXTENDER,
     "kube-scheduler-tuned": peers.KUBE_LATENCY_BLIND,
     "kube-scheduler-zone": KUBE_ZONE,
 }
 LABELS = {
     "lasched": "lasched",
+    "lasched-greedy": "lasched, no plan (latency.plan: false)",
     "kube-scheduler-extender": "kube-scheduler + lasched extender",
     "kube-scheduler-tuned": "kube-scheduler, latency-blind",
     "kube-scheduler-zone": "kube-scheduler + zone affinity",
     "optimum": "optimum (exact)",
 }
-SEES_RTT = frozenset({"lasched", "kube-scheduler-extender"})
+SEES_RTT = frozenset({"lasched", "lasched-greedy", "kube-scheduler-extender"})
 # What every peer's pending pods are measured against: the scenario's own hard constraints.
 SCENARIO_RULES = frozenset({verify.CAPACITY, verify.TAINTS, verify.MAX_RTT})
 
@@ -183,6 +193,50 @@ def pod_bodies(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[
                     )
                 )
     return out
+
+
+def replica_sets(topo: topology.Topology, peer: str, scheduler: str) -> list[dict[str, Any]]:
+    """One ReplicaSet per class, its pods :func:`pod_body`'s: kube-controller-manager
+    creates them, as it does a Deployment's."""
+    site_of_users = {u.name: u.site for u in topo.users}
+    out = []
+    for c in topo.classes:
+        site = site_of_users[c.users]
+        template = pod_body(
+            "", c, scheduler, site=site, region=topo.region_of[site], zone=peer == KUBE_ZONE.key
+        )
+        del template["metadata"]["name"]
+        selector = {"bench": SCENARIO, "class": c.name}
+        out.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {"name": c.name, "labels": {"bench": SCENARIO}},
+                "spec": {
+                    "replicas": c.count,
+                    "selector": {"matchLabels": selector},
+                    "template": template,
+                },
+            }
+        )
+    return out
+
+
+async def create_replica_sets(
+    kc: KubeClient, namespace: str, bodies: list[dict[str, Any]], progress: Progress, label: str
+) -> None:
+    for i, body in enumerate(bodies, 1):
+        await kc.post(f"/apis/apps/v1/namespaces/{namespace}/replicasets", body)
+        progress(label, i, len(bodies))
+
+
+async def delete_replica_sets(kc: KubeClient, namespace: str) -> None:
+    """Delete the ReplicaSets first: their pods, deleted after, are not created again."""
+    await kc.request(
+        "DELETE",
+        f"/apis/apps/v1/namespaces/{namespace}/replicasets",
+        body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Orphan"},
+    )
 
 
 def pod_body(
@@ -313,30 +367,6 @@ async def _settle(
     raise TimeoutError(f"{label}: {len(timeline.bound)}/{count} bound after {cfg.timeout:.0f} s")
 
 
-class Replacer:
-    """Re-creates evicted pods as a ReplicaSet would: same spec, a new name."""
-
-    def __init__(
-        self, kc: KubeClient, namespace: str, timeline: Timeline, bodies: list[dict[str, Any]]
-    ) -> None:
-        self._kc, self._ns, self._timeline = kc, namespace, timeline
-        self._body = {b["metadata"]["name"]: b for b in bodies}
-        self.latest = {name: name for name in self._body}  # workload pod -> its current pod
-        self.replaced: set[str] = set()
-        self._generation = dict.fromkeys(self._body, 0)
-
-    async def __call__(self) -> int:
-        for logical, current in list(self.latest.items()):
-            if current in self._timeline.deleted and current not in self.replaced:
-                self.replaced.add(current)
-                self._generation[logical] += 1
-                body = orjson.loads(orjson.dumps(self._body[logical]))
-                body["metadata"]["name"] = f"{logical}-r{self._generation[logical]}"
-                await create_bodies(self._kc, self._ns, [body])
-                self.latest[logical] = body["metadata"]["name"]
-        return len(self.replaced)
-
-
 @dataclass(frozen=True, slots=True)
 class Seeded:
     """One seed's topology, its optimum and its agents' identities."""
@@ -362,7 +392,7 @@ async def measure_peer(
     label = f"seed {topo.seed} {peer.key} #{rep + 1}"
     workdir = cluster.workdir / ns
     await ensure_namespace(kc, ns)
-    uses_lasched = peer.key == peers.LASCHED.key or peer.extender
+    uses_lasched = peer.is_lasched or peer.extender
     port = free_port() if uses_lasched else 0
     running = await peers.start(
         peer,
@@ -406,11 +436,16 @@ async def measure_peer(
             raise TimeoutError(f"{label}: the warm-up pod was not bound within 60 s")
         cpu0 = running.stats().cpu_seconds
 
-        bodies = pod_bodies(topo, peer.key, peer.scheduler_name)
-        replacer = Replacer(kc, ns, timeline, bodies)
+        sets = replica_sets(topo, peer.key, peer.scheduler_name)
+        total = sum(c.count for c in topo.classes)
+
+        async def evicted() -> int:
+            """Pods bound and then deleted (preempted); their ReplicaSet makes new ones."""
+            return sum(1 for n in timeline.deleted if n in timeline.bound and n != "warmup")
+
         created = time.monotonic()
-        await create_bodies(kc, ns, bodies, progress=progress, label=f"{label}: create")
-        await _settle(timeline, len(bodies) + 1, cfg, progress, f"{label}: bind", replace=replacer)
+        await create_replica_sets(kc, ns, sets, progress, f"{label}: ReplicaSets")
+        await _settle(timeline, total + 1, cfg, progress, f"{label}: bind", replace=evicted)
         stats = running.stats()
         state = await verify.snapshot(kc, bound_at=timeline.stamps())
         rules = verify.KUBERNETES_RULES | ({verify.MAX_RTT} if peer.key in SEES_RTT else set())
@@ -428,13 +463,11 @@ async def measure_peer(
             rep,
             position,
             seeded,
-            bodies,
             timeline=timeline,
             created=created,
             cpu=stats.cpu_seconds - cpu0,
             rss_mb=stats.peak_rss_bytes / 2**20,
-            latest=replacer.latest,
-            evicted=len(replacer.replaced),
+            evicted=await evicted(),
             state=state,
             ns=ns,
             verdict=verdict,
@@ -444,6 +477,7 @@ async def measure_peer(
             await stop_children([agents], grace=5)
         await running.stop()
         await timeline.stop()
+        await delete_replica_sets(kc, ns)
         await delete_pods(kc, ns)
 
 
@@ -452,40 +486,41 @@ def _sample(
     rep: int,
     position: int,
     seeded: Seeded,
-    bodies: list[dict[str, Any]],
     *,
     timeline: Timeline,
     created: float,
     cpu: float,
     rss_mb: float,
-    latest: dict[str, str],
     evicted: int,
     state: verify.State,
     ns: str,
     verdict: verify.Verdict,
 ) -> Sample:
-    """Figures over the workload's pods, each by its current pod (``latest``)."""
+    """Figures over each class's live pods; a pod its ReplicaSet has not created (again)
+    counts as pending."""
     topo = seeded.topo
-    classes = {c.name: c for c in topo.classes}
-    by_key = {p.key: p for p in state.pods}
+    live: dict[str, list[verify.Pod]] = {c.name: [] for c in topo.classes}
+    for p in state.pods:
+        if p.namespace == ns and not p.terminating and p.labels.get("class") in live:
+            live[p.labels["class"]].append(p)
     hard_rtts, soft_rtts = [], []
     pending_hard = pending_soft = hard_met = violations = 0
     pending: list[verify.Pod] = []
     bound_times = [t for n, t in timeline.bound.items() if n != "warmup"]
     by_site: dict[str, int] = {}
     by_class: dict[str, dict[str, int]] = {}
-    for body in bodies:
-        name = latest[body["metadata"]["name"]]
-        c = classes[body["metadata"]["labels"]["class"]]
-        node = None if name in timeline.deleted else timeline.nodes.get(name)
+    placements: list[tuple[topology.PodClass, str | None]] = []
+    for c in topo.classes:
+        pods = sorted(live[c.name], key=lambda p: p.name)[: c.count]
+        pending += [p for p in pods if not p.node]
+        placements += [(c, p.node or None) for p in pods]
+        placements += [(c, None)] * (c.count - len(pods))
+    for c, node in placements:
         if node is None:
             if c.kind == "hard":
                 pending_hard += 1
             else:
                 pending_soft += 1
-            pod = by_key.get(f"{ns}/{name}")
-            if pod is not None:
-                pending.append(pod)
             continue
         site = topo.site_of.get(node, "?")
         by_site[site] = by_site.get(site, 0) + 1
@@ -511,7 +546,7 @@ def _sample(
         peer=peer,
         repeat=rep,
         position=position,
-        pods=len(bodies),
+        pods=len(placements),
         bound=len(everything),
         pending_hard=pending_hard,
         pending_soft=pending_soft,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,16 @@ class Peer:
     # kube-scheduler with the cluster's Workload API feature gates (and so, on v1.37,
     # its GangScheduling plugin); False runs it as a cluster without them would.
     workload_api: bool = True
+    # lasched's settings for this peer, beside the benchmark's (a variant of lasched).
+    settings: Mapping[str, Any] | None = None
+
+    @property
+    def is_lasched(self) -> bool:
+        return self.scheduler_name == LASCHED_NAME and not self.extender
 
 
-LASCHED = Peer("lasched", "lasched", "lasched")
+LASCHED_NAME = "lasched"
+LASCHED = Peer("lasched", "lasched", LASCHED_NAME)
 KUBE_DEFAULT = Peer(
     "kube-scheduler", "kube-scheduler (QPS 50/100)", "kube-scheduler", qps=50, burst=100
 )
@@ -187,6 +195,22 @@ def kube_scheduler_config(peer: Peer, *, kubeconfig: Path, extender_url: str | N
     return text
 
 
+def _merged(
+    base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """``extra`` over ``base``, one level of sections deep (``latency: {plan: false}`` keeps
+    the other latency settings)."""
+    if extra is None:
+        return dict(base) if base is not None else None
+    out = dict(base or {})
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 async def start(
     peer: Peer,
     *,
@@ -198,8 +222,8 @@ async def start(
     """Start ``peer``. ``lasched_settings`` are merged into lasched's benchmark settings;
     ``http_port`` is lasched's (0: any free port, unknown to the caller)."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    if peer.key == LASCHED.key:
-        config = lasched_config(peer.scheduler_name, extra=lasched_settings)
+    if peer.is_lasched:
+        config = lasched_config(peer.scheduler_name, extra=_merged(lasched_settings, peer.settings))
         child = _spawn_lasched(
             kubeconfig=kubeconfig, workdir=workdir, config=config, port=http_port, name="lasched"
         )

@@ -143,6 +143,12 @@ latency_requeues = Counter(
     "lasched_latency_requeues_total",
     "Times a significant RTT change moved unschedulable pods back to the queue.",
 )
+latency_plans = Histogram(
+    "lasched_latency_plan_duration_seconds",
+    "Time to make one plan of the latency pods still to place, by outcome (made, none).",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
 leader_election_master_status = Gauge(
     "lasched_leader_election_master_status",
     "1 while this replica holds the leader Lease and schedules, else 0.",

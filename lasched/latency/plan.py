@@ -15,9 +15,8 @@ splits the free room among them by a linear program solved by HiGHS:
   hard limit of ``p``;
 - ``x[p, g]`` at most the pods of ``p``'s shape that ``g``'s nodes have room
   for one by one (so room split across nodes is not counted as one pod's); a
-  gang with a pairwise RTT budget (``group-max-rtt``) goes to one group whole
-  or to none, so the plan never splits it across places farther apart than
-  its budget;
+  gang with a pairwise RTT budget (``group-max-rtt``) is planned whole or not
+  at all, in groups no two of which are farther apart than its budget;
   the populations together within each group's free cpu, memory and pod
   slots; ``p`` no more than its demand;
 - the objective: as many pods as possible, higher priority first, then the
@@ -35,11 +34,13 @@ scheduler whose pods state no latency requirement never loads it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lasched import metrics
 from lasched.cache.cache import NodeInfo
 from lasched.latency.cache import LatencyCache
 from lasched.model.latencyreq import LatencyRequirements, Preference, RttLimit
@@ -54,6 +55,9 @@ RTT_GRAIN_MS = 0.1
 """Nodes whose RTTs to every place agree to this grain are one group."""
 TIME_LIMIT_S = 0.5
 """The most one plan may take; its best answer by then is used."""
+MAX_GANG_GROUPS = 32
+"""A gang allowed in more groups than this is planned in one of them, whole (the pairs
+of groups farther apart than its budget would be too many to bound)."""
 MAX_VARIABLES = 50_000
 """Beyond this many (population, group) pairs no plan is made: greedy placement decides."""
 
@@ -86,7 +90,7 @@ class Population:
     memory: int
     priority: int
     demand: int
-    whole: bool = False  # a gang with a pairwise RTT budget: planned in one group or none
+    budget_ms: float | None = None  # a gang's group-max-rtt: its rest whole, within it
 
 
 def scored_places(req: LatencyRequirements) -> tuple[Preference, ...]:
@@ -115,9 +119,9 @@ def population(pod: PodInfo, key: Hashable, demand: int) -> Population:
     req = pod.latency
     assert req is not None
     r = pod.requests
-    whole = pod.group is not None and req.group_max_ms is not None
+    budget = req.group_max_ms if pod.group is not None else None
     return Population(
-        key, scored_places(req), req.limits, r.milli_cpu, r.memory, pod.priority, demand, whole
+        key, scored_places(req), req.limits, r.milli_cpu, r.memory, pod.priority, demand, budget
     )
 
 
@@ -198,108 +202,171 @@ def make_plan(pops: Sequence[Population], nodes: Iterable[NodeInfo], rtt: Rtt) -
         free[g].append(room)
         group_of[ni.name] = g
     at = {place: i for i, place in enumerate(places)}
-    # Variables: (population, group, upper bound, cost, pods each counts).
-    pairs: list[tuple[int, int, int, float, int]] = []
+    model = _Model()
+    # Rows: each population's demand; each group's free cpu, memory and pod slots.
+    demand_row = {pi: model.row(0, pop.demand) for pi, pop in enumerate(pops)}
+    room_rows = [
+        tuple(model.row(0, sum(max(f[k], 0) for f in rooms)) for k in range(3)) for rooms in free
+    ]
     ranks = {prio: r for r, prio in enumerate(sorted({pop.priority for pop in pops}))}
+    xs: list[tuple[int, int, int]] = []  # (column, population, group)
     for pi, pop in enumerate(pops):
         if pop.demand <= 0:
             continue
+        worth = PLACE_AS_MANY_MS * (1 + ranks[pop.priority])
+        mine: list[tuple[int, int]] = []  # (column, group)
         for g, rtts in enumerate(signature):
-            if any(
-                (ms := rtts[at[lim.place]]) is None or ms > lim.max_ms + RTT_GRAIN_MS / 2
-                for lim in pop.limits
-            ):
+            cost = _cost(pop, rtts, at)
+            fit = sum(_fits(f, pop.milli_cpu, pop.memory) for f in free[g])
+            if cost is None or fit <= 0:
                 continue
-            cost = 0.0
-            for pref in pop.places:
-                ms = rtts[at[pref.place]]
-                if ms is None:
-                    break
-                cost += pref.weight * ms
-            else:
-                fit = sum(_fits(f, pop.milli_cpu, pop.memory) for f in free[g])
-                worth = PLACE_AS_MANY_MS * (1 + ranks[pop.priority])
-                if pop.whole:  # one variable: the whole rest of the gang here, or not
-                    if fit >= pop.demand:
-                        pairs.append((pi, g, 1, (cost - worth) * pop.demand, pop.demand))
-                elif (upper := min(pop.demand, fit)) > 0:
-                    pairs.append((pi, g, upper, cost - worth, 1))
-    if not pairs or len(pairs) > MAX_VARIABLES:
+            cpu_row, mem_row, pods_row = room_rows[g]
+            col = model.col(
+                cost - worth, min(pop.demand, fit),
+                {demand_row[pi]: 1.0, cpu_row: pop.milli_cpu, mem_row: pop.memory, pods_row: 1.0},
+            )  # fmt: skip
+            mine.append((col, g))
+            xs.append((col, pi, g))
+        if pop.budget_ms is not None and mine:
+            _whole_within_budget(model, pop, mine, group_of, rtt)
+        if len(model.cost) > MAX_VARIABLES:
+            return None
+    if not xs:
         return None
-    x = _solve(pops, free, pairs)
+    x = model.solve()
     if x is None:
         return None
     quota: dict[Hashable, dict[int, int]] = {pop.key: {} for pop in pops}
-    for (pi, g, _, _, unit), v in zip(pairs, x, strict=True):
-        k = int(v) * unit
-        if k > 0:
+    for col, pi, g in xs:
+        if (k := x[col]) > 0:
             quota[pops[pi].key][g] = k
     solve_ms = (time.perf_counter() - started) * 1000
     return Plan(group_of, quota, {pop.key: pop.demand for pop in pops}, solve_ms)
 
 
-def _solve(
-    pops: Sequence[Population],
-    free: Sequence[Sequence[tuple[int, int, int]]],
-    pairs: Sequence[tuple[int, int, int, float, int]],
-) -> list[int] | None:
-    # Loaded with the first plan (see the module docstring).
-    import highspy
-    import numpy as np
+def _cost(pop: Population, rtts: Sequence[float | None], at: Mapping[str, int]) -> float | None:
+    """Weighted RTT of a pod of ``pop`` in a group with these RTTs; None if the group is
+    beyond a hard limit or an RTT it weighs is unknown."""
+    for lim in pop.limits:
+        ms = rtts[at[lim.place]]
+        if ms is None or ms > lim.max_ms + RTT_GRAIN_MS / 2:
+            return None
+    cost = 0.0
+    for pref in pop.places:
+        ms = rtts[at[pref.place]]
+        if ms is None:
+            return None
+        cost += pref.weight * ms
+    return cost
 
-    n = len(pairs)
-    groups = len(free)
-    # Rows: one per population (demand), then cpu, memory and pods per group.
-    rows_of_pop = {pi: r for r, pi in enumerate(sorted({p[0] for p in pairs}))}
-    base = len(rows_of_pop)
-    starts, index, value = [0], [], []
-    for pi, g, _, _, unit in pairs:
-        pop = pops[pi]
-        entries = [(rows_of_pop[pi], float(unit))]
-        if pop.milli_cpu:
-            entries.append((base + 3 * g, float(pop.milli_cpu * unit)))
-        if pop.memory:
-            entries.append((base + 3 * g + 1, float(pop.memory * unit)))
-        entries.append((base + 3 * g + 2, float(unit)))
-        for r, v in entries:
-            index.append(r)
-            value.append(v)
-        starts.append(len(index))
-    upper_rows = [0.0] * (base + 3 * groups)
-    for pi, r in rows_of_pop.items():
-        upper_rows[r] = float(pops[pi].demand)
-    for g, rooms in enumerate(free):
-        upper_rows[base + 3 * g] = float(sum(max(f[0], 0) for f in rooms))
-        upper_rows[base + 3 * g + 1] = float(sum(max(f[1], 0) for f in rooms))
-        upper_rows[base + 3 * g + 2] = float(sum(max(f[2], 0) for f in rooms))
-    lp = highspy.HighsLp()
-    lp.num_col_ = n
-    lp.num_row_ = len(upper_rows)
-    lp.col_cost_ = np.array([p[3] for p in pairs], dtype=np.float64)
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.array([float(u) for _, _, u, _, _ in pairs])
-    lp.row_lower_ = np.full(len(upper_rows), -highspy.kHighsInf)
-    lp.row_upper_ = np.array(upper_rows)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(value, dtype=np.float64)
-    # Whole pods: a fractional split, rounded, would promise a group more than its room.
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", TIME_LIMIT_S)
-    h.setOptionValue("mip_rel_gap", 1e-3)
-    h.passModel(lp)
-    h.run()
-    status = h.getModelStatus()
-    solved = status == highspy.HighsModelStatus.kOptimal or (
-        status == highspy.HighsModelStatus.kTimeLimit and h.getInfo().primal_solution_status == 2
-    )  # out of time with a feasible answer: good enough to steer by
-    if not solved:
-        log.warning("latency plan not made: HiGHS says %s", h.modelStatusToString(status))
-        return None
-    return [round(v) for v in h.getSolution().col_value]
+
+def _whole_within_budget(
+    model: _Model,
+    pop: Population,
+    mine: Sequence[tuple[int, int]],
+    group_of: Mapping[str, int],
+    rtt: Rtt,
+) -> None:
+    """A gang's rest is placed whole or not at all (binary ``z``), in groups no two of
+    which are farther apart than its budget (binary ``y`` per group it uses), as the
+    exact optimum of the benchmark models it."""
+    budget = pop.budget_ms
+    assert budget is not None
+    n = float(pop.demand)
+    whole = model.row(0, 0)  # sum of x - n * z = 0
+    model.col(0.0, 1, {whole: -n})
+    for col, _ in mine:
+        model.add(col, whole, 1.0)
+    if len(mine) > MAX_GANG_GROUPS:  # too many pairs to bound: one group, whole
+        uses = model.row(-math.inf, 1)
+        for col, _ in mine:
+            y = model.col(0.0, 1, {uses: 1.0})
+            link = model.row(-math.inf, 0)
+            model.add(col, link, 1.0)
+            model.add(y, link, -n)
+        return
+    first = {g: n_ for n_, g in sorted(group_of.items(), reverse=True)}  # a node of each group
+    ys: dict[int, int] = {}
+    for col, g in mine:
+        link = model.row(-math.inf, 0)  # x - n * y <= 0
+        ys[g] = model.col(0.0, 1, {link: -n})
+        model.add(col, link, 1.0)
+    groups = sorted(ys)
+    for i, a in enumerate(groups):
+        for b in groups[i + 1 :]:
+            ms = rtt(first[a], first[b])
+            if ms is None or ms > budget:
+                apart = model.row(-math.inf, 1)
+                model.add(ys[a], apart, 1.0)
+                model.add(ys[b], apart, 1.0)
+
+
+class _Model:
+    """A mixed-integer program, built column by column, every variable an integer."""
+
+    def __init__(self) -> None:
+        self.cost: list[float] = []
+        self.upper: list[float] = []
+        self.cols: list[dict[int, float]] = []  # column -> row -> coefficient
+        self.row_lo: list[float] = []
+        self.row_hi: list[float] = []
+
+    def row(self, lo: float, hi: float) -> int:
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+        return len(self.row_lo) - 1
+
+    def col(self, cost: float, upper: float, entries: Mapping[int, float]) -> int:
+        self.cost.append(cost)
+        self.upper.append(upper)
+        self.cols.append({r: float(v) for r, v in entries.items() if v})
+        return len(self.cost) - 1
+
+    def add(self, col: int, row: int, coef: float) -> None:
+        self.cols[col][row] = coef
+
+    def solve(self) -> list[int] | None:
+        # Loaded with the first plan (see the module docstring).
+        import highspy
+        import numpy as np
+
+        inf = highspy.kHighsInf
+        starts, index, value = [0], [], []
+        for entries in self.cols:
+            for r in sorted(entries):
+                index.append(r)
+                value.append(entries[r])
+            starts.append(len(index))
+        n = len(self.cost)
+        lp = highspy.HighsLp()
+        lp.num_col_ = n
+        lp.num_row_ = len(self.row_lo)
+        lp.col_cost_ = np.array(self.cost, dtype=np.float64)
+        lp.col_lower_ = np.zeros(n)
+        lp.col_upper_ = np.array(self.upper, dtype=np.float64)
+        lp.row_lower_ = np.array([max(v, -inf) for v in self.row_lo], dtype=np.float64)
+        lp.row_upper_ = np.array([min(v, inf) for v in self.row_hi], dtype=np.float64)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(value, dtype=np.float64)
+        # Whole pods: a fractional split, rounded, would promise a group more than its room.
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", TIME_LIMIT_S)
+        h.setOptionValue("mip_rel_gap", 1e-3)
+        h.passModel(lp)
+        h.run()
+        status = h.getModelStatus()
+        solved = status == highspy.HighsModelStatus.kOptimal or (
+            status == highspy.HighsModelStatus.kTimeLimit
+            and h.getInfo().primal_solution_status == 2
+        )  # out of time with a feasible answer: good enough to steer by
+        if not solved:
+            log.warning("latency plan not made: HiGHS says %s", h.modelStatusToString(status))
+            return None
+        return [round(v) for v in h.getSolution().col_value]
 
 
 class Demand(Protocol):
@@ -365,8 +432,11 @@ class Planner:
             self._plan.take(key, node)
 
     def _replan(self, version: Hashable) -> Plan | None:
+        started = time.perf_counter()
         pops = [population(pod, key, n) for key, (pod, n) in self._demand.populations().items()]
         self._plan = make_plan(pops, self._nodes(), self._rtt) if pops else None
+        outcome = "made" if self._plan is not None else "none"
+        metrics.latency_plans.labels(outcome).observe(time.perf_counter() - started)
         if self._plan is not None and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "latency plan: %d populations, %d pods, %.1f ms: %s",

@@ -93,6 +93,32 @@ def test_a_hard_limit_keeps_a_population_out_of_far_groups_and_priority_goes_fir
     assert plan.nodes("low") == frozenset()  # b is beyond its limit and a is taken
 
 
+def test_a_gang_is_planned_whole_within_its_budget() -> None:
+    # Three members; a holds two, 1 ms from the users; b one more, 2 ms, but 10 ms from a;
+    # c three, 5 ms, 1.5 ms from a. Within a 2 ms budget: two on a and one on c.
+    cache = LatencyCache(ttl_seconds=3600)
+    nodes = [NodeInfo(make_node(n, pods=p)) for n, p in (("a-0", "2"), ("b-0", "1"), ("c-0", "3"))]
+    for place, node, ms in (
+        ("users", "a-0", 1), ("users", "b-0", 2), ("users", "c-0", 5),
+        ("a-0", "b-0", 10), ("a-0", "c-0", 1.5), ("b-0", "c-0", 10),
+    ):  # fmt: skip
+        cache.observe(place, node, median_ms=ms, samples=5)
+    gang = Population("gang", (Preference("users", 1),), (), 100, MIB, 0, 3, budget_ms=2)
+    plan = make_plan([gang], nodes, rtt_of(cache))
+    assert plan is not None
+    groups = {n: plan.group_of[n] for n in ("a-0", "b-0", "c-0")}
+    assert plan.quota["gang"] == {groups["a-0"]: 2, groups["c-0"]: 1}
+    loose = Population("loose", (Preference("users", 1),), (), 100, MIB, 0, 3)
+    plan = make_plan([loose], nodes, rtt_of(cache))
+    assert plan is not None
+    assert plan.quota["loose"] == {groups["a-0"]: 2, groups["b-0"]: 1}
+    # Within 0.5 ms no two groups may be used together: all three on c, which holds them.
+    tight = Population("tight", (Preference("users", 1),), (), 100, MIB, 0, 3, budget_ms=0.5)
+    plan = make_plan([tight], nodes, rtt_of(cache))
+    assert plan is not None
+    assert plan.quota["tight"] == {groups["c-0"]: 3}
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
