@@ -176,31 +176,64 @@ def _fits(free: tuple[int, int, int], cpu: int, memory: int) -> int:
     return max(room, 0)
 
 
-def make_plan(pops: Sequence[Population], nodes: Iterable[NodeInfo], rtt: Rtt) -> Plan | None:
-    """The plan for ``pops`` over ``nodes``; None when there is nothing to plan or the
-    program is too large or fails (greedy placement then decides alone)."""
-    started = time.perf_counter()
-    places = sorted({p.place for pop in pops for p in pop.places} | {
-        lim.place for pop in pops for lim in pop.limits
-    })  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """Nodes grouped by their RTTs to the places: the plan's unit of room."""
+
+    places: tuple[str, ...]
+    group_of: dict[str, int]  # node -> group
+    rtts: list[tuple[float | None, ...]]  # group -> its RTT to each place (None: unknown)
+
+
+def group_nodes(places: Sequence[str], nodes: Iterable[NodeInfo], rtt: Rtt) -> Grouping:
+    """Nodes whose RTTs to every place agree to :data:`RTT_GRAIN_MS` are one group."""
     group_of: dict[str, int] = {}
-    signature: list[tuple[float | None, ...]] = []
-    free: list[list[tuple[int, int, int]]] = []  # group -> its nodes' free room
-    index: dict[tuple[float | None, ...], int] = {}
+    rtts: list[tuple[float | None, ...]] = []
+    index: dict[tuple[int | None, ...], int] = {}
     for ni in nodes:
-        room = _free(ni)
-        if room is None:
+        if ni.node is None:
             continue
         sig = tuple(
             None if (ms := rtt(place, ni.name)) is None else round(ms / RTT_GRAIN_MS)
             for place in places
         )
         g = index.setdefault(sig, len(index))
-        if g == len(free):
-            signature.append(tuple(None if s is None else s * RTT_GRAIN_MS for s in sig))
-            free.append([])
-        free[g].append(room)
+        if g == len(rtts):
+            rtts.append(tuple(None if v is None else v * RTT_GRAIN_MS for v in sig))
         group_of[ni.name] = g
+    return Grouping(tuple(places), group_of, rtts)
+
+
+def places_of(pops: Iterable[Population]) -> tuple[str, ...]:
+    return tuple(
+        sorted({p.place for pop in pops for p in pop.places} | {
+            lim.place for pop in pops for lim in pop.limits
+        })
+    )  # fmt: skip
+
+
+def make_plan(
+    pops: Sequence[Population],
+    nodes: Iterable[NodeInfo],
+    rtt: Rtt,
+    grouping: Grouping | None = None,
+) -> Plan | None:
+    """The plan for ``pops`` over ``nodes``; None when there is nothing to plan or the
+    program is too large or fails (greedy placement then decides alone). ``grouping``:
+    the nodes already grouped by RTT to :func:`places_of` ``pops`` (kept while the RTTs
+    and the nodes stay the same), else grouped here."""
+    started = time.perf_counter()
+    nodes = list(nodes)
+    places = places_of(pops)
+    if grouping is None or grouping.places != places:
+        grouping = group_nodes(places, nodes, rtt)
+    group_of, signature = grouping.group_of, grouping.rtts
+    free: list[list[tuple[int, int, int]]] = [[] for _ in signature]  # group -> nodes' room
+    for ni in nodes:
+        room = _free(ni)
+        g = group_of.get(ni.name)
+        if room is not None and g is not None:
+            free[g].append(room)
     at = {place: i for i, place in enumerate(places)}
     model = _Model()
     # Rows: each population's demand; each group's free cpu, memory and pod slots.
@@ -397,6 +430,7 @@ class Planner:
         self._version = version
         self._plan: Plan | None = None
         self._plan_version: Hashable = None
+        self._grouping: Grouping | None = None  # for _plan_version
         self.plans = 0
 
     def covers(self, pod: PodInfo) -> bool:
@@ -434,7 +468,13 @@ class Planner:
     def _replan(self, version: Hashable) -> Plan | None:
         started = time.perf_counter()
         pops = [population(pod, key, n) for key, (pod, n) in self._demand.populations().items()]
-        self._plan = make_plan(pops, self._nodes(), self._rtt) if pops else None
+        if version != self._plan_version:
+            self._grouping = None  # the RTTs or the nodes changed: group again
+        nodes = list(self._nodes())
+        grouping = self._grouping
+        if pops and (grouping is None or grouping.places != places_of(pops)):
+            grouping = self._grouping = group_nodes(places_of(pops), nodes, self._rtt)
+        self._plan = make_plan(pops, nodes, self._rtt, grouping) if pops else None
         outcome = "made" if self._plan is not None else "none"
         metrics.latency_plans.labels(outcome).observe(time.perf_counter() - started)
         if self._plan is not None and log.isEnabledFor(logging.DEBUG):

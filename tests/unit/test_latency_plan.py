@@ -205,6 +205,31 @@ def test_the_planner_plans_again_when_a_pod_lands_off_its_plan_or_the_rtts_chang
     assert planner.plans == 3
 
 
+def test_nodes_are_grouped_again_only_when_the_rtts_or_the_nodes_change() -> None:
+    nodes, cache = nodes_and_rtts(
+        {"a": (3, "4Gi"), "b": (3, "4Gi")}, {("u", "a"): 1, ("u", "b"): 5}
+    )
+    calls = 0
+
+    def rtt(place: str, node: str) -> float | None:
+        nonlocal calls
+        calls += 1
+        return planned_rtt(cache, place, node)
+
+    p = pod("p", {"lasched.io/prefer-low-rtt": "u"})
+    demand = _Demand({population_key(p): (p, 2)})
+    version = 0
+    planner = Planner(demand, nodes=lambda: nodes, rtt=rtt, version=lambda: version)
+    planner.nodes_for(p)
+    assert calls == 6  # one lookup per node and place
+    planner.placed(p, "b-0")  # off the plan: plan again, with the same groups
+    planner.nodes_for(p)
+    assert (planner.plans, calls) == (2, 6)
+    version = 1
+    planner.nodes_for(p)
+    assert (planner.plans, calls) == (3, 12)
+
+
 def test_latency_score_puts_the_planned_nodes_first_and_keeps_such_pods_out_of_batches() -> None:
     nodes, cache = nodes_and_rtts(
         {"a": (1, "1Gi"), "b": (1, "8Gi")},
