@@ -47,7 +47,8 @@ async def run(
         if settings.extender.enabled:
             ext = extender.Extender(
                 latency_filter=sched.latency_filter,
-                latency_score=sched.latency_score,
+                # kube-scheduler places these pods: no plan of lasched's would see them placed.
+                latency_score=sched.latency_score.unplanned(),
                 node_info=extender.known_nodes(sched.cache, sched.node),
                 ready=lambda: sched.synced,
                 prefix=settings.extender.url_prefix,

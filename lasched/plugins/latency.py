@@ -387,6 +387,17 @@ class LatencyScore(Batchable):
             anchor_limit=self._anchor_limit, means=self._means, planner=self.planner,
         )  # fmt: skip
 
+    def unplanned(self) -> LatencyScore:
+        """This plugin without a plan, sharing the latency view (the extender's: pods it
+        scores are placed by kube-scheduler, so a plan would never see them placed)."""
+        if self.planner is None:
+            return self
+        return LatencyScore(
+            self._cache, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes,
+            node_names=self._node_names, default_preference=self.default_preference,
+            anchor_limit=self._anchor_limit, means=self._means,
+        )  # fmt: skip
+
     def sign_pod(self, pod: PodInfo) -> Hashable | None:
         """None for a pod its plan covers: the plan changes with every pod placed, so the
         previous pod's scores do not hold for the next (no batch takes it)."""

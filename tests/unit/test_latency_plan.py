@@ -247,6 +247,7 @@ def test_latency_score_puts_the_planned_nodes_first_and_keeps_such_pods_out_of_b
     assert scores[1] == 100 and scores[0] < 10  # b, though a is nearer: a is the small pods'
     assert score.sign_pod(big) is None
     assert LatencyScore(cache).sign_pod(big) == ()
+    assert score.unplanned().planner is None and score.unplanned().sign_pod(big) == ()
 
 
 def test_demand_counts_pending_pods_and_what_their_controller_will_still_create() -> None:
