@@ -2,7 +2,14 @@
 against the exact optimum, in seconds instead of minutes.
 
     python -m bench.latencysim [--seeds 1,2,3,4,5] [--regions 3] [--arrival fifo|burst]
-                               [--gangs N] [--json OUT]
+                               [--plan none|pending|forecast] [--json OUT]
+
+Seed 0 is the scenario's earlier fixed topology (:func:`bench.topology.fixed`).
+``--plan`` gives lasched its plan (``latency.plan``) with the demand it would
+see: ``pending``, the pods arrived and not placed (bare pods); ``forecast``,
+every class's pods not placed yet (what each class's ReplicaSet says; in the
+cluster a controller is known from its first pod on, so this is the plan at
+its best). ``none``: each pod by its own scores (``latency.plan: false``).
 
 No apiserver and no agents: a :class:`~lasched.scheduler.Scheduler` gets the
 topology's nodes (with one agent pod bound on each, as the cluster scenario
@@ -361,7 +368,12 @@ def simulate(
 def _run(seeds: Iterable[int], regions: int, arrival: str, plan: str) -> list[Outcome]:
     outs = []
     for seed in seeds:
-        topo = topology.generate(seed, topology.Sizes(regions=regions))
+        # Seed 0: the scenario's earlier fixed topology.
+        topo = (
+            topology.fixed()
+            if seed == 0
+            else topology.generate(seed, topology.Sizes(regions=regions))
+        )
         opt = milp.optimum(topo)
         out = simulate(topo, opt, arrival=arrival, plan=plan)
         print(orjson.dumps(out.summary()).decode(), file=sys.stderr)

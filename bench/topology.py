@@ -158,6 +158,47 @@ def _round(ms: float) -> float:
     return round(ms, 1)
 
 
+def fixed() -> Topology:
+    """The one topology the latency scenario used before it generated them (seed 0 here;
+    docs/benchmarks.md, Earlier results): regions eu, us and ap, each with ``edge-1``
+    (6 nodes of 4 CPU / 16 GiB, 3 ms from the region's users), ``edge-2`` (6 such nodes,
+    9 ms) and ``cloud`` (8 nodes of 16 CPU / 64 GiB, 28 ms); 80, 110 and 150 ms between
+    eu-us, us-ap and eu-ap; per region 60 pods with a 10 ms limit to their users and 60
+    that prefer them, each 500m / 1 GiB."""
+    regions = ("eu", "us", "ap")
+    apart = {("eu", "us"): 80.0, ("us", "ap"): 110.0, ("eu", "ap"): 150.0}
+
+    def between(a: str, b: str) -> float:
+        return 0.0 if a == b else apart.get((a, b), apart.get((b, a), 0.0))
+
+    access = {"edge-1": 3.0, "edge-2": 9.0, "cloud": 28.0}
+    shapes = {"edge-1": (6, 4000, 16384), "edge-2": (6, 4000, 16384), "cloud": (8, 16000, 65536)}
+    sites, nodes, users, classes = [], [], [], []
+    for r in regions:
+        for kind, (count, cpu, mem) in shapes.items():
+            name = f"{r}-{kind}"
+            tier = "cloud" if kind == "cloud" else "edge"
+            sites.append(Site(name, r, tier, 0.0, 0.0, access[kind]))
+            nodes += [Node(f"{name}-{i}", name, cpu, mem) for i in range(count)]
+        users.append(Users(f"users-{r}", f"{r}-edge-1", 0.0))
+        classes.append(PodClass(f"{r}-hard", f"users-{r}", "hard", 60, 500, 1024, max_rtt_ms=10.0))
+        classes.append(PodClass(f"{r}-soft", f"users-{r}", "soft", 60, 500, 1024))
+    site_rtt: dict[tuple[str, str], float] = {}
+    users_rtt: dict[tuple[str, str], float] = {}
+    for a in sites:
+        for b in sites:
+            same_region = abs(a.access_ms - b.access_ms) + 3.0
+            site_rtt[(a.name, b.name)] = (
+                SAME_SITE_MS if a is b else between(a.region, b.region) or same_region
+            )
+        for u in users:
+            region = u.site.split("-")[0]
+            users_rtt[(u.name, a.name)] = a.access_ms + between(region, a.region)
+    return Topology(
+        0, tuple(sites), tuple(nodes), tuple(users), tuple(classes), site_rtt, users_rtt
+    )
+
+
 def generate(seed: int, sizes: Sizes = Sizes(), *, prefix: str | None = None) -> Topology:
     """The topology of ``seed``; node names start with ``prefix`` (default ``s<seed>``)."""
     rng = random.Random(seed)

@@ -288,3 +288,14 @@ def test_mixed_shapes_are_mixed() -> None:
         if a["metadata"]["labels"]["shape"] == b["metadata"]["labels"]["shape"]
     )
     assert same / len(bodies) < 0.2
+
+
+def test_the_fixed_topology_is_the_earlier_scenarios() -> None:
+    """60 nodes, 360 pods, and the exact optimum's mean RTT the earlier results state
+    (10.4 ms: docs/benchmarks.md, Earlier results, latency)."""
+    from bench import milp
+
+    topo = topology.fixed()
+    assert len(topo.nodes) == 60
+    assert topo.pods() == 360
+    assert round(milp.optimum(topo).mean_rtt_ms, 1) == 10.4
