@@ -146,24 +146,11 @@ def replica_sets(topo: topology.Topology, scheduler: str) -> list[dict[str, Any]
             c.name, c, scheduler, site=site, region=topo.region_of[site], zone=False
         )
         labels = pod["metadata"]["labels"] | {CLASS_LABEL: c.name}
-        out.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "metadata": {"name": c.name, "labels": {"bench": SCENARIO}},
-                "spec": {
-                    "replicas": c.count,
-                    "selector": {"matchLabels": {CLASS_LABEL: c.name}},
-                    "template": {
-                        "metadata": {
-                            "labels": labels,
-                            "annotations": pod["metadata"]["annotations"],
-                        },
-                        "spec": pod["spec"],
-                    },
-                },
-            }
-        )
+        template = {
+            "metadata": {"labels": labels, "annotations": pod["metadata"]["annotations"]},
+            "spec": pod["spec"],
+        }
+        out.append(latency.replica_set(c, template, SCENARIO, {CLASS_LABEL: c.name}))
     return out
 
 

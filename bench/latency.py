@@ -206,20 +206,20 @@ def replica_sets(topo: topology.Topology, peer: str, scheduler: str) -> list[dic
             "", c, scheduler, site=site, region=topo.region_of[site], zone=peer == KUBE_ZONE.key
         )
         del template["metadata"]["name"]
-        selector = {"bench": SCENARIO, "class": c.name}
-        out.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "metadata": {"name": c.name, "labels": {"bench": SCENARIO}},
-                "spec": {
-                    "replicas": c.count,
-                    "selector": {"matchLabels": selector},
-                    "template": template,
-                },
-            }
-        )
+        out.append(replica_set(c, template, SCENARIO, {"bench": SCENARIO, "class": c.name}))
     return out
+
+
+def replica_set(
+    c: topology.PodClass, template: dict[str, Any], scenario: str, selector: dict[str, str]
+) -> dict[str, Any]:
+    """The ReplicaSet of class ``c``'s pods (``template``, which ``selector`` matches)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": c.name, "labels": {"bench": scenario}},
+        "spec": {"replicas": c.count, "selector": {"matchLabels": selector}, "template": template},
+    }
 
 
 async def create_replica_sets(
