@@ -38,7 +38,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from lasched import metrics
 from lasched.cache.cache import NodeInfo
@@ -66,8 +66,9 @@ Rtt = Callable[[str, str], float | None]
 
 
 def planned_rtt(cache: LatencyCache, place: str, node: str) -> float | None:
-    """The RTT a plan counts between a place and a node: measured and fresh in either
-    direction (as LatencyFilter reads it), else the estimate; None when neither exists."""
+    """The RTT a preference (and so a plan) counts between a place and a node: measured
+    and fresh in either direction (as LatencyFilter reads it), else the coordinates'
+    estimate; None when neither exists."""
     rtt = cache.get(place, node)
     if rtt is None or rtt.stale:
         back = cache.get(node, place)
@@ -130,6 +131,7 @@ class Plan:
     """How many pods of each population go to each group of nodes."""
 
     group_of: dict[str, int]  # node -> group
+    members: list[list[str]]  # group -> its nodes
     quota: dict[Hashable, dict[int, int]]  # population -> group -> pods still planned there
     demand: dict[Hashable, int]  # population -> the demand planned for
     solve_ms: float = 0.0
@@ -137,8 +139,9 @@ class Plan:
 
     def nodes(self, key: Hashable) -> frozenset[str]:
         """The nodes where population ``key`` has pods still planned."""
-        groups = {g for g, k in self.quota.get(key, {}).items() if k > 0}
-        return frozenset(n for n, g in self.group_of.items() if g in groups)
+        return frozenset(
+            n for g, k in self.quota.get(key, {}).items() if k > 0 for n in self.members[g]
+        )
 
     def planned(self, key: Hashable) -> int:
         return sum(self.quota.get(key, {}).values())
@@ -182,12 +185,14 @@ class Grouping:
 
     places: tuple[str, ...]
     group_of: dict[str, int]  # node -> group
+    members: list[list[str]]  # group -> its nodes
     rtts: list[tuple[float | None, ...]]  # group -> its RTT to each place (None: unknown)
 
 
 def group_nodes(places: Sequence[str], nodes: Iterable[NodeInfo], rtt: Rtt) -> Grouping:
     """Nodes whose RTTs to every place agree to :data:`RTT_GRAIN_MS` are one group."""
     group_of: dict[str, int] = {}
+    members: list[list[str]] = []
     rtts: list[tuple[float | None, ...]] = []
     index: dict[tuple[int | None, ...], int] = {}
     for ni in nodes:
@@ -200,8 +205,10 @@ def group_nodes(places: Sequence[str], nodes: Iterable[NodeInfo], rtt: Rtt) -> G
         g = index.setdefault(sig, len(index))
         if g == len(rtts):
             rtts.append(tuple(None if v is None else v * RTT_GRAIN_MS for v in sig))
+            members.append([])
         group_of[ni.name] = g
-    return Grouping(tuple(places), group_of, rtts)
+        members[g].append(ni.name)
+    return Grouping(tuple(places), group_of, members, rtts)
 
 
 def places_of(pops: Iterable[Population]) -> tuple[str, ...]:
@@ -261,7 +268,7 @@ def make_plan(
             mine.append((col, g))
             xs.append((col, pi, g))
         if pop.budget_ms is not None and mine:
-            _whole_within_budget(model, pop, mine, group_of, rtt)
+            _whole_within_budget(model, pop, mine, grouping.members, rtt)
         if len(model.cost) > MAX_VARIABLES:
             return None
     if not xs:
@@ -274,7 +281,8 @@ def make_plan(
         if (k := x[col]) > 0:
             quota[pops[pi].key][g] = k
     solve_ms = (time.perf_counter() - started) * 1000
-    return Plan(group_of, quota, {pop.key: pop.demand for pop in pops}, solve_ms)
+    demand = {pop.key: pop.demand for pop in pops}
+    return Plan(group_of, grouping.members, quota, demand, solve_ms)
 
 
 def _cost(pop: Population, rtts: Sequence[float | None], at: Mapping[str, int]) -> float | None:
@@ -297,7 +305,7 @@ def _whole_within_budget(
     model: _Model,
     pop: Population,
     mine: Sequence[tuple[int, int]],
-    group_of: Mapping[str, int],
+    members: Sequence[Sequence[str]],
     rtt: Rtt,
 ) -> None:
     """A gang's rest is placed whole or not at all (binary ``z``), in groups no two of
@@ -318,7 +326,6 @@ def _whole_within_budget(
             model.add(col, link, 1.0)
             model.add(y, link, -n)
         return
-    first = {g: n_ for n_, g in sorted(group_of.items(), reverse=True)}  # a node of each group
     ys: dict[int, int] = {}
     for col, g in mine:
         link = model.row(-math.inf, 0)  # x - n * y <= 0
@@ -327,7 +334,7 @@ def _whole_within_budget(
     groups = sorted(ys)
     for i, a in enumerate(groups):
         for b in groups[i + 1 :]:
-            ms = rtt(first[a], first[b])
+            ms = rtt(members[a][0], members[b][0])  # like nodes: any one of each will do
             if ms is None or ms > budget:
                 apart = model.row(-math.inf, 1)
                 model.add(ys[a], apart, 1.0)
@@ -490,8 +497,3 @@ class Planner:
     @property
     def plan(self) -> Plan | None:
         return self._plan
-
-
-def describe(plan: Plan) -> Mapping[str, Any]:
-    """The plan in a form for logs and tests."""
-    return {"groups": len(set(plan.group_of.values())), "solve_ms": round(plan.solve_ms, 2)}

@@ -47,7 +47,7 @@ from lasched.framework.events import (
 )
 from lasched.framework.interface import SKIP, SUCCESS, Batchable, CycleState, Status, unschedulable
 from lasched.latency.cache import LatencyCache, Rtt
-from lasched.latency.plan import Planner
+from lasched.latency.plan import Planner, planned_rtt
 from lasched.model import selector
 from lasched.model.latencyreq import LatencyRequirements, Preference
 from lasched.model.pod import PodInfo
@@ -381,22 +381,24 @@ class LatencyScore(Batchable):
                 )
         if preference is self.default_preference:
             return self
-        return LatencyScore(
-            self._cache, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes,
-            node_names=self._node_names, default_preference=preference,
-            anchor_limit=self._anchor_limit, means=self._means, planner=self.planner,
-        )  # fmt: skip
+        return self._copy(preference, self.planner)
 
     def unplanned(self) -> LatencyScore:
         """This plugin without a plan, sharing the latency view (the extender's: pods it
         scores are placed by kube-scheduler, so a plan would never see them placed)."""
-        if self.planner is None:
-            return self
+        return self if self.planner is None else self._copy(self.default_preference, None)
+
+    def _copy(self, preference: DefaultPreference, planner: Planner | None) -> LatencyScore:
         return LatencyScore(
             self._cache, peer_nodes=self._peer_nodes, group_nodes=self._group_nodes,
-            node_names=self._node_names, default_preference=self.default_preference,
-            anchor_limit=self._anchor_limit, means=self._means,
+            node_names=self._node_names, default_preference=preference,
+            anchor_limit=self._anchor_limit, means=self._means, planner=planner,
         )  # fmt: skip
+
+    def _plan_into(self, state: CycleState, pod: PodInfo) -> None:
+        """The nodes the plan keeps for ``pod``, for :meth:`score` (none without a plan)."""
+        if self.planner is not None and (planned := self.planner.nodes_for(pod)) is not None:
+            state.data[_PLANNED] = planned
 
     def sign_pod(self, pod: PodInfo) -> Hashable | None:
         """None for a pod its plan covers: the plan changes with every pod placed, so the
@@ -425,10 +427,7 @@ class LatencyScore(Batchable):
             return SKIP
         state.data[_MODE] = "rtt"
         state.data[_SCORED] = scored
-        if self.planner is not None:
-            planned = self.planner.nodes_for(pod)
-            if planned is not None:
-                state.data[_PLANNED] = planned
+        self._plan_into(state, pod)
         if req.peers is not None and (req.peers.max_ms is None or not scored.preferences):
             state.data[_PEERS] = self._peer_nodes(pod.namespace, req.peers.selector)
         return SUCCESS
@@ -455,10 +454,7 @@ class LatencyScore(Batchable):
         """
         users = _places(req)
         state.data[_SCORED] = LatencyRequirements(preferences=users)
-        if self.planner is not None:
-            planned = self.planner.nodes_for(pod)
-            if planned is not None:
-                state.data[_PLANNED] = planned
+        self._plan_into(state, pod)
         placed = self._group_nodes(pod)
         if placed:
             state.data[_MODE] = "group"
@@ -589,23 +585,14 @@ def _cost(
     """Weighted sum of RTTs to preferred places plus the mean RTT to peers; None if unknown."""
     total = 0.0
     for p in req.preferences:
-        rtt = _soft(cache, p.place, node)
+        rtt = planned_rtt(cache, p.place, node)
         if rtt is None:
             return None
         total += p.weight * rtt
     if peers:
-        rtts = [_soft(cache, peer, node) for peer in peers]
+        rtts = [planned_rtt(cache, peer, node) for peer in peers]
         known = [r for r in rtts if r is not None]
         if not known:
             return None
         total += sum(known) / len(known)
     return total
-
-
-def _soft(cache: LatencyCache, place: str, node: str) -> float | None:
-    """An RTT for a preference: measured when fresh, else the estimate, else None."""
-    rtt = between(cache, place, node)
-    if rtt is not None and not rtt.stale:
-        return rtt.ms
-    estimate = cache.estimate(place, node)  # symmetric: coordinates have no direction
-    return estimate.ms if estimate is not None else None
