@@ -766,8 +766,13 @@ def peer_nodes(cache: SchedulerCache, namespace: str, sel: Mapping[str, Any]) ->
 
 
 def group_nodes(cache: SchedulerCache, gang: Coscheduling, pod: PodInfo) -> set[str]:
-    """Nodes of the other placed members of ``pod``'s group."""
+    """Nodes of the other placed members of ``pod``'s group (not of those terminating:
+    a member on its way out no longer bounds where the others go)."""
     g = gang.group_of(pod)
     if g is None:
         return set()
-    return {n for k in g.members if k != pod.key and (n := cache.node_of(k))}
+    return {
+        n
+        for k, m in g.members.items()
+        if k != pod.key and not m.deleting and (n := cache.node_of(k))
+    }

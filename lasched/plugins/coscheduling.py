@@ -27,7 +27,13 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    Coscheduling activates siblings): a backoff they earned while the group
    waited its turn must not hold every other group up.
 4. When min-available members are placed, every waiting member is allowed and
-   binds; later members beyond min-available bind as capacity allows.
+   binds; later members beyond min-available bind as capacity allows, as long
+   as min-available members stay placed. Members that leave (deleted, or
+   terminating: they no longer count) can take the group below min-available;
+   it is then all-or-nothing again, so replacements made by its controller
+   wait for each other as the first members did, instead of binding one by
+   one into a group that is not running (kube-scheduler's gang plugins count
+   the members assigned now, not once).
 5. If a member fits nowhere (**PostFilter**), or the group's timeout passes, or
    a waiting member is deleted, every waiting member is rejected at once: all
    reservations are released together, each member gets a Warning Event that
@@ -129,7 +135,7 @@ class Group:
     key: str
     members: dict[PodKey, PodInfo] = field(default_factory=dict)
     last_joined: float = 0.0
-    permitted: bool = False  # min-available reached: later members need not wait
+    permitted: bool = False  # min-available placed (and still): later members need not wait
     deadline: float | None = None  # of the current reservation round
     failures: int = 0  # failed rounds in a row
     backoff_until: float = 0.0
@@ -255,6 +261,8 @@ class Coscheduling(Batchable):
         if pod.key not in g.members:
             g.last_joined = self._clock()
         g.members[pod.key] = pod
+        if pod.deleting:
+            self._recheck_permitted(g)
         return list(g.members)
 
     def pod_deleted(self, pod: PodInfo) -> None:
@@ -268,6 +276,26 @@ class Coscheduling(Batchable):
             del self.groups[g.key]
             if self.holder == g.key:
                 self._release(g)
+            return
+        self._recheck_permitted(g)
+
+    def _recheck_permitted(self, g: Group) -> None:
+        """A permitted group whose placed members fell below min-available (members
+        deleted, or terminating, and replaced) is all-or-nothing again: its next members
+        wait for each other, as the first ones did, instead of binding one by one."""
+        if not g.permitted:
+            return
+        need = self.required(g)
+        placed = self.placed(g)
+        if need is None or placed >= need:
+            return
+        g.permitted = False
+        g.failures = 0
+        log.info(
+            "pod group %s: %d of %d members placed after members left (%s); "
+            "its next members are placed all or nothing",
+            g.key, placed, need, self.size_source(g),
+        )  # fmt: skip
 
     def group_of(self, pod: PodInfo) -> Group | None:
         """The pod's group, whatever its policy (membership: latency budgets, explain)."""
@@ -294,8 +322,9 @@ class Coscheduling(Batchable):
         return self._node_of(pod.key)
 
     def placed(self, g: Group) -> int:
-        """Members bound or assumed (reserved) on a node."""
-        return sum(1 for k in g.members if self._node_of(k))
+        """Members bound or assumed (reserved) on a node, and not terminating: a member
+        on its way out no longer counts toward min-available."""
+        return sum(1 for k, p in g.members.items() if not p.deleting and self._node_of(k))
 
     def required(self, g: Group) -> int | None:
         """min-available, or for 'all members seen' the count once settled (None: not yet,

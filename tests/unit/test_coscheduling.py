@@ -13,6 +13,7 @@ from lasched.framework.waiting import WaitingRoom
 from lasched.model.pod import PodInfo
 from lasched.model.podgroup import declared_group
 from lasched.plugins.coscheduling import Coscheduling, Group
+from lasched.scheduler import group_nodes
 from lasched.timers import TimerHeap
 from tests.unit.factories import make_node, make_pod, pod_json
 
@@ -328,3 +329,84 @@ async def test_deleting_a_waiting_member_releases_the_group() -> None:
     verdict = await asyncio.wait_for(other.result(), 1)
     assert "member g-1 was not bound" in verdict.message
     assert h.gang.holder is None
+
+
+def _leaving(pod: PodInfo) -> PodInfo:
+    """The same member with a deletionTimestamp: terminating."""
+    body = pod_json(pod.name, labels=pod.labels)
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    p = PodInfo(body)
+    p.group = pod.group
+    return p
+
+
+async def _placed_group(h: Harness, pods: list[PodInfo]) -> None:
+    h.add(*pods)
+    for i, p in enumerate(pods):
+        code = h.reserve_and_permit(p, node=f"n{i}")
+        assert code is (Code.SUCCESS if i == len(pods) - 1 else Code.WAIT)
+    g = h.gang.group_of(pods[0])
+    assert g is not None and g.permitted
+
+
+async def test_replacements_of_deleted_members_are_all_or_nothing_again() -> None:
+    """A permitted group whose members are deleted below min-available (its controller
+    replaces them) places the replacements together, not one by one."""
+    h = Harness()
+    first = [member("g", i) for i in range(3)]
+    await _placed_group(h, first)
+    for p in first[1:]:
+        h.cache.forget(p)
+        h.gang.pod_deleted(p)
+    g = h.gang.group_of(first[0])
+    assert g is not None and not g.permitted
+    new = [member("g", i) for i in (3, 4)]
+    h.add(*new)
+    assert h.reserve_and_permit(new[0], node="n5") is Code.WAIT
+    assert h.reserve_and_permit(new[1], node="n6") is Code.SUCCESS
+    assert g.permitted
+
+
+async def test_terminating_members_do_not_count_toward_min_available() -> None:
+    """Members on their way out (a deletionTimestamp) no longer keep the group admitted:
+    replacements created while they terminate wait for each other."""
+    h = Harness()
+    first = [member("g", i) for i in range(3)]
+    await _placed_group(h, first)
+    for p in first:
+        h.add(_leaving(p))
+    g = h.gang.group_of(first[0])
+    assert g is not None and not g.permitted and h.gang.placed(g) == 0
+    new = [member("g", i) for i in (3, 4, 5)]
+    h.add(*new)
+    assert h.reserve_and_permit(new[0], node="n5") is Code.WAIT
+    assert h.reserve_and_permit(new[1], node="n6") is Code.WAIT
+    assert h.reserve_and_permit(new[2], node="n7") is Code.SUCCESS
+
+
+async def test_a_member_replaced_while_min_available_stay_placed_binds_at_once() -> None:
+    """Beyond min-available, a member deleted and replaced leaves the group admitted."""
+    h = Harness()
+    pods = [member("g", i, minimum=2) for i in range(3)]
+    await _placed_group(h, pods[:2])
+    h.add(pods[2])
+    assert h.reserve_and_permit(pods[2], node="n2") is Code.SUCCESS
+    h.cache.forget(pods[0])
+    h.gang.pod_deleted(pods[0])
+    g = h.gang.group_of(pods[1])
+    assert g is not None and g.permitted
+    again = member("g", 9, minimum=2)
+    h.add(again)
+    assert h.reserve_and_permit(again, node="n3") is Code.SUCCESS
+
+
+async def test_a_terminating_member_no_longer_bounds_where_the_others_go() -> None:
+    """The nodes a gang's RTT budget is measured from are those of its members staying."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    await _placed_group(h, pods)
+    newcomer = member("g", 7)
+    h.add(newcomer)
+    assert group_nodes(h.cache, h.gang, newcomer) == {"n0", "n1", "n2"}
+    h.add(_leaving(pods[0]))
+    assert group_nodes(h.cache, h.gang, newcomer) == {"n1", "n2"}
