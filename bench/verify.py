@@ -515,19 +515,24 @@ class _Index:
         for p in state.pods:
             if p.holds and p.node is not None:
                 self.on[p.node].append(p)
+        # key -> domain -> its pods, built once per key: a check per pod over every node
+        # would be pods x nodes (15,000 x 5,000 in scheduler_perf's affinity cases).
+        self._domains: dict[str, dict[str, list[Pod]]] = {}
 
     def domain(self, node: str | None, key: str) -> str | None:
         n = self.state.nodes.get(node or "")
         return None if n is None else n.labels.get(key)
 
     def in_domain(self, key: str, value: str) -> list[Pod]:
-        return [
-            p
-            for name, pods in self.on.items()
-            if self.domain(name, key) == value
-            for p in pods
-            if not p.terminating
-        ]
+        """The bound pods, not terminating, on nodes whose label ``key`` is ``value``."""
+        domains = self._domains.get(key)
+        if domains is None:
+            domains = self._domains[key] = defaultdict(list)
+            for name, pods in self.on.items():
+                d = self.domain(name, key)
+                if d is not None:
+                    domains[d] += [p for p in pods if not p.terminating]
+        return domains.get(value, [])
 
 
 def verify(
@@ -764,12 +769,10 @@ def _affinity(pod: Pod, node: Node, state: State, index: _Index) -> list[Violati
                 )
             )
             continue
-        partners = [
-            q
+        if any(
+            q.key != pod.key and term_matches(term, pod, q, state)
             for q in index.in_domain(key, value)
-            if q.key != pod.key and term_matches(term, pod, q, state)
-        ]
-        if partners:
+        ):
             continue
         # Alone: allowed only for the first of its kind, matching its own term.
         earlier = [
