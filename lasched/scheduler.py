@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
 import logging
@@ -649,6 +650,7 @@ class Scheduler:
         finally:
             gc.freeze()
             gc.enable()
+            _trim_heap()
         await self.wait_synced()
 
     async def _remediate(self) -> None:
@@ -763,6 +765,18 @@ def peer_nodes(cache: SchedulerCache, namespace: str, sel: Mapping[str, Any]) ->
         for p in ni.pods.values()
         if p.namespace == namespace and selector.matches(sel, p.labels)
     }
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    The first lists' decoded pages are freed once read, but the C allocator
+    keeps the pages they occupied: trimming after the first sync returns them
+    (about 2 MB after 2,000 or 30,000 pods listed in pages of 100, in
+    process). A C library without it (musl) keeps them, as before.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def group_nodes(cache: SchedulerCache, gang: Coscheduling, pod: PodInfo) -> set[str]:
