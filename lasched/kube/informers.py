@@ -1,14 +1,22 @@
-"""Informers: list, then watch from the list's resourceVersion.
+"""Informers: the whole view first, then a watch from its resourceVersion.
 
-The contract is client-go's reflector's: after a (paginated) list the store
-holds exactly the apiserver's view; a watch then continues from the list's
-resourceVersion with bookmarks, and every change reaches the handler in order.
+The contract is client-go's reflector's: once the store holds exactly the
+apiserver's view, a watch continues from its resourceVersion with bookmarks,
+and every change reaches the handler in order. The view comes, as client-go's
+reflector asks for it by default since Kubernetes v1.35, as a *streaming
+list*: one watch with ``sendInitialEvents``, whose first events are every
+object (ADDED) and whose bookmark annotated ``k8s.io/initial-events-end``
+says the view is complete; the same stream then goes on as the watch. Each
+object is decoded on its own as it arrives, with no page round trips and no
+page of hundreds of decoded objects at once. An apiserver that refuses it
+(the WatchList feature off: 422) gets a paginated list and a watch instead,
+from then on.
 When the watch's resourceVersion has been compacted away (410 Gone, or an
-ERROR event with code 410) the informer lists again and reconciles: objects
-gone from the new list are delivered as deletions, new ones as additions and
-changed ones as updates, so the handler never misses a transition. Any other
-stream failure reconnects from the last seen resourceVersion with jittered
-exponential backoff.
+ERROR event with code 410) the informer takes the whole view again and
+reconciles: objects gone from it are delivered as deletions, new ones as
+additions and changed ones as updates, so the handler never misses a
+transition. Any other stream failure reconnects from the last seen
+resourceVersion with jittered exponential backoff.
 
 **Liveness.** A watch can die silently: a proxy or a NAT that keeps the TCP
 connection open but forwards nothing delivers no error, only silence. A
@@ -118,6 +126,13 @@ class _Silent(Exception):
 # What a broken connection or a refusing apiserver raises (orjson: ValueError).
 _STREAM_ERRORS = (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation of the bookmark that ends a watch's initial events."""
+
+# What an apiserver without streaming lists (the WatchList feature off) answers a
+# watch with sendInitialEvents: 422 Invalid, or 400 from a proxy in between.
+_WATCH_LIST_REFUSED = frozenset({400, 422})
+
 ErrorHook = Callable[[JSON, BaseException], None]
 """Told of an object the informer could not decode or hand over: (its JSON, the error)."""
 
@@ -125,11 +140,11 @@ ErrorHook = Callable[[JSON, BaseException], None]
 DEFAULT_IDLE_TIMEOUT = 180.0
 
 PAGE_SIZE = 100
-"""Objects per list page. A decoded page is transient (about 15 KB of Python objects per
-pod of 3.5 KB of JSON) but the heap it grew stays fragmented around the objects kept from
-it: listing 2,000 pods in pages of 500 leaves the process about 12 MB larger than in pages
-of 100, and 30,000 pods likewise (docs/benchmarks.md, "List pages"). The next page is
-asked for while one is decoded, so more round trips cost little time."""
+"""Objects per page of a paginated list (an apiserver without streaming lists). A decoded
+page is transient but the heap it grew stays fragmented around the objects kept from it:
+in process, 2,000 pods decoded in pages of 500 leave the process 12 MB larger than in
+pages of 100, and 30,000 pods likewise (docs/architecture.md, "Decoding"). The next
+page is asked for while one is decoded, so more round trips cost little time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +176,7 @@ class Informer(Generic[T]):
         field_selector: str = "",
         label_selector: str = "",
         page_size: int = PAGE_SIZE,
+        watch_list: bool = True,
         backoff: Backoff | None = None,
         name: str = "",
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
@@ -177,6 +193,9 @@ class Informer(Generic[T]):
         if label_selector:
             self._selectors["labelSelector"] = label_selector
         self._page_size = page_size
+        # Stream the first state as a watch (sendInitialEvents) instead of listing
+        # pages; turned off for good when the apiserver refuses it (then: pages).
+        self._watch_list = watch_list
         self._backoff = backoff or Backoff()
         self.name = name or path
         if not idle_timeout > 0:
@@ -188,6 +207,7 @@ class Informer(Generic[T]):
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.relists = 0
+        self._need_list = True  # no whole view yet, or it was lost (410): list or stream it
         self.errors = 0
         # Consecutive failures to list or to watch; the backoff grows with them, and a
         # list or a watch event resets it (an apiserver that refuses is not hammered).
@@ -208,21 +228,35 @@ class Informer(Generic[T]):
 
     async def run(self) -> None:
         """Run until cancelled. Cancelling is safe at any point; nothing else ends it."""
-        need_list = True
+        self._need_list = True
         while True:
             try:
-                if need_list:
+                if self._need_list and self._watch_list:
+                    try:
+                        await self._watch(initial=True)
+                    except ApiError as e:
+                        if e.status not in _WATCH_LIST_REFUSED:
+                            raise
+                        log.info(
+                            "informer=%s the apiserver refuses a watch with its initial "
+                            "events (%s: %s); listing in pages instead",
+                            self.name, e.status, e.message,
+                        )  # fmt: skip
+                        self._watch_list = False
+                        continue
+                    if self._need_list:
+                        raise ConnectionError("the watch ended before its initial events did")
+                    continue  # the stream ended after its initial events: watch on
+                if self._need_list:
                     await self._list()
-                    need_list = False
-                    self.synced.set()
-                    self._failures = 0
+                    self._listed()
                 await self._watch()
             except _Gone:
                 log.info("informer=%s resourceVersion expired; relisting", self.name)
                 self.relists += 1
                 metrics.informer_relists.labels(self.name).inc()
                 metrics.informer_restarts.labels(self.name, "expired").inc()
-                need_list = True
+                self._need_list = True
             except _Silent:
                 log.warning(
                     "informer=%s watch silent for %.0f s (no event, no bookmark); "
@@ -244,9 +278,9 @@ class Informer(Generic[T]):
                     log.error(
                         "informer=%s failed; relisting in %.1f s", self.name, delay, exc_info=e
                     )
-                    need_list = True
+                    self._need_list = True
                 if isinstance(e, ApiError) and e.gone:
-                    need_list = True
+                    self._need_list = True
                 await asyncio.sleep(delay)
             finally:
                 self.connected = False
@@ -304,6 +338,13 @@ class Informer(Generic[T]):
         task.add_done_callback(_retrieved)
         return task
 
+    def _listed(self) -> None:
+        """The store holds the apiserver's whole view (a list, or a watch's initial events):
+        from now on a broken stream resumes from the last resourceVersion."""
+        self._need_list = False
+        self.synced.set()
+        self._failures = 0
+
     def _reconcile(self, fresh: dict[str, T]) -> None:
         old_store = self.store
         self.store = fresh
@@ -345,7 +386,18 @@ class Informer(Generic[T]):
             except Exception:
                 log.exception("informer=%s error hook failed for %s", self.name, what)
 
-    async def _watch(self) -> None:
+    async def _watch(self, *, initial: bool = False) -> None:
+        """Watch from :attr:`resource_version`; ``initial``: from nothing, the apiserver
+        first sending every object as ADDED (``sendInitialEvents``, client-go's
+        streaming list), then a bookmark marking their end.
+
+        The initial objects go into a fresh store, reconciled with the old one at
+        that bookmark exactly as a list is; the stream then goes on as a watch.
+        Each object is decoded on its own, as it arrives: no page of hundreds of
+        decoded objects at a time (which fragments the heap), and no round trip
+        per page. Once they are complete, a stream that breaks resumes from the
+        last resourceVersion like any watch (:meth:`_listed`).
+        """
         params: dict[str, str | int | bool] = {
             **self._selectors,
             "watch": True,
@@ -354,17 +406,47 @@ class Informer(Generic[T]):
             # client-go spreads watch renewals between 5 and 10 minutes.
             "timeoutSeconds": random.randint(300, 600),
         }
+        fresh: dict[str, T] | None = None
+        if initial:
+            # A consistent start: at least as new as the apiserver's storage now.
+            params |= {
+                "sendInitialEvents": True,
+                "resourceVersionMatch": "NotOlderThan",
+                "resourceVersion": "",
+            }
+            fresh = {}
         stream = self._client.stream(self._path, params=params, read_timeout=self.idle_timeout)
         self.connected = True
         try:
             async for event in stream:
                 self.last_heard = self._clock()
-                self._failures = 0
-                self._apply(event)
+                if fresh is None:
+                    self._failures = 0
+                    self._apply(event)
+                elif _initial_events_end(event):
+                    self.resource_version = event["object"]["metadata"]["resourceVersion"]
+                    self._reconcile(fresh)
+                    fresh = None
+                    self._listed()
+                else:
+                    self._initial(event, fresh)
         except TimeoutError as e:  # aiohttp's read timeout is a TimeoutError
             if self._clock() - self.last_heard >= self.idle_timeout * 0.99:
                 raise _Silent() from e
             raise
+
+    def _initial(self, event: Mapping[str, Any], fresh: dict[str, T]) -> None:
+        """One of a watch's initial events: into the fresh store (no handler yet)."""
+        kind = event.get("type")
+        raw = event.get("object") or {}
+        if kind == "ERROR":
+            self._apply(event)  # raises: 410 (start over) or the apiserver's error
+        elif kind == "ADDED":
+            obj = self._decoded(raw)
+            if obj is not None:
+                fresh[obj.key] = obj
+        elif kind != "BOOKMARK":  # a progress bookmark says nothing of the objects
+            log.warning("informer=%s ignoring initial event of type %r", self.name, kind)
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -402,6 +484,14 @@ class Informer(Generic[T]):
             self._deliver(self._handler.on_delete, prev if prev is not None else obj)
         else:
             log.warning("informer=%s ignoring watch event of type %r", self.name, kind)
+
+
+def _initial_events_end(event: Mapping[str, Any]) -> bool:
+    """The bookmark after a watch's initial events (``k8s.io/initial-events-end``)."""
+    if event.get("type") != "BOOKMARK":
+        return False
+    meta = (event.get("object") or {}).get("metadata") or {}
+    return (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true"
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -333,7 +333,7 @@ async def test_deleting_a_waiting_member_releases_the_group() -> None:
 
 def _leaving(pod: PodInfo) -> PodInfo:
     """The same member with a deletionTimestamp: terminating."""
-    body = pod_json(pod.name, labels=pod.labels)
+    body = pod_json(pod.name, labels=dict(pod.labels))
     body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     p = PodInfo(body)
     p.group = pod.group

@@ -74,6 +74,7 @@ def informer(client: FakeListWatch, rec: Recorder) -> Informer[PodInfo]:
         decode=PodInfo,
         handler=rec,
         backoff=Backoff(initial=0.001, maximum=0.001),
+        watch_list=False,  # the paged list (test_informer_watch_list.py: the streamed one)
     )
 
 
@@ -214,7 +215,7 @@ async def test_a_silent_watch_is_watched_again_from_its_version() -> None:
     rec = Recorder()
     inf = Informer(
         client, path="/api/v1/pods", decode=PodInfo, handler=rec,
-        backoff=Backoff(initial=0.001, maximum=0.001), idle_timeout=0.05,
+        backoff=Backoff(initial=0.001, maximum=0.001), idle_timeout=0.05, watch_list=False,
     )  # fmt: skip
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a"), ("add", "missed")]

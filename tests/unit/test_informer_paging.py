@@ -112,6 +112,7 @@ def informer(client: PagedList, *, page_size: int = 2) -> Informer[PodInfo]:
         handler=Added(client.log),
         page_size=page_size,
         backoff=Backoff(initial=0.001, maximum=0.001),
+        watch_list=False,  # the paged list, what an apiserver without streaming lists gets
     )
 
 

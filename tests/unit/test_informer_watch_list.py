@@ -1,0 +1,230 @@
+"""The first state streamed as a watch (sendInitialEvents): a fresh store reconciled at the
+bookmark that ends the initial events, the same stream then watched on; a refusing
+apiserver gets paged lists instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from lasched.kube.client import JSON, ApiError
+from lasched.kube.informers import INITIAL_EVENTS_END, Backoff, Informer
+from lasched.model.pod import PodInfo
+from tests.unit.factories import pod_json
+
+Script = list[JSON | BaseException] | BaseException
+
+
+def end(rv: str) -> JSON:
+    """The bookmark that ends the initial events."""
+    meta = {"resourceVersion": rv, "annotations": {INITIAL_EVENTS_END: "true"}}
+    return {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": meta}}
+
+
+def added(name: str, rv: str) -> JSON:
+    return {"type": "ADDED", "object": pod_json(name, rv=rv)}
+
+
+class Streams:
+    """Serves scripted watch streams (events, or an error raised on connecting) and lists;
+    records each watch's parameters and each list."""
+
+    def __init__(self, watches: list[Script], lists: list[list[JSON]] | None = None) -> None:
+        self.watches = watches
+        self.lists = lists or []
+        self.watch_params: list[dict[str, Any]] = []
+        self.listed = 0
+        self.exhausted = asyncio.Event()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool] | None = None,
+        timeout: float | None = 30.0,
+    ) -> JSON:
+        self.listed += 1
+        items = self.lists.pop(0)
+        rv = max((int(i["metadata"]["resourceVersion"]) for i in items), default=1)
+        return {"items": items, "metadata": {"resourceVersion": str(rv)}}
+
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int | bool],
+        timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[JSON]:
+        self.watch_params.append(dict(params))
+        if not self.watches:
+            self.exhausted.set()
+            await asyncio.Event().wait()
+        script = self.watches.pop(0)
+        if isinstance(script, BaseException):
+            raise script
+        for event in script:
+            if isinstance(event, BaseException):
+                raise event  # the connection breaks here
+            yield event
+
+
+class Recorder:
+    def __init__(self, inf: list[Informer[PodInfo]]) -> None:
+        self.log: list[tuple[str, str]] = []
+        self._inf = inf
+
+    def _note(self, what: str, pod: PodInfo) -> None:
+        # Whether the informer called itself synced when the handler heard of the pod.
+        synced = "synced" if self._inf and self._inf[0].synced.is_set() else "not synced"
+        self.log.append((what, f"{pod.name} ({synced})"))
+
+    def on_add(self, obj: PodInfo) -> None:
+        self._note("add", obj)
+
+    def on_update(self, old: PodInfo, new: PodInfo) -> None:
+        self._note("update", new)
+
+    def on_delete(self, obj: PodInfo) -> None:
+        self._note("delete", obj)
+
+
+def informer(client: Streams) -> tuple[Informer[PodInfo], Recorder]:
+    holder: list[Informer[PodInfo]] = []
+    rec = Recorder(holder)
+    inf = Informer(
+        client,
+        path="/api/v1/pods",
+        decode=PodInfo,
+        handler=rec,
+        backoff=Backoff(initial=0.001, maximum=0.001),
+    )
+    holder.append(inf)
+    return inf, rec
+
+
+async def run_until_exhausted(inf: Informer[PodInfo], client: Streams) -> None:
+    task = asyncio.create_task(inf.run())
+    await asyncio.wait_for(client.exhausted.wait(), 2)
+    task.cancel()
+
+
+async def test_initial_events_fill_the_store_then_the_same_stream_is_watched() -> None:
+    """The objects reach the handler at the end bookmark, as one list would; events after
+    it on the same stream are ordinary watch events."""
+    client = Streams([[added("a", "3"), added("b", "4"), end("7"), added("c", "8")]])
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)"), ("add", "b (not synced)"), ("add", "c (synced)")]
+    first = client.watch_params[0]
+    assert first["sendInitialEvents"] is True
+    assert first["resourceVersionMatch"] == "NotOlderThan"
+    assert first["resourceVersion"] == ""
+    assert first["allowWatchBookmarks"] is True
+    # The stream ended after its initial events: the next watch resumes, no second start.
+    assert "sendInitialEvents" not in client.watch_params[1]
+    assert client.watch_params[1]["resourceVersion"] == "8"
+    assert client.listed == 0
+    assert set(inf.store) == {"default/a", "default/b", "default/c"}
+
+
+async def test_a_stream_broken_after_its_initial_events_resumes_from_its_version() -> None:
+    """A connection lost once the whole view is in: a watch from the last version, not a
+    second stream of every object."""
+    lost = ConnectionResetError("the server closed the connection")
+    client = Streams([[added("a", "3"), end("7"), added("b", "8"), lost], [added("c", "9")]])
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)"), ("add", "b (synced)"), ("add", "c (synced)")]
+    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, None, None]
+    assert client.watch_params[1]["resourceVersion"] == "8"
+
+
+async def test_a_stream_that_ends_before_its_initial_events_do_starts_over() -> None:
+    """Half the initial events are no state: nothing is delivered, and the next attempt
+    streams from the start again."""
+    client = Streams([[added("a", "3")], [added("a", "3"), added("b", "4"), end("5")]])
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)"), ("add", "b (not synced)")]
+    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, True, None]
+    assert inf.synced.is_set()
+
+
+async def test_gone_streams_again_and_reconciles_the_difference() -> None:
+    """After 410 the initial events rebuild the store: vanished objects are deleted,
+    changed ones updated, new ones added."""
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    client = Streams(
+        [
+            [added("keep", "1"), added("vanish", "2"), added("change", "3"), end("3"), gone],
+            [added("keep", "1"), added("change", "9"), added("new", "10"), end("10")],
+        ]
+    )
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log[3:] == [
+        ("delete", "vanish (synced)"),
+        ("update", "change (synced)"),
+        ("add", "new (synced)"),
+    ]
+    assert inf.relists == 1
+    assert client.watch_params[1]["sendInitialEvents"] is True
+    assert set(inf.store) == {"default/keep", "default/change", "default/new"}
+
+
+async def test_an_apiserver_that_refuses_it_gets_paged_lists_from_then_on() -> None:
+    """422 to sendInitialEvents (the WatchList feature off): a paged list, and after a
+    410 a list again, not another refused stream."""
+    refused = ApiError(
+        status=422, reason="Invalid", message="sendInitialEvents is forbidden", body=None
+    )
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    client = Streams(
+        [refused, [gone]],
+        lists=[[pod_json("a", rv="5")], [pod_json("a", rv="5"), pod_json("b", rv="6")]],
+    )
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)"), ("add", "b (synced)")]
+    assert client.listed == 2
+    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, None, None]
+
+
+async def test_another_error_is_retried_as_a_stream_not_turned_into_lists() -> None:
+    """A 500 or a 429 is the apiserver's trouble, not a refusal of the feature."""
+    busy = ApiError(status=429, reason="TooManyRequests", message="slow down", body=None)
+    client = Streams([busy, [added("a", "3"), end("3")]])
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)")]
+    assert client.listed == 0
+    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, True, None]
+
+
+async def test_an_undecodable_initial_object_is_reported_and_the_rest_arrive() -> None:
+    """One bad object among the initial events costs that object only."""
+    bad = {"type": "ADDED", "object": {"metadata": {"name": "bad", "resourceVersion": "2"}}}
+    errors: list[str] = []
+    client = Streams([[added("a", "1"), bad, added("b", "3"), end("3")]])
+    inf = Informer(
+        client,
+        path="/api/v1/pods",
+        decode=_strict,
+        handler=Recorder([]),
+        backoff=Backoff(initial=0.001, maximum=0.001),
+        on_error=lambda raw, e: errors.append(raw["metadata"]["name"]),
+    )
+    await run_until_exhausted(inf, client)
+    assert set(inf.store) == {"default/a", "default/b"}
+    assert errors == ["bad"]
+    assert inf.synced.is_set()
+
+
+def _strict(raw: JSON) -> PodInfo:
+    """PodInfo, refusing an object without a spec (as a malformed one would fail)."""
+    if "spec" not in raw:
+        raise KeyError("spec")
+    return PodInfo(raw)
