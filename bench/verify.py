@@ -47,6 +47,7 @@ Every violation names the rule, the pod, the node and what was found.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -518,6 +519,7 @@ class _Index:
         # key -> domain -> its pods, built once per key: a check per pod over every node
         # would be pods x nodes (15,000 x 5,000 in scheduler_perf's affinity cases).
         self._domains: dict[str, dict[str, list[Pod]]] = {}
+        self.spread_counts: dict[str, dict[str, int]] = {}  # see spread_counts()
 
     def domain(self, node: str | None, key: str) -> str | None:
         n = self.state.nodes.get(node or "")
@@ -832,12 +834,28 @@ def _spread_selector(pod: Pod, c: Mapping[str, Any]) -> Mapping[str, Any] | None
 
 
 def spread_counts(pod: Pod, c: Mapping[str, Any], state: State, index: _Index) -> dict[str, int]:
-    """Matching pods per eligible domain of constraint ``c`` (every eligible domain present)."""
+    """Matching pods per eligible domain of constraint ``c`` (every eligible domain present).
+
+    The same for every pod that asks the same of the same namespace (a workload's pods
+    all do): computed once per such question, as a pass over every node per pod would be
+    pods x nodes."""
     hard = [k["topologyKey"] for k in pod.spread if k.get("whenUnsatisfiable") == "DoNotSchedule"]
     key = c["topologyKey"]
     honour_affinity = (c.get("nodeAffinityPolicy") or "Honor") == "Honor"
     honour_taints = (c.get("nodeTaintsPolicy") or "Ignore") == "Honor"
     selector = _spread_selector(pod, c)
+    question = json.dumps(
+        [
+            pod.namespace, selector, key, hard,
+            (pod.node_selector, pod.node_terms) if honour_affinity else None,
+            pod.tolerations if honour_taints else None,
+        ],
+        sort_keys=True,
+        default=list,
+    )  # fmt: skip
+    known = index.spread_counts.get(question)
+    if known is not None:
+        return dict(known)
     counts: dict[str, int] = {}
     for node in state.nodes.values():
         if not all(k in node.labels for k in hard) or key not in node.labels:
@@ -855,6 +873,7 @@ def spread_counts(pod: Pod, c: Mapping[str, Any], state: State, index: _Index) -
             and selector_matches(selector, q.labels)
         )
         counts[value] = counts.get(value, 0) + n
+    index.spread_counts[question] = dict(counts)
     return counts
 
 
