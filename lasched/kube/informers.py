@@ -10,7 +10,8 @@ says the view is complete; the same stream then goes on as the watch. Each
 object is decoded on its own as it arrives, with no page round trips and no
 page of hundreds of decoded objects at once. An apiserver that refuses it
 (the WatchList feature off: 422) gets a paginated list and a watch instead,
-from then on.
+from then on; a stream that fails otherwise is followed by one paginated
+list, so that a resource whose streams keep failing still gets its view.
 When the watch's resourceVersion has been compacted away (410 Gone, or an
 ERROR event with code 410) the informer takes the whole view again and
 reconciles: objects gone from it are delivered as deletions, new ones as
@@ -208,6 +209,7 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()
         self.relists = 0
         self._need_list = True  # no whole view yet, or it was lost (410): list or stream it
+        self._stream_failed = False  # the last streaming list was refused: list in pages once
         self.errors = 0
         # Consecutive failures to list or to watch; the backoff grows with them, and a
         # list or a watch event resets it (an apiserver that refuses is not hammered).
@@ -231,19 +233,22 @@ class Informer(Generic[T]):
         self._need_list = True
         while True:
             try:
-                if self._need_list and self._watch_list:
+                if self._need_list and self._watch_list and not self._stream_failed:
                     try:
                         await self._watch(initial=True)
                     except ApiError as e:
-                        if e.status not in _WATCH_LIST_REFUSED:
-                            raise
-                        log.info(
-                            "informer=%s the apiserver refuses a watch with its initial "
-                            "events (%s: %s); listing in pages instead",
-                            self.name, e.status, e.message,
-                        )  # fmt: skip
-                        self._watch_list = False
-                        continue
+                        if e.status in _WATCH_LIST_REFUSED:
+                            log.info(
+                                "informer=%s the apiserver refuses a watch with its initial "
+                                "events (%s: %s); listing in pages instead",
+                                self.name, e.status, e.message,
+                            )  # fmt: skip
+                            self._watch_list = False
+                            continue
+                        # Any other answer: the next attempt lists in pages, so that a
+                        # resource whose streams keep failing still gets its view.
+                        self._stream_failed = not e.gone
+                        raise
                     if self._need_list:
                         raise ConnectionError("the watch ended before its initial events did")
                     continue  # the stream ended after its initial events: watch on
@@ -342,6 +347,7 @@ class Informer(Generic[T]):
         """The store holds the apiserver's whole view (a list, or a watch's initial events):
         from now on a broken stream resumes from the last resourceVersion."""
         self._need_list = False
+        self._stream_failed = False
         self.synced.set()
         self._failures = 0
 

@@ -193,17 +193,6 @@ async def test_an_apiserver_that_refuses_it_gets_paged_lists_from_then_on() -> N
     assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, None, None]
 
 
-async def test_another_error_is_retried_as_a_stream_not_turned_into_lists() -> None:
-    """A 500 or a 429 is the apiserver's trouble, not a refusal of the feature."""
-    busy = ApiError(status=429, reason="TooManyRequests", message="slow down", body=None)
-    client = Streams([busy, [added("a", "3"), end("3")]])
-    inf, rec = informer(client)
-    await run_until_exhausted(inf, client)
-    assert rec.log == [("add", "a (not synced)")]
-    assert client.listed == 0
-    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, True, None]
-
-
 async def test_an_undecodable_initial_object_is_reported_and_the_rest_arrive() -> None:
     """One bad object among the initial events costs that object only."""
     bad = {"type": "ADDED", "object": {"metadata": {"name": "bad", "resourceVersion": "2"}}}
@@ -228,3 +217,19 @@ def _strict(raw: JSON) -> PodInfo:
     if "spec" not in raw:
         raise KeyError("spec")
     return PodInfo(raw)
+
+
+async def test_a_stream_the_apiserver_fails_is_followed_by_a_paged_list() -> None:
+    """Any other refusal of the stream (a 500): the next attempt lists in pages, so the
+    informer gets its view; the view after a later 410 is streamed again."""
+    broken = ApiError(status=500, reason="InternalError", message="no", body=None)
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    client = Streams(
+        [broken, [gone], [added("a", "5"), added("b", "6"), end("6")]],
+        lists=[[pod_json("a", rv="5")]],
+    )
+    inf, rec = informer(client)
+    await run_until_exhausted(inf, client)
+    assert rec.log == [("add", "a (not synced)"), ("add", "b (synced)")]
+    assert client.listed == 1
+    assert [w.get("sendInitialEvents") for w in client.watch_params] == [True, None, True, None]
