@@ -2,11 +2,14 @@
 
     python -m bench.floor KUBECONFIG NAMESPACE NODES
 
-The least any scheduler does: one watch event in, one binding out, no
-decision (round robin over ``bench-0`` .. ``bench-<NODES-1>``). Run as its
-own process, like the schedulers it is set beside, so that its
-creation-to-bound latency at the throughput scenario's steady rate is this
-control plane's floor on this machine. Exits when killed.
+The least any scheduler does: one watch event in, one binding out and then
+its ``Scheduled`` Event, as every scheduler writes one, with no decision
+(round robin over ``bench-0`` .. ``bench-<NODES-1>``). Run as its own
+process, like the schedulers it is set beside, so that its
+creation-to-bound and creation-to-done latencies at the throughput
+scenario's steady rate are this control plane's floor on this machine: the
+Event's write loads the apiserver as a scheduler's does, so the bindings
+meet the same apiserver. Exits when killed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from bench.throughput import write_scheduled_event
 from lasched.kube.binding import bind
 from lasched.kube.client import KubeClient
 
@@ -32,6 +36,7 @@ async def bind_on_sight(kc: KubeClient, ns: str, nodes: int) -> None:
     async def one(name: str, uid: str, node: str) -> None:
         async with sem:
             await bind(kc, namespace=ns, name=name, uid=uid, node=node)
+            await write_scheduled_event(kc, ns, name, uid, node)
 
     print("watching", flush=True)  # the caller waits for this line before creating pods
     async for ev in kc.stream(f"/api/v1/namespaces/{ns}/pods", params=params):

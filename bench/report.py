@@ -82,7 +82,7 @@ def _ratio_peer(peer: str, figure: str) -> str:
     """The bind ceiling's burst is the ceiling's; its steady figures are the floor's."""
     if peer != "bind-ceiling":
         return label(peer)
-    return "floor (no Event)" if figure.startswith("steady") else "bind ceiling"
+    return "floor" if figure.startswith("steady") else "bind ceiling"
 
 
 def ratio_lines(ratios: dict[str, dict[str, dict[str, float]]]) -> list[str]:
@@ -113,7 +113,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"had not come {cfg.get('event_wait_seconds', 60):g} s after the phase's last binding "
         "(summed over burst and steady, per run); done figures leave them out. The bind "
         "ceiling writes each binding and then its Event; the floor (its steady figures) binds "
-        "on sight and writes no Event (bench/floor.py).",
+        "on sight and then writes its Event (bench/floor.py).",
         "",
         "| scheduler | runs | burst pods/s | burst makespan s | steady p50 ms | steady p90 ms "
         "| steady p99 ms | Events missing | CPU s | peak RSS MB |",
@@ -232,11 +232,9 @@ def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:
         done.extend(s.steady_latencies_ms)
         binds.extend(s.steady_bind_latencies_ms)
     for i, (peer, (done, binds)) in enumerate(pooled.items()):
-        floor = peer == "bind-ceiling"  # binds on sight, writes no Event: done is bound
-        name = "floor (binds on sight, no Event)" if floor else label(peer)
+        floor = peer == "bind-ceiling"  # binds on sight, then writes its Event
+        name = "floor (binds on sight)" if floor else label(peer)
         for values, style, suffix in ((done, "-", name), (binds, ":", None)):
-            if floor and suffix is None:
-                continue
             if not values:
                 continue
             xs = sorted(values)

@@ -32,9 +32,9 @@ The **bind ceiling** is a minimal binder that binds pre-created pods round
 robin to nodes, each binding followed by its ``Scheduled`` Event, with 64 in
 flight: the most this control plane on this machine accepts of the writes a
 scheduler makes. In the steady phase :mod:`bench.floor`, in its own process
-like the schedulers, binds each pod the moment its watch shows it and writes
-no Event: its creation-to-bound latency is the floor for any scheduler on
-this control plane and machine.
+like the schedulers, binds each pod the moment its watch shows it and then
+writes its Event: its creation-to-bound and creation-to-done latencies are
+the floor for any scheduler on this control plane and machine.
 """
 
 from __future__ import annotations
@@ -547,16 +547,15 @@ async def measure_ceiling(
                     timeline,
                     steady,
                     timeout=cfg.timeout,
-                    event_wait=0,
+                    event_wait=cfg.event_wait_seconds,
                     progress=progress,
                     label=f"{label}: steady",
-                    events=False,
                 )
                 window = await meter.stop()
                 floor_cpu = peers.proc_stats(floor.pid).cpu_seconds - cpu0
             finally:
                 await stop_children([floor], grace=2)
-            _steady_figures(sample, timeline, steady, end, events=False)
+            _steady_figures(sample, timeline, steady, end)
             _control_plane(sample, window, floor_cpu)
         verdict = await check(kc, [timeline], expected=[f"{ns}/{n}" for n in names + steady])
         sample.verify = verdict.to_json()
@@ -582,22 +581,17 @@ async def _start_floor(cluster: DevCluster, ns: str, nodes: int) -> Child:
     raise TimeoutError(f"bench.floor did not start watching: {log.read_text()[-2000:]}")
 
 
-def _steady_figures(
-    sample: Sample, timeline: Timeline, steady: list[str], end: PhaseEnd, *, events: bool = True
-) -> None:
+def _steady_figures(sample: Sample, timeline: Timeline, steady: list[str], end: PhaseEnd) -> None:
     binds = [
         (timeline.bound[n] - timeline.added[n]) * 1000
         for n in steady
         if n in timeline.bound and n in timeline.added
     ]
-    if events:
-        done = [
-            (t - timeline.added[n]) * 1000
-            for n in steady
-            if n in timeline.added and (t := timeline.done(n)) is not None
-        ]
-    else:  # the floor writes no Event: its pods are done when bound
-        done = binds
+    done = [
+        (t - timeline.added[n]) * 1000
+        for n in steady
+        if n in timeline.added and (t := timeline.done(n)) is not None
+    ]
     sample.steady_latencies_ms = done
     sample.steady_bind_latencies_ms = binds
     sample.steady_p50_ms = percentile(done, 50)
