@@ -33,12 +33,16 @@ scheduler whose pods state no latency requirement never loads it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from lasched import metrics
 from lasched.cache.cache import NodeInfo
@@ -392,7 +396,7 @@ class _Model:
         lp.a_matrix_.value_ = np.array(value, dtype=np.float64)
         # Whole pods: a fractional split, rounded, would promise a group more than its room.
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-        h = highspy.Highs()  # type: ignore[no-untyped-call]
+        h = _solver(highspy)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("time_limit", TIME_LIMIT_S)
         h.setOptionValue("mip_rel_gap", 1e-3)
@@ -497,3 +501,28 @@ class Planner:
     @property
     def plan(self) -> Plan | None:
         return self._plan
+
+
+def _solver(highspy: Any) -> Any:
+    """A HiGHS instance, without HiGHS's banner on lasched's standard output."""
+    _swallow_banner(highspy)
+    return highspy.Highs()
+
+
+@functools.cache
+def _swallow_banner(highspy: Any) -> None:
+    """The first HiGHS instance of a process prints HiGHS's banner on its standard output,
+    from C++ and whatever the options (they can only be set after): a line that is not a
+    log line, amid lasched's. That first one is made, once, with the descriptor pointed at
+    /dev/null (the event loop's thread is the only one that writes output)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with Path(os.devnull).open("wb") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)

@@ -3,6 +3,8 @@ nodes by a linear program, and LatencyScore putting a pod's planned nodes first.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -283,3 +285,22 @@ def test_an_owner_being_read_adds_nothing_yet() -> None:
     demand.seen(p, pending=True)
     assert demand.populations()[demand.key(p)][1] == 1
     assert isinstance(p.owner, OwnerRef)
+
+
+def test_a_plan_prints_nothing_on_standard_output() -> None:
+    """HiGHS prints its banner when a process makes its first solver; lasched's output
+    stays its log lines. (The control: a bare first solver does print it.)"""
+    bare = subprocess.run(
+        [sys.executable, "-c", "import highspy; highspy.Highs()"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "HiGHS" in bare.stdout
+    ours = subprocess.run(
+        [
+            sys.executable, "-c",
+            "import highspy; from lasched.latency.plan import _solver; "
+            "_solver(highspy); _solver(highspy); print('after')",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert ours.stdout == "after\n"
