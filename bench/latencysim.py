@@ -22,10 +22,12 @@ creation order (the cluster scenario's case: pods are created about as fast
 as they are bound); ``burst`` lets every pod arrive first, so the queue's
 priority order decides. A pod that fits nowhere waits and is tried again
 whenever room frees or a pod arrives (a gang's first members wait for the
-rest). A gang whose members are not all placed at the end counts as pending
-in full (its waiting members would time out and leave). Time does not pass
-here: Permit timeouts and a failed gang's backoff are not played out, so a
-gang that fails once stays pending; the cluster scenario plays them out.
+rest). Time does not pass while pods arrive: a gang that failed sits out its
+backoff until the last arrival. Then time passes, as it does in the
+cluster: failed gangs' backoffs end and every pod still waiting is tried
+again, round after round, until a round places none. A gang whose members
+are not all placed at the end counts as pending in full (its waiting
+members would time out and leave); Permit timeouts are not played out.
 
 This is where placement policy is worked on; the cluster scenario
 (``python -m bench run latency``) is where its results are measured. The two
@@ -289,6 +291,7 @@ class _Sim:
         self.active: list[tuple[int, int, PodInfo, str]] = []  # (-priority, seq, pod, body)
         self.waiting: list[tuple[PodInfo, str]] = []  # fitted nowhere: retried on a change
         self.placed: dict[str, PodInfo] = {}  # pod name -> assumed pod
+        self.placements = 0  # cycles that placed their pod, all along
 
     def push(self, pod: PodInfo, body: str) -> None:
         heapq.heappush(self.active, (-pod.priority, next(self.seq), pod, body))
@@ -330,9 +333,25 @@ class _Sim:
             permit, _ = self.fw.run_permit(state, assumed, result.node)
             assert permit.ok or permit.code is Code.WAIT, permit
         self.placed[pod.name] = assumed
+        self.placements += 1
         self.out.node_of[body] = result.node
         if self.planner is not None:
             self.planner.placed(pod, result.node)
+
+    def settle(self, rounds: int = 20) -> None:
+        """After the last arrival, time passes: gangs' backoffs end and the pods still
+        waiting are tried again (with the replacements of pods evicted meanwhile) until a
+        round places none."""
+        for _ in range(rounds):
+            before = self.placements
+            for g in self.sched.gang.groups.values():
+                g.backoff_until = 0.0
+            while self.arrivals:
+                self.arrive()
+            self.retry_waiting()
+            self.drain()
+            if self.placements == before:
+                return
 
     def evict(self, victim: PodInfo) -> None:
         """Delete a victim and create it again at the end of the arrivals, as its
@@ -361,6 +380,7 @@ def simulate(
         sim.arrive()
         sim.retry_waiting()  # a gang's earlier members were waiting for this one, perhaps
         sim.drain()
+    sim.settle()
     sim.out.drop_partial_gangs()
     return sim.out
 
