@@ -144,6 +144,7 @@ def _default_preemption(args: Args, h: Handle) -> DefaultPreemption:
         pdbs=h.pdbs,
         nominated_node=h.cache.nominated_node,
         evictions=h.evictions,
+        gang_budget=h.gang.disruption_budget,
     )
 
 

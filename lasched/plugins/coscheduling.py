@@ -354,6 +354,16 @@ class Coscheduling(Batchable):
         owner = g.owner()
         return None if owner is None else self._owner_size(*owner)
 
+    def disruption_budget(self, pod: PodInfo) -> tuple[str, int] | None:
+        """For a member of an all-or-nothing group: the group's key and how many of its
+        placed members may go before fewer than min-available remain (what preemption
+        weighs as a PodDisruptionBudget's allowed disruptions). None outside one."""
+        g = self.gang_of(pod)
+        if g is None:
+            return None
+        need = self.required(g) or len(g.members)
+        return g.key, self.placed(g) - need
+
     def members_owned_by(self, namespace: str, uid: str) -> list[PodKey]:
         """Members of the groups sized by this controller (its size was read again)."""
         return [

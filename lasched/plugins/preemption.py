@@ -123,6 +123,14 @@ class Candidate:
         )
 
 
+GangBudget = Callable[[PodInfo], "tuple[str, int] | None"]
+"""A pod -> its gang's key and the members that may go before it falls below
+min-available; None for a pod outside a gang."""
+
+# Keys of gangs' budgets beside PodDisruptionBudgets' (namespace/name) keys.
+_GANG_BUDGET = "pod-group:"
+
+
 def _more_important_first(p: PodInfo) -> tuple[int, float]:
     return (-p.priority, p.created)
 
@@ -138,8 +146,12 @@ class DefaultPreemption:
         pdbs: Callable[[], Iterable[PDB]],
         nominated_node: Callable[[PodKey], str | None] = lambda key: None,
         evictions: Evictions | None = None,
+        gang_budget: GangBudget = lambda pod: None,
     ) -> None:
+        """``gang_budget``: for a member of a gang, its group's key and how many of its
+        members may go before it falls below min-available (None: no gang)."""
         self._node_info = node_info
+        self._gang_budget = gang_budget
         self.evictions = evictions if evictions is not None else Evictions(node_info)
         self._nominated_node = nominated_node
         self._filter_node = filter_node
@@ -226,9 +238,19 @@ class DefaultPreemption:
         if self._filter_node(state, pod, sim).code is not Code.SUCCESS:
             return None
         budget = {pdb.key: pdb.disruptions_allowed for pdb in pdbs}
+        # A gang is its own disruption budget: its members beyond min-available may go.
+        gangs = {p.key: g for p in lower if (g := self._gang_budget(p)) is not None}
+        for key, allowed in gangs.values():
+            budget[_GANG_BUDGET + key] = allowed
+
+        def budgets_of(p: PodInfo) -> list[str]:
+            keys = [pdb.key for pdb in pdbs if pdb.covers(p.namespace, p.labels)]
+            if p.key in gangs:
+                keys.append(_GANG_BUDGET + gangs[p.key][0])
+            return keys
 
         def violates(p: PodInfo) -> bool:
-            return any(budget[pdb.key] <= 0 for pdb in pdbs if pdb.covers(p.namespace, p.labels))
+            return any(budget[k] <= 0 for k in budgets_of(p))
 
         protected = sorted((p for p in lower if violates(p)), key=_more_important_first)
         free = sorted((p for p in lower if not violates(p)), key=_more_important_first)
@@ -243,9 +265,8 @@ class DefaultPreemption:
                 victims.append(p)
                 if counts:
                     violations += 1
-                for pdb in pdbs:
-                    if pdb.covers(p.namespace, p.labels):
-                        budget[pdb.key] -= 1
+                for k in budgets_of(p):
+                    budget[k] -= 1
         if not victims:
             return None
         return Candidate(ni.name, tuple(victims), violations)

@@ -410,3 +410,15 @@ async def test_a_terminating_member_no_longer_bounds_where_the_others_go() -> No
     assert group_nodes(h.cache, h.gang, newcomer) == {"n0", "n1", "n2"}
     h.add(_leaving(pods[0]))
     assert group_nodes(h.cache, h.gang, newcomer) == {"n1", "n2"}
+
+
+async def test_a_gangs_disruption_budget_is_its_members_beyond_min_available() -> None:
+    """What preemption weighs: a gang at min-available may lose none without breaking."""
+    h = Harness()
+    pods = [member("g", i, minimum=2) for i in range(3)]
+    await _placed_group(h, pods[:2])
+    assert h.gang.disruption_budget(pods[0]) == ("default/g", 0)
+    h.add(pods[2])
+    assert h.reserve_and_permit(pods[2], node="n2") is Code.SUCCESS
+    assert h.gang.disruption_budget(pods[0]) == ("default/g", 1)
+    assert h.gang.disruption_budget(make_pod("loner")) is None

@@ -117,6 +117,25 @@ def test_pdb_protected_pods_are_spared_when_possible() -> None:
     assert result.nominated_node == "n2"
 
 
+def test_a_gang_at_min_available_is_spared_like_a_pdb() -> None:
+    """Evicting a member of a gang with no member to spare breaks the whole gang: a node
+    whose victims break none wins, though its victim has the higher priority."""
+    w = World(n1="2", n2="2", n3="2")
+    labels = {"lasched.io/pod-group": "train", "lasched.io/min-available": "2"}
+    members = [w.place(f"m{i}", f"n{i}", cpu="2", priority=5, labels=labels) for i in (1, 2)]
+    w.place("free", "n3", cpu="2", priority=10)
+    budgets = {m.key: ("default/train", 0) for m in members}
+    w.plugin._gang_budget = lambda p: budgets.get(p.key)
+    result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
+    assert result is not None
+    assert (result.nominated_node, [v.name for v in result.victims]) == ("n3", ["free"])
+    # With a member to spare, the gang's lower priority decides, as without gangs.
+    budgets.update({m.key: ("default/train", 1) for m in members})
+    result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
+    assert result is not None
+    assert result.nominated_node in ("n1", "n2")
+
+
 def test_policy_never_does_not_preempt() -> None:
     """preemptionPolicy: Never pods wait instead."""
     w = World(n1="2")
