@@ -11,14 +11,20 @@ from lasched.kube.informers import Backoff, Informer
 from lasched.model.pod import PodInfo
 from tests.unit.factories import pod_json
 
+Script = list[JSON | BaseException] | BaseException
+"""A watch stream's events; an exception among them breaks the stream there, and an
+exception instead of them is the answer to connecting."""
+
 
 class FakeListWatch:
-    """Serves scripted lists and watch streams, recording the watch parameters."""
+    """Serves scripted lists and watch streams, recording the watch parameters and how
+    many lists were asked for."""
 
-    def __init__(self, lists: list[list[JSON]], watches: list[list[JSON]]) -> None:
+    def __init__(self, lists: list[list[JSON]], watches: list[Script]) -> None:
         self.lists = lists
         self.watches = watches
         self.watch_params: list[dict[str, Any]] = []
+        self.listed = 0
         self.exhausted = asyncio.Event()
 
     async def request(
@@ -29,6 +35,7 @@ class FakeListWatch:
         params: Mapping[str, str | int | bool] | None = None,
         timeout: float | None = 30.0,
     ) -> JSON:
+        self.listed += 1
         items = self.lists.pop(0)
         rv = max((int(i["metadata"]["resourceVersion"]) for i in items), default=1)
         return {"items": items, "metadata": {"resourceVersion": str(rv)}}
@@ -45,7 +52,12 @@ class FakeListWatch:
         if not self.watches:
             self.exhausted.set()
             await asyncio.Event().wait()
-        for event in self.watches.pop(0):
+        script = self.watches.pop(0)
+        if isinstance(script, BaseException):
+            raise script
+        for event in script:
+            if isinstance(event, BaseException):
+                raise event  # the connection breaks here
             if event.get("type") == "SILENCE":
                 # What aiohttp does when nothing arrives within sock_read.
                 await asyncio.sleep(read_timeout or 0)

@@ -5,15 +5,12 @@ apiserver gets paged lists instead."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from lasched.kube.client import JSON, ApiError
 from lasched.kube.informers import INITIAL_EVENTS_END, Backoff, Informer
 from lasched.model.pod import PodInfo
 from tests.unit.factories import pod_json
-
-Script = list[JSON | BaseException] | BaseException
+from tests.unit.test_informer import FakeListWatch, Script
 
 
 def end(rv: str) -> JSON:
@@ -26,49 +23,9 @@ def added(name: str, rv: str) -> JSON:
     return {"type": "ADDED", "object": pod_json(name, rv=rv)}
 
 
-class Streams:
-    """Serves scripted watch streams (events, or an error raised on connecting) and lists;
-    records each watch's parameters and each list."""
-
-    def __init__(self, watches: list[Script], lists: list[list[JSON]] | None = None) -> None:
-        self.watches = watches
-        self.lists = lists or []
-        self.watch_params: list[dict[str, Any]] = []
-        self.listed = 0
-        self.exhausted = asyncio.Event()
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int | bool] | None = None,
-        timeout: float | None = 30.0,
-    ) -> JSON:
-        self.listed += 1
-        items = self.lists.pop(0)
-        rv = max((int(i["metadata"]["resourceVersion"]) for i in items), default=1)
-        return {"items": items, "metadata": {"resourceVersion": str(rv)}}
-
-    async def stream(
-        self,
-        path: str,
-        *,
-        params: Mapping[str, str | int | bool],
-        timeout: float | None = None,
-        read_timeout: float | None = None,
-    ) -> AsyncIterator[JSON]:
-        self.watch_params.append(dict(params))
-        if not self.watches:
-            self.exhausted.set()
-            await asyncio.Event().wait()
-        script = self.watches.pop(0)
-        if isinstance(script, BaseException):
-            raise script
-        for event in script:
-            if isinstance(event, BaseException):
-                raise event  # the connection breaks here
-            yield event
+def streams(watches: list[Script], lists: list[list[JSON]] | None = None) -> FakeListWatch:
+    """Scripted watch streams, and lists for an informer that falls back to them."""
+    return FakeListWatch(lists or [], watches)
 
 
 class Recorder:
@@ -91,7 +48,7 @@ class Recorder:
         self._note("delete", obj)
 
 
-def informer(client: Streams) -> tuple[Informer[PodInfo], Recorder]:
+def informer(client: FakeListWatch) -> tuple[Informer[PodInfo], Recorder]:
     holder: list[Informer[PodInfo]] = []
     rec = Recorder(holder)
     inf = Informer(
@@ -105,7 +62,7 @@ def informer(client: Streams) -> tuple[Informer[PodInfo], Recorder]:
     return inf, rec
 
 
-async def run_until_exhausted(inf: Informer[PodInfo], client: Streams) -> None:
+async def run_until_exhausted(inf: Informer[PodInfo], client: FakeListWatch) -> None:
     task = asyncio.create_task(inf.run())
     await asyncio.wait_for(client.exhausted.wait(), 2)
     task.cancel()
@@ -114,7 +71,7 @@ async def run_until_exhausted(inf: Informer[PodInfo], client: Streams) -> None:
 async def test_initial_events_fill_the_store_then_the_same_stream_is_watched() -> None:
     """The objects reach the handler at the end bookmark, as one list would; events after
     it on the same stream are ordinary watch events."""
-    client = Streams([[added("a", "3"), added("b", "4"), end("7"), added("c", "8")]])
+    client = streams([[added("a", "3"), added("b", "4"), end("7"), added("c", "8")]])
     inf, rec = informer(client)
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a (not synced)"), ("add", "b (not synced)"), ("add", "c (synced)")]
@@ -134,7 +91,7 @@ async def test_a_stream_broken_after_its_initial_events_resumes_from_its_version
     """A connection lost once the whole view is in: a watch from the last version, not a
     second stream of every object."""
     lost = ConnectionResetError("the server closed the connection")
-    client = Streams([[added("a", "3"), end("7"), added("b", "8"), lost], [added("c", "9")]])
+    client = streams([[added("a", "3"), end("7"), added("b", "8"), lost], [added("c", "9")]])
     inf, rec = informer(client)
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a (not synced)"), ("add", "b (synced)"), ("add", "c (synced)")]
@@ -145,7 +102,7 @@ async def test_a_stream_broken_after_its_initial_events_resumes_from_its_version
 async def test_a_stream_that_ends_before_its_initial_events_do_starts_over() -> None:
     """Half the initial events are no state: nothing is delivered, and the next attempt
     streams from the start again."""
-    client = Streams([[added("a", "3")], [added("a", "3"), added("b", "4"), end("5")]])
+    client = streams([[added("a", "3")], [added("a", "3"), added("b", "4"), end("5")]])
     inf, rec = informer(client)
     await run_until_exhausted(inf, client)
     assert rec.log == [("add", "a (not synced)"), ("add", "b (not synced)")]
@@ -157,7 +114,7 @@ async def test_gone_streams_again_and_reconciles_the_difference() -> None:
     """After 410 the initial events rebuild the store: vanished objects are deleted,
     changed ones updated, new ones added."""
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
-    client = Streams(
+    client = streams(
         [
             [added("keep", "1"), added("vanish", "2"), added("change", "3"), end("3"), gone],
             [added("keep", "1"), added("change", "9"), added("new", "10"), end("10")],
@@ -182,7 +139,7 @@ async def test_an_apiserver_that_refuses_it_gets_paged_lists_from_then_on() -> N
         status=422, reason="Invalid", message="sendInitialEvents is forbidden", body=None
     )
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
-    client = Streams(
+    client = streams(
         [refused, [gone]],
         lists=[[pod_json("a", rv="5")], [pod_json("a", rv="5"), pod_json("b", rv="6")]],
     )
@@ -197,7 +154,7 @@ async def test_an_undecodable_initial_object_is_reported_and_the_rest_arrive() -
     """One bad object among the initial events costs that object only."""
     bad = {"type": "ADDED", "object": {"metadata": {"name": "bad", "resourceVersion": "2"}}}
     errors: list[str] = []
-    client = Streams([[added("a", "1"), bad, added("b", "3"), end("3")]])
+    client = streams([[added("a", "1"), bad, added("b", "3"), end("3")]])
     inf = Informer(
         client,
         path="/api/v1/pods",
@@ -224,7 +181,7 @@ async def test_a_stream_the_apiserver_fails_is_followed_by_a_paged_list() -> Non
     informer gets its view; the view after a later 410 is streamed again."""
     broken = ApiError(status=500, reason="InternalError", message="no", body=None)
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
-    client = Streams(
+    client = streams(
         [broken, [gone], [added("a", "5"), added("b", "6"), end("6")]],
         lists=[[pod_json("a", rv="5")]],
     )
