@@ -245,9 +245,9 @@ class Informer(Generic[T]):
                             )  # fmt: skip
                             self._watch_list = False
                             continue
-                        # Any other answer: the next attempt lists in pages, so that a
-                        # resource whose streams keep failing still gets its view.
-                        self._stream_failed = not e.gone
+                        # Any other answer before the view was in: the next attempt lists
+                        # in pages, so a resource whose streams keep failing gets its view.
+                        self._stream_failed = self._need_list and not e.gone
                         raise
                     if self._need_list:
                         raise ConnectionError("the watch ended before its initial events did")
