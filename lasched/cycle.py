@@ -423,7 +423,7 @@ class SchedulingCycle:
                 self.queue.on_event(ASSIGNED_POD_DELETE, pod, None)
 
     def _member_bind_failed(self, pod: PodInfo, g: Group, reason: str) -> None:
-        placed, need = self.gang.placed(g), self.gang.required(g) or len(g.members)
+        placed, need = self.gang.placed(g), self.gang.need(g)
         log.warning(
             "pod=%s bind failed after pod group %s was admitted (%d of %d placed): %s",
             pod.key, g.key, placed, need, reason,
@@ -443,7 +443,7 @@ class SchedulingCycle:
         if pod.key in self.retried_now:
             self.retried_now.discard(pod.key)
             g = self.gang.group_of(pod)
-            if g is not None and self.gang.placed(g) >= (self.gang.required(g) or len(g.members)):
+            if g is not None and self.gang.placed(g) >= self.gang.need(g):
                 self._write_group_phase(g, "Scheduled")
         self._metrics.bound(a.attempts, self._clock() - a.first_seen)
         a.profile.events.record(
@@ -461,7 +461,7 @@ class SchedulingCycle:
         g = self.gang.gang_of(pod)
         if g is not None:
             # The group's state, and where its size came from (a controller, a label, a lull).
-            need = self.gang.required(g) or len(g.members)
+            need = self.gang.need(g)
             note += (
                 f" (pod group {g.key}: {self.gang.placed(g)} of {need} placed; "
                 f"{self.gang.size_source(g)})"

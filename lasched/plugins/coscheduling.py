@@ -347,6 +347,11 @@ class Coscheduling(Batchable):
             return None
         return len(g.members)
 
+    def need(self, g: Group) -> int:
+        """The members the group must place together: min-available (:meth:`required`),
+        or every member while its size is not known."""
+        return self.required(g) or len(g.members)
+
     def owner_size(self, g: Group) -> OwnerSize | None:
         """What the group's controller says (None: no controller, or it is being read)."""
         if g.from_podgroup() or g.native() is not None or g.min_available() is not None:
@@ -361,7 +366,7 @@ class Coscheduling(Batchable):
         g = self.gang_of(pod)
         if g is None:
             return None
-        need = self.required(g) or len(g.members)
+        need = self.need(g)
         return g.key, self.placed(g) - need
 
     def members_owned_by(self, namespace: str, uid: str) -> list[PodKey]:
@@ -598,7 +603,7 @@ class Coscheduling(Batchable):
         g = self.gang_of(pod)
         if g is None or g.permitted:
             return SUCCESS
-        need = self.required(g) or len(g.members)
+        need = self.need(g)
         placed = self.placed(g)
         if placed >= need:
             g.permitted = True
@@ -622,7 +627,7 @@ class Coscheduling(Batchable):
     # ---- internals ------------------------------------------------------------------------
 
     def _summary(self, g: Group, why: str) -> str:
-        need = self.required(g) or len(g.members)
+        need = self.need(g)
         return (
             f"pod group {g.key}: {self.placed(g)} of {need} members were placed "
             f"({self.size_source(g)}); all reservations released ({why})"
