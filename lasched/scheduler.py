@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import gc
 import logging
@@ -32,7 +31,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import lasched_protocol as proto
-from lasched import metrics
+from lasched import heap, metrics
 from lasched.cache.cache import SchedulerCache
 from lasched.cache.topology import Topologies
 from lasched.cache.volumes import VolumeCache
@@ -650,7 +649,7 @@ class Scheduler:
         finally:
             gc.freeze()
             gc.enable()
-            _trim_heap()
+            heap.trim()
         await self.wait_synced()
 
     async def _remediate(self) -> None:
@@ -765,18 +764,6 @@ def peer_nodes(cache: SchedulerCache, namespace: str, sel: Mapping[str, Any]) ->
         for p in ni.pods.values()
         if p.namespace == namespace and selector.matches(sel, p.labels)
     }
-
-
-def _trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
-
-    The first lists' decoded pages are freed once read, but the C allocator
-    keeps the pages they occupied: trimming after the first sync returns them
-    (about 2 MB after 2,000 or 30,000 pods listed in pages of 100, in
-    process). A C library without it (musl) keeps them, as before.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def group_nodes(cache: SchedulerCache, gang: Coscheduling, pod: PodInfo) -> set[str]:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio.client import Configuration
 
+from lasched import heap
 from lasched.kube import http1
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.http1 import Http1Pool, ProtocolError
@@ -155,6 +156,39 @@ async def test_an_idle_connection_past_the_limit_is_not_reused(
         await pool.request("GET", "/", {}, None, 5)
         assert len(set(ports)) == 2
         assert pool.connections == 1
+        await pool.close()
+
+
+async def test_idle_connections_are_closed_by_a_timer_without_another_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.1)
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "trim_soon", lambda: trims.append(1))
+    async with serve(echo) as (url, _):
+        pool = Http1Pool(url, ssl_context=None, limit=4)
+        await asyncio.gather(*(pool.request("GET", "/", {}, None, 5) for _ in range(4)))
+        assert pool.connections == 4
+        await asyncio.sleep(0.3)
+        assert pool.connections == 0
+        assert trims  # the freed buffers are given back
+        await pool.close()
+
+
+async def test_a_connection_in_steady_use_outlives_the_idle_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.15)
+    async with serve(echo) as (url, ports):
+        pool = Http1Pool(url, ssl_context=None, limit=4)
+        # A burst opens four; then one request at a time, more often than the limit:
+        # the most recently used connection is reused and the three others age out.
+        await asyncio.gather(*(pool.request("GET", "/", {}, None, 5) for _ in range(4)))
+        for _ in range(8):
+            await asyncio.sleep(0.05)
+            await pool.request("GET", "/", {}, None, 5)
+        assert pool.connections == 1
+        assert len(set(ports[4:])) == 1
         await pool.close()
 
 

@@ -14,8 +14,9 @@ RUN_PATH = """
 import json, sys
 from lasched import cli
 cli._parser()
-cli._load_config(None)
+cli._leave_out_unused_imports()
 import lasched.app
+cli._load_config(None)
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -33,6 +34,7 @@ def loaded() -> set[str]:
         ("rich", "tables of `lasched explain` / `latency` and the kubectl plugin"),
         ("aiofiles", "the latency snapshot file, when one is configured"),
         ("lasched_dev", "the developer tools"),
+        ("pycares", "c-ares, aiohttp's resolver with aiodns; lasched uses the system's"),
     ],
 )
 def test_the_run_path_leaves_out(loaded: set[str], package: str, why: str) -> None:
