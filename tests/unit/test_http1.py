@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import uvloop
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -173,6 +176,35 @@ async def test_idle_connections_are_closed_by_a_timer_without_another_request(
         assert pool.connections == 0
         assert trims  # the freed buffers are given back
         await pool.close()
+
+
+def test_a_closed_connection_is_freed_without_the_cyclic_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its transport (and the TLS buffers it holds) goes when the pool lets it go.
+
+    On uvloop, lasched's loop: asyncio's own selector transports refer to
+    themselves (a bound read callback), uvloop's do not.
+    """
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.05)
+
+    async def body() -> None:
+        async with serve(echo) as (url, _):
+            pool = Http1Pool(url, ssl_context=None, limit=1)
+            await pool.request("GET", "/", {}, None, 5)
+            (conn,) = pool._open
+            transport = weakref.ref(conn.transport)
+            del conn
+            gc.disable()
+            try:
+                await asyncio.sleep(0.2)  # reaped, and the transport's close has run
+                assert pool.connections == 0
+                assert transport() is None
+            finally:
+                gc.enable()
+            await pool.close()
+
+    uvloop.run(body())
 
 
 async def test_a_connection_in_steady_use_outlives_the_idle_limit(
