@@ -39,6 +39,7 @@ from bench import (
     preemption,
     pyspy,
     report,
+    residency,
     throughput,
     workloads,
 )
@@ -402,7 +403,8 @@ def _memory(r: _Run) -> Outcome:
             ylabel="MB",
         )
     ]
-    result = memory.to_json(cfg, samples, r.env)
+    baseline = residency.import_baseline() if "lasched" in cfg.peers else None
+    result = memory.to_json(cfg, samples, r.env, baseline)
     result["orders"] = orders
     result["ratios"] = _memory_ratios(samples)
 

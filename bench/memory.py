@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers, pyspy
+from bench import peers, pyspy, residency
 from bench.throughput import Progress, create_bodies, delete_pods, pod_body, rotation
 from bench.timeline import Timeline
 from lasched.kube.client import KubeClient
@@ -55,6 +55,8 @@ class Sample:
     first_bind_s: float  # from the peer's start: lists, sync, first cycle, first bind
     tail_pods_per_s: float
     cpu_seconds: float
+    # lasched only: MB resident by part after idling (bench/residency.py)
+    parts_mb: dict[str, float] = field(default_factory=dict)
 
 
 def bound_body(i: int, node: str) -> dict[str, Any]:
@@ -115,6 +117,7 @@ async def measure_peer(
         progress(f"{label}: sync and schedule", cfg.tail, cfg.tail)
         await asyncio.sleep(cfg.idle_seconds)
         stats = running.stats()
+        parts = residency.of_process(running.child.pid) if peer.is_lasched else {}
         times = sorted(timeline.bound.values())
         return Sample(
             peer=peer.key,
@@ -124,6 +127,7 @@ async def measure_peer(
             first_bind_s=times[0] - started,
             tail_pods_per_s=(len(times) - 1) / max(times[-1] - times[0], 1e-9),
             cpu_seconds=stats.cpu_seconds,
+            parts_mb=parts,
         )
     finally:
         if recording is not None:
@@ -174,7 +178,13 @@ def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str, Any]:
+def to_json(
+    cfg: Config,
+    samples: list[Sample],
+    env: dict[str, str],
+    baseline: dict[str, object] | None = None,
+) -> dict[str, Any]:
+    """``baseline``: :func:`bench.residency.import_baseline`, measured in this run."""
     return {
         "scenario": SCENARIO,
         "version": VERSION,
@@ -182,6 +192,7 @@ def to_json(cfg: Config, samples: list[Sample], env: dict[str, str]) -> dict[str
         "environment": env,
         "summary": summarise(samples),
         "samples": [asdict(s) for s in samples],
+        "import_baseline": baseline,
     }
 
 
@@ -218,6 +229,9 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"- lasched peak RSS / {peers.LABELS.get(peer, peer)}: **{ours / theirs:.2f}x**"
             )
+    ours_last = [s for s in result["samples"] if s["peer"] == "lasched" and s.get("parts_mb")]
+    if ours_last and result.get("import_baseline"):
+        lines += ["", *residency.markdown(ours_last[-1]["parts_mb"], result["import_baseline"])]
     lines += [
         "",
         f"Machine: {env.get('machine', '?')}. Kubernetes {env.get('kubernetes', '?')}, "
