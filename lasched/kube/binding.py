@@ -29,7 +29,8 @@ def now_rfc3339() -> str:
 
 
 def now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat's fixed layout costs half of strftime's parsed format (once per Event).
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 async def bind(kc: KubeClient, *, namespace: str, name: str, uid: str, node: str) -> BindOutcome:

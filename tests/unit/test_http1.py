@@ -400,3 +400,28 @@ async def test_kube_client_sends_unary_requests_through_the_pool() -> None:
         "PATCH", "/proxy/c1/api/v1/namespaces/a/pods/p", "application/merge-patch+json", "lasched"
     )  # fmt: skip
     assert seen[1][1] == "/proxy/c1/api/v1/pods?limit=5&watch=false"
+
+
+async def test_kube_client_asks_every_answer_uncompressed() -> None:
+    """Watches and streaming lists included: the apiserver would gzip them per client."""
+    encodings: list[str | None] = []
+
+    async def api(request: web.Request) -> web.StreamResponse:
+        encodings.append(request.headers.get("Accept-Encoding"))
+        if request.query.get("watch") == "true":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            await resp.write(b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n')
+            return resp
+        return web.json_response({"ok": True})
+
+    async with serve(api) as (url, _):
+        client = KubeClient(Configuration(host=url))
+        try:
+            await client.get("/api/v1/pods")
+            events = [e async for e in client.stream("/api/v1/pods", params={"watch": True})]
+            assert events == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+        finally:
+            await client.close()
+    # The lean pool sends no Accept-Encoding at all (identity by default); the stream says so.
+    assert encodings == [None, "identity"]
