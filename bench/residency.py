@@ -60,7 +60,7 @@ def of_process(pid: int) -> dict[str, float]:
 
 # What lasched's run path imports before it schedules (lasched.cli._run), one heavy
 # dependency at a time, in the order that path loads them; then the rest of lasched.
-_STEPS = ("uvloop", "numpy", "aiohttp", "prometheus_client", "prometheus_async.aio", "yaml")
+_STEPS = ("uvloop", "numpy", "aiohttp", "prometheus_client", "prometheus_async.aio")
 _BASELINE = f"""
 import gc, json, sys
 from pathlib import Path
