@@ -22,6 +22,10 @@ pod assumed by another profile) ends the batch: the next pod gets a full
 cycle. What a batch cannot see are nodes outside its list that became
 better in the meantime (a pod deleted elsewhere): the 500 ms bound is
 kube-scheduler's answer to that, and lasched's too.
+
+The framework builds a batch only for a pod that follows one with its
+signature (``Framework.schedule``): a batch is a heap over every feasible
+node, wasted when the next pod is unlike, as it mostly is in a mix of shapes.
 """
 
 from __future__ import annotations

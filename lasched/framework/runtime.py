@@ -195,6 +195,7 @@ class Framework:
         self._rng = rng or random.Random()
         self._durations: dict[tuple[str, Code], Histogram] = {}
         self._batch: Batch | None = None
+        self._last_sig: Hashable | None = None  # the batching signature of the last pod
         self.columns_min_nodes = COLUMNS_MIN_NODES
         self._view: NodeView | None = None  # of the last node list judged from the columns
         self._compile()
@@ -495,17 +496,26 @@ class Framework:
             raise PluginError(pre)
         if pre.code is not Code.SUCCESS:
             self._batch = None
+            self._last_sig = None
             return FitError(num_all_nodes=num_all, pre_filter=pre)
 
         sig = batching.signature(pod) if self.batching and cycle is not None else None
         if sig is not None and self._signers:
             parts = tuple(p.sign_pod(pod) for p in self._signers)
             sig = None if None in parts else (sig, parts)
+        # A batch (a heap over every feasible node) serves only a next pod alike: build
+        # one only after a pod that follows one alike. In a run of alike pods that
+        # costs the run's second hint; in a mix of shapes, where the next pod is rarely
+        # alike, it saves building a batch per cycle for nothing.
+        follows = sig is not None and sig == self._last_sig
+        self._last_sig = sig
         if sig is not None and cycle is not None and self._batch is not None:
             hinted = self._hint(state, pod, sig, cycle)
             if hinted is not None:
                 return hinted
         self._batch = None
+        if not follows:
+            sig = None
 
         t0 = time.perf_counter()
         view = self._node_view(nodes)

@@ -78,12 +78,27 @@ def test_a_changed_node_or_a_skipped_cycle_means_a_full_cycle() -> None:
         return r
 
     assert schedule(0, 1).evaluated == len(nodes)
-    assert schedule(1, 2).evaluated == 1
+    assert schedule(1, 2).evaluated == len(nodes)  # follows one alike: builds the batch
+    assert schedule(2, 3).evaluated == 1
     for ni in nodes:
         ni.set_node(ni.node)  # a node update: every generation moves
-    assert schedule(2, 3).evaluated == len(nodes)
-    assert schedule(3, 4).evaluated == 1
-    assert schedule(4, 6).evaluated == len(nodes)  # cycle 5 went to another pod
+    assert schedule(3, 4).evaluated == len(nodes)
+    assert schedule(4, 5).evaluated == 1
+    assert schedule(5, 7).evaluated == len(nodes)  # cycle 6 went to another pod
+
+
+def test_a_batch_is_built_only_after_a_pod_that_follows_one_alike() -> None:
+    """In a mix of shapes the next pod is rarely alike: no heap over every node per cycle."""
+    nodes = cluster()
+    fw = framework(batching_on=True)
+    shapes = [("300m", "700Mi"), ("1", "700Mi"), ("1", "700Mi"), ("1", "700Mi")]
+    built = []
+    for i, (cpu, mem) in enumerate(shapes):
+        r = fw.schedule(CycleState(), make_pod(f"p{i}", cpu=cpu, memory=mem), nodes, cycle=i + 1)
+        assert isinstance(r, ScheduleResult)
+        built.append(fw._batch is not None)
+        place(nodes, make_pod(f"p{i}", cpu=cpu, memory=mem), r.node)
+    assert built == [False, False, True, True]
 
 
 def test_pods_unlike_the_last_get_a_full_cycle() -> None:
