@@ -281,10 +281,26 @@ class DefaultPreemption:
         without evictions takes no victims. None if any member finds no place:
         then nothing is preempted at all.
         """
+        # Only a pod of lower priority may be evicted: with none, no plan evicts anything,
+        # and a plan that evicts nothing is no preemption (the member that failed its
+        # cycle fits nowhere as things are). A cluster where every group has one priority
+        # is the common case; the simulation below would cost a filter of every node per
+        # member to learn it.
+        if not any(
+            p.priority < below and not self.evictions.terminating(p)
+            for n in nodes
+            for p in n.pods.values()
+        ):
+            return None
         pdbs = list(self._pdbs())
         sim: dict[str, NodeInfo] = {}
 
+        def current(ni: NodeInfo) -> NodeInfo:
+            """The node as the plan has it so far: its copy once the plan changed it."""
+            return sim.get(ni.name, ni)
+
         def view(ni: NodeInfo) -> NodeInfo:
+            """The node's copy, made when the plan first changes it."""
             if ni.name not in sim:
                 copy = NodeInfo(ni.node)
                 copy.nominated = ni.nominated
@@ -293,6 +309,7 @@ class DefaultPreemption:
                 sim[ni.name] = copy
             return sim[ni.name]
 
+        by_name = {n.name: n for n in nodes}
         plan: list[tuple[PodInfo, str]] = []
         victims: dict[str, PodInfo] = {}
         order = sorted(members, key=lambda m: (-m.requests.milli_cpu, -m.requests.memory))
@@ -301,7 +318,7 @@ class DefaultPreemption:
                 (
                     n
                     for n in nodes
-                    if self._filter_node(state, member, view(n)).code is Code.SUCCESS
+                    if self._filter_node(state, member, current(n)).code is Code.SUCCESS
                 ),
                 None,
             )
@@ -312,12 +329,12 @@ class DefaultPreemption:
             candidates = [
                 c
                 for n in nodes
-                if (c := self._victims_on(state, member, view(n), pdbs, below)) is not None
+                if (c := self._victims_on(state, member, current(n), pdbs, below)) is not None
             ]
             if not candidates:
                 return None
             best = min(candidates, key=Candidate.sort_key)
-            target = sim[best.node]
+            target = view(by_name[best.node])
             for v in best.victims:
                 target.remove_pod(v.key)
                 victims[v.key] = v

@@ -11,7 +11,7 @@ import pytest
 from kubernetes_asyncio.client import Configuration
 from prometheus_client import REGISTRY
 
-from lasched.cache.cache import SchedulerCache
+from lasched.cache.cache import NodeInfo, SchedulerCache
 from lasched.framework.interface import Code, CycleState, PostFilterResult, Status
 from lasched.framework.runtime import Framework
 from lasched.kube import statuswriter
@@ -177,6 +177,36 @@ def test_group_plan_preempts_nothing_if_one_member_cannot_fit() -> None:
     w.place("high", "n2", cpu="2", priority=99)
     members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(2)]
     assert w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50) is None
+
+
+def test_group_plan_without_lower_priority_pods_filters_no_node() -> None:
+    """Nothing may be evicted: the plan fails at once, without simulating a node."""
+    w = World(n1="2", n2="2")
+    w.place("peer-1", "n1", cpu="2", priority=50)
+    w.place("peer-2", "n2", cpu="1", priority=70)
+    filtered: list[str] = []
+
+    def counting(state: CycleState, pod: PodInfo, ni: NodeInfo) -> Status:
+        filtered.append(ni.name)
+        return Status()
+
+    w.plugin._filter_node = counting
+    members = [make_pod(f"m-{i}", cpu="1", priority=50) for i in range(2)]
+    assert w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50) is None
+    assert filtered == []
+
+
+def test_group_plan_leaves_the_cache_s_nodes_as_they_were() -> None:
+    """The plan works on copies of the nodes it changes, never on the cache's own."""
+    w = World(n1="2", n2="2", n3="2")
+    w.place("old-1", "n1", cpu="2", priority=5)
+    w.place("old-2", "n2", cpu="1", priority=6)
+    before = {ni.name: sorted(ni.pods) for ni in w.cache.node_infos()}
+    members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(3)]
+    planned = w.plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50)
+    assert planned is not None
+    assert sorted(node for _, node in planned[0]) == ["n1", "n2", "n3"]
+    assert {ni.name: sorted(ni.pods) for ni in w.cache.node_infos()} == before
 
 
 def test_a_victim_being_evicted_is_never_chosen_again() -> None:
