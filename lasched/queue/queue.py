@@ -269,6 +269,9 @@ class SchedulingQueue:
         self._starving: list[_Entry] = []
         self._aging: list[tuple[float, int, QueuedPod]] = []
         self._backoff: list[tuple[float, int, QueuedPod]] = []
+        # The backoffQ by when each pod starts starving (stale entries dropped from the
+        # top as found): a cluster event asks whether any pod there starves, in O(1).
+        self._backoff_by_age: list[tuple[float, int, QueuedPod]] = []
         self._departed: dict[PodKey, _Age] = {}
         # The unschedulable pool and the gated pods: by rejecting plugin (_ANY: moved by
         # any event), and all of them in the order they were parked (the safety flush's).
@@ -618,6 +621,13 @@ class SchedulingQueue:
         if self.options.starvation_seconds is None or not self._backoff:
             return
         now = self._clock()
+        by_age = self._backoff_by_age
+        while by_age and (
+            by_age[0][2].seq != by_age[0][1] or by_age[0][2].where is not QueueState.BACKOFF
+        ):
+            heapq.heappop(by_age)
+        if not by_age or by_age[0][0] > now:
+            return  # no pod in backoffQ starves: the scan below would find none
         skip: QueuedPod | None = None
         for _, seq, qp in self._backoff:
             if qp.seq != seq or qp.where is not QueueState.BACKOFF:
@@ -785,6 +795,15 @@ class SchedulingQueue:
         qp.where = QueueState.BACKOFF
         qp.seq = next(self._seq)
         heapq.heappush(self._backoff, (qp.backoff_until, qp.seq, qp))
+        if self.options.starvation_seconds is not None:
+            by_age = self._backoff_by_age
+            if len(by_age) > 2 * len(self._backoff) + 64:  # mostly stale: keep it small
+                by_age[:] = [
+                    (q.starving_at, q.seq, q) for _, seq, q in self._backoff if q.seq == seq
+                ]
+                heapq.heapify(by_age)
+            else:
+                heapq.heappush(by_age, (qp.starving_at, qp.seq, qp))
         self._arm_backoff()
         self._ready.set()  # an idle scheduler takes it at once (see _pop_from_backoff)
 
