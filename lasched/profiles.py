@@ -145,6 +145,7 @@ def _default_preemption(args: Args, h: Handle) -> DefaultPreemption:
         nominated_node=h.cache.nominated_node,
         evictions=h.evictions,
         gang_budget=h.gang.disruption_budget,
+        lowest_priority=h.cache.lowest_priority,
     )
 
 

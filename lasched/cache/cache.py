@@ -37,7 +37,7 @@ consistent snapshot for the cycle's whole duration.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,6 +206,9 @@ class SchedulerCache:
         self.images = ImageStates()  # every Node object of _nodes counted once
         self._pod_node: dict[PodKey, str] = {}  # every counted pod -> its node
         self._assumed: dict[PodKey, PodInfo] = {}
+        # How many counted pods have each priority: the lowest says at once whether
+        # preemption has anything it may evict.
+        self._priorities: Counter[int] = Counter()
         self._nominations: dict[PodKey, str] = {}
         # Nodes holding pods with inter-pod affinity terms / required anti-affinity.
         self._affinity_nodes: dict[str, NodeInfo] = {}
@@ -319,6 +322,7 @@ class SchedulerCache:
         ni = self._node_for(pod.node_name)
         ni.add_pod(pod)
         self._pod_node[pod.key] = pod.node_name
+        self._priorities[pod.priority] += 1
         if pod.pod_affinity is not None:
             self._index_affinity(pod.node_name, ni)
         self._touch(pod.node_name)
@@ -350,6 +354,10 @@ class SchedulerCache:
     def nominated_node(self, key: PodKey) -> str | None:
         return self._nominations.get(key)
 
+    def lowest_priority(self) -> int | None:
+        """The lowest priority of a counted pod (bound or assumed); None: no pod."""
+        return min(self._priorities) if self._priorities else None
+
     # ---- assume / forget ---------------------------------------------------
 
     def assume(self, pod: PodInfo, node_name: str) -> PodInfo:
@@ -367,6 +375,7 @@ class SchedulerCache:
         ni.add_pod(assumed)
         self._pod_node[pod.key] = node_name
         self._assumed[pod.key] = assumed
+        self._priorities[pod.priority] += 1
         if pod.pod_affinity is not None:
             self._index_affinity(node_name, ni)
         self._touch(node_name)
@@ -397,6 +406,7 @@ class SchedulerCache:
         self._nodes.clear()
         self._pod_node.clear()
         self._assumed.clear()
+        self._priorities.clear()
         self._affinity_nodes.clear()
         self._anti_affinity_nodes.clear()
         self._journal.clear()
@@ -435,6 +445,12 @@ class SchedulerCache:
         if ni is None:
             return
         pod = ni.remove_pod(key)
+        if pod is not None:
+            left = self._priorities[pod.priority] - 1
+            if left > 0:
+                self._priorities[pod.priority] = left
+            else:
+                del self._priorities[pod.priority]
         if pod is not None and pod.pod_affinity is not None:
             self._index_affinity(name, ni)
         self._touch(name)

@@ -147,10 +147,14 @@ class DefaultPreemption:
         nominated_node: Callable[[PodKey], str | None] = lambda key: None,
         evictions: Evictions | None = None,
         gang_budget: GangBudget = lambda pod: None,
+        lowest_priority: Callable[[], int | None] | None = None,
     ) -> None:
         """``gang_budget``: for a member of a gang, its group's key and how many of its
-        members may go before it falls below min-available (None: no gang)."""
+        members may go before it falls below min-available (None: no gang).
+        ``lowest_priority``: the lowest priority of a pod on any node (None: no pod), if
+        the caller keeps it; else plans find out by looking at every pod."""
         self._node_info = node_info
+        self._lowest_priority = lowest_priority
         self._gang_budget = gang_budget
         self.evictions = evictions if evictions is not None else Evictions(node_info)
         self._nominated_node = nominated_node
@@ -286,7 +290,11 @@ class DefaultPreemption:
         # cycle fits nowhere as things are). A cluster where every group has one priority
         # is the common case; the simulation below would cost a filter of every node per
         # member to learn it.
-        if not any(
+        if self._lowest_priority is not None:
+            lowest = self._lowest_priority()
+            if lowest is None or lowest >= below:
+                return None
+        elif not any(
             p.priority < below and not self.evictions.terminating(p)
             for n in nodes
             for p in n.pods.values()

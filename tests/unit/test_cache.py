@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lasched.cache.cache import CacheError, SchedulerCache
+from lasched.model.pod import PodInfo, pod_key
 from tests.unit.factories import make_node, make_pod
 
 
@@ -86,3 +89,38 @@ def test_pod_before_its_node(cache: SchedulerCache) -> None:
     ni = cache.node_info("n3")
     assert ni is not None
     assert ni.requested.milli_cpu == 2000
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["bind", "assume", "forget", "delete"]),
+            st.integers(0, 7),  # which pod
+            st.sampled_from([-5, 0, 10, 1000]),  # its priority
+        ),
+        max_size=40,
+    )
+)
+def test_lowest_priority_is_that_of_the_pods_counted(ops: list[tuple[str, int, int]]) -> None:
+    """Whatever binds, assumptions, forgets and deletions came, the lowest priority the
+    cache reports is the lowest of the pods on its nodes (None with no pod)."""
+    cache = SchedulerCache()
+    for n in ("n1", "n2"):
+        cache.add_node(make_node(n))
+    assumed: dict[str, PodInfo] = {}
+    for op, i, priority in ops:
+        name, node = f"p{i}", f"n{1 + i % 2}"
+        key = pod_key("default", name)
+        if op == "bind":
+            assumed.pop(name, None)
+            cache.add_pod(make_pod(name, node=node, priority=priority))
+        elif op == "assume" and cache.node_of(key) is None:
+            assumed[name] = cache.assume(make_pod(name, priority=priority), node)
+        elif op == "forget" and name in assumed:
+            cache.forget(assumed.pop(name))
+        elif op == "delete":
+            assumed.pop(name, None)
+            cache.remove_pod(key)
+    counted = [p.priority for ni in cache.node_infos() for p in ni.pods.values()]
+    assert cache.lowest_priority() == (min(counted) if counted else None)

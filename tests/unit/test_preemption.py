@@ -196,6 +196,23 @@ def test_group_plan_without_lower_priority_pods_filters_no_node() -> None:
     assert filtered == []
 
 
+def test_group_plan_asks_the_cache_for_the_lowest_priority_when_it_keeps_it() -> None:
+    """With the cache's count of priorities, no pod is looked at to learn that none
+    may be evicted; with a lower-priority pod there, the plan is made as before."""
+    w = World(n1="2", n2="2")
+    w.place("peer", "n1", cpu="2", priority=50)
+    plugin = DefaultPreemption(
+        node_info=w.cache.node_info, filter_node=w.fw.filter_node, pdbs=lambda: [],
+        lowest_priority=w.cache.lowest_priority,
+    )  # fmt: skip
+    members = [make_pod(f"m-{i}", cpu="2", priority=50) for i in range(2)]
+    assert plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50) is None
+    w.place("low", "n2", cpu="2", priority=1)
+    w.cache.remove_pod(pod_key("default", "peer"))
+    planned = plugin.plan_group(CycleState(), members, list(w.cache.node_infos()), below=50)
+    assert planned is not None and [v.name for v in planned[1]] == ["low"]
+
+
 def test_group_plan_leaves_the_cache_s_nodes_as_they_were() -> None:
     """The plan works on copies of the nodes it changes, never on the cache's own."""
     w = World(n1="2", n2="2", n3="2")
