@@ -125,6 +125,10 @@ class StatusWriter:
                 log.warning("pod=%s status not written: %s: %s", pod.key, type(e).__name__, e)
 
         entry.task = self._tasks.spawn(ordered(), name=name)
+        # Dropped before it had a slot, ``ordered`` never ran and so never closed ``write``:
+        # closed here instead (a no-op once it ran), or Python warns that it was "never
+        # awaited", a line of its own amid the JSON log.
+        entry.task.add_done_callback(lambda _: write.close())
         pending.append(entry)
 
         def forget(t: asyncio.Task[None], key: PodKey = pod.key) -> None:

@@ -4,7 +4,9 @@ evictions report their outcome; a refused write is logged, never raised."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +15,7 @@ from kubernetes_asyncio.client import Configuration
 from lasched.kube import statuswriter
 from lasched.kube.client import ApiError, KubeClient
 from lasched.kube.statuswriter import EvictionOutcome, StatusWriter
+from lasched.model.pod import pod_key
 from lasched.tasks import TaskSet
 from tests.unit.factories import make_pod
 
@@ -170,3 +173,32 @@ async def test_a_write_cancelled_while_queued_for_a_slot_never_runs() -> None:
     gate.set()
     assert await tasks.drain(1)
     assert ran == ["first", "last"]
+
+
+async def test_a_write_dropped_before_it_had_a_slot_leaves_no_never_awaited_warning() -> None:
+    """A bind drops a pod's status write still waiting for one of the writer's slots:
+    the write's coroutine is closed, not left for Python to warn about."""
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        writer = StatusWriter(client, podgroup_api="scheduling.x-k8s.io/v1alpha1", limit=1)
+        gate = asyncio.Event()
+
+        async def slow() -> None:
+            await gate.wait()
+
+        async def never() -> None:
+            raise AssertionError("a dropped write must not run")
+
+        writer.write(make_pod("busy"), slow(), name="busy")
+        writer.write(make_pod("bound"), never(), name="queued")
+        await asyncio.sleep(0.01)  # "queued" waits for the one slot
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await writer.written(pod_key("default", "bound"))
+            await asyncio.sleep(0.01)
+            gc.collect()
+        assert not [w for w in caught if "never awaited" in str(w.message)]
+        gate.set()
+        assert await writer.drain(1)
+    finally:
+        await client.close()
