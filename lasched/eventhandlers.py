@@ -251,8 +251,10 @@ class PodEvents:
             if self.s.topologies is not None and pod.bound:
                 self.s.topologies.pod_gone(pod.key, pod.node_name)
             self.s.cache.remove_pod(pod.key)
-            self.s.gang.room_freed()
+            back = self.s.gang.room_freed()
             self.s.queue.on_event(events.ASSIGNED_POD_DELETE, pod, None)
+            if back:
+                self.s.queue.activate(back)
         elif held_room:  # a pending preemptor: the room held for it on its node is free
             self.s.queue.on_event(events.UNSCHEDULED_POD_DELETE, pod, None)
 
@@ -264,8 +266,10 @@ class NodeEvents:
     def on_add(self, node: Node) -> None:
         self.s.cache.add_node(node)
         self.s.invalidate_nodes()
-        self.s.gang.room_freed()
+        back = self.s.gang.room_freed()
         self.s.queue.on_event(events.NODE_ADD, None, node)
+        if back:
+            self.s.queue.activate(back)
         self.s.peers_changed()
 
     def on_update(self, old: Node, new: Node) -> None:

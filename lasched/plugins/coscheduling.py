@@ -43,8 +43,9 @@ How a group moves (docs/workload-api.md, "Pod groups (gangs)", has the user's vi
    1 s, doubling per failed round up to 10 s (the queue's backoff settings),
    so a group that cannot fit does not keep taking the turn from others.
    Room freed since the failure (a bound pod deleted, a node added) ends the
-   backoff at once and brings the members back (:meth:`Coscheduling.room_freed`):
-   the group may fit now, and waiting out the rest would leave the room idle.
+   backoff at once and brings the members back, their queue backoff skipped
+   (:meth:`Coscheduling.room_freed`): the group may fit now, and waiting out
+   the rest would leave the room idle.
 
 What brings a member back to the queue: a new member or a PodGroup change
 rechecks the gated members; a group that stops holding is a ``PodGroup``
@@ -243,6 +244,10 @@ class Coscheduling(Batchable):
         # When room was last freed (a bound pod deleted, a node added): a group that
         # failed before it need not wait out its backoff.
         self._room_freed_at = -math.inf
+        # Groups whose failed round's backoff no room freed has ended yet: the next room
+        # freed ends theirs, and them only (an index, so that a burst of deletions costs
+        # one look at them, not one per deletion and per parked pod).
+        self._failed: dict[str, Group] = {}
         self._timers = timers
         self._deadline: Timer | None = None  # the holder's, on ``timers``
         # Groups whose members PreFilter turned away because another group held: their
@@ -434,32 +439,19 @@ class Coscheduling(Batchable):
     # ---- the events that can help the pods this plugin rejected -------------------
 
     def events_to_register(self) -> list[ClusterEventWithHint]:
-        """PodGroup objects, groups that stopped holding, and room freed (which ends a
-        failed group's backoff).
+        """PodGroup objects and groups that stopped holding.
 
         Members' arrivals recheck the gated members directly (the informer
-        handler), and the ends of backoffs and settling are timed moves.
+        handler), room freed brings back the members of groups backing off
+        (:meth:`room_freed`, which the informer handlers call), and the ends of
+        backoffs and settling are timed moves.
         """
         return [
             ClusterEventWithHint(
                 ClusterEvent(events.EventResource.POD_GROUP, events.ActionType.ALL),
                 _group_hint,
             ),
-            ClusterEventWithHint(
-                ClusterEvent(events.EventResource.ASSIGNED_POD, events.ActionType.DELETE),
-                self._room_hint,
-            ),
-            ClusterEventWithHint(
-                ClusterEvent(events.EventResource.NODE, events.ActionType.ADD), self._room_hint
-            ),
         ]
-
-    def _room_hint(self, pod: PodInfo, old: Any, new: Any) -> QueueingHint:
-        """Room freed ends a failed group's backoff: its members try again (other pods,
-        and members of groups not backing off, wait for what rejected them)."""
-        g = self.gang_of(pod)
-        backing_off = g is not None and g.backoff_until > self._clock()
-        return events.QUEUE if backing_off else events.SKIP
 
     def take_turn(self) -> list[PodKey]:
         """The members of the group next in line among those turned away while another
@@ -498,10 +490,17 @@ class Coscheduling(Batchable):
         failure ends it."""
         return g.backoff_until > now and self._room_freed_at <= g.failed_at
 
-    def room_freed(self) -> None:
+    def room_freed(self) -> list[PodKey]:
         """A bound pod was deleted or a node added: groups that failed before may try
-        again now (called before the event reaches the queue)."""
-        self._room_freed_at = self._clock()
+        again now. Returns the members of the groups whose backoff this ends, for the
+        queue to activate: they come back at once, whatever queue backoff each member
+        earned in the failed rounds (the group's backoff stood for those).
+        """
+        now = self._clock()
+        self._room_freed_at = now
+        ended = [g for g in self._failed.values() if g.backoff_until > now and g.members]
+        self._failed.clear()
+        return [key for g in ended for key in g.members]
 
     def pre_enqueue(self, pod: PodInfo) -> Status:
         if pod.group_error:
@@ -646,6 +645,7 @@ class Coscheduling(Batchable):
             g.failed_at = self._clock()
             delay = min(self.max_backoff, self.initial_backoff * 2.0 ** (g.failures - 1))
             g.backoff_until = self._clock() + delay
+            self._failed[g.key] = g
         if self.holder == g.key:
             self.holder = None
             if self._deadline is not None:

@@ -513,7 +513,6 @@ def test_every_in_tree_rejecting_plugin_registers_its_events() -> None:
     assert hints.registrations("Custom") == events.EVERY_EVENT
     assert set(hints.for_event(events.LATENCY_UPDATE)) == {"LatencyFilter", "Custom"}
     assert set(hints.for_event(events.NODE_ADD)) == {
-        "Coscheduling",  # room freed ends a failed group's backoff
         "NodeUnschedulable",
         "TaintToleration",
         "NodeAffinity",

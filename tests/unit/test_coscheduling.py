@@ -294,22 +294,24 @@ async def test_room_freed_after_a_failed_round_ends_the_groups_backoff() -> None
     assert st.code is Code.UNSCHEDULABLE and "backs off for 2.0 s" in st.message
 
 
-def test_room_freed_moves_the_members_of_groups_backing_off_only() -> None:
-    """A bound pod's deletion and a node's addition are registered: they move members of a
-    group that backs off, not other pods nor members of groups that do not."""
+async def test_room_freed_brings_back_the_members_of_groups_backing_off_only() -> None:
+    """Room freed (a bound pod's deletion, a node's addition) returns, for the queue to
+    activate, the members of the groups whose failed round's backoff it ends: not other
+    groups' members, and each group once however many deletions follow."""
     h = Harness()
-    backing_off, waiting = member("g", 0), member("w", 0)
-    h.add(backing_off, waiting)
-    g = h.gang.group_of(backing_off)
-    assert g is not None
-    g.backoff_until = h.clock.t + 5
-    registered = {r.event: r.hint for r in h.gang.events_to_register()}
-    for event in (events.ASSIGNED_POD_DELETE, events.NODE_ADD):
-        hint = registered[event]
-        assert hint is not None
-        assert hint(backing_off, None, None) is events.QUEUE
-        assert hint(waiting, None, None) is events.SKIP
-        assert hint(make_pod("plain"), None, None) is events.SKIP
+    failing = [member("g", i) for i in range(2)]
+    waiting = member("w", 0)
+    h.add(*failing, waiting)
+    h.reserve_and_permit(failing[0])
+    h.gang.post_filter(CycleState(), failing[1], {"n1": unschedulable("Insufficient cpu")})
+    h.cache.forget(failing[0])
+    h.room.remove(failing[0].key)
+    h.clock.t += 0.1
+    assert sorted(h.gang.room_freed()) == ["default/g-0", "default/g-1"]
+    assert h.gang.room_freed() == []  # the rest of a burst of deletions
+    assert h.gang.pre_filter(CycleState(), failing[1]).code is Code.SKIP
+    registered = {r.event for r in h.gang.events_to_register()}
+    assert events.ASSIGNED_POD_DELETE not in registered  # no hint per parked pod and deletion
 
 
 async def test_deleting_a_waiting_member_releases_the_group() -> None:

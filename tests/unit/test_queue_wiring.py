@@ -116,6 +116,37 @@ async def test_members_parked_during_their_groups_backoff_are_moved_when_it_ends
         await client.close()
 
 
+async def test_room_freed_brings_a_failed_groups_members_back_at_once() -> None:
+    """A bound pod deleted after a group's round failed: its members, parked with the
+    queue backoff their failed attempts earned, go to activeQ at once."""
+    clock = FakeClock(time.monotonic())
+    client = KubeClient(Configuration(host="http://127.0.0.1:9"))
+    try:
+        sched = Scheduler(client, Settings(), clock=clock)
+        sched.cache.add_node(make_node("n0"))
+        old = make_pod("old", node="n0")
+        sched.pod_events.on_add(old)
+        members = [member(f"m{i}", group="train", minimum=2) for i in range(2)]
+        for m in members:
+            sched.pod_events.on_add(m)
+        group = sched.gang.group_of(members[0])
+        assert group is not None
+        sched.gang.holder = group.key
+        sched.gang._release(group, failed=True)  # its round failed: it backs off
+        for _ in members:
+            qp = await sched.queue.pop()
+            qp.attempts = 6  # a queue backoff of 10 s of its own
+            sched.queue.requeue_unschedulable(
+                qp, reason=f"pod group {group.key} backs off", plugins=("Coscheduling",)
+            )
+        assert sched.queue.counts()["unschedulable"] == 2
+        clock.t += 0.5
+        sched.pod_events.on_delete(old)
+        assert sched.queue.counts()["active"] == 2
+    finally:
+        await client.close()
+
+
 async def test_a_group_that_starts_holding_activates_its_backing_off_members() -> None:
     """When a member reserves (its group now holds), its siblings leave backoff at once:
     a backoff earned while other groups held must not keep this one holding, idle."""
