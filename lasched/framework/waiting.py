@@ -38,6 +38,12 @@ class WaitingPod:
     def resolved(self) -> bool:
         return self._future.done()
 
+    @property
+    def rejected(self) -> bool:
+        """Turned away (or timed out): its reservation is on its way back, though its
+        binding cycle may not have given it back yet."""
+        return self._future.done() and not self._future.result().ok
+
     def allow(self, plugin: str) -> None:
         """``plugin`` lets the pod go; it binds once every waiting plugin has."""
         self.pending.pop(plugin, None)

@@ -324,12 +324,18 @@ class Coscheduling(Batchable):
         return p is None or p.problem is not None or p.gang
 
     def placed_on(self, pod: PodInfo) -> str | None:
-        return self._node_of(pod.key)
+        """The node a member is bound or reserved on, as :meth:`placed` counts it."""
+        wp = self._room.get(pod.key)
+        return None if wp is not None and wp.rejected else self._node_of(pod.key)
 
     def placed(self, g: Group) -> int:
         """Members bound or assumed (reserved) on a node, and not terminating: a member
-        on its way out no longer counts toward min-available."""
-        return sum(1 for k, p in g.members.items() if not p.deleting and self._node_of(k))
+        on its way out no longer counts toward min-available. Nor does one rejected at
+        Permit: it stays assumed until its binding cycle gives its reservation back, and
+        a new round that started meanwhile (room freed brings a failed group back at
+        once) would otherwise be permitted on reservations that are going away, and
+        bind part of the group only."""
+        return sum(1 for p in g.members.values() if not p.deleting and self.placed_on(p))
 
     def required(self, g: Group) -> int | None:
         """min-available, or for 'all members seen' the count once settled (None: not yet,

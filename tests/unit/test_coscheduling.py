@@ -424,3 +424,21 @@ async def test_a_gangs_disruption_budget_is_its_members_beyond_min_available() -
     assert h.reserve_and_permit(pods[2], node="n2") is Code.SUCCESS
     assert h.gang.disruption_budget(pods[0]) == ("default/g", 1)
     assert h.gang.disruption_budget(make_pod("loner")) is None
+
+
+async def test_members_rejected_but_not_yet_forgotten_do_not_count_as_placed() -> None:
+    """After a failed round, its rejected members stay assumed until their binding cycles
+    run. A new round that starts before that (room freed brings the group back at once)
+    must not count them: permitted on them, it would bind part of the group only."""
+    h = Harness()
+    pods = [member("g", i) for i in range(3)]
+    h.add(*pods)
+    assert h.reserve_and_permit(pods[0], "n0") is Code.WAIT
+    assert h.reserve_and_permit(pods[1], "n1") is Code.WAIT
+    h.gang.post_filter(CycleState(), pods[2], {"n2": unschedulable("Insufficient cpu")})
+    # pods 0 and 1 are rejected in the waiting room, still assumed in the cache.
+    h.clock.t += 0.1
+    assert sorted(h.gang.room_freed()) == ["default/g-0", "default/g-1", "default/g-2"]
+    assert h.reserve_and_permit(pods[2], "n2") is Code.WAIT  # 1 of 3 placed, not 3
+    group = h.gang.group_of(pods[2])
+    assert group is not None and not group.permitted
