@@ -129,6 +129,15 @@ class Parts:
     """Latency pods still to place, for the plan: told of every pod, pending or not."""
 
 
+def _room_freed(s: Parts, event: ClusterEvent, old: Any, new: Any) -> None:
+    """A bound pod deleted or a node added: the event moves the parked pods it may help,
+    and the members of gangs whose failed round's backoff it ends go to activeQ."""
+    back = s.gang.room_freed()
+    s.queue.on_event(event, old, new)
+    if back:
+        s.queue.activate(back)
+
+
 class PodEvents:
     def __init__(self, s: Parts) -> None:
         self.s = s
@@ -251,10 +260,7 @@ class PodEvents:
             if self.s.topologies is not None and pod.bound:
                 self.s.topologies.pod_gone(pod.key, pod.node_name)
             self.s.cache.remove_pod(pod.key)
-            back = self.s.gang.room_freed()
-            self.s.queue.on_event(events.ASSIGNED_POD_DELETE, pod, None)
-            if back:
-                self.s.queue.activate(back)
+            _room_freed(self.s, events.ASSIGNED_POD_DELETE, pod, None)
         elif held_room:  # a pending preemptor: the room held for it on its node is free
             self.s.queue.on_event(events.UNSCHEDULED_POD_DELETE, pod, None)
 
@@ -266,10 +272,7 @@ class NodeEvents:
     def on_add(self, node: Node) -> None:
         self.s.cache.add_node(node)
         self.s.invalidate_nodes()
-        back = self.s.gang.room_freed()
-        self.s.queue.on_event(events.NODE_ADD, None, node)
-        if back:
-            self.s.queue.activate(back)
+        _room_freed(self.s, events.NODE_ADD, None, node)
         self.s.peers_changed()
 
     def on_update(self, old: Node, new: Node) -> None:

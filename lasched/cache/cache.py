@@ -446,13 +446,11 @@ class SchedulerCache:
             return
         pod = ni.remove_pod(key)
         if pod is not None:
-            left = self._priorities[pod.priority] - 1
-            if left > 0:
-                self._priorities[pod.priority] = left
-            else:
+            self._priorities[pod.priority] -= 1
+            if not self._priorities[pod.priority]:
                 del self._priorities[pod.priority]
-        if pod is not None and pod.pod_affinity is not None:
-            self._index_affinity(name, ni)
+            if pod.pod_affinity is not None:
+                self._index_affinity(name, ni)
         self._touch(name)
         if ni.node is None and not ni.pods and not ni.nominated:
             del self._nodes[name]

@@ -205,8 +205,7 @@ class Http1Pool:
 
     async def _connection(self) -> _Connection:
         now = time.monotonic()
-        while self._idle and now - self._idle[0].idle_since >= IDLE_SECONDS:
-            self._discard(self._idle.popleft())
+        self._close_expired(now)
         while self._idle:
             conn = self._idle.pop()  # the most recently used: the least likely to be stale
             if not conn.closed and now - conn.idle_since < IDLE_SECONDS:
@@ -228,14 +227,17 @@ class Http1Pool:
         delay = max(0.0, oldest_idle_since + IDLE_SECONDS - time.monotonic())
         self._reaper = asyncio.get_running_loop().call_later(delay, self._reap)
 
-    def _reap(self) -> None:
+    def _close_expired(self, now: float) -> int:
         """Close the connections idle past the limit (the oldest idle are on the left)."""
-        self._reaper = None
-        now = time.monotonic()
         closed = 0
         while self._idle and now - self._idle[0].idle_since >= IDLE_SECONDS:
             self._discard(self._idle.popleft())
             closed += 1
+        return closed
+
+    def _reap(self) -> None:
+        self._reaper = None
+        closed = self._close_expired(time.monotonic())
         if self._idle:
             self._arm_reaper(self._idle[0].idle_since)
         if closed:

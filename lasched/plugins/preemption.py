@@ -292,13 +292,9 @@ class DefaultPreemption:
         # member to learn it.
         if self._lowest_priority is not None:
             lowest = self._lowest_priority()
-            if lowest is None or lowest >= below:
-                return None
-        elif not any(
-            p.priority < below and not self.evictions.terminating(p)
-            for n in nodes
-            for p in n.pods.values()
-        ):
+        else:
+            lowest = min((p.priority for n in nodes for p in n.pods.values()), default=None)
+        if lowest is None or lowest >= below:
             return None
         pdbs = list(self._pdbs())
         sim: dict[str, NodeInfo] = {}
