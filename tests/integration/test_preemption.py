@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from lasched.kube import statuswriter
 from lasched.kube.binding import evict
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 from lasched_dev.devcluster import nodes
 from tests.integration.conftest import SchedulerFactory
 from tests.integration.helpers import events_for, eventually, node_of, pod, pods
@@ -103,7 +103,19 @@ async def test_preemption_policy_never_waits(
     polite = pod(
         "polite", cpu="1", nodeSelector={"pool": "never"}, priorityClassName="high-but-polite"
     )
-    await kc.post(f"/api/v1/namespaces/{namespace}/pods", polite)
+
+    async def admitted() -> bool:
+        # The Priority admission plugin reads PriorityClasses from its own informer:
+        # a class just created may not be there yet (403 "no PriorityClass").
+        try:
+            await kc.post(f"/api/v1/namespaces/{namespace}/pods", polite)
+        except ApiError as e:
+            if e.status == 403 and "no PriorityClass" in e.message:
+                return False
+            raise
+        return True
+
+    await eventually(admitted)
 
     async def failed() -> list[str]:
         evs = await events_for(kc, namespace, "polite")
