@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import os
 import random
 import sys
 import time
@@ -62,7 +63,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import yaml
 
-from bench import peers, pyspy
+from bench import controlplane, peers, pyspy
 from bench.report import check_lines, environment_lines, label, order_lines
 from bench.throughput import (
     Progress,
@@ -451,6 +452,11 @@ class Sample:
     cpu_seconds: float
     peak_rss_mb: float
     verify: dict[str, Any] = field(default_factory=dict)
+    # The measured op, first creation to last pod done: each process's CPU as a share of
+    # one core (the control plane's, the scheduler's and this harness's), and the
+    # apiserver's own mean time per request kind.
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+    apiserver_ms: dict[str, float] = field(default_factory=dict)
 
 
 async def measure(
@@ -478,26 +484,18 @@ async def measure(
         recording = await pyspy.Recording.start(running.child.pid, path)
     missing = unbound = 0
     figures: dict[str, Any] = {}
+    shares: dict[str, dict[str, float]] = {}
     setup_s = 0.0
     created: list[tuple[str, str]] = []  # (namespace, name)
     try:
         for step in steps:
             if isinstance(step, Barrier):
-                for ns, tl in timelines.items():
-                    names = [n for s, n in created if s == ns]
-                    end = await wait_writes(
-                        tl,
-                        names,
-                        timeout=cfg.timeout,
-                        event_wait=0,
-                        progress=progress,
-                        label=f"{label}: barrier",
-                        events=False,
-                        stall=cfg.stall_seconds,
-                    )
-                    unbound += end.unbound
+                unbound += await _barrier(timelines, created, cfg, progress, label)
                 continue
             tl = timelines[step.namespace]
+            meter = _OpMeter(cluster, kc, running) if step.measured else None
+            if meter is not None:
+                await meter.start()
             t0 = time.monotonic()
             await create_bodies(
                 kc,
@@ -520,7 +518,8 @@ async def measure(
             )
             missing += end.events_missing
             unbound += end.unbound
-            if step.measured:
+            if meter is not None:
+                shares = await meter.stop()
                 figures = _measured(tl, step.names, t0)
             else:
                 setup_s += time.monotonic() - t0
@@ -550,16 +549,86 @@ async def measure(
             cpu_seconds=stats.cpu_seconds,
             peak_rss_mb=stats.peak_rss_bytes / 2**20,
             verify=verdict.to_json(),
+            **shares,
         )
     finally:
         if recording is not None:
             await recording.stop()
         await running.stop()
-        for t in timelines.values():
-            await t.stop()
-        for ns in timelines:
-            await delete_pods(kc, ns)
-        await asyncio.sleep(cfg.pause_seconds)
+        await _clear(kc, timelines, cfg)
+
+
+async def _clear(kc: KubeClient, timelines: dict[str, Timeline], cfg: Config) -> None:
+    """The phase's watches stopped, its pods deleted, and a pause before the next."""
+    for t in timelines.values():
+        await t.stop()
+    for ns in timelines:
+        await delete_pods(kc, ns)
+    await asyncio.sleep(cfg.pause_seconds)
+
+
+async def _barrier(
+    timelines: dict[str, Timeline],
+    created: list[tuple[str, str]],
+    cfg: Config,
+    progress: Progress,
+    label: str,
+) -> int:
+    """Until every pod created so far is bound; how many were left unbound."""
+    unbound = 0
+    for ns, tl in timelines.items():
+        names = [n for s, n in created if s == ns]
+        end = await wait_writes(
+            tl,
+            names,
+            timeout=cfg.timeout,
+            event_wait=0,
+            progress=progress,
+            label=f"{label}: barrier",
+            events=False,
+            stall=cfg.stall_seconds,
+        )
+        unbound += end.unbound
+    return unbound
+
+
+class _OpMeter:
+    """The measured op's CPU: the control plane's (with the apiserver's time per request),
+    the scheduler's and this harness's."""
+
+    def __init__(self, cluster: DevCluster, kc: KubeClient, running: peers.RunningPeer) -> None:
+        self._meter = controlplane.Meter(cluster, kc)
+        self._running = running
+        self._cpu0 = (0.0, 0.0)
+
+    async def start(self) -> None:
+        await self._meter.start()
+        self._cpu0 = (self._running.stats().cpu_seconds, time.process_time())
+
+    async def stop(self) -> dict[str, dict[str, float]]:
+        window = await self._meter.stop()
+        return _shares(
+            window,
+            scheduler=self._running.stats().cpu_seconds - self._cpu0[0],
+            harness=time.process_time() - self._cpu0[1],
+        )
+
+
+def _shares(
+    window: controlplane.Window | None, *, scheduler: float, harness: float
+) -> dict[str, dict[str, float]]:
+    """The Sample's ``cpu_percent`` and ``apiserver_ms`` from the measured op's window."""
+    if window is None:
+        return {}
+    per_core = 100 / max(window.seconds, 1e-9)
+    return {
+        "cpu_percent": {
+            **window.cpu_percent,
+            "scheduler": scheduler * per_core,
+            "harness": harness * per_core,
+        },
+        "apiserver_ms": {kind: ms for kind, (_, ms) in window.requests.items()},
+    }
 
 
 def _measured(tl: Timeline, names: list[str], t0: float) -> dict[str, Any]:
@@ -676,6 +745,11 @@ def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, dict[str, 
                 vals = [float(v) for s in rows if math.isfinite(v := float(getattr(s, f)))]
                 if vals:
                     figs[f] = stat(vals)
+            for key in ("cpu_percent", "apiserver_ms"):
+                for name in dict.fromkeys(k for s in rows for k in getattr(s, key)):
+                    figs[f"{key}:{name}"] = stat(
+                        [getattr(s, key)[name] for s in rows if name in getattr(s, key)]
+                    )
             figs["violations"] = stat([float(s.verify.get("violations", 0)) for s in rows])
             passed = sum(1 for s in rows if s.verify.get("ok", False))
             figs["checks"] = {"median": passed, "min": passed, "max": passed, "n": len(rows)}
@@ -764,10 +838,54 @@ def markdown(result: dict[str, Any]) -> str:
                     f"- {wl}, lasched / {label(peer)}: **{st['median']:.2f}x**{rng}, "
                     f"{st['n']:.0f} repetition(s)"
                 )
+    lines += _cpu_lines(summary)
     lines += order_lines(result.get("orders") or [])
     lines += check_lines(result)
     lines += environment_lines(result["environment"])
     return "\n".join(lines) + "\n"
+
+
+# The columns of the CPU table: the control plane's processes (DevCluster's names), the
+# scheduler under test, and this harness (creating the pods, watching them and their Events).
+_PROCESSES = ("kube-apiserver", "etcd", "kwok", "kube-controller-manager", "scheduler", "harness")
+_REQUESTS = ("pod create", "binding", "Event create")
+
+
+def _cpu_lines(summary: dict[str, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
+    """Where the cores went during each measured op: on a two-core machine a scheduler
+    that uses little of them is waiting on the control plane, not on itself."""
+    if not any(
+        f"cpu_percent:{p}" in figs for by in summary.values() for figs in by.values()
+        for p in _PROCESSES
+    ):  # fmt: skip
+        return []
+    lines = [
+        "",
+        "The measured op, first creation to last pod done: each process's CPU as a share of "
+        f"one core (the machine has {os.cpu_count()}; all: their sum), and the apiserver's own "
+        "mean time per request (its `apiserver_request_duration_seconds`); medians over "
+        "repetitions.",
+        "",
+        "| workload | scheduler | "
+        + " | ".join(f"{p} %" for p in _PROCESSES)
+        + " | all % | "
+        + " | ".join(f"{r} ms" for r in _REQUESTS)
+        + " |",
+        "|---|---|" + "---|" * (len(_PROCESSES) + 1 + len(_REQUESTS)),
+    ]
+    for wl, by_peer in summary.items():
+        for peer, figs in by_peer.items():
+            cpu = [figs.get(f"cpu_percent:{p}") for p in _PROCESSES]
+            api = [figs.get(f"apiserver_ms:{r}") for r in _REQUESTS]
+            total = sum(c["median"] for c in cpu if c)
+            lines.append(
+                f"| {wl} | {label(peer)} | "
+                + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu)
+                + f" | {total:.0f} | "
+                + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api)
+                + " |"
+            )
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
