@@ -84,8 +84,12 @@ KUBE_EXTENDER = Peer(
     burst=10000,
     extender=True,
 )
+# Not a scheduler: bench.floor, binding each pod round robin the moment its watch shows
+# it and then writing its Event (the workloads scenario sets it beside the schedulers on
+# test cases whose pods ask for nothing round robin could break).
+FLOOR = Peer("floor", "floor (binds on sight, then its Event)", "bench-floor")
 LABELS = {
-    **{p.key: p.label for p in (*PEERS.values(), KUBE_EXTENDER)},
+    **{p.key: p.label for p in (*PEERS.values(), KUBE_EXTENDER, FLOOR)},
     "bind-ceiling": "bind ceiling",
 }
 

@@ -537,7 +537,7 @@ async def measure_ceiling(
         await asyncio.sleep(cfg.pause_seconds)
         steady = [f"s-{i}" for i in range(int(cfg.rate * cfg.steady_seconds))]
         if steady:
-            floor = await _start_floor(cluster, ns, cfg.nodes)
+            floor = await start_floor(cluster, [ns], cfg.nodes, workdir=cluster.workdir / ns)
             try:
                 meter = controlplane.Meter(cluster, kc)
                 await meter.start()
@@ -566,16 +566,27 @@ async def measure_ceiling(
         await asyncio.sleep(cfg.pause_seconds)
 
 
-async def _start_floor(cluster: DevCluster, ns: str, nodes: int) -> Child:
-    """``bench.floor`` in its own process, once its watch is open."""
-    workdir = cluster.workdir / ns
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "bench.floor", str(cluster.kubeconfig), ns, str(nodes)]
+async def start_floor(
+    cluster: DevCluster,
+    namespaces: list[str],
+    nodes: int | str,
+    *,
+    workdir: Path,
+    scheduler: str | None = None,
+) -> Child:
+    """``bench.floor`` in its own process, once its watches are open: it binds the new pods
+    of ``namespaces`` round robin over ``nodes`` (a count of bench nodes, or a label
+    selector), only those naming ``scheduler`` if given."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "bench.floor", str(cluster.kubeconfig), ",".join(namespaces)]
+    argv += [str(nodes), *([scheduler] if scheduler else [])]
     child = spawn("floor", argv, log_dir=workdir, detached=False)
     log = workdir / "floor.log"
-    for _ in range(200):
+    for _ in range(400):
         if b"watching" in log.read_bytes():
             return child
+        if not child.alive():
+            break
         await asyncio.sleep(0.05)
     await stop_children([child], grace=2)
     raise TimeoutError(f"bench.floor did not start watching: {log.read_text()[-2000:]}")

@@ -53,3 +53,15 @@ def test_no_table_without_the_figures() -> None:
     s = dataclasses.replace(sample("lasched", 0, 0.3), cpu_percent={}, apiserver_ms={})
     result = workloads.to_json(workloads.Config(), [], [s], {})
     assert workloads._cpu_lines(result["summary"]) == []
+
+
+def test_the_floor_runs_only_where_round_robin_placement_is_valid() -> None:
+    cfg = workloads.Config(peers=("lasched", "floor", "kube-scheduler-tuned"))
+    assert workloads.peers_for(cfg, "SchedulingBasic") == list(cfg.peers)
+    assert workloads.peers_for(cfg, "SchedulingPodAntiAffinity") == [
+        "lasched",
+        "kube-scheduler-tuned",
+    ]
+    result = workloads.to_json(cfg, [], [sample("lasched", 0, 0.3)], {})
+    assert result["floor_workloads"] == ["SchedulingBasic"]
+    assert "runs on SchedulingBasic only" in workloads.markdown(result)
