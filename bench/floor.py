@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
+
+import aiohttp
 
 from bench.throughput import write_scheduled_event
 from lasched.kube.binding import bind
-from lasched.kube.client import KubeClient
+from lasched.kube.client import ApiError, KubeClient
 
 
 async def node_names(kc: KubeClient, nodes: str) -> list[str]:
@@ -45,29 +48,60 @@ async def bind_on_sight(
         selector += f",spec.schedulerName={scheduler}"
     sem = asyncio.Semaphore(64)
     tasks: set[asyncio.Task[None]] = set()
+    seen: set[tuple[str, str]] = set()  # (namespace, uid): taken, whatever a relist shows
     count = 0
 
     async def one(ns: str, name: str, uid: str, node: str) -> None:
         async with sem:
-            await bind(kc, namespace=ns, name=name, uid=uid, node=node)
-            await write_scheduled_event(kc, ns, name, uid, node)
+            # A floor that lost a pod to one failed request would not be a floor: each
+            # write is tried again, and every failure is said in the log.
+            for attempt in range(1, 6):
+                try:
+                    if attempt == 1 or not await _bound(kc, ns, name):
+                        await bind(kc, namespace=ns, name=name, uid=uid, node=node)
+                    await write_scheduled_event(kc, ns, name, uid, node)
+                    return
+                except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:
+                    print(f"{ns}/{name}: attempt {attempt}: {type(e).__name__}: {e}", flush=True)
+                    await asyncio.sleep(0.2 * attempt)
+
+    def take(ns: str, meta: dict[str, Any]) -> None:
+        nonlocal count
+        if not meta.get("name") or (ns, meta["uid"]) in seen:
+            return
+        seen.add((ns, meta["uid"]))
+        node = nodes[count % len(nodes)]
+        count += 1
+        task = asyncio.create_task(one(ns, meta["name"], meta["uid"], node))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def watch(ns: str, rv: str) -> None:
-        nonlocal count
-        params: dict[str, str | int | bool] = {
-            "watch": True,
-            "resourceVersion": rv,
-            "fieldSelector": selector,
-        }
-        async for ev in kc.stream(f"/api/v1/namespaces/{ns}/pods", params=params):
-            meta = (ev.get("object") or {}).get("metadata") or {}
-            if ev.get("type") != "ADDED" or not meta.get("name"):
-                continue
-            node = nodes[count % len(nodes)]
-            count += 1
-            task = asyncio.create_task(one(ns, meta["name"], meta["uid"], node))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        while True:
+            params: dict[str, str | int | bool] = {
+                "watch": True,
+                "resourceVersion": rv,
+                "fieldSelector": selector,
+            }
+            try:
+                async for ev in kc.stream(f"/api/v1/namespaces/{ns}/pods", params=params):
+                    meta = (ev.get("object") or {}).get("metadata") or {}
+                    if ev.get("type") == "ADDED":
+                        take(ns, meta)
+                    elif meta.get("resourceVersion"):
+                        rv = meta["resourceVersion"]
+                print(f"{ns}: watch ended; listing again", flush=True)
+            except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:
+                print(f"{ns}: watch failed ({type(e).__name__}: {e}); listing again", flush=True)
+                await asyncio.sleep(0.5)
+            rv = await relist(ns)
+
+    async def relist(ns: str) -> str:
+        """The pods still unbound taken (a watch that ended may have missed some)."""
+        listing = await kc.get(f"/api/v1/namespaces/{ns}/pods", fieldSelector=selector)
+        for pod in listing["items"]:
+            take(ns, pod["metadata"])
+        return str(listing["metadata"]["resourceVersion"])
 
     versions = [
         (await kc.get(f"/api/v1/namespaces/{ns}/pods", limit=1))["metadata"]["resourceVersion"]
@@ -76,6 +110,12 @@ async def bind_on_sight(
     # Each watch starts from its list's version, so no pod created from here on is missed.
     print("watching", flush=True)  # the caller waits for this line before creating pods
     await asyncio.gather(*(watch(ns, rv) for ns, rv in zip(namespaces, versions, strict=True)))
+
+
+async def _bound(kc: KubeClient, ns: str, name: str) -> bool:
+    """Whether an earlier attempt's binding landed (its answer may have been lost)."""
+    pod = await kc.get(f"/api/v1/namespaces/{ns}/pods/{name}")
+    return bool(pod["spec"].get("nodeName"))
 
 
 async def main(kubeconfig: str, namespaces: str, nodes: str, scheduler: str | None) -> None:
