@@ -32,6 +32,7 @@ import argparse
 import copy
 import cProfile
 import hashlib
+import itertools
 import pstats
 import random
 import statistics
@@ -50,6 +51,9 @@ from lasched.scheduler import Scheduler
 from lasched.settings import Settings
 
 SEED = 20251123
+# Seconds a read of the framework's clock stands for in a replay (about a hinted cycle's
+# cost at 1,000 nodes), so a batch grows old as it would at that pace.
+CYCLE_SECONDS = 50e-6
 
 
 class _NoClient:
@@ -180,6 +184,10 @@ def one_round(
     sched = build(nodes, existing)
     fw = sched.profiles["lasched"].framework
     fw._rng = random.Random(SEED + 2)  # the tie-break: seeded so decisions repeat
+    # A batch's age on a clock of cycles (CYCLE_SECONDS each) rather than the wall's, so
+    # the pods a batch serves, and so the decisions, repeat from round to round.
+    ticks = itertools.count()
+    fw.clock = lambda: next(ticks) * CYCLE_SECONDS
     digest = hashlib.sha256()
     unschedulable = hinted = 0
     node_list = sched.cycle.nodes()

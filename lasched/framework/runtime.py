@@ -196,6 +196,9 @@ class Framework:
         self._durations: dict[tuple[str, Code], Histogram] = {}
         self._batch: Batch | None = None
         self._last_sig: Hashable | None = None  # the batching signature of the last pod
+        # What a batch's age is read on; a replay (bench.hotpath) sets a clock of its own
+        # so that which pods a batch serves does not depend on how fast the machine is.
+        self.clock: Callable[[], float] = time.monotonic
         self.columns_min_nodes = COLUMNS_MIN_NODES
         self._view: NodeView | None = None  # of the last node list judged from the columns
         self._compile()
@@ -537,7 +540,7 @@ class Framework:
                 signature=sig, cycle=cycle, skip=frozenset(skip_score),
                 chosen=next(ni for ni in feasible if ni.name == chosen), feasible=feasible,
                 totals=[totals[ni.name] for ni in feasible],
-                static=[static[ni.name] for ni in feasible], rng=self._rng,
+                static=[static[ni.name] for ni in feasible], rng=self._rng, now=self.clock(),
             )  # fmt: skip
         return ScheduleResult(chosen, evaluated, len(feasible), totals)
 
@@ -670,7 +673,7 @@ class Framework:
             self._batch = Batch(
                 signature=sig, cycle=cycle, skip=frozenset(skip_score), chosen=chosen,
                 feasible=feasible, totals=totals.tolist(), static=static.tolist(),
-                rng=self._rng,
+                rng=self._rng, now=self.clock(),
             )  # fmt: skip
         return ScheduleResult(chosen.name, evaluated, len(feasible), NodeScores(feasible, totals))
 
@@ -734,7 +737,7 @@ class Framework:
         """The batch's best node for ``pod`` if it still fits, else None (a full cycle)."""
         b = self._batch
         assert b is not None
-        if not b.usable(sig, cycle, time.monotonic()):
+        if not b.usable(sig, cycle, self.clock()):
             metrics.batch_attempts.labels("no_hint", self.profile).inc()
             return None
         t0 = time.perf_counter()
