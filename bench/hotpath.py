@@ -47,6 +47,7 @@ from lasched.framework.runtime import FitError
 from lasched.kube.client import KubeClient
 from lasched.model.node import Node
 from lasched.model.pod import PodInfo
+from lasched.plugins.preemption import DefaultPreemption
 from lasched.scheduler import Scheduler
 from lasched.settings import Settings
 
@@ -184,6 +185,10 @@ def one_round(
     sched = build(nodes, existing)
     fw = sched.profiles["lasched"].framework
     fw._rng = random.Random(SEED + 2)  # the tie-break: seeded so decisions repeat
+    for plugin in fw.post_filters:  # and preemption's dry run, from its offset
+        for p in (plugin, getattr(plugin, "_preemption", None)):
+            if isinstance(p, DefaultPreemption):
+                p.rng = random.Random(SEED + 3)
     # A batch's age on a clock of cycles (CYCLE_SECONDS each) rather than the wall's, so
     # the pods a batch serves, and so the decisions, repeat from round to round.
     ticks = itertools.count()

@@ -12,8 +12,8 @@ the file ends one of three ways, and each names the field by its path:
   ``podMaxBackoffSeconds``, ``leaderElection`` and
   ``clientConnection.kubeconfig``;
 * **ignored, with a warning**: a field of kube-scheduler's that lasched has
-  no use for (``parallelism``, ``clientConnection.qps``, DefaultPreemption's
-  ``minCandidateNodesPercentage``, ...);
+  no use for (``parallelism``, ``clientConnection.qps``, NodeResourcesFit's
+  ``ignoredResources``, ...);
 * **an error**: a plugin lasched does not have (saying what it offers
   instead), a value it cannot honour (an extended resource for
   ``LeastAllocated``), one kube-scheduler's validation refuses (a
@@ -562,11 +562,23 @@ def _balanced_args(args: _Fields, out: _ProfileArgs) -> None:
 
 
 def _preemption_args(args: _Fields, out: _ProfileArgs) -> None:
-    args.integer("minCandidateNodesPercentage", minimum=0, maximum=100)
-    args.integer("minCandidateNodesAbsolute", minimum=0)
-    why = "lasched's DefaultPreemption considers every node where evicting pods could help"
-    args.ignore("minCandidateNodesPercentage", why)
-    args.ignore("minCandidateNodesAbsolute", why)
+    pct = args.integer("minCandidateNodesPercentage", minimum=0, maximum=100)
+    absolute = args.integer("minCandidateNodesAbsolute", minimum=0)
+    if pct == 0 and absolute == 0:
+        raise ConfigError(
+            f"{args.name('minCandidateNodesPercentage')} and "
+            f"{args.name('minCandidateNodesAbsolute')} cannot both be zero"
+        )
+    own = {
+        k: v
+        for k, v in (
+            ("minCandidateNodesPercentage", pct),
+            ("minCandidateNodesAbsolute", absolute),
+        )
+        if v is not None
+    }
+    if own:
+        out.plugin_args["DefaultPreemption"] = own
 
 
 def _node_affinity_args(args: _Fields, out: _ProfileArgs) -> None:

@@ -66,7 +66,13 @@ from lasched.plugins.noderesourcetopology import NodeResourceTopologyMatch
 from lasched.plugins.nodeunschedulable import NodeUnschedulable
 from lasched.plugins.nodevolumelimits import NodeVolumeLimits
 from lasched.plugins.podtopologyspread import PodTopologySpread
-from lasched.plugins.preemption import DefaultPreemption, Evictions, GangPreemption
+from lasched.plugins.preemption import (
+    MIN_CANDIDATE_NODES_ABSOLUTE,
+    MIN_CANDIDATE_NODES_PERCENTAGE,
+    DefaultPreemption,
+    Evictions,
+    GangPreemption,
+)
 from lasched.plugins.queuesort import PrioritySort
 from lasched.plugins.schedulinggates import SchedulingGates
 from lasched.plugins.tainttoleration import TaintToleration
@@ -139,6 +145,12 @@ def _fit(args: Args, h: Handle) -> NodeResourcesFit:
 
 def _default_preemption(args: Args, h: Handle) -> DefaultPreemption:
     return DefaultPreemption(
+        min_candidate_nodes_percentage=int(
+            args.get("minCandidateNodesPercentage", MIN_CANDIDATE_NODES_PERCENTAGE)
+        ),
+        min_candidate_nodes_absolute=int(
+            args.get("minCandidateNodesAbsolute", MIN_CANDIDATE_NODES_ABSOLUTE)
+        ),
         node_info=h.cache.node_info,
         filter_node=h.filter_node,
         pdbs=h.pdbs,

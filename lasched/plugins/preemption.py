@@ -10,10 +10,17 @@ kube-scheduler's rules, in order:
   terminating from the moment its eviction is decided (:class:`Evictions`),
   not only once the informer shows its deletionTimestamp, and a terminating
   pod is never chosen as a victim again.
-* Candidate nodes are those that failed Filter with a resolvable reason. On
+* Potential nodes are those that failed Filter with a resolvable reason. On
   each, every lower-priority pod is removed; if the pod then fits, victims are
   *reprieved* one by one, most important first (PDB-protected ones before the
   others), and re-added if the pod still fits without them.
+* As kube-scheduler's dry run does, the potential nodes are tried from a
+  random offset, in order, wrapping around, until a shortlist is found:
+  ``max(minCandidateNodesPercentage % of them, minCandidateNodesAbsolute)``
+  candidates (10 % and 100 by default), at least one of them violating no
+  PodDisruptionBudget. On a large cluster this is a few hundred nodes tried
+  per preemptor rather than every node (at 5,000 nodes full of victims,
+  trying every node was nine tenths of the scheduler's time).
 * The node is chosen by: fewest PodDisruptionBudget violations, then the
   lowest highest-victim priority, then the smallest sum of victim
   priorities, then the fewest victims, then the latest start among the
@@ -27,6 +34,7 @@ nominates the node, whose freed room is then held for the preemptor.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,6 +56,15 @@ FilterNode = Callable[[CycleState, PodInfo, NodeInfo], Status]
 # kube-scheduler's wording, so FailedScheduling events read the same.
 _NO_VICTIMS = "No preemption victims found for incoming pod"
 _NOT_HELPFUL = "Preemption is not helpful for scheduling"
+
+# DefaultPreemptionArgs' defaults (kube-scheduler's).
+MIN_CANDIDATE_NODES_PERCENTAGE = 10
+MIN_CANDIDATE_NODES_ABSOLUTE = 100
+
+
+def num_candidates(potential: int, percentage: int, absolute: int) -> int:
+    """kube-scheduler's calculateNumCandidates: how many candidates the dry run shortlists."""
+    return min(potential, max(potential * percentage // 100, absolute))
 
 
 class Evictions:
@@ -148,11 +165,19 @@ class DefaultPreemption:
         evictions: Evictions | None = None,
         gang_budget: GangBudget = lambda pod: None,
         lowest_priority: Callable[[], int | None] | None = None,
+        min_candidate_nodes_percentage: int = MIN_CANDIDATE_NODES_PERCENTAGE,
+        min_candidate_nodes_absolute: int = MIN_CANDIDATE_NODES_ABSOLUTE,
+        rng: random.Random | None = None,
     ) -> None:
         """``gang_budget``: for a member of a gang, its group's key and how many of its
         members may go before it falls below min-available (None: no gang).
         ``lowest_priority``: the lowest priority of a pod on any node (None: no pod), if
-        the caller keeps it; else plans find out by looking at every pod."""
+        the caller keeps it; else plans find out by looking at every pod.
+        ``min_candidate_nodes_*``: DefaultPreemptionArgs; ``rng`` draws the dry run's
+        offset."""
+        self.min_candidate_nodes_percentage = min_candidate_nodes_percentage
+        self.min_candidate_nodes_absolute = min_candidate_nodes_absolute
+        self.rng = rng if rng is not None else random.Random()
         self._node_info = node_info
         self._lowest_priority = lowest_priority
         self._gang_budget = gang_budget
@@ -180,18 +205,14 @@ class DefaultPreemption:
                 "preemption: not helpful, the pod was rejected before filtering."
             )
         pdbs = list(self._pdbs())
-        candidates = []
         why: Counter[str] = Counter()
+        potential = []
         for name, st in statuses.items():
-            if st.code is not Code.UNSCHEDULABLE:
-                why[_NOT_HELPFUL] += 1  # unresolvable: evicting pods would not help
-                continue
-            ni = self._node_info(name)
-            cand = self._victims_on(state, pod, ni, pdbs) if ni is not None else None
-            if cand is None:
-                why[_NO_VICTIMS] += 1
+            if st.code is Code.UNSCHEDULABLE:
+                potential.append(name)
             else:
-                candidates.append(cand)
+                why[_NOT_HELPFUL] += 1  # unresolvable: evicting pods would not help
+        candidates = self._dry_run(state, pod, potential, pdbs, why)
         if not candidates:
             parts = ", ".join(f"{n} {r}" for r, n in sorted(why.items()))
             return None, unschedulable(
@@ -199,6 +220,38 @@ class DefaultPreemption:
             )
         best = min(candidates, key=Candidate.sort_key)
         return PostFilterResult(best.node, best.victims), Status()
+
+    def _dry_run(
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        potential: list[str],
+        pdbs: list[PDB],
+        why: Counter[str],
+    ) -> list[Candidate]:
+        """kube-scheduler's DryRunPreemption: the potential nodes from a random offset,
+        wrapping around, until the shortlist is long enough and holds a candidate that
+        violates no PodDisruptionBudget (or every node was tried). ``why`` counts the
+        nodes tried that had no victims to offer."""
+        if not potential:
+            return []
+        wanted = num_candidates(
+            len(potential), self.min_candidate_nodes_percentage, self.min_candidate_nodes_absolute
+        )
+        offset = self.rng.randrange(len(potential))
+        candidates: list[Candidate] = []
+        clean = 0  # candidates violating no budget
+        for i in range(len(potential)):
+            ni = self._node_info(potential[(offset + i) % len(potential)])
+            cand = self._victims_on(state, pod, ni, pdbs) if ni is not None else None
+            if cand is None:
+                why[_NO_VICTIMS] += 1
+                continue
+            candidates.append(cand)
+            clean += cand.pdb_violations == 0
+            if clean and len(candidates) >= wanted:
+                break
+        return candidates
 
     def _eligible(self, pod: PodInfo, statuses: dict[str, Status]) -> bool:
         """kube-scheduler's PodEligibleToPreemptOthers (preemptionPolicy aside)."""

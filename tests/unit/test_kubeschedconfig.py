@@ -14,6 +14,7 @@ from lasched import cli, kubeschedconfig
 from lasched.framework.registry import ExtensionPoint
 from lasched.kubeschedconfig import is_kube_scheduler_configuration, parse_duration, translate
 from lasched.plugins.noderesources import NodeResourcesFit
+from lasched.plugins.preemption import DefaultPreemption
 from lasched.settings import ConfigError
 from tests.unit.test_registry import at, build
 
@@ -72,8 +73,8 @@ profiles:
               - {name: memory, weight: 1}
       - name: DefaultPreemption
         args:
-          minCandidateNodesPercentage: 10
-          minCandidateNodesAbsolute: 100
+          minCandidateNodesPercentage: 20
+          minCandidateNodesAbsolute: 50
       - name: VolumeBinding
         args:
           bindTimeoutSeconds: 600
@@ -126,6 +127,11 @@ def test_a_realistic_configuration_translates() -> None:
         "ImageLocality",
     ]  # fmt: skip
     assert fw.percentage_of_nodes_to_score == 100
+    [preemption] = [p for p in fw.post_filters if isinstance(p, DefaultPreemption)]
+    assert (
+        preemption.min_candidate_nodes_percentage,
+        preemption.min_candidate_nodes_absolute,
+    ) == (20, 50)
     assert at(build(s.profiles[0], s)) == at(build())  # a profile of defaults is the default
 
 
@@ -136,8 +142,6 @@ def test_ignored_fields_are_warned_about_by_path() -> None:
         "parallelism",
         "clientConnection.qps",
         "clientConnection.burst",
-        "profiles[1].pluginConfig[1].args.minCandidateNodesPercentage",
-        "profiles[1].pluginConfig[1].args.minCandidateNodesAbsolute",
     ]
 
 
@@ -288,6 +292,26 @@ def test_errors_name_the_field(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         translate(data)
     assert message in str(err.value)
+
+
+def test_preemption_candidates_cannot_both_be_zero() -> None:
+    """As kube-scheduler's validation: a dry run shortlisting no node would preempt nothing."""
+    data = one_profile(
+        pluginConfig=[
+            {
+                "name": "DefaultPreemption",
+                "args": {"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 0},
+            }
+        ]
+    )
+    with pytest.raises(ConfigError, match=r"minCandidateNodesPercentage and .* cannot both be"):
+        translate(data)
+    one = one_profile(
+        pluginConfig=[{"name": "DefaultPreemption", "args": {"minCandidateNodesAbsolute": 0}}]
+    )
+    [pre] = [p for p in build(translate(one).settings.profiles[0]).post_filters
+             if isinstance(p, DefaultPreemption)]  # fmt: skip
+    assert (pre.min_candidate_nodes_percentage, pre.min_candidate_nodes_absolute) == (10, 0)
 
 
 def test_disabling_a_plugin_lasched_lacks_is_allowed() -> None:

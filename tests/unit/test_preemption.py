@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -134,6 +135,78 @@ def test_a_gang_at_min_available_is_spared_like_a_pdb() -> None:
     result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
     assert result is not None
     assert result.nominated_node in ("n1", "n2")
+
+
+class Counting(World):
+    """A World whose preemption counts the nodes its dry run simulates."""
+
+    def __init__(self, nodes: int, **kwargs: Any) -> None:
+        super().__init__(**{f"n{i:03d}": "2" for i in range(nodes)})
+        self.tried: list[str] = []
+        inner = self.plugin._victims_on
+
+        def counted(state: CycleState, pod: PodInfo, ni: NodeInfo, *a: Any) -> Any:
+            self.tried.append(ni.name)
+            return inner(state, pod, ni, *a)
+
+        self.plugin = DefaultPreemption(
+            node_info=self.cache.node_info,
+            filter_node=self.fw.filter_node,
+            pdbs=lambda: self.pdbs,
+            nominated_node=self.cache.nominated_node,
+            rng=random.Random(7),
+            **kwargs,
+        )
+        self.plugin._victims_on = counted  # type: ignore[method-assign,assignment]
+
+
+def test_the_dry_run_shortlists_as_kube_scheduler_does() -> None:
+    """max(10 % of the potential nodes, 100) candidates, from a random offset, in order."""
+    w = Counting(300)
+    for i in range(300):
+        w.place(f"low-{i}", f"n{i:03d}", cpu="2", priority=1)
+    result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
+    assert result is not None
+    assert len(w.tried) == 100
+    names = sorted(ni.name for ni in w.cache.node_infos())
+    start = names.index(w.tried[0])
+    assert w.tried == [names[(start + i) % 300] for i in range(100)]  # wrapping around
+    assert result.nominated_node in w.tried
+
+    w = Counting(300, min_candidate_nodes_percentage=50, min_candidate_nodes_absolute=10)
+    for i in range(300):
+        w.place(f"low-{i}", f"n{i:03d}", cpu="2", priority=1)
+    w.preempt(make_pod("high", cpu="2", priority=100))
+    assert len(w.tried) == 150
+
+
+def test_the_shortlist_waits_for_a_candidate_violating_no_budget() -> None:
+    """Candidates that break a PodDisruptionBudget do not end the dry run alone."""
+    w = Counting(5, min_candidate_nodes_percentage=0, min_candidate_nodes_absolute=1)
+    for i in range(5):
+        w.place(f"low-{i}", f"n{i:03d}", cpu="2", priority=1, labels={"app": "kept"} if i else {})
+    w.pdbs = [
+        PDB(
+            {
+                "metadata": {"name": "keep", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "kept"}}},
+                "status": {"disruptionsAllowed": 0},
+            }
+        )
+    ]
+    result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
+    assert result is not None
+    assert result.nominated_node == "n000"  # the one node whose victim no budget protects
+    assert w.tried[-1] == "n000"
+
+
+def test_nodes_without_victims_are_counted_when_none_is_found() -> None:
+    """Every node tried, the message says why each failed."""
+    w = Counting(120)
+    result, st = w.preempt(make_pod("high", cpu="4", priority=100))
+    assert result is None
+    assert len(w.tried) == 120
+    assert "120 No preemption victims found" in st.message
 
 
 def test_policy_never_does_not_preempt() -> None:
