@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import shutil
 import signal
 import sys
@@ -93,8 +94,12 @@ class Recording:
 
 
 def read(path: Path) -> Counter[tuple[str, ...]]:
+    """Collapsed stacks, from a file as py-spy wrote it or gzipped (``.gz``, as the larger
+    committed profiles are)."""
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode()
     stacks: Counter[tuple[str, ...]] = Counter()
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
             stacks[tuple(stack.split(";"))] += int(count)
