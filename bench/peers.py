@@ -48,6 +48,8 @@ class Peer:
     workload_api: bool = True
     # lasched's settings for this peer, beside the benchmark's (a variant of lasched).
     settings: Mapping[str, Any] | None = None
+    # kube-scheduler's default plugins this peer runs without (multiPoint.disabled).
+    disabled_plugins: tuple[str, ...] = ()
 
     @property
     def is_lasched(self) -> bool:
@@ -66,7 +68,18 @@ KUBE_TUNED = Peer(
     qps=5000,
     burst=10000,
 )
-PEERS = {p.key: p for p in (LASCHED, KUBE_DEFAULT, KUBE_TUNED)}
+# The tuned kube-scheduler cut to the plugins lasched has: its default plugins without
+# DynamicResources (lasched does not allocate ResourceClaims) and NodeName (lasched never
+# sees a pod that names its node). Beside the tuned row it shows what those cost.
+KUBE_LASCHED_PLUGINS = Peer(
+    "kube-scheduler-lasched-plugins",
+    "kube-scheduler (QPS 5000/10000), lasched's plugins",
+    "kube-scheduler",
+    qps=5000,
+    burst=10000,
+    disabled_plugins=("DynamicResources", "NodeName"),
+)
+PEERS = {p.key: p for p in (LASCHED, KUBE_DEFAULT, KUBE_TUNED, KUBE_LASCHED_PLUGINS)}
 
 # The latency scenario's peers: pods that kube-scheduler places name its default profile.
 KUBE_LATENCY_BLIND = Peer(
@@ -184,6 +197,10 @@ def kube_scheduler_config(peer: Peer, *, kubeconfig: Path, extender_url: str | N
         "leaderElection:\n  leaderElect: false\n"
         f"profiles:\n  - schedulerName: {peer.scheduler_name}\n"
     )
+    if peer.disabled_plugins:
+        text += "    plugins:\n      multiPoint:\n        disabled:\n" + "".join(
+            f"          - name: {name}\n" for name in peer.disabled_plugins
+        )
     if extender_url:
         # As docs/extender.md recommends.
         text += (
