@@ -338,7 +338,7 @@ def _workloads(r: _Run) -> Outcome:
     cfg = workloads.Config(**r.common, **given)
     if r.args.profile:
         cfg = dataclasses.replace(cfg, profile_stem=str(r.out / f"workloads-{cfg.nodes}nodes"))
-    _check_peers(r.ap, cfg.peers, (*peer_defs.PEERS, peer_defs.FLOOR.key))
+    _check_peers(r.ap, cfg.peers, tuple(workloads.PEERS))
 
     def checkpoint(done: list[workloads.Workload], samples: list[workloads.Sample]) -> None:
         """The finished test cases' results, written as the run goes (the last write is

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,36 +166,58 @@ _PROCESSES = ("kube-apiserver", "etcd", "kwok", "scheduler")
 _REQUESTS = ("binding", "pod create", "Event create", "Lease renew")
 
 
+def cores_table(
+    heads: list[str],
+    rows: Sequence[tuple[list[str], Mapping[str, Mapping[str, float]]]],
+    *,
+    processes: Sequence[str],
+    requests: Sequence[str],
+    total: bool = False,
+) -> list[str]:
+    """A table of where the cores went: each row's leading cells (under ``heads``), then
+    each process's ``cpu_percent:`` median, their sum if ``total``, then the apiserver's
+    ``apiserver_ms:`` median per request kind."""
+    lines = [
+        "| "
+        + " | ".join([*heads, *(f"{p} %" for p in processes), *(["all %"] if total else [])])
+        + " | "
+        + " | ".join(f"{r} ms" for r in requests)
+        + " |",
+        "|" + "---|" * (len(heads) + len(processes) + total + len(requests)),
+    ]
+    for cells, figs in rows:
+        cpu = [figs.get(f"cpu_percent:{p}") for p in processes]
+        api = [figs.get(f"apiserver_ms:{r}") for r in requests]
+        shares = [f"{c['median']:.0f}" if c else "-" for c in cpu]
+        if total:
+            shares.append(f"{sum(c['median'] for c in cpu if c):.0f}")
+        lines.append(
+            "| "
+            + " | ".join([*cells, *shares])
+            + " | "
+            + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api)
+            + " |"
+        )
+    return lines
+
+
 def _control_plane_table(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     """Where the cores went in the steady phase, and the apiserver's own time per request."""
     if not any(f"cpu_percent:{p}" in s for s in summary.values() for p in _PROCESSES):
         return []
-    lines = [
+    rows = [
+        (["floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)], s)
+        for peer, s in summary.items()
+    ]
+    return [
         "",
         "Steady phase, until its last pod is done: each process's CPU as a share of one core "
         f"(the machine has {os.cpu_count()}), and the apiserver's own mean time per request "
         "(from its `apiserver_request_duration_seconds`); medians over repetitions. The "
         "floor's scheduler column is bench/floor.py.",
         "",
-        "| scheduler | "
-        + " | ".join(f"{p} %" for p in _PROCESSES)
-        + " | "
-        + " | ".join(f"{r} ms" for r in _REQUESTS)
-        + " |",
-        "|---|" + "---|" * (len(_PROCESSES) + len(_REQUESTS)),
+        *cores_table(["scheduler"], rows, processes=_PROCESSES, requests=_REQUESTS),
     ]
-    for peer, s in summary.items():
-        cpu = [s.get(f"cpu_percent:{p}") for p in _PROCESSES]
-        api = [s.get(f"apiserver_ms:{r}") for r in _REQUESTS]
-        name = "floor (binds on sight)" if peer == "bind-ceiling" else _LABELS.get(peer, peer)
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu)
-            + " | "
-            + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api)
-            + " |"
-        )
-    return lines
 
 
 def plots(samples: list[Sample], directory: Path, stem: str) -> list[Path]:

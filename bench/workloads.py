@@ -64,7 +64,7 @@ import matplotlib.pyplot as plt
 import yaml
 
 from bench import controlplane, peers, pyspy
-from bench.report import check_lines, environment_lines, label, order_lines
+from bench.report import check_lines, cores_table, environment_lines, label, order_lines
 from bench.throughput import (
     Progress,
     check,
@@ -434,6 +434,8 @@ class Config:
 # room that round robin leaves them, so its placements pass the check. Every other test
 # case's pods name affinities, spreads or priorities that only a scheduler honours.
 FLOOR_WORKLOADS = frozenset({"SchedulingBasic"})
+# The peers a workloads run may name: the schedulers and the floor.
+PEERS = {**peers.PEERS, peers.FLOOR.key: peers.FLOOR}
 
 
 def peers_for(cfg: Config, workload: str) -> list[str]:
@@ -731,7 +733,7 @@ async def run(
                             cluster=cluster,
                             kc=kc,
                             wl=wl,
-                            peer=peers.FLOOR if key == peers.FLOOR.key else peers.PEERS[key],
+                            peer=PEERS[key],
                             cfg=cfg,
                             rep=rep,
                             position=position,
@@ -897,33 +899,22 @@ def _cpu_lines(summary: dict[str, dict[str, dict[str, dict[str, float]]]]) -> li
         for p in _PROCESSES
     ):  # fmt: skip
         return []
-    lines = [
+    rows = [
+        ([wl, label(peer)], figs)
+        for wl, by_peer in summary.items()
+        for peer, figs in by_peer.items()
+    ]
+    return [
         "",
         "The measured op, first creation to last pod done: each process's CPU as a share of "
         f"one core (the machine has {os.cpu_count()}; all: their sum), and the apiserver's own "
         "mean time per request (its `apiserver_request_duration_seconds`); medians over "
         "repetitions.",
         "",
-        "| workload | scheduler | "
-        + " | ".join(f"{p} %" for p in _PROCESSES)
-        + " | all % | "
-        + " | ".join(f"{r} ms" for r in _REQUESTS)
-        + " |",
-        "|---|---|" + "---|" * (len(_PROCESSES) + 1 + len(_REQUESTS)),
+        *cores_table(
+            ["workload", "scheduler"], rows, processes=_PROCESSES, requests=_REQUESTS, total=True
+        ),
     ]
-    for wl, by_peer in summary.items():
-        for peer, figs in by_peer.items():
-            cpu = [figs.get(f"cpu_percent:{p}") for p in _PROCESSES]
-            api = [figs.get(f"apiserver_ms:{r}") for r in _REQUESTS]
-            total = sum(c["median"] for c in cpu if c)
-            lines.append(
-                f"| {wl} | {label(peer)} | "
-                + " | ".join(f"{c['median']:.0f}" if c else "-" for c in cpu)
-                + f" | {total:.0f} | "
-                + " | ".join(f"{a['median']:.1f}" if a else "-" for a in api)
-                + " |"
-            )
-    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -55,6 +55,17 @@ class World:
         return self.plugin.post_filter(CycleState(), pod, statuses)
 
 
+def no_disruption(name: str, labels: dict[str, str]) -> PDB:
+    """A PodDisruptionBudget of the default namespace allowing no disruption."""
+    return PDB(
+        {
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"matchLabels": labels}},
+            "status": {"disruptionsAllowed": 0},
+        }
+    )
+
+
 def test_evicts_only_what_is_needed() -> None:
     """Of three low pods, only enough are evicted; the most important are reprieved."""
     w = World(n1="4")
@@ -104,15 +115,7 @@ def test_pdb_protected_pods_are_spared_when_possible() -> None:
     w = World(n1="2", n2="2")
     w.place("guarded", "n1", cpu="2", priority=5, labels={"app": "db"})
     w.place("free", "n2", cpu="2", priority=10)
-    w.pdbs.append(
-        PDB(
-            {
-                "metadata": {"name": "db", "namespace": "default"},
-                "spec": {"selector": {"matchLabels": {"app": "db"}}},
-                "status": {"disruptionsAllowed": 0},
-            }
-        )
-    )
+    w.pdbs.append(no_disruption("db", {"app": "db"}))
     result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
     assert result is not None
     assert result.nominated_node == "n2"
@@ -185,15 +188,7 @@ def test_the_shortlist_waits_for_a_candidate_violating_no_budget() -> None:
     w = Counting(5, min_candidate_nodes_percentage=0, min_candidate_nodes_absolute=1)
     for i in range(5):
         w.place(f"low-{i}", f"n{i:03d}", cpu="2", priority=1, labels={"app": "kept"} if i else {})
-    w.pdbs = [
-        PDB(
-            {
-                "metadata": {"name": "keep", "namespace": "default"},
-                "spec": {"selector": {"matchLabels": {"app": "kept"}}},
-                "status": {"disruptionsAllowed": 0},
-            }
-        )
-    ]
+    w.pdbs = [no_disruption("keep", {"app": "kept"})]
     result, _ = w.preempt(make_pod("high", cpu="2", priority=100))
     assert result is not None
     assert result.nominated_node == "n000"  # the one node whose victim no budget protects
